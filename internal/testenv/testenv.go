@@ -1,0 +1,61 @@
+// Package testenv decides whether a test that needs root, BPF, a server
+// binary or the shared corpus may run. Outside CI such a test skips with the
+// reason; in CI (CI=true) a missing prerequisite is a failure.
+package testenv
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+)
+
+// InCI reports whether the tests run in CI, where nothing may be skipped.
+func InCI() bool { return os.Getenv("CI") == "true" }
+
+func skipOrFail(t testing.TB, reason string) {
+	t.Helper()
+	if InCI() {
+		t.Fatalf("CI=true and a prerequisite is missing: %s", reason)
+	}
+	t.Skipf("skipped outside CI: %s", reason)
+}
+
+// RequireRoot skips (outside CI) or fails (in CI) when not running as root.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		skipOrFail(t, "needs root for BPF, XDP and network namespaces")
+	}
+}
+
+// RequireBinary returns the path of a program the test needs, such as
+// redis-server.
+func RequireBinary(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		skipOrFail(t, name+" is not installed (scripts/deps.sh installs it)")
+	}
+	return p
+}
+
+// SharedDir returns the read-only ../shared folder next to the project
+// (the replay corpus and the real trails file live there).
+func SharedDir(t testing.TB) string {
+	t.Helper()
+	_, file, _, ok := runtime.Caller(0)
+	if ok {
+		// internal/testenv/testenv.go -> project root -> ../shared
+		dir := filepath.Join(filepath.Dir(file), "..", "..", "..", "shared")
+		if st, err := os.Stat(filepath.Join(dir, "corpus")); err == nil && st.IsDir() {
+			return dir
+		}
+	}
+	if d := os.Getenv("XTRAIL_SHARED"); d != "" {
+		return d
+	}
+	skipOrFail(t, "../shared (corpus and trails data) is not next to the project; set XTRAIL_SHARED")
+	return ""
+}
