@@ -1,0 +1,261 @@
+package d4server
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+)
+
+// MemStore is an in-process Store with the semantics of RedisStore: the same
+// queue fan-out, bounds and reliable pop. Nothing survives the process, so a
+// caller that runs it outside tests must say loudly that it is not durable.
+// Sensor-group queues (sensor:queues:...) are not supported: only global
+// queues registered with RegisterQueue receive lines.
+type MemStore struct {
+	max int64
+
+	mu      sync.Mutex
+	sensors map[string]*SensorInfo
+	queues  map[string]*memQueueMeta       // by queue uuid
+	byType  map[string]map[string]struct{} // meta type -> queue uuids
+	lists   map[string]*memList            // by analyzer:<t>:<q>
+}
+
+// SensorInfo is what MemStore keeps about a sensor (d4-core's metadata_uuid).
+type SensorInfo struct {
+	FirstSeen, LastSeen time.Time
+	Error               string
+	IPs                 []string // "<ip>-<YYYYmmddHHMMSS>", newest first, at most 16
+	Frames              uint64
+}
+
+type memQueueMeta struct {
+	metaType, description string
+	maxSize               int64
+	lastUpdated           time.Time
+}
+
+// memList mirrors a Redis list and its in-flight list. Both are kept oldest
+// first. wake is closed and replaced on every push, so any number of blocked
+// Pops wake up without a sync.Cond (which cannot select on a context).
+type memList struct {
+	items, inflight, dead []string
+	wake                  chan struct{}
+}
+
+// NewMemStore returns an empty in-process store whose queues keep at most
+// maxSize+1 elements (as LTRIM 0 maxSize does); maxSize <= 0 means
+// DefaultQueueMaxSize.
+func NewMemStore(maxSize int64) *MemStore {
+	if maxSize <= 0 {
+		maxSize = DefaultQueueMaxSize
+	}
+	return &MemStore{
+		max:     maxSize,
+		sensors: make(map[string]*SensorInfo),
+		queues:  make(map[string]*memQueueMeta),
+		byType:  make(map[string]map[string]struct{}),
+		lists:   make(map[string]*memList),
+	}
+}
+
+// Init does nothing: the accepted types are fixed by the server's code.
+func (m *MemStore) Init(context.Context) error { return nil }
+
+// Close does nothing: there is nothing to release.
+func (m *MemStore) Close() error { return nil }
+
+func (m *MemStore) sensor(u string) *SensorInfo {
+	s := m.sensors[u]
+	if s == nil {
+		s = &SensorInfo{}
+		m.sensors[u] = s
+	}
+	return s
+}
+
+// SensorSeen records an accepted frame.
+func (m *MemStore) SensorSeen(_ context.Context, v Sighting) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.sensor(v.UUID)
+	if s.FirstSeen.IsZero() {
+		s.FirstSeen = v.Time
+	}
+	s.LastSeen = v.Time
+	s.Error = ""
+	s.Frames++
+	if v.SessionStart {
+		s.IPs = slices.Insert(s.IPs, 0, ipStamp(v.IP, v.Time))
+		if len(s.IPs) > 16 {
+			s.IPs = s.IPs[:16]
+		}
+	}
+	return nil
+}
+
+// SetError sets the sensor's last error.
+func (m *MemStore) SetError(_ context.Context, uuid, msg string) error {
+	m.mu.Lock()
+	m.sensor(uuid).Error = msg
+	m.mu.Unlock()
+	return nil
+}
+
+// Sensor returns a copy of what is known about sensor uuid (32 hex).
+func (m *MemStore) Sensor(uuid string) (SensorInfo, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s, ok := m.sensors[uuid]
+	if !ok {
+		return SensorInfo{}, false
+	}
+	c := *s
+	c.IPs = slices.Clone(s.IPs)
+	return c, true
+}
+
+func (m *MemStore) list(key string) *memList {
+	l := m.lists[key]
+	if l == nil {
+		l = &memList{wake: make(chan struct{})}
+		m.lists[key] = l
+	}
+	return l
+}
+
+// PushLines appends the lines to every queue registered for metaType.
+func (m *MemStore) PushLines(_ context.Context, metaType, _ string, lines [][]byte) error {
+	if len(lines) == 0 {
+		return nil
+	}
+	now := time.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for q := range m.byType[metaType] {
+		meta := m.queues[q]
+		l := m.list(keyAnalyzerList(metaType, q))
+		for _, b := range lines {
+			l.items = append(l.items, string(b)) // copy: b is the caller's buffer
+		}
+		bound := m.max
+		if meta.maxSize > 0 {
+			bound = meta.maxSize
+		}
+		if n := int64(len(l.items)); n > bound+1 {
+			l.items = slices.Delete(l.items, 0, int(n-bound-1)) // drop the oldest
+		}
+		meta.lastUpdated = now
+		close(l.wake)
+		l.wake = make(chan struct{})
+	}
+	return nil
+}
+
+// RegisterQueue creates or updates a global queue of metaType.
+func (m *MemStore) RegisterQueue(_ context.Context, metaType, queueUUID, description string) (string, error) {
+	q, err := checkQueueArgs(metaType, queueUUID)
+	if err != nil {
+		return "", err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	meta := m.queues[q]
+	if meta == nil {
+		meta = &memQueueMeta{}
+		m.queues[q] = meta
+	}
+	meta.metaType = metaType
+	if description != "" {
+		meta.description = description
+	}
+	if m.byType[metaType] == nil {
+		m.byType[metaType] = make(map[string]struct{})
+	}
+	m.byType[metaType][q] = struct{}{}
+	return q, nil
+}
+
+// SetQueueMaxSize sets a queue's own bound (d4-core's max_size field).
+func (m *MemStore) SetQueueMaxSize(queueUUID string, n int64) {
+	m.mu.Lock()
+	if meta := m.queues[queueUUID]; meta != nil {
+		meta.maxSize = n
+	}
+	m.mu.Unlock()
+}
+
+// Queue returns the reliable consumer of the queue, like RedisStore.Queue.
+func (m *MemStore) Queue(metaType, queueUUID string) *MemQueue {
+	return &MemQueue{m: m, key: keyAnalyzerList(metaType, queueUUID)}
+}
+
+// MemQueue is MemStore's export.Queue.
+type MemQueue struct {
+	m   *MemStore
+	key string
+}
+
+// Name returns the Redis-style key of the queue.
+func (q *MemQueue) Name() string { return q.key }
+
+// InFlight returns the in-flight elements, oldest first.
+func (q *MemQueue) InFlight(context.Context) ([]string, error) {
+	q.m.mu.Lock()
+	defer q.m.mu.Unlock()
+	return slices.Clone(q.m.list(q.key).inflight), nil
+}
+
+// Pop blocks until an element arrives or ctx is done.
+func (q *MemQueue) Pop(ctx context.Context) (string, error) {
+	for {
+		q.m.mu.Lock()
+		l := q.m.list(q.key)
+		if len(l.items) > 0 {
+			v := l.items[0]
+			l.items = l.items[1:]
+			l.inflight = append(l.inflight, v)
+			q.m.mu.Unlock()
+			return v, nil
+		}
+		wake := l.wake
+		q.m.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-wake:
+		}
+	}
+}
+
+// take removes one occurrence of elem from the in-flight list, newest first
+// like LREM with count 1.
+func (l *memList) take(elem string) bool {
+	for i := len(l.inflight) - 1; i >= 0; i-- {
+		if l.inflight[i] == elem {
+			l.inflight = slices.Delete(l.inflight, i, i+1)
+			return true
+		}
+	}
+	return false
+}
+
+// Ack removes elem from the in-flight list.
+func (q *MemQueue) Ack(_ context.Context, elem string) error {
+	q.m.mu.Lock()
+	q.m.list(q.key).take(elem)
+	q.m.mu.Unlock()
+	return nil
+}
+
+// Bury moves elem to the dead-letter list.
+func (q *MemQueue) Bury(_ context.Context, elem string) error {
+	q.m.mu.Lock()
+	defer q.m.mu.Unlock()
+	l := q.m.list(q.key)
+	if l.take(elem) {
+		l.dead = append(l.dead, elem)
+	}
+	return nil
+}

@@ -1,0 +1,109 @@
+package d4server
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/xtrail/xtrail/pkg/d4"
+)
+
+// DefaultQueueMaxSize is d4-core's sample analyzer_queues_max_size: the LTRIM
+// bound of a queue whose analyzer:<q> hash has no max_size field.
+const DefaultQueueMaxSize = 100_000_000
+
+// maxForcedLine is where d4-core's line splitter forces a line break when a
+// stream carries no '\n' (spec §2), so one sensor cannot grow a line forever.
+const maxForcedLine = 100_000
+
+// Store persists what the server accepts: sensor metadata and statistics,
+// and the analyzer queues the exporters consume. RedisStore writes d4-core's
+// layout (spec §4) so d4-core's analyzers work on our data; MemStore keeps the
+// same semantics in process for demos and tests (not durable).
+//
+// All methods are safe for concurrent use. Slices passed in are only read
+// during the call.
+type Store interface {
+	// Init records the server's accepted types, as d4-core does on every
+	// start, so its web UI and analyzers see a consistent server.
+	Init(ctx context.Context) error
+	// SensorSeen records one accepted (HMAC-verified) frame.
+	SensorSeen(ctx context.Context, s Sighting) error
+	// SetError stores msg as the sensor's last error (d4-core's Error field).
+	SetError(ctx context.Context, uuid, msg string) error
+	// PushLines appends lines (without '\n') to every analyzer queue of
+	// metaType that receives data from sensor uuid, oldest line first.
+	PushLines(ctx context.Context, metaType, uuid string, lines [][]byte) error
+	// RegisterQueue creates (or updates) an analyzer queue for metaType and
+	// returns its uuid; an empty queueUUID makes a new dashed uuid4.
+	RegisterQueue(ctx context.Context, metaType, queueUUID, description string) (string, error)
+	// Close releases connections.
+	Close() error
+}
+
+// Sighting is one accepted frame, as SensorSeen records it.
+type Sighting struct {
+	UUID string // sensor uuid, 32 lowercase hex (d4-core's <u>)
+	IP   string // peer IP, IPv4-mapped prefix stripped
+	Type uint8  // D4 frame type
+	// MetaType is the meta-type name once the session's meta header is
+	// known (type-254 frames), else "".
+	MetaType string
+	// SessionStart is true for the session's first stored frame, which
+	// d4-core records in list_uuid_ip:<u>.
+	SessionStart bool
+	Time         time.Time
+}
+
+// Key names of d4-core's layout (spec §4), kept in one place so RedisStore
+// and the tests agree.
+func keyMetadataUUID(u string) string { return "metadata_uuid:" + u }
+func keyAnalyzerList(metaType, q string) string {
+	return "analyzer:" + metaType + ":" + q
+}
+
+// keyInflight is the list where Pop parks an element until Ack: d4-core has no
+// such list; the name extends the queue's own key so that it is obviously tied
+// to it and ignored by d4-core's analyzers.
+func keyInflight(metaType, q string) string { return keyAnalyzerList(metaType, q) + ":inflight" }
+
+// keyDead holds elements the exporter could never send (see export.Queue.Bury).
+func keyDead(metaType, q string) string { return keyAnalyzerList(metaType, q) + ":dead" }
+
+func keyAnalyzerMeta(q string) string            { return "analyzer:" + q }
+func keyQueuesOfMetaType(metaType string) string { return "analyzer:254:" + metaType }
+func keySensorQueues(metaType, u string) string {
+	return "sensor:queues:" + metaType + ":" + u
+}
+
+// day is d4-core's <d>: the server-local date.
+func day(t time.Time) string { return t.Local().Format("20060102") }
+
+// ipStamp is an element of list_uuid_ip:<u>: "<ip>-<YYYYmmddHHMMSS>", local time.
+func ipStamp(ip string, t time.Time) string { return ip + "-" + t.Local().Format("20060102150405") }
+
+// floatEpoch renders time.time() as Python prints it, for last_updated.
+func floatEpoch(t time.Time) string {
+	return strconv.FormatFloat(float64(t.UnixMicro())/1e6, 'f', -1, 64)
+}
+
+// checkQueueArgs validates RegisterQueue's arguments and supplies d4-core's
+// default queue uuid (a dashed uuid4) when none is given.
+func checkQueueArgs(metaType, queueUUID string) (string, error) {
+	if metaType == "" || strings.ContainsAny(metaType, ": \t\r\n") {
+		return "", fmt.Errorf("d4server: invalid meta type %q", metaType)
+	}
+	if queueUUID == "" {
+		u, err := d4.NewUUIDv4()
+		if err != nil {
+			return "", fmt.Errorf("d4server: new queue uuid: %w", err)
+		}
+		return u.String(), nil
+	}
+	if strings.ContainsAny(queueUUID, ": \t\r\n") {
+		return "", fmt.Errorf("d4server: invalid queue uuid %q", queueUUID)
+	}
+	return queueUUID, nil
+}
