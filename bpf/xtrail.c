@@ -1,0 +1,659 @@
+// SPDX-License-Identifier: (MIT OR GPL-2.0)
+/*
+ * xtrail.c: the XDP program. Per packet, bounded work:
+ *   Ethernet -> up to two VLAN tags -> PPPoE session -> IPv4/IPv6 -> TCP/UDP/ICMP.
+ *   - TCP SYN (flags exactly 0x02), UDP other than DNS, ICMP echo requests and
+ *     other IP protocols: exact IP and IP:port trail lookups, dst side first
+ *     (Maltrail's order and info rules); a hit becomes an XT_REC_IP record.
+ *   - DNS, HTTP, TLS ClientHello and QUIC Initial payloads: a bounded
+ *     snapshot goes to the agent as a candidate record.
+ *   - Every packet then ends with the configured action (pass or drop).
+ * Record layouts: xtrail.h.
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+
+#include "bpf_defs.h"
+#include "xtrail.h"
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
+
+#define ETH_P_8021AD_ 0x88A8
+#define ETH_P_PPPOE_SES_ 0x8864
+#define PPP_IPV4 0x0021
+#define PPP_IPV6 0x0057
+
+/* Trail maps: pinned, so trails survive a sensor restart. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 262144);
+	__type(key, __u32);
+	__type(value, struct xt_trail);
+	__uint(pinning, XT_PIN_BY_NAME);
+} xt_ip4 SEC(".maps");
+
+struct xt_ip6_key {
+	__u8 addr[16];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 65536);
+	__type(key, struct xt_ip6_key);
+	__type(value, struct xt_trail);
+	__uint(pinning, XT_PIN_BY_NAME);
+} xt_ip6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 524288);
+	__type(key, struct xt_port4_key);
+	__type(value, struct xt_trail);
+	__uint(pinning, XT_PIN_BY_NAME);
+} xt_port4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 65536);
+	__type(key, struct xt_port6_key);
+	__type(value, struct xt_trail);
+	__uint(pinning, XT_PIN_BY_NAME);
+} xt_port6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, struct xt_meta);
+	__uint(pinning, XT_PIN_BY_NAME);
+} xt_info SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xt_config);
+} xt_cfg SEC(".maps");
+
+struct xt_counters {
+	__u64 c[XT_C_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xt_counters);
+} xt_counts SEC(".maps");
+
+/* A (second, 5-tuple) slot for Maltrail's burst suppression. */
+struct xt_tuple {
+	__u64 w[6];
+};
+
+enum {
+	DUP_SYN = 0,     /* previous SYN */
+	DUP_SYN_LOG = 1, /* previous SYN that was logged */
+	DUP_UDP = 2,
+	DUP_UDP_LOG = 3,
+	DUP_MAX = 4,
+};
+
+/*
+ * Per CPU: with RSS a flow stays on one CPU, so "the previous packet" is the
+ * previous packet of this queue; the slots are written on every SYN and
+ * datagram, and per-CPU slots keep that write off a shared cache line.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, DUP_MAX);
+	__type(key, __u32);
+	__type(value, struct xt_tuple);
+} xt_dup SEC(".maps");
+
+/* Scratch space to build a variable-length candidate record. */
+struct xt_scratch {
+	struct xt_rec rec;
+	__u8 payload[XT_SNAP_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xt_scratch);
+} xt_scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20);
+} xt_events SEC(".maps");
+
+/* Parsed packet, filled as the parse goes. */
+struct pkt {
+	struct xdp_md *ctx;
+	struct xt_counters *cnt;
+	const struct xt_config *cfg;
+	__u64 now;       /* xt_now(), read once and only when a rule needs it */
+	__u8 family;
+	__u8 l4proto;
+	__u8 tcp_flags;
+	__u16 sport;     /* network order */
+	__u16 dport;     /* network order */
+	__u32 l4_off;    /* offset of the L4 header, then of its payload (< XT_L4_OFF_MAX) */
+	__u32 l4_len;    /* L4 payload length */
+	__u8 src[16];
+	__u8 dst[16];
+};
+
+/*
+ * Largest L4 offset: Ethernet, two tags, PPPoE, IPv4 with options, TCP with
+ * options (14 + 8 + 8 + 60 + 60). Reading the offset back from the stack
+ * loses the verifier's bounds, so every use re-checks against this.
+ */
+#define XT_L4_OFF_MAX 512
+
+static __always_inline void *l4_ptr(struct pkt *p, void *data)
+{
+	__u32 off = p->l4_off;
+
+	if (off >= XT_L4_OFF_MAX)
+		return 0;
+	return data + off;
+}
+
+static __always_inline void count(struct pkt *p, __u32 idx)
+{
+	if (idx < XT_C_MAX)
+		p->cnt->c[idx]++;
+}
+
+/* The one clock of every time-dependent rule (DESIGN §4). */
+static __always_inline __u64 xt_now(struct pkt *p)
+{
+	if (p->now)
+		return p->now;
+	if (p->cfg->flags & XT_CFG_REPLAY)
+		p->now = p->cfg->clock_ns;
+	else
+		p->now = bpf_ktime_get_tai_ns() + p->cfg->tai_to_wall_ns;
+	return p->now;
+}
+
+static __always_inline void tuple_of(struct pkt *p, struct xt_tuple *t)
+{
+	__u64 *s = (__u64 *)p->src, *d = (__u64 *)p->dst;
+
+	t->w[0] = xt_now(p) / 1000000000ULL;
+	t->w[1] = s[0];
+	t->w[2] = s[1];
+	t->w[3] = d[0];
+	t->w[4] = d[1];
+	t->w[5] = ((__u64)p->sport << 32) | ((__u64)p->dport << 16) | p->l4proto;
+}
+
+static __always_inline int tuple_eq(const struct xt_tuple *a, const struct xt_tuple *b)
+{
+	return a->w[0] == b->w[0] && a->w[1] == b->w[1] && a->w[2] == b->w[2] &&
+	       a->w[3] == b->w[3] && a->w[4] == b->w[4] && a->w[5] == b->w[5];
+}
+
+/* Replaces slot with t; returns 1 if it already held t. */
+static __always_inline int repeat(__u32 slot, const struct xt_tuple *t)
+{
+	struct xt_tuple *s = bpf_map_lookup_elem(&xt_dup, &slot);
+	int same;
+
+	if (!s)
+		return 0;
+	same = tuple_eq(s, t);
+	*s = *t;
+	return same;
+}
+
+/* Looks up one side: addr:port first (if with_port), then addr. */
+static __always_inline struct xt_trail *lookup_side(struct pkt *p, const __u8 *addr, __u16 port,
+						   int with_port, __u8 *type)
+{
+	struct xt_trail *t;
+
+	if (p->family == 4) {
+		__u32 a = *(const __u32 *)addr;
+
+		if (with_port) {
+			struct xt_port4_key k = {.addr = a, .port = port};
+
+			t = bpf_map_lookup_elem(&xt_port4, &k);
+			if (t) {
+				*type = XT_TRAIL_IPORT;
+				return t;
+			}
+		}
+		*type = XT_TRAIL_IP;
+		return bpf_map_lookup_elem(&xt_ip4, &a);
+	}
+	if (with_port) {
+		struct xt_port6_key k = {.port = port};
+
+		__builtin_memcpy(k.addr, addr, 16);
+		t = bpf_map_lookup_elem(&xt_port6, &k);
+		if (t) {
+			*type = XT_TRAIL_IPORT;
+			return t;
+		}
+	}
+	*type = XT_TRAIL_IP;
+	return bpf_map_lookup_elem(&xt_ip6, addr);
+}
+
+static __always_inline void fill_rec(struct pkt *p, struct xt_rec *r, __u8 kind)
+{
+	r->ts_ns = xt_now(p);
+	r->kind = kind;
+	r->family = p->family;
+	r->l4proto = p->l4proto;
+	r->side = XT_SIDE_NONE;
+	r->trail_type = 0;
+	r->tcp_flags = p->tcp_flags;
+	r->sport = xt_ntohs(p->sport);
+	r->dport = xt_ntohs(p->dport);
+	r->cap_len = 0;
+	r->orig_len = p->l4_len;
+	r->meta = 0;
+	r->ifindex = p->ctx->ingress_ifindex;
+	__builtin_memcpy(r->src, p->src, 16);
+	__builtin_memcpy(r->dst, p->dst, 16);
+}
+
+static __always_inline void emit_hit(struct pkt *p, struct xt_trail *t, __u8 side, __u8 type)
+{
+	struct xt_rec *r = bpf_ringbuf_reserve(&xt_events, sizeof(*r), 0);
+
+	if (!r) {
+		count(p, XT_C_RINGBUF_FULL);
+		return;
+	}
+	fill_rec(p, r, XT_REC_IP);
+	r->side = side;
+	r->trail_type = type;
+	r->meta = t->meta;
+	bpf_ringbuf_submit(r, 0);
+	count(p, side == XT_SIDE_DST ? XT_C_HIT_DST : XT_C_HIT_SRC);
+}
+
+static __always_inline int is_localhost(struct pkt *p, const __u8 *a)
+{
+	const __u32 *w = (const __u32 *)a;
+
+	if (p->family == 4)
+		return w[0] == xt_htonl(0x7f000001);
+	return w[0] == 0 && w[1] == 0 && w[2] == 0 && w[3] == xt_htonl(1);
+}
+
+/*
+ * Maltrail's IP matching (spec §1.3): dst side (addr:port, then addr) and,
+ * only if the dst side has no trail at all, the src side when dst is not
+ * localhost. A hit may be silenced by its info flags. with_port: SYN only.
+ * log_slot: the "previously logged" slot (-1: none, for ICMP/other).
+ */
+static __always_inline void match_ips(struct pkt *p, int with_port, int log_slot,
+				      __u32 dst_quiet, __u32 src_quiet)
+{
+	struct xt_trail *t;
+	__u8 side = XT_SIDE_DST, type = 0;
+	__u32 quiet;
+
+	t = lookup_side(p, p->dst, p->dport, with_port, &type);
+	if (t) {
+		quiet = t->flags & dst_quiet;
+		/* "parking site" speaks on the dst side only for ports 80 and 443 */
+		if (dst_quiet && (t->flags & XT_F_PARKING) && p->dport != xt_htons(80) &&
+		    p->dport != xt_htons(443))
+			quiet = 1;
+	} else {
+		if (is_localhost(p, p->dst))
+			return;
+		t = lookup_side(p, p->src, p->sport, with_port, &type);
+		if (!t)
+			return;
+		side = XT_SIDE_SRC;
+		quiet = t->flags & src_quiet;
+	}
+
+	if (log_slot >= 0) {
+		struct xt_tuple tup;
+
+		tuple_of(p, &tup);
+		if (repeat(log_slot, &tup)) {
+			count(p, XT_C_HIT_REPEAT);
+			return;
+		}
+	}
+	if (quiet) {
+		count(p, XT_C_HIT_SUPPRESSED);
+		return;
+	}
+	emit_hit(p, t, side, type);
+}
+
+/* Copies the L4 payload snapshot into a candidate record. */
+static __always_inline void emit_candidate(struct pkt *p, __u8 kind, __u32 counter)
+{
+	__u32 zero = 0, snap, len;
+	struct xt_scratch *s;
+
+	count(p, counter);
+	s = bpf_map_lookup_elem(&xt_scratch, &zero);
+	if (!s)
+		return;
+	fill_rec(p, &s->rec, kind);
+
+	snap = XT_SNAP_MAX;
+	if (kind < 8 && p->cfg->snap[kind & 7] && p->cfg->snap[kind & 7] < XT_SNAP_MAX)
+		snap = p->cfg->snap[kind & 7];
+	len = p->l4_len;
+	if (len > snap) {
+		len = snap;
+		count(p, XT_C_CAND_CUT);
+	}
+	/* clang proves len <= XT_SNAP_MAX and drops the check; the verifier
+	 * cannot, so hide a 64-bit copy from the optimiser and check that */
+	__u64 n = len;
+	asm volatile("" : "+r"(n));
+	if (n >= 1 && n <= XT_SNAP_MAX) {
+		if (bpf_xdp_load_bytes(p->ctx, p->l4_off, s->payload, n) < 0)
+			n = 0;
+	} else {
+		n = 0;
+	}
+	len = n;
+	s->rec.cap_len = len;
+	if (bpf_ringbuf_output(&xt_events, s, sizeof(s->rec) + len, 0) < 0)
+		count(p, XT_C_RINGBUF_FULL);
+}
+
+/* The first bytes of the L4 payload, zero-padded, to classify it cheaply. */
+static __always_inline __u64 payload_head(struct pkt *p, void *data, void *end)
+{
+	__u8 *b = l4_ptr(p, data);
+	__u64 v = 0;
+
+	if (b && (void *)(b + 8) <= end) {
+		__builtin_memcpy(&v, b, 8);
+		return v;
+	}
+	/* short payloads: the classifiers below need at least 6 bytes anyway */
+	return 0;
+}
+
+#define HEAD4(a, b, c, d) ((__u32)(a) | (__u32)(b) << 8 | (__u32)(c) << 16 | (__u32)(d) << 24)
+
+static __always_inline int is_http_start(__u64 head)
+{
+	__u32 w = (__u32)head;
+
+	switch (w) {
+	case HEAD4('G', 'E', 'T', ' '):
+	case HEAD4('P', 'O', 'S', 'T'):
+	case HEAD4('H', 'E', 'A', 'D'):
+	case HEAD4('P', 'U', 'T', ' '):
+	case HEAD4('D', 'E', 'L', 'E'):
+	case HEAD4('O', 'P', 'T', 'I'):
+	case HEAD4('C', 'O', 'N', 'N'):
+	case HEAD4('P', 'A', 'T', 'C'):
+	case HEAD4('T', 'R', 'A', 'C'):
+	case HEAD4('H', 'T', 'T', 'P'):
+		return 1;
+	}
+	return 0;
+}
+
+/* TLS record type 22 (handshake), version 3.x, handshake type 1 (ClientHello). */
+static __always_inline int is_client_hello(__u64 head)
+{
+	__u8 *b = (__u8 *)&head;
+
+	return b[0] == 0x16 && b[1] == 0x03 && b[5] == 0x01;
+}
+
+/* QUIC long header, fixed bit, Initial packet type of v1 (0b00) or v2 (0b01). */
+static __always_inline int is_quic_initial(__u64 head)
+{
+	__u8 *b = (__u8 *)&head;
+	__u32 ver = (__u32)b[1] << 24 | (__u32)b[2] << 16 | (__u32)b[3] << 8 | b[4];
+
+	if ((b[0] & 0xC0) != 0xC0)
+		return 0;
+	if (ver == 0x00000001)
+		return (b[0] & 0x30) == 0x00;
+	if (ver == 0x6b3343cf)
+		return (b[0] & 0x30) == 0x10;
+	return 0;
+}
+
+static __always_inline void do_tcp(struct pkt *p, void *data, void *end)
+{
+	struct tcphdr *th = l4_ptr(p, data);
+	__u32 doff;
+
+	if (!th || (void *)(th + 1) > end) {
+		count(p, XT_C_TRUNCATED);
+		return;
+	}
+	count(p, XT_C_TCP);
+	p->sport = th->source;
+	p->dport = th->dest;
+	p->tcp_flags = ((__u8 *)th)[13];
+	doff = th->doff * 4;
+	if (doff < sizeof(*th) || doff > p->l4_len) {
+		count(p, XT_C_TRUNCATED);
+		return;
+	}
+	p->l4_off += doff;
+	p->l4_len -= doff;
+
+	if (p->tcp_flags == 0x02) {
+		struct xt_tuple tup;
+
+		count(p, XT_C_TCP_SYN);
+		tuple_of(p, &tup);
+		if (repeat(DUP_SYN, &tup)) {
+			count(p, XT_C_SYN_DUP);
+			return;
+		}
+		match_ips(p, 1, DUP_SYN_LOG, XT_F_ATTACKER, XT_F_MALWARE);
+		return;
+	}
+	if (p->l4_len < 6)
+		return;
+
+	__u64 head = payload_head(p, data, end);
+
+	if (p->sport == xt_htons(53) || p->dport == xt_htons(53))
+		emit_candidate(p, XT_REC_DNS, XT_C_CAND_DNS);
+	else if (is_http_start(head))
+		emit_candidate(p, XT_REC_HTTP, XT_C_CAND_HTTP);
+	else if (is_client_hello(head))
+		emit_candidate(p, XT_REC_TLS, XT_C_CAND_TLS);
+}
+
+static __always_inline void do_udp(struct pkt *p, void *data, void *end)
+{
+	struct udphdr *uh = l4_ptr(p, data);
+	struct xt_tuple tup;
+
+	if (!uh || (void *)(uh + 1) > end) {
+		count(p, XT_C_TRUNCATED);
+		return;
+	}
+	count(p, XT_C_UDP);
+	p->sport = uh->source;
+	p->dport = uh->dest;
+	p->l4_off += sizeof(*uh);
+	p->l4_len = p->l4_len >= sizeof(*uh) ? p->l4_len - sizeof(*uh) : 0;
+
+	/* Maltrail drops a datagram repeating the previous one before any parsing. */
+	tuple_of(p, &tup);
+	if (repeat(DUP_UDP, &tup)) {
+		count(p, XT_C_UDP_DUP);
+		return;
+	}
+	if (p->sport == xt_htons(53) || p->dport == xt_htons(53)) {
+		emit_candidate(p, XT_REC_DNS, XT_C_CAND_DNS);
+		return;
+	}
+	/* UDP: bare addresses only; attacker quiet on dst, malware on src. */
+	match_ips(p, 0, DUP_UDP_LOG, XT_F_ATTACKER, XT_F_MALWARE);
+	if (p->l4_len >= 6 && is_quic_initial(payload_head(p, data, end)))
+		emit_candidate(p, XT_REC_QUIC, XT_C_CAND_QUIC);
+}
+
+static __always_inline void do_other(struct pkt *p, void *data, void *end)
+{
+	if (p->l4proto == IPPROTO_ICMP || p->l4proto == 58 /* ICMPv6 */) {
+		__u8 *type = l4_ptr(p, data);
+
+		if (!type || (void *)(type + 1) > end) {
+			count(p, XT_C_TRUNCATED);
+			return;
+		}
+		if (*type != (p->l4proto == IPPROTO_ICMP ? 8 : 128)) {
+			count(p, XT_C_ICMP_OTHER);
+			return;
+		}
+		count(p, XT_C_ICMP_ECHO);
+	} else {
+		count(p, XT_C_OTHER_PROTO);
+	}
+	/* other protocols: no ports, no info rules, no repeat slot */
+	match_ips(p, 0, -1, 0, 0);
+}
+
+SEC("xdp")
+int xtrail_xdp(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	__u32 zero = 0, off;
+	__u16 proto;
+	struct pkt p = {.ctx = ctx};
+	struct ethhdr *eth = data;
+
+	p.cfg = bpf_map_lookup_elem(&xt_cfg, &zero);
+	p.cnt = bpf_map_lookup_elem(&xt_counts, &zero);
+	if (!p.cfg || !p.cnt)
+		return XDP_PASS;
+	__u32 action = p.cfg->action == XDP_DROP ? XDP_DROP : XDP_PASS;
+
+	count(&p, XT_C_PACKETS);
+	if (action == XDP_DROP)
+		count(&p, XT_C_ACTION_DROP);
+
+	if ((void *)(eth + 1) > end)
+		goto truncated;
+	proto = eth->h_proto;
+	off = sizeof(*eth);
+
+	/* up to two VLAN tags: 802.1Q, and QinQ (beyond Maltrail, which drops it) */
+#pragma unroll
+	for (int i = 0; i < 2; i++) {
+		if (proto != xt_htons(ETH_P_8021Q) && proto != xt_htons(ETH_P_8021AD_))
+			break;
+		__u16 *tag = data + off;
+		if ((void *)(tag + 2) > end)
+			goto truncated;
+		count(&p, i == 0 ? XT_C_VLAN : XT_C_QINQ);
+		proto = tag[1];
+		off += 4;
+	}
+
+	if (proto == xt_htons(ETH_P_PPPOE_SES_)) {
+		/* ver/type, code, session id, length, then the PPP protocol */
+		__u16 *ppp = data + off + 6;
+		if ((void *)(ppp + 1) > end)
+			goto truncated;
+		count(&p, XT_C_PPPOE);
+		if (*ppp == xt_htons(PPP_IPV4))
+			proto = xt_htons(ETH_P_IP);
+		else if (*ppp == xt_htons(PPP_IPV6))
+			proto = xt_htons(ETH_P_IPV6);
+		else
+			proto = 0;
+		off += 8;
+	}
+
+	if (proto == xt_htons(ETH_P_IP)) {
+		struct iphdr *ip = data + off;
+		__u32 ihl, tot;
+
+		if ((void *)(ip + 1) > end)
+			goto truncated;
+		count(&p, XT_C_IPV4);
+		ihl = ip->ihl * 4;
+		tot = xt_ntohs(ip->tot_len);
+		if (ip->version != 4 || ihl < sizeof(*ip) || tot < ihl) {
+			count(&p, XT_C_IP_BAD);
+			return action;
+		}
+		if (data + off + ihl > end)
+			goto truncated;
+		if (ip->frag_off & xt_htons(0x1fff)) {
+			count(&p, XT_C_FRAGMENT);
+			return action;
+		}
+		p.family = 4;
+		p.l4proto = ip->protocol;
+		*(__u32 *)p.src = ip->saddr;
+		*(__u32 *)p.dst = ip->daddr;
+		p.l4_off = off + ihl;
+		p.l4_len = tot - ihl;
+	} else if (proto == xt_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = data + off;
+
+		if ((void *)(ip6 + 1) > end)
+			goto truncated;
+		count(&p, XT_C_IPV6);
+		if (ip6->version != 6) {
+			count(&p, XT_C_IP_BAD);
+			return action;
+		}
+		p.family = 6;
+		/* Next Header is the protocol; extension headers are not walked (as Maltrail) */
+		p.l4proto = ip6->nexthdr;
+		__builtin_memcpy(p.src, &ip6->saddr, 16);
+		__builtin_memcpy(p.dst, &ip6->daddr, 16);
+		p.l4_off = off + sizeof(*ip6);
+		p.l4_len = xt_ntohs(ip6->payload_len);
+	} else {
+		count(&p, XT_C_NON_IP);
+		return action;
+	}
+
+	/* never trust the IP length fields beyond the frame */
+	if (p.l4_off + p.l4_len > (__u32)(end - data)) {
+		__u32 have = (__u32)(end - data);
+		p.l4_len = have > p.l4_off ? have - p.l4_off : 0;
+	}
+
+	if (p.l4proto == IPPROTO_TCP)
+		do_tcp(&p, data, end);
+	else if (p.l4proto == IPPROTO_UDP)
+		do_udp(&p, data, end);
+	else
+		do_other(&p, data, end);
+	return action;
+
+truncated:
+	count(&p, XT_C_TRUNCATED);
+	return action;
+}

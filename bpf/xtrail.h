@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: (MIT OR GPL-2.0) */
+/*
+ * xtrail.h: every record and map value that crosses the kernel/user
+ * boundary, documented once. The Go side gets these layouts from bpf2go
+ * (pkg/dataplane/xtrail_bpfel.go); never change one side alone.
+ *
+ * Byte order: addresses and ports in map keys are in network order (as on
+ * the wire), so the XDP program never swaps bytes on the per-packet path.
+ * Ports in ring-buffer records are in host order (the agent renders them).
+ */
+#ifndef XTRAIL_H
+#define XTRAIL_H
+
+#include <linux/types.h>
+
+/* Largest payload snapshot a candidate record carries. */
+#define XT_SNAP_MAX 1536
+
+/* Room for a trail's info and reference text in xt_meta (NUL-terminated). */
+#define XT_INFO_MAX 192
+#define XT_REF_MAX 128
+
+/* xt_rec.kind */
+enum xt_kind {
+	XT_REC_IP = 1,   /* an IP or IP:port trail hit */
+	XT_REC_DNS = 2,  /* candidate: TCP/UDP port 53 payload */
+	XT_REC_HTTP = 3, /* candidate: TCP payload that starts an HTTP request or response */
+	XT_REC_TLS = 4,  /* candidate: TCP payload that starts a TLS ClientHello */
+	XT_REC_QUIC = 5, /* candidate: UDP QUIC v1/v2 long-header Initial */
+};
+
+/* xt_rec.side: which address of the packet matched (IP records). */
+enum xt_side {
+	XT_SIDE_NONE = 0,
+	XT_SIDE_DST = 1,
+	XT_SIDE_SRC = 2,
+};
+
+/* xt_rec.trail_type: the matched key's kind (IP records). */
+enum xt_trail_type {
+	XT_TRAIL_IP = 1,    /* bare address */
+	XT_TRAIL_IPORT = 2, /* address and port */
+};
+
+/*
+ * One ring-buffer record: this fixed header, followed (candidates only) by
+ * cap_len bytes of the L4 payload. IP records have cap_len 0.
+ * Addresses: IPv4 in the first 4 bytes (network order), rest zero.
+ */
+struct xt_rec {
+	__u64 ts_ns;     /* wall clock (ns since the epoch) from xt_now() */
+	__u8 kind;       /* enum xt_kind */
+	__u8 family;     /* 4 or 6 */
+	__u8 l4proto;    /* IPPROTO_* */
+	__u8 side;       /* enum xt_side */
+	__u8 trail_type; /* enum xt_trail_type */
+	__u8 tcp_flags;  /* TCP flags byte, 0 otherwise */
+	__u16 sport;     /* host order; 0 when the protocol has no ports */
+	__u16 dport;     /* host order */
+	__u16 cap_len;   /* payload bytes following this header */
+	__u32 orig_len;  /* payload bytes in the packet */
+	__u32 meta;      /* IP records: the trail's xt_trail.meta */
+	__u32 ifindex;   /* ingress interface */
+	__u8 src[16];
+	__u8 dst[16];
+};
+
+/* Value of the trail hash maps. */
+struct xt_trail {
+	__u32 meta;  /* key of xt_meta holding info and reference */
+	__u32 flags; /* XT_F_*: Maltrail's info-based suppression rules */
+};
+
+/* xt_trail.flags, derived from the trail's info text at load time. */
+#define XT_F_ATTACKER (1U << 0) /* info contains "attacker": silent on the dst side */
+#define XT_F_PARKING (1U << 1)  /* "parking site": dst side only on ports 80 and 443 */
+#define XT_F_MALWARE (1U << 2)  /* "malware": silent on the src side */
+
+/* Keys of the IP:port maps; port in network order, pad zero. */
+struct xt_port4_key {
+	__u32 addr;
+	__u16 port;
+	__u16 pad;
+};
+
+struct xt_port6_key {
+	__u8 addr[16];
+	__u16 port;
+	__u16 pad;
+};
+
+/*
+ * Info and reference of a trail, looked up by the agent when it renders an
+ * event (never by the XDP program). Kept in a pinned map so a sensor that
+ * restarts finds the trails that `xtrail trails load` pushed.
+ */
+struct xt_meta {
+	char info[XT_INFO_MAX];
+	char ref[XT_REF_MAX];
+};
+
+/* xt_config.flags */
+#define XT_CFG_REPLAY (1U << 0) /* clock_ns is the time of the packet being replayed */
+
+/* The single entry of the xt_config array, written by the agent. */
+struct xt_config {
+	__u64 clock_ns;       /* replay: capture time of the current packet */
+	__s64 tai_to_wall_ns; /* live: CLOCK_REALTIME - CLOCK_TAI */
+	__u32 action;         /* XDP_PASS (host/inline) or XDP_DROP (monitor port) */
+	__u32 flags;          /* XT_CFG_* */
+	__u16 snap[8];        /* snapshot length per enum xt_kind (0 = XT_SNAP_MAX) */
+};
+
+/*
+ * Per-CPU counters, one per branch of the program. Keep the Go name table
+ * in pkg/dataplane/counters.go in the same order.
+ */
+enum xt_counter {
+	XT_C_PACKETS = 0,   /* every packet seen */
+	XT_C_TRUNCATED,     /* a header ran past the end of the packet */
+	XT_C_VLAN,          /* one 802.1Q/802.1ad tag followed */
+	XT_C_QINQ,          /* a second tag followed */
+	XT_C_PPPOE,         /* PPPoE session frame */
+	XT_C_NON_IP,        /* neither IPv4 nor IPv6 (incl. PPPoE control, ARP) */
+	XT_C_IPV4,
+	XT_C_IPV6,
+	XT_C_IP_BAD,        /* bad version or IHL */
+	XT_C_FRAGMENT,      /* non-first IPv4 fragment, skipped */
+	XT_C_TCP,
+	XT_C_TCP_SYN,       /* flags exactly 0x02 */
+	XT_C_SYN_DUP,       /* same (sec, 5-tuple) as the previous SYN: dropped */
+	XT_C_UDP,
+	XT_C_UDP_DUP,       /* same (sec, 5-tuple) as the previous UDP datagram */
+	XT_C_ICMP_ECHO,     /* ICMP type 8 / ICMPv6 type 128 */
+	XT_C_ICMP_OTHER,    /* other ICMP types: not matched */
+	XT_C_OTHER_PROTO,   /* other IP protocols: matched on addresses */
+	XT_C_HIT_DST,       /* trail hit on the destination side, recorded */
+	XT_C_HIT_SRC,       /* trail hit on the source side, recorded */
+	XT_C_HIT_SUPPRESSED,/* hit silenced by an info rule (attacker, parking, malware) */
+	XT_C_HIT_REPEAT,    /* hit on the tuple logged just before: dropped */
+	XT_C_CAND_DNS,
+	XT_C_CAND_HTTP,
+	XT_C_CAND_TLS,
+	XT_C_CAND_QUIC,
+	XT_C_CAND_CUT,      /* candidate payload longer than its snapshot */
+	XT_C_RINGBUF_FULL,  /* ring-buffer reservation failed: record lost */
+	XT_C_ACTION_DROP,   /* packets ended with XDP_DROP */
+	XT_C_MAX,
+};
+
+#endif /* XTRAIL_H */

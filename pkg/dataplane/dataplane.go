@@ -1,0 +1,252 @@
+// Package dataplane loads xtrail's XDP program (bpf/xtrail.c), pins its trail
+// maps under /sys/fs/bpf/xtrail, attaches it to interfaces through netlink,
+// runs captured packets through it with BPF_PROG_TEST_RUN, and reads its
+// counters and ring buffer.
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
+)
+
+// DefaultPinDir is where the trail maps are pinned, so trails loaded by
+// `xtrail trails load` survive a sensor restart.
+const DefaultPinDir = "/sys/fs/bpf/xtrail"
+
+// Action is what the program does with every packet once it has looked at it.
+type Action uint32
+
+const (
+	// ActionPass hands packets on to the kernel stack (host or inline mode).
+	ActionPass Action = 2 // XDP_PASS
+	// ActionDrop ends them in the program: a dedicated monitor port whose
+	// mirrored traffic the host stack should never see.
+	ActionDrop Action = 1 // XDP_DROP
+)
+
+// ParseAction reads "pass" or "drop".
+func ParseAction(s string) (Action, error) {
+	switch s {
+	case "", "pass":
+		return ActionPass, nil
+	case "drop":
+		return ActionDrop, nil
+	}
+	return 0, fmt.Errorf("XDP action %q: want pass or drop", s)
+}
+
+func (a Action) String() string {
+	if a == ActionDrop {
+		return "drop"
+	}
+	return "pass"
+}
+
+// Options configure Load.
+type Options struct {
+	// PinDir pins the trail maps there (mounting bpffs if needed); empty
+	// keeps every map private to this process (replay, tests).
+	PinDir string
+	// Action for every packet.
+	Action Action
+	// Replay makes the program's clock the capture time set with SetClock.
+	Replay bool
+	// RingSize is the ring buffer size in bytes (a power of two, at least
+	// one page); 0 keeps the program's default of 8 MiB.
+	RingSize int
+	// Snap is the snapshot length per record kind (index = Kind*); 0 keeps
+	// the maximum.
+	Snap   [8]uint16
+	Logger *slog.Logger
+}
+
+// Dataplane is one loaded instance of the XDP program and its maps.
+type Dataplane struct {
+	objs     xtrailObjects
+	opts     Options
+	log      *slog.Logger
+	attached []*Attachment
+	cfg      xtrailXtConfig
+}
+
+// Load verifies and loads the program. With Options.PinDir set, the trail
+// maps already pinned there are reused (their trails stay loaded).
+func Load(opts Options) (*Dataplane, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	spec, err := loadXtrail()
+	if err != nil {
+		return nil, fmt.Errorf("read embedded BPF object: %w", err)
+	}
+	if opts.RingSize != 0 {
+		spec.Maps["xt_events"].MaxEntries = uint32(opts.RingSize)
+	}
+	colOpts := ebpf.CollectionOptions{}
+	if opts.PinDir != "" {
+		if err := EnsurePinDir(opts.PinDir); err != nil {
+			return nil, err
+		}
+		colOpts.Maps.PinPath = opts.PinDir
+	} else {
+		for _, m := range spec.Maps {
+			m.Pinning = ebpf.PinNone
+		}
+	}
+	d := &Dataplane{opts: opts, log: log}
+	if err := spec.LoadAndAssign(&d.objs, &colOpts); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("load XDP program: %+v", ve)
+		}
+		return nil, fmt.Errorf("load XDP program (pin dir %q): %w", opts.PinDir, err)
+	}
+	d.cfg = xtrailXtConfig{Action: uint32(opts.Action), Snap: opts.Snap}
+	if opts.Replay {
+		d.cfg.Flags |= cfgReplay
+	} else {
+		off, err := taiToWall()
+		if err != nil {
+			d.objs.Close()
+			return nil, err
+		}
+		d.cfg.TaiToWallNs = off
+	}
+	if err := d.writeConfig(); err != nil {
+		d.objs.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+const cfgReplay = 1 // XT_CFG_REPLAY
+
+func (d *Dataplane) writeConfig() error {
+	if err := d.objs.XtCfg.Update(uint32(0), &d.cfg, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("write program config: %w", err)
+	}
+	return nil
+}
+
+// taiToWall measures CLOCK_REALTIME - CLOCK_TAI in whole seconds: the
+// program reads the TAI clock (no wall clock exists for XDP) and adds this.
+func taiToWall() (int64, error) {
+	var real, tai unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_TAI, &tai); err != nil {
+		return 0, fmt.Errorf("read CLOCK_TAI: %w", err)
+	}
+	if err := unix.ClockGettime(unix.CLOCK_REALTIME, &real); err != nil {
+		return 0, fmt.Errorf("read CLOCK_REALTIME: %w", err)
+	}
+	diff := real.Nano() - tai.Nano()
+	// round to whole seconds: the offset is a leap-second count
+	sec := (diff + sign(diff)*500_000_000) / 1_000_000_000
+	return sec * 1_000_000_000, nil
+}
+
+func sign(v int64) int64 {
+	if v < 0 {
+		return -1
+	}
+	return 1
+}
+
+// SetClock sets the program's clock for the packets that follow (replay).
+// It writes the map only when the second changes: the kernel's rules work
+// in whole seconds and the agent stamps records with the exact time itself.
+func (d *Dataplane) SetClock(t time.Time) error {
+	ns := uint64(t.UnixNano())
+	if ns/1e9 == d.cfg.ClockNs/1e9 && d.cfg.ClockNs != 0 {
+		return nil
+	}
+	d.cfg.ClockNs = ns
+	return d.writeConfig()
+}
+
+// Run passes one frame through the program (BPF_PROG_TEST_RUN) and returns
+// its verdict. Records it produces are in the ring buffer when Run returns.
+func (d *Dataplane) Run(frame []byte) (uint32, error) {
+	ret, err := d.objs.XtrailXdp.Run(&ebpf.RunOptions{Data: frame})
+	if err != nil {
+		return 0, fmt.Errorf("test-run XDP program on %d-byte frame: %w", len(frame), err)
+	}
+	return ret, nil
+}
+
+// Benchmark runs one frame repeat times in the kernel and returns the mean
+// time per run as the kernel measured it.
+func (d *Dataplane) Benchmark(frame []byte, repeat int) (time.Duration, error) {
+	_, per, err := d.objs.XtrailXdp.Benchmark(frame, repeat, nil)
+	if err != nil {
+		return 0, fmt.Errorf("benchmark XDP program: %w", err)
+	}
+	return per, nil
+}
+
+// NewRingReader opens a reader of the program's ring buffer. The caller
+// owns it and closes it to stop a blocked read.
+func (d *Dataplane) NewRingReader() (*ringbuf.Reader, error) {
+	rd, err := ringbuf.NewReader(d.objs.XtEvents)
+	if err != nil {
+		return nil, fmt.Errorf("open ring buffer: %w", err)
+	}
+	return rd, nil
+}
+
+// Trails returns the trail maps the program reads.
+func (d *Dataplane) Trails() *TrailMaps {
+	return &TrailMaps{ip4: d.objs.XtIp4, ip6: d.objs.XtIp6, port4: d.objs.XtPort4,
+		port6: d.objs.XtPort6, info: d.objs.XtInfo}
+}
+
+// Close detaches the program from every interface it was attached to and
+// releases it. Pinned trail maps stay in the bpffs.
+func (d *Dataplane) Close() error {
+	var errs []error
+	for i := len(d.attached) - 1; i >= 0; i-- {
+		if err := d.attached[i].Detach(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	d.attached = nil
+	if err := d.objs.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close BPF objects: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// EnsurePinDir creates dir in a bpffs. Below /sys/fs/bpf it mounts the
+// bpffs there first when the host has none (minimal hosts and containers).
+func EnsurePinDir(dir string) error {
+	dir = filepath.Clean(dir)
+	root := filepath.Dir(dir)
+	if strings.HasPrefix(dir, "/sys/fs/bpf/") {
+		root = "/sys/fs/bpf"
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(root, &st); err != nil {
+		return fmt.Errorf("pin dir %s: %w", dir, err)
+	}
+	if st.Type != unix.BPF_FS_MAGIC {
+		if root != "/sys/fs/bpf" {
+			return fmt.Errorf("pin dir %s: %s is not a bpffs", dir, root)
+		}
+		if err := unix.Mount("bpf", root, "bpf", 0, "mode=0700"); err != nil {
+			return fmt.Errorf("mount bpffs at %s: %w", root, err)
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create pin dir %s: %w", dir, err)
+	}
+	return nil
+}

@@ -1,0 +1,86 @@
+package dataplane
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+)
+
+// Record kinds (enum xt_kind).
+const (
+	KindIP   = 1
+	KindDNS  = 2
+	KindHTTP = 3
+	KindTLS  = 4
+	KindQUIC = 5
+)
+
+// Sides (enum xt_side) and trail types (enum xt_trail_type).
+const (
+	SideDst = 1
+	SideSrc = 2
+
+	TrailIP    = 1
+	TrailIPort = 2
+)
+
+// RecordHeaderSize is sizeof(struct xt_rec).
+const RecordHeaderSize = 64
+
+// Record is a decoded struct xt_rec. Payload aliases the ring-buffer sample
+// it was decoded from.
+type Record struct {
+	TsNs      uint64
+	Kind      uint8
+	Family    uint8
+	L4Proto   uint8
+	Side      uint8
+	TrailType uint8
+	TCPFlags  uint8
+	Sport     uint16
+	Dport     uint16
+	CapLen    uint16
+	OrigLen   uint32
+	Meta      uint32
+	Ifindex   uint32
+	Src, Dst  [16]byte
+	Payload   []byte
+}
+
+// SrcAddr and DstAddr return the record's addresses.
+func (r *Record) SrcAddr() netip.Addr { return r.addr(&r.Src) }
+func (r *Record) DstAddr() netip.Addr { return r.addr(&r.Dst) }
+
+func (r *Record) addr(b *[16]byte) netip.Addr {
+	if r.Family == 4 {
+		return netip.AddrFrom4([4]byte(b[:4]))
+	}
+	return netip.AddrFrom16(*b)
+}
+
+// Decode fills r from one ring-buffer sample without allocating. The layout
+// is struct xt_rec in bpf/xtrail.h, in host (little-endian) byte order.
+func (r *Record) Decode(b []byte) error {
+	if len(b) < RecordHeaderSize {
+		return fmt.Errorf("ring record of %d bytes, want at least %d", len(b), RecordHeaderSize)
+	}
+	le := binary.LittleEndian
+	r.TsNs = le.Uint64(b[0:])
+	r.Kind, r.Family, r.L4Proto, r.Side, r.TrailType, r.TCPFlags = b[8], b[9], b[10], b[11], b[12], b[13]
+	r.Sport = le.Uint16(b[14:])
+	r.Dport = le.Uint16(b[16:])
+	r.CapLen = le.Uint16(b[18:])
+	r.OrigLen = le.Uint32(b[20:])
+	r.Meta = le.Uint32(b[24:])
+	r.Ifindex = le.Uint32(b[28:])
+	copy(r.Src[:], b[32:48])
+	copy(r.Dst[:], b[48:64])
+	if r.Family != 4 && r.Family != 6 {
+		return fmt.Errorf("ring record with address family %d", r.Family)
+	}
+	if int(r.CapLen) > len(b)-RecordHeaderSize {
+		return fmt.Errorf("ring record claims %d payload bytes, has %d", r.CapLen, len(b)-RecordHeaderSize)
+	}
+	r.Payload = b[RecordHeaderSize : RecordHeaderSize+int(r.CapLen)]
+	return nil
+}
