@@ -9,6 +9,7 @@ package export
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -205,4 +206,14 @@ func DialUDP(ctx context.Context, host string, port int) (net.Conn, error) {
 		return nil, fmt.Errorf("export: dial udp %s:%d: %w", host, port, err)
 	}
 	return c, nil
+}
+
+// QueueUUIDFor derives a stable queue UUID (v4 layout) from a name such as
+// an export destination, so a server restarted with the same --export flag
+// keeps consuming the same queue instead of orphaning a full one.
+func QueueUUIDFor(name string) string {
+	h := sha256.Sum256([]byte("xtrail export queue\x00" + name))
+	h[6] = h[6]&0x0f | 0x40
+	h[8] = h[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
 }

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"net"
+	"os"
+	"time"
+
+	"github.com/xtrail/xtrail/pkg/collector"
+	"github.com/xtrail/xtrail/pkg/maltrail"
+)
+
+func runCollector(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("collector", flag.ContinueOnError)
+	listen := fs.String("listen", "", "UDP address to receive events on (default UDP_ADDRESS:UDP_PORT of -c)")
+	logDir := fs.String("log-dir", "", "directory of the daily logs (default LOG_DIR of -c, else /var/log/maltrail)")
+	conf := fs.String("c", "", "Maltrail server's maltrail.conf (UDP_ADDRESS, UDP_PORT, LOG_DIR)")
+	quiet := fs.Bool("q", false, "log warnings and errors only")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log := newLogger(*quiet)
+	addr, dir := *listen, *logDir
+	if *conf != "" {
+		fh, err := os.Open(*conf)
+		if err != nil {
+			return err
+		}
+		cfg, err := maltrail.ParseConfig(fh, *conf, os.LookupEnv)
+		fh.Close()
+		if err != nil {
+			return err
+		}
+		if addr == "" {
+			a, okA := cfg.Get("UDP_ADDRESS")
+			p, okP := cfg.Get("UDP_PORT")
+			if okA != okP {
+				return errUDPPair
+			}
+			if okA {
+				addr = net.JoinHostPort(a, p)
+			}
+		}
+		if dir == "" {
+			dir = cfg.String("LOG_DIR", "")
+		}
+	}
+	if addr == "" {
+		addr = "127.0.0.1:8337"
+	}
+	if dir == "" {
+		dir = "/var/log/maltrail"
+	}
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return err
+	}
+	defer pc.Close()
+	c := &collector.Collector{Dir: dir, Loc: time.Local, Logger: log}
+	defer c.Close()
+	log.Info("collector listening", "addr", pc.LocalAddr().String(), "log_dir", dir)
+	err = c.Serve(ctx, pc)
+	st := c.Stats()
+	log.Info("collector counters", "datagrams", st.Datagrams, "written", st.Written)
+	return err
+}
+
+type constError string
+
+func (e constError) Error() string { return string(e) }
+
+// Maltrail's server refuses a configuration with only one of the two.
+const errUDPPair = constError("UDP_ADDRESS and UDP_PORT must be set together")

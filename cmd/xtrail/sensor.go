@@ -1,0 +1,51 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/xtrail/xtrail/pkg/maltrail"
+	"github.com/xtrail/xtrail/pkg/sensor"
+)
+
+func runSensor(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("sensor", flag.ContinueOnError)
+	conf := fs.String("c", "", "maltrail.conf (Maltrail's keys plus xtrail's D4_*/XDP_* keys)")
+	var f sensor.Flags
+	fs.StringVar(&f.Interfaces, "i", "", "interfaces to monitor, IFACE[,IFACE] (default MONITOR_INTERFACE)")
+	pcaps := listFlag{}
+	fs.Var(&pcaps, "r", "replay a pcap/pcapng file through the XDP program (repeatable; - = stdin)")
+	fs.BoolVar(&f.Console, "console", false, "also print each event line to stdout")
+	quiet := fs.Bool("q", false, "quiet: log warnings and errors only")
+	fs.StringVar(&f.XDPMode, "xdp-mode", "", "auto, native or generic (default XDP_MODE, else auto)")
+	fs.StringVar(&f.XDPAction, "xdp-action", "", "pass or drop every packet after inspection (default XDP_ACTION, else pass)")
+	fs.StringVar(&f.PinDir, "pin-dir", "", "bpffs directory of the trail maps (default XDP_PIN_DIR, else /sys/fs/bpf/xtrail)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	f.Pcaps = pcaps
+	log := newLogger(*quiet)
+	cfg := &maltrail.Config{}
+	if *conf != "" {
+		fh, err := os.Open(*conf)
+		if err != nil {
+			return err
+		}
+		cfg, err = maltrail.ParseConfig(fh, *conf, os.LookupEnv)
+		fh.Close()
+		if err != nil {
+			return err
+		}
+	}
+	st, err := sensor.Configure(cfg, f, log)
+	if err != nil {
+		return err
+	}
+	defer st.Sinks.Close()
+	return sensor.Run(ctx, st.Options)
+}

@@ -1,0 +1,145 @@
+// Package sensor is xtrail's sensor agent: it reads the XDP program's ring
+// buffer (live) or runs captures through the program (replay), turns trail
+// hits into Maltrail events and hands their lines to the sinks.
+package sensor
+
+import (
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/xtrail/xtrail/pkg/dataplane"
+	"github.com/xtrail/xtrail/pkg/maltrail"
+)
+
+// MetaSource gives the info and reference text of a trail meta id.
+type MetaSource interface {
+	Meta(id uint32) (info, ref string, err error)
+}
+
+// Emitter receives each rendered event line (with its trailing '\n') and
+// the event's epoch second.
+type Emitter interface {
+	Emit(sec int64, line []byte) error
+}
+
+// Stats counts what the agent did with the records it read.
+type Stats struct {
+	Records    atomic.Uint64 // ring-buffer records read
+	Events     atomic.Uint64 // events emitted
+	Bad        atomic.Uint64 // records that failed to decode
+	NoMeta     atomic.Uint64 // hits whose trail was removed before the event was rendered
+	UnknownLUT atomic.Uint64 // hits on an IP protocol Maltrail has no name for
+	EmitErrors atomic.Uint64
+	Skipped    atomic.Uint64    // replay frames the program cannot take (not IP, shorter than Ethernet)
+	Candidates [8]atomic.Uint64 // per record kind: DNS, HTTP, TLS, QUIC snapshots
+}
+
+// Agent turns ring-buffer records into events. It is used by one goroutine.
+type Agent struct {
+	meta   MetaSource
+	out    Emitter
+	render *maltrail.Renderer
+	log    *slog.Logger
+	stats  Stats
+
+	rec  dataplane.Record
+	ev   maltrail.Event
+	line []byte
+	// bad records are logged once per kind of failure, not per record
+	loggedBad bool
+}
+
+// NewAgent returns an agent that renders with r and emits to out.
+func NewAgent(meta MetaSource, r *maltrail.Renderer, out Emitter, log *slog.Logger) *Agent {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Agent{meta: meta, out: out, render: r, log: log, line: make([]byte, 0, 512)}
+}
+
+// Stats returns the agent's counters.
+func (a *Agent) Stats() *Stats { return &a.stats }
+
+// Handle processes one raw ring-buffer record. at, when not zero, is the
+// event time (replay: the capture time of the packet); otherwise the
+// program's timestamp is used.
+func (a *Agent) Handle(raw []byte, at time.Time) {
+	a.stats.Records.Add(1)
+	r := &a.rec
+	if err := r.Decode(raw); err != nil {
+		a.stats.Bad.Add(1)
+		if !a.loggedBad {
+			a.loggedBad = true
+			a.log.Warn("undecodable ring-buffer record (logged once)", "err", err, "len", len(raw))
+		}
+		return
+	}
+	if r.Kind != dataplane.KindIP {
+		// DNS, HTTP, TLS and QUIC snapshots: parsed by the name matchers
+		// (docs/architecture.md); counted here.
+		a.stats.Candidates[r.Kind&7].Add(1)
+		return
+	}
+	if at.IsZero() {
+		at = time.Unix(0, int64(r.TsNs))
+	}
+	proto := protoName[r.L4Proto]
+	if proto == "" {
+		a.stats.UnknownLUT.Add(1)
+		return
+	}
+	info, ref, err := a.meta.Meta(r.Meta)
+	if err != nil {
+		a.stats.NoMeta.Add(1)
+		return
+	}
+	ev := &a.ev
+	*ev = maltrail.Event{
+		Time:      at,
+		SrcIP:     r.SrcAddr(),
+		DstIP:     r.DstAddr(),
+		Proto:     proto,
+		Info:      info,
+		Reference: ref,
+	}
+	if r.L4Proto == protoTCP || r.L4Proto == protoUDP {
+		ev.SrcPort, ev.DstPort = r.Sport, r.Dport
+	}
+	addr, port := ev.DstIP, ev.DstPort
+	if r.Side == dataplane.SideSrc {
+		addr, port = ev.SrcIP, ev.SrcPort
+	}
+	if r.TrailType == dataplane.TrailIPort {
+		ev.Type = "IPORT"
+		ev.Trail = maltrail.FormatAddrPort(addr, port)
+	} else {
+		ev.Type = "IP"
+		ev.Trail = maltrail.FormatAddr(addr)
+	}
+	a.emit(ev)
+}
+
+func (a *Agent) emit(ev *maltrail.Event) {
+	a.line = a.render.AppendLine(a.line[:0], ev)
+	if err := a.out.Emit(ev.Time.Unix(), a.line); err != nil {
+		a.stats.EmitErrors.Add(1)
+		return
+	}
+	a.stats.Events.Add(1)
+}
+
+const (
+	protoTCP = 6
+	protoUDP = 17
+)
+
+// protoName is Maltrail's IPPROTO_LUT: the names Python's socket module
+// gives IP protocol numbers on Linux. A protocol without a name is never
+// reported (Maltrail skips it too).
+var protoName = [256]string{
+	0: "IP", 1: "ICMP", 2: "IGMP", 4: "IPIP", 6: "TCP", 8: "EGP", 12: "PUP",
+	17: "UDP", 22: "IDP", 29: "TP", 41: "IPV6", 43: "ROUTING", 44: "FRAGMENT",
+	46: "RSVP", 47: "GRE", 50: "ESP", 51: "AH", 58: "ICMPV6", 59: "NONE",
+	60: "DSTOPTS", 103: "PIM", 132: "SCTP", 136: "UDPLITE", 255: "RAW",
+}

@@ -1,0 +1,246 @@
+package sensor
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/cilium/ebpf/ringbuf"
+
+	"github.com/xtrail/xtrail/pkg/d4"
+	"github.com/xtrail/xtrail/pkg/dataplane"
+	"github.com/xtrail/xtrail/pkg/maltrail"
+	"github.com/xtrail/xtrail/pkg/pcap"
+)
+
+// Options say what one sensor run does.
+type Options struct {
+	Interfaces []string // live: attach to these
+	Pcaps      []string // replay these captures instead ("-" = standard input)
+	XDPMode    dataplane.Mode
+	Action     dataplane.Action
+	PinDir     string // live: where the trail maps are pinned
+	TrailsFile string // loaded into the maps at start; "" keeps the pinned trails
+	RingSize   int
+	Renderer   maltrail.Renderer
+	Out        Emitter
+	// D4, when set, is the client behind one of Out's sinks: Run runs it
+	// beside the sensor and lets it flush when the sensor stops.
+	D4     *d4.Client
+	Logger *slog.Logger
+	// Ready, if set, is called once the program is attached (live) or
+	// loaded (replay).
+	Ready func()
+}
+
+// Run runs the sensor until ctx is done (live) or the captures end (replay).
+func Run(ctx context.Context, o Options) error {
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if o.D4 != nil {
+		// The client outlives the sensor loop by its flush: it gets its own
+		// context, cancelled once the loop is over.
+		d4ctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+		done := make(chan error, 1)
+		go func() { done <- o.D4.Run(d4ctx) }()
+		defer func() {
+			stop()
+			if err := <-done; err != nil {
+				log.Warn("D4 client", "err", err)
+			}
+			st := o.D4.Stats()
+			log.Info("D4 client counters", "sent", st.Sent, "frames", st.Frames, "dropped", st.Dropped,
+				"pending", st.Pending, "reconnects", st.Reconnects, "write_errors", st.WriteErrors)
+		}()
+	}
+	replay := len(o.Pcaps) > 0
+	if !replay && len(o.Interfaces) == 0 {
+		return errors.New("sensor: no interface to monitor and no capture to replay")
+	}
+	dopts := dataplane.Options{Action: o.Action, Replay: replay, RingSize: o.RingSize, Logger: log}
+	if !replay {
+		dopts.PinDir = o.PinDir
+	}
+	dp, err := dataplane.Load(dopts)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := dp.Close(); cerr != nil {
+			log.Warn("closing the data plane", "err", cerr)
+		}
+	}()
+	maps := dp.Trails()
+	if o.TrailsFile != "" {
+		set, st, err := maps.LoadFile(o.TrailsFile)
+		if err != nil {
+			return err
+		}
+		log.Info("trails loaded", "file", o.TrailsFile, "rows", set.Stats.Rows,
+			"skipped_rows", set.Stats.Skipped, "ipv4", st.IP4, "ipv4_port", st.Port4,
+			"ipv6", st.IP6, "ipv6_port", st.Port6, "other", set.Other, "removed", st.Removed)
+	} else if replay {
+		log.Warn("replaying without a trails file: no trail can match")
+	}
+	rd, err := dp.NewRingReader()
+	if err != nil {
+		return err
+	}
+	defer rd.Close()
+	agent := NewAgent(maps, &o.Renderer, o.Out, log)
+
+	if replay {
+		if o.Ready != nil {
+			o.Ready()
+		}
+		var errs []error
+		for _, p := range o.Pcaps {
+			if err := replayFile(ctx, dp, rd, agent, p); err != nil {
+				errs = append(errs, err)
+				log.Error("replay", "file", p, "err", err)
+			}
+		}
+		report(log, dp, agent)
+		return errors.Join(errs...)
+	}
+
+	for _, ifc := range o.Interfaces {
+		if _, err := dp.Attach(ifc, o.XDPMode); err != nil {
+			return err
+		}
+	}
+	if o.Ready != nil {
+		o.Ready()
+	}
+	err = runLive(ctx, dp, rd, agent, log)
+	report(log, dp, agent)
+	return err
+}
+
+// runLive reads records until ctx is done, and warns when the kernel
+// reports lost records.
+func runLive(ctx context.Context, dp *dataplane.Dataplane, rd *ringbuf.Reader, agent *Agent, log *slog.Logger) error {
+	stop := context.AfterFunc(ctx, func() { rd.Close() })
+	defer stop()
+	done := make(chan struct{})
+	defer close(done)
+	go watchLosses(ctx, done, dp, log)
+	var rec ringbuf.Record
+	for {
+		if err := rd.ReadInto(&rec); err != nil {
+			if errors.Is(err, ringbuf.ErrClosed) || ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("read ring buffer: %w", err)
+		}
+		agent.Handle(rec.RawSample, time.Time{})
+	}
+}
+
+// watchLosses logs ring-buffer losses as they happen, at most every 10 s.
+func watchLosses(ctx context.Context, done <-chan struct{}, dp *dataplane.Dataplane, log *slog.Logger) {
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	var last uint64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-done:
+			return
+		case <-t.C:
+			m, err := dp.CounterMap()
+			if err != nil {
+				continue
+			}
+			if n := m["ringbuf_full"]; n > last {
+				log.Warn("ring buffer full: records lost", "lost", n-last, "lost_total", n)
+				last = n
+			}
+		}
+	}
+}
+
+// maxReplayFrame keeps test-run frames within one page with XDP headroom;
+// the program reads headers and at most XT_SNAP_MAX bytes of payload.
+const maxReplayFrame = 3072
+
+func replayFile(ctx context.Context, dp *dataplane.Dataplane, rd *ringbuf.Reader, agent *Agent, path string) error {
+	var in io.Reader = os.Stdin
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return fmt.Errorf("replay: %w", err)
+		}
+		defer f.Close()
+		in = f
+	}
+	pr, err := pcap.NewReader(bufio.NewReaderSize(in, 1<<20))
+	if err != nil {
+		return fmt.Errorf("replay %s: %w", path, err)
+	}
+	frame := make([]byte, 0, 4096)
+	var rec ringbuf.Record
+	for n := 0; ; n++ {
+		if n&1023 == 0 && ctx.Err() != nil {
+			return nil
+		}
+		pkt, err := pr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("replay %s: packet %d: %w", path, n+1, err)
+		}
+		frame, err = pcap.ToEthernet(frame[:0], pkt.LinkType, pkt.Data)
+		if err != nil || len(frame) < 14 {
+			agent.stats.Skipped.Add(1)
+			continue
+		}
+		if len(frame) > maxReplayFrame {
+			frame = frame[:maxReplayFrame]
+		}
+		if err := dp.SetClock(pkt.Time); err != nil {
+			return err
+		}
+		if _, err := dp.Run(frame); err != nil {
+			return err
+		}
+		// Records of this packet are in the ring now; read them without
+		// waiting (the deadline only stops the read once the ring is empty).
+		if rd.AvailableBytes() == 0 {
+			continue
+		}
+		rd.SetDeadline(time.Now())
+		for {
+			if err := rd.ReadInto(&rec); err != nil {
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					break
+				}
+				return fmt.Errorf("read ring buffer: %w", err)
+			}
+			agent.Handle(rec.RawSample, pkt.Time)
+		}
+	}
+}
+
+func report(log *slog.Logger, dp *dataplane.Dataplane, a *Agent) {
+	args := []any{"records", a.stats.Records.Load(), "events", a.stats.Events.Load(),
+		"bad_records", a.stats.Bad.Load(), "skipped_frames", a.stats.Skipped.Load(),
+		"emit_errors", a.stats.EmitErrors.Load()}
+	if cs, err := dp.Counters(); err == nil {
+		for _, c := range cs {
+			if c.Value != 0 {
+				args = append(args, "xdp_"+c.Name, c.Value)
+			}
+		}
+	}
+	log.Info("sensor counters", args...)
+}
