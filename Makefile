@@ -1,0 +1,49 @@
+# xtrail: `make demo` runs the whole chain once; `make test` runs the tests.
+# Both install what they lack (Debian packages, as root).
+GO      ?= go
+BIN     := bin/xtrail
+PKGS    := ./...
+FUZZTIME ?= 10s
+
+.PHONY: all build generate check-generate test test-unit fuzz-smoke fuzz bench demo lint clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/xtrail
+
+# Rebuild the BPF object and its Go bindings (committed; `go build` needs no clang).
+generate:
+	scripts/deps.sh generate
+	cd pkg/dataplane && $(GO) generate ./...
+
+# CI: the committed bindings must be what `make generate` produces.
+check-generate: generate
+	git diff --exit-code -- pkg/dataplane/ || { echo "generated BPF bindings are stale: run make generate and commit"; exit 1; }
+
+test:
+	scripts/deps.sh test
+	scripts/test.sh
+
+fuzz-smoke:
+	scripts/fuzz.sh $(FUZZTIME)
+
+# Long fuzzing, not part of `make test`.
+fuzz:
+	scripts/fuzz.sh 10m
+
+bench: build
+	scripts/deps.sh bench
+	scripts/bench.sh
+
+demo: build
+	scripts/deps.sh demo
+	scripts/demo.sh
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt: $$out"; exit 1; }
+	$(GO) vet $(PKGS)
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
+
+clean:
+	rm -rf bin

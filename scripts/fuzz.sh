@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs every fuzz target for the given time each (default 10s): a smoke run
+# in `make test`, long runs with `make fuzz`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+t=${1:-10s}
+grep -rl --include='*_test.go' '^func Fuzz' pkg internal 2>/dev/null | xargs -r dirname | sort -u | while read -r dir; do
+	for f in $(grep -h --include='*_test.go' -r -o '^func Fuzz[A-Za-z0-9_]*' "$dir" | sed 's/^func //' | sort -u); do
+		echo "fuzz: $dir $f ($t)"
+		go test -run '^$' -fuzz "^${f}\$" -fuzztime "$t" "./$dir" >/dev/null
+	done
+done
+echo "fuzz: all targets ran without a failure"
