@@ -22,6 +22,7 @@ func runSensor(ctx context.Context, args []string) error {
 	fs.StringVar(&f.XDPMode, "xdp-mode", "", "auto, native or generic (default XDP_MODE, else auto)")
 	fs.StringVar(&f.XDPAction, "xdp-action", "", "pass or drop every packet after inspection (default XDP_ACTION, else pass)")
 	fs.StringVar(&f.PinDir, "pin-dir", "", "bpffs directory of the trail maps (default XDP_PIN_DIR, else /sys/fs/bpf/xtrail)")
+	fs.StringVar(&f.Netns, "netns", "", "attach to interfaces of this network namespace (name or path)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -3,8 +3,10 @@ package dataplane
 import (
 	"errors"
 	"fmt"
+	"runtime"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -50,11 +52,27 @@ type Attachment struct {
 	index  int
 	flags  int
 	progID uint32
+	netns  string
 }
 
 // Attach attaches the program to the named interface. It refuses to replace
 // another XDP program already there.
 func (d *Dataplane) Attach(iface string, mode Mode) (*Attachment, error) {
+	var a *Attachment
+	err := inNetns(d.opts.Netns, func() error {
+		var err error
+		a, err = d.attach(iface, mode)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.attached = append(d.attached, a)
+	d.log.Info("XDP program attached", "iface", iface, "mode", a.Mode, "prog_id", a.progID, "netns", d.opts.Netns)
+	return a, nil
+}
+
+func (d *Dataplane) attach(iface string, mode Mode) (*Attachment, error) {
 	link, err := netlink.LinkByName(iface)
 	if err != nil {
 		return nil, fmt.Errorf("attach XDP to %s: %w", iface, err)
@@ -64,7 +82,7 @@ func (d *Dataplane) Attach(iface string, mode Mode) (*Attachment, error) {
 		return nil, fmt.Errorf("attach XDP to %s: program info: %w", iface, err)
 	}
 	id, _ := info.ID()
-	a := &Attachment{Iface: iface, index: link.Attrs().Index, progID: uint32(id)}
+	a := &Attachment{Iface: iface, index: link.Attrs().Index, progID: uint32(id), netns: d.opts.Netns}
 	try := func(m Mode) error {
 		flags := unix.XDP_FLAGS_UPDATE_IF_NOEXIST
 		if m == ModeNative {
@@ -93,8 +111,6 @@ func (d *Dataplane) Attach(iface string, mode Mode) (*Attachment, error) {
 		}
 		return nil, fmt.Errorf("attach XDP to %s (%s mode): %w", iface, mode, err)
 	}
-	d.attached = append(d.attached, a)
-	d.log.Info("XDP program attached", "iface", iface, "mode", a.Mode, "prog_id", a.progID)
 	return a, nil
 }
 
@@ -103,6 +119,10 @@ func (a *Attachment) Detach() error {
 	if a == nil || a.index == 0 {
 		return nil
 	}
+	return inNetns(a.netns, a.detach)
+}
+
+func (a *Attachment) detach() error {
 	link, err := netlink.LinkByIndex(a.index)
 	if err != nil {
 		// the interface is gone, and the program with it
@@ -119,4 +139,37 @@ func (a *Attachment) Detach() error {
 	}
 	a.index = 0
 	return nil
+}
+
+// inNetns runs fn on a thread switched into the network namespace at path
+// ("" = the caller's). netlink requests open their socket in the thread's
+// namespace, so this is how an interface of another namespace is reached.
+func inNetns(path string, fn func() error) error {
+	if path == "" {
+		return fn()
+	}
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("current network namespace: %w", err)
+	}
+	defer orig.Close()
+	target, err := netns.GetFromPath(path)
+	if err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("network namespace %s: %w", path, err)
+	}
+	defer target.Close()
+	if err := netns.Set(target); err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("enter network namespace %s: %w", path, err)
+	}
+	ferr := fn()
+	if err := netns.Set(orig); err != nil {
+		// leave the thread locked: Go retires it when this goroutine ends
+		return errors.Join(ferr, fmt.Errorf("return from network namespace %s: %w", path, err))
+	}
+	runtime.UnlockOSThread()
+	return ferr
 }

@@ -65,7 +65,10 @@ type Options struct {
 	RingSize int
 	// Snap is the snapshot length per record kind (index = Kind*); 0 keeps
 	// the maximum.
-	Snap   [8]uint16
+	Snap [8]uint16
+	// Netns, when set, is the path of the network namespace whose
+	// interfaces Attach attaches to (e.g. /var/run/netns/NAME).
+	Netns  string
 	Logger *slog.Logger
 }
 

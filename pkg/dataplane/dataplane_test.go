@@ -263,7 +263,12 @@ func TestTruncatedAndMalformed(t *testing.T) {
 		syn(clean, bad, 5000, 80).Bytes(),
 		syn(host6, badIP6, 5000, 80).Bytes(),
 		pktbuild.Frame{Src: clean, Dst: bad, Proto: pktbuild.UDP, Sport: 1, Dport: 2}.Bytes(),
-		func() []byte { f := syn(clean, bad, 5000, 80); f.VLANs = []uint16{1, 2}; f.PPPoE = true; return f.Bytes() }(),
+		func() []byte {
+			f := syn(clean, bad, 5000, 80)
+			f.VLANs = []uint16{1, 2}
+			f.PPPoE = true
+			return f.Bytes()
+		}(),
 	}
 	at := t0
 	for _, full := range frames {

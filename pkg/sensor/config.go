@@ -29,6 +29,7 @@ type Flags struct {
 	XDPMode    string   // --xdp-mode; XDP_MODE otherwise
 	XDPAction  string   // --xdp-action; XDP_ACTION otherwise
 	PinDir     string   // --pin-dir; XDP_PIN_DIR otherwise
+	Netns      string   // --netns: the interfaces live in this named network namespace
 }
 
 // Setup is a configured sensor: options for Run and the sinks to close
@@ -62,6 +63,12 @@ func Configure(cfg *maltrail.Config, f Flags, log *slog.Logger) (*Setup, error) 
 		log = slog.Default()
 	}
 	o := Options{Pcaps: f.Pcaps, Logger: log}
+	if f.Netns != "" {
+		o.Netns = f.Netns
+		if !strings.Contains(f.Netns, "/") {
+			o.Netns = "/var/run/netns/" + f.Netns
+		}
+	}
 	var err error
 	if o.XDPMode, err = dataplane.ParseMode(pick(f.XDPMode, cfg.String(KeyXDPMode, ""))); err != nil {
 		return nil, err

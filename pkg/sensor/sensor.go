@@ -25,6 +25,7 @@ type Options struct {
 	XDPMode    dataplane.Mode
 	Action     dataplane.Action
 	PinDir     string // live: where the trail maps are pinned
+	Netns      string // live: path of the network namespace of Interfaces ("" = ours)
 	TrailsFile string // loaded into the maps at start; "" keeps the pinned trails
 	RingSize   int
 	Renderer   maltrail.Renderer
@@ -64,7 +65,7 @@ func Run(ctx context.Context, o Options) error {
 	if !replay && len(o.Interfaces) == 0 {
 		return errors.New("sensor: no interface to monitor and no capture to replay")
 	}
-	dopts := dataplane.Options{Action: o.Action, Replay: replay, RingSize: o.RingSize, Logger: log}
+	dopts := dataplane.Options{Action: o.Action, Replay: replay, RingSize: o.RingSize, Netns: o.Netns, Logger: log}
 	if !replay {
 		dopts.PinDir = o.PinDir
 	}
