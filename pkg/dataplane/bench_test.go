@@ -1,0 +1,128 @@
+package dataplane
+
+import (
+	"net/netip"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+
+	"github.com/xtrail/xtrail/internal/pktbuild"
+	"github.com/xtrail/xtrail/internal/testenv"
+	"github.com/xtrail/xtrail/pkg/trails"
+)
+
+// The kernel times BPF_PROG_TEST_RUN itself: each benchmark makes one
+// test-run call with repeat = b.N and reports the kernel's ns per packet.
+// Run with -benchtime=1000000x (make bench does).
+
+var (
+	fullOnce  sync.Once
+	fullPlane *Dataplane
+	fullErr   error
+)
+
+// loadFull loads the program with every IP and IP:port trail of the real
+// 1.63M-row trails file.
+func loadFull(b *testing.B) *Dataplane {
+	b.Helper()
+	testenv.RequireRoot(b)
+	path := filepath.Join(testenv.SharedDir(b), "data", "trails-static.csv.gz")
+	fullOnce.Do(func() {
+		var dp *Dataplane
+		if dp, fullErr = Load(Options{Replay: true}); fullErr != nil {
+			return
+		}
+		start := time.Now()
+		set, st, err := dp.Trails().LoadFile(path)
+		if err != nil {
+			dp.Close()
+			fullErr = err
+			return
+		}
+		b.Logf("loaded %d rows: %d IPv4, %d IPv4:port, %d IPv6, %d IPv6:port trails in %v",
+			set.Stats.Rows, st.IP4, st.Port4, st.IP6, st.Port6, time.Since(start).Round(time.Millisecond))
+		fullPlane = dp
+	})
+	if fullErr != nil {
+		b.Fatal(fullErr)
+	}
+	return fullPlane
+}
+
+func benchFrame(b *testing.B, prog *ebpf.Program, frame []byte) {
+	b.Helper()
+	b.ResetTimer()
+	_, per, err := prog.Benchmark(frame, b.N, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(per.Nanoseconds()), "ns/pkt")
+}
+
+func BenchmarkXDP(b *testing.B) {
+	dp := loadFull(b)
+	if err := dp.SetClock(time.Unix(1786094062, 0)); err != nil {
+		b.Fatal(err)
+	}
+	client := netip.MustParseAddr("10.1.2.3")
+	public := netip.MustParseAddr("93.184.216.34") // not a trail
+	hit := netip.MustParseAddr("136.161.101.53")    // a static trail
+	payload := make([]byte, 1400)
+	payload[0] = 0x17 // TLS application data
+	cases := []struct {
+		name  string
+		frame pktbuild.Frame
+	}{
+		{"tcp-data", pktbuild.Frame{Src: client, Dst: public, Proto: pktbuild.TCP, Sport: 50000, Dport: 443, TCPFlags: pktbuild.ACK | pktbuild.PSH, Payload: payload}},
+		{"syn-miss", syn(client, public, 50000, 443)},
+		{"syn-hit", syn(client, hit, 50000, 443)},
+		{"ipv6-syn-miss", syn(netip.MustParseAddr("2001:db8::5"), netip.MustParseAddr("2a00:1450:4001::1"), 50000, 443)},
+	}
+	b.Run("empty-program", func(b *testing.B) {
+		testenv.RequireRoot(b)
+		prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+			Type:         ebpf.XDP,
+			License:      "MIT",
+			Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 2), asm.Return()}, // return XDP_PASS
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer prog.Close()
+		benchFrame(b, prog, cases[0].frame.Bytes())
+	})
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			benchFrame(b, dp.objs.XtrailXdp, c.frame.Bytes())
+		})
+	}
+}
+
+func BenchmarkLoadStaticTrails(b *testing.B) {
+	testenv.RequireRoot(b)
+	path := filepath.Join(testenv.SharedDir(b), "data", "trails-static.csv.gz")
+	rc, err := trails.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	set, err := trails.LoadSet(rc, path)
+	rc.Close()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < b.N; i++ {
+		dp, err := Load(Options{Replay: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := dp.Trails().Replace(set); err != nil {
+			b.Fatal(err)
+		}
+		dp.Close()
+	}
+	b.ReportMetric(float64(len(set.IPs)), "trails")
+}
