@@ -382,18 +382,18 @@ static __always_inline void emit_candidate(struct pkt *p, __u8 kind, __u32 count
 		count(p, XT_C_RINGBUF_FULL);
 }
 
-/* The first bytes of the L4 payload, zero-padded, to classify it cheaply. */
+/*
+ * The first 6 bytes of the L4 payload, to classify it. Two word loads: a
+ * memcpy from a packet pointer of unknown alignment would compile to byte
+ * loads, and the x86 JIT handles the unaligned words fine.
+ */
 static __always_inline __u64 payload_head(struct pkt *p, void *data, void *end)
 {
 	__u8 *b = l4_ptr(p, data);
-	__u64 v = 0;
 
-	if (b && (void *)(b + 8) <= end) {
-		__builtin_memcpy(&v, b, 8);
-		return v;
-	}
-	/* short payloads: the classifiers below need at least 6 bytes anyway */
-	return 0;
+	if (!b || (void *)(b + 6) > end)
+		return 0;
+	return *(__u32 *)b | (__u64)*(__u16 *)(b + 4) << 32;
 }
 
 #define HEAD4(a, b, c, d) ((__u32)(a) | (__u32)(b) << 8 | (__u32)(c) << 16 | (__u32)(d) << 24)
@@ -477,14 +477,21 @@ static __always_inline void do_tcp(struct pkt *p, void *data, void *end)
 	if (p->l4_len < 6)
 		return;
 
-	__u64 head = payload_head(p, data, end);
-
-	if (p->sport == xt_htons(53) || p->dport == xt_htons(53))
+	if (p->sport == xt_htons(53) || p->dport == xt_htons(53)) {
 		emit_candidate(p, XT_REC_DNS, XT_C_CAND_DNS);
-	else if (is_http_start(head))
+		return;
+	}
+	/* The common data packet (TLS records 0x17, binary payloads) is told
+	 * apart by its first byte before any word compares. */
+	__u64 head = payload_head(p, data, end);
+	__u8 first = head & 0xff;
+
+	if (first == 0x16) {
+		if (is_client_hello(head))
+			emit_candidate(p, XT_REC_TLS, XT_C_CAND_TLS);
+	} else if (first >= 'C' && first <= 'T' && is_http_start(head)) {
 		emit_candidate(p, XT_REC_HTTP, XT_C_CAND_HTTP);
-	else if (is_client_hello(head))
-		emit_candidate(p, XT_REC_TLS, XT_C_CAND_TLS);
+	}
 }
 
 static __always_inline void do_udp(struct pkt *p, void *data, void *end)
@@ -561,7 +568,8 @@ int xtrail_xdp(struct xdp_md *ctx)
 
 	if ((void *)(eth + 1) > end)
 		goto truncated;
-	proto = eth->h_proto;
+	/* struct ethhdr is packed: read the EtherType as one word, not two bytes */
+	proto = *(__u16 *)(data + 12);
 	off = sizeof(*eth);
 
 	/* up to two VLAN tags: 802.1Q, and QinQ (beyond Maltrail, which drops it) */

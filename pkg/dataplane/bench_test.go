@@ -33,7 +33,7 @@ func loadFull(b *testing.B) *Dataplane {
 	path := filepath.Join(testenv.SharedDir(b), "data", "trails-static.csv.gz")
 	fullOnce.Do(func() {
 		var dp *Dataplane
-		if dp, fullErr = Load(Options{Replay: true}); fullErr != nil {
+		if dp, fullErr = Load(Options{Replay: true, Snap: [8]uint16{7: uint16(benchSnap7)}}); fullErr != nil {
 			return
 		}
 		start := time.Now()
@@ -70,7 +70,7 @@ func BenchmarkXDP(b *testing.B) {
 	}
 	client := netip.MustParseAddr("10.1.2.3")
 	public := netip.MustParseAddr("93.184.216.34") // not a trail
-	hit := netip.MustParseAddr("136.161.101.53")    // a static trail
+	hit := netip.MustParseAddr("136.161.101.53")   // a static trail
 	payload := make([]byte, 1400)
 	payload[0] = 0x17 // TLS application data
 	cases := []struct {
@@ -78,6 +78,7 @@ func BenchmarkXDP(b *testing.B) {
 		frame pktbuild.Frame
 	}{
 		{"tcp-data", pktbuild.Frame{Src: client, Dst: public, Proto: pktbuild.TCP, Sport: 50000, Dport: 443, TCPFlags: pktbuild.ACK | pktbuild.PSH, Payload: payload}},
+		{"tcp-data-small", pktbuild.Frame{Src: client, Dst: public, Proto: pktbuild.TCP, Sport: 50000, Dport: 443, TCPFlags: pktbuild.ACK | pktbuild.PSH, Payload: payload[:64]}},
 		{"syn-miss", syn(client, public, 50000, 443)},
 		{"syn-hit", syn(client, hit, 50000, 443)},
 		{"ipv6-syn-miss", syn(netip.MustParseAddr("2001:db8::5"), netip.MustParseAddr("2a00:1450:4001::1"), 50000, 443)},
@@ -126,3 +127,4 @@ func BenchmarkLoadStaticTrails(b *testing.B) {
 	}
 	b.ReportMetric(float64(len(set.IPs)), "trails")
 }
+var benchSnap7 = 0
