@@ -78,8 +78,10 @@ struct {
 	__uint(pinning, XT_PIN_BY_NAME);
 } xt_info SEC(".maps");
 
+/* mmapable: the replayer sets the clock per packet with a plain store */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, struct xt_config);

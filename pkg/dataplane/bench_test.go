@@ -127,4 +127,5 @@ func BenchmarkLoadStaticTrails(b *testing.B) {
 	}
 	b.ReportMetric(float64(len(set.IPs)), "trails")
 }
+
 var benchSnap7 = 0

@@ -5,6 +5,7 @@
 package dataplane
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -79,6 +80,8 @@ type Dataplane struct {
 	log      *slog.Logger
 	attached []*Attachment
 	cfg      xtrailXtConfig
+	cfgMem   *ebpf.Memory // xt_cfg mapped into this process (replay clock)
+	clockBuf [8]byte
 }
 
 // Load verifies and loads the program. With Options.PinDir set, the trail
@@ -129,6 +132,13 @@ func Load(opts Options) (*Dataplane, error) {
 		d.objs.Close()
 		return nil, err
 	}
+	if opts.Replay {
+		// the clock field is the first of struct xt_config
+		if d.cfgMem, err = d.objs.XtCfg.Memory(); err != nil {
+			log.Debug("config map not mappable: replay clock via map updates", "err", err)
+			d.cfgMem = nil
+		}
+	}
 	return d, nil
 }
 
@@ -164,15 +174,18 @@ func sign(v int64) int64 {
 	return 1
 }
 
-// SetClock sets the program's clock for the packets that follow (replay).
-// It writes the map only when the second changes: the kernel's rules work
-// in whole seconds and the agent stamps records with the exact time itself.
+// SetClock sets the program's clock for the packets that follow (replay):
+// a plain store into the mapped config, no system call.
 func (d *Dataplane) SetClock(t time.Time) error {
 	ns := uint64(t.UnixNano())
-	if ns/1e9 == d.cfg.ClockNs/1e9 && d.cfg.ClockNs != 0 {
+	d.cfg.ClockNs = ns
+	if d.cfgMem != nil {
+		binary.LittleEndian.PutUint64(d.clockBuf[:], ns)
+		if _, err := d.cfgMem.WriteAt(d.clockBuf[:], 0); err != nil {
+			return fmt.Errorf("set program clock: %w", err)
+		}
 		return nil
 	}
-	d.cfg.ClockNs = ns
 	return d.writeConfig()
 }
 

@@ -219,6 +219,15 @@ func TestRecordMetaText(t *testing.T) {
 	if recs[0].TsNs != uint64(t0.UnixNano()) {
 		t.Errorf("record clock %d, want the replay clock %d", recs[0].TsNs, t0.UnixNano())
 	}
+	if p.dp.cfgMem == nil {
+		t.Error("the replay clock is not mapped: every packet costs a map update")
+	}
+	// the clock is exact per packet, also within one second
+	at := t0.Add(1500 * time.Microsecond)
+	_, recs = p.run(t, syn(clean, netip.MustParseAddr("7.7.7.7"), 5001, 80).Bytes(), at)
+	if len(recs) != 1 || recs[0].TsNs != uint64(at.UnixNano()) {
+		t.Errorf("second record %+v, want clock %d", recs, at.UnixNano())
+	}
 }
 
 func TestRepeatSuppression(t *testing.T) {

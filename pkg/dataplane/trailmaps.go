@@ -191,6 +191,9 @@ func (t *TrailMaps) Replace(set *trails.Set) (LoadStats, error) {
 	}
 	st.IP4, st.IP6, st.Port4, st.Port6 = len(k4), len(k6), len(kp4), len(kp6)
 
+	// A map that was empty before the load has nothing stale to prune.
+	fresh := [4]bool{isEmpty[uint32](t.ip4), isEmpty[xtrailXtIp6Key](t.ip6),
+		isEmpty[xtrailXtPort4Key](t.port4), isEmpty[xtrailXtPort6Key](t.port6)}
 	if err := upsert(t.ip4, k4, v4); err != nil {
 		return st, fmt.Errorf("load IPv4 trails: %w", err)
 	}
@@ -203,24 +206,21 @@ func (t *TrailMaps) Replace(set *trails.Set) (LoadStats, error) {
 	if err := upsert(t.port6, kp6, vp6); err != nil {
 		return st, fmt.Errorf("load IPv6:port trails: %w", err)
 	}
-	var n int
-	var err error
-	if n, err = prune(t.ip4, k4); err != nil {
-		return st, err
+	for i, p := range []func() (int, error){
+		func() (int, error) { return prune(t.ip4, k4) },
+		func() (int, error) { return prune(t.ip6, k6) },
+		func() (int, error) { return prune(t.port4, kp4) },
+		func() (int, error) { return prune(t.port6, kp6) },
+	} {
+		if fresh[i] {
+			continue
+		}
+		n, err := p()
+		st.Removed += n
+		if err != nil {
+			return st, err
+		}
 	}
-	st.Removed += n
-	if n, err = prune(t.ip6, k6); err != nil {
-		return st, err
-	}
-	st.Removed += n
-	if n, err = prune(t.port4, kp4); err != nil {
-		return st, err
-	}
-	st.Removed += n
-	if n, err = prune(t.port6, kp6); err != nil {
-		return st, err
-	}
-	st.Removed += n
 	for id := range used {
 		if !keep[id] {
 			if err := t.info.Delete(id); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
@@ -272,6 +272,15 @@ func upsert[K comparable](m *ebpf.Map, keys []K, vals []xtrailXtTrail) error {
 		}
 	}
 	return nil
+}
+
+// isEmpty reports whether m holds no key (an error counts as not empty, so
+// the caller prunes).
+func isEmpty[K any](m *ebpf.Map) bool {
+	var k K
+	var v xtrailXtTrail
+	it := m.Iterate()
+	return !it.Next(&k, &v) && it.Err() == nil
 }
 
 // prune deletes every key of m not in keep and returns how many it deleted.

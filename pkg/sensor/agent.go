@@ -61,10 +61,9 @@ func NewAgent(meta MetaSource, r *maltrail.Renderer, out Emitter, log *slog.Logg
 // Stats returns the agent's counters.
 func (a *Agent) Stats() *Stats { return &a.stats }
 
-// Handle processes one raw ring-buffer record. at, when not zero, is the
-// event time (replay: the capture time of the packet); otherwise the
-// program's timestamp is used.
-func (a *Agent) Handle(raw []byte, at time.Time) {
+// Handle processes one raw ring-buffer record. The event time is the
+// program's clock: wall time live, the capture time in replay.
+func (a *Agent) Handle(raw []byte) {
 	a.stats.Records.Add(1)
 	r := &a.rec
 	if err := r.Decode(raw); err != nil {
@@ -81,9 +80,6 @@ func (a *Agent) Handle(raw []byte, at time.Time) {
 		a.stats.Candidates[r.Kind&7].Add(1)
 		return
 	}
-	if at.IsZero() {
-		at = time.Unix(0, int64(r.TsNs))
-	}
 	proto := protoName[r.L4Proto]
 	if proto == "" {
 		a.stats.UnknownLUT.Add(1)
@@ -96,7 +92,7 @@ func (a *Agent) Handle(raw []byte, at time.Time) {
 	}
 	ev := &a.ev
 	*ev = maltrail.Event{
-		Time:      at,
+		Time:      time.Unix(0, int64(r.TsNs)),
 		SrcIP:     r.SrcAddr(),
 		DstIP:     r.DstAddr(),
 		Proto:     proto,
