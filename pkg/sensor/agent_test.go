@@ -1,0 +1,173 @@
+package sensor
+
+import (
+	"encoding/binary"
+	"errors"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xtrail/xtrail/pkg/dataplane"
+	"github.com/xtrail/xtrail/pkg/maltrail"
+)
+
+type fakeMeta map[uint32][2]string
+
+func (f fakeMeta) Meta(id uint32) (string, string, error) {
+	m, ok := f[id]
+	if !ok {
+		return "", "", errors.New("no such meta")
+	}
+	return m[0], m[1], nil
+}
+
+// rec builds a raw struct xt_rec as the program writes it.
+func rec(kind, side, ttype, proto uint8, src, dst netip.Addr, sport, dport uint16, meta uint32, ts time.Time, payload []byte) []byte {
+	b := make([]byte, dataplane.RecordHeaderSize+len(payload))
+	le := binary.LittleEndian
+	le.PutUint64(b[0:], uint64(ts.UnixNano()))
+	b[8], b[10], b[11], b[12] = kind, proto, side, ttype
+	b[9] = 4
+	if dst.Is6() {
+		b[9] = 6
+	}
+	le.PutUint16(b[14:], sport)
+	le.PutUint16(b[16:], dport)
+	le.PutUint16(b[18:], uint16(len(payload)))
+	le.PutUint32(b[20:], uint32(len(payload)))
+	le.PutUint32(b[24:], meta)
+	if src.Is4() {
+		a, d := src.As4(), dst.As4()
+		copy(b[32:], a[:])
+		copy(b[48:], d[:])
+	} else {
+		a, d := src.As16(), dst.As16()
+		copy(b[32:], a[:])
+		copy(b[48:], d[:])
+	}
+	copy(b[64:], payload)
+	return b
+}
+
+func TestAgentRendersIPRecords(t *testing.T) {
+	at := time.Date(2026, 8, 7, 9, 14, 22, 117034000, time.UTC)
+	meta := fakeMeta{1: {"malware (test)", "(static)"}, 2: {"known attacker", "(static)"}}
+	src, dst := netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("66.66.66.66")
+	v6src, v6dst := netip.MustParseAddr("2001:db8::5"), netip.MustParseAddr("dead::beef")
+	cases := []struct {
+		name string
+		raw  []byte
+		want string
+	}{
+		{"tcp dst ip", rec(dataplane.KindIP, dataplane.SideDst, dataplane.TrailIP, 6, src, dst, 50000, 443, 1, at, nil),
+			`"2026-08-07 09:14:22.117034" gw 10.0.0.5 50000 66.66.66.66 443 TCP IP 66.66.66.66 "malware (test)" (static)`},
+		{"tcp dst ip:port", rec(dataplane.KindIP, dataplane.SideDst, dataplane.TrailIPort, 6, src, dst, 50000, 8443, 1, at, nil),
+			`"2026-08-07 09:14:22.117034" gw 10.0.0.5 50000 66.66.66.66 8443 TCP IPORT 66.66.66.66:8443 "malware (test)" (static)`},
+		{"tcp src ip:port", rec(dataplane.KindIP, dataplane.SideSrc, dataplane.TrailIPort, 6, dst, src, 8443, 50000, 2, at, nil),
+			`"2026-08-07 09:14:22.117034" gw 66.66.66.66 8443 10.0.0.5 50000 TCP IPORT 66.66.66.66:8443 "known attacker" (static)`},
+		{"udp", rec(dataplane.KindIP, dataplane.SideDst, dataplane.TrailIP, 17, src, dst, 5000, 9999, 1, at, nil),
+			`"2026-08-07 09:14:22.117034" gw 10.0.0.5 5000 66.66.66.66 9999 UDP IP 66.66.66.66 "malware (test)" (static)`},
+		{"icmp has no ports", rec(dataplane.KindIP, dataplane.SideDst, dataplane.TrailIP, 1, src, dst, 0, 0, 1, at, nil),
+			`"2026-08-07 09:14:22.117034" gw 10.0.0.5 - 66.66.66.66 - ICMP IP 66.66.66.66 "malware (test)" (static)`},
+		{"gre", rec(dataplane.KindIP, dataplane.SideDst, dataplane.TrailIP, 47, src, dst, 0, 0, 1, at, nil),
+			`"2026-08-07 09:14:22.117034" gw 10.0.0.5 - 66.66.66.66 - GRE IP 66.66.66.66 "malware (test)" (static)`},
+		{"ipv6 ip:port", rec(dataplane.KindIP, dataplane.SideDst, dataplane.TrailIPort, 6, v6src, v6dst, 50000, 443, 1, at, nil),
+			`"2026-08-07 09:14:22.117034" gw 2001:db8::5 50000 dead::beef 443 TCP IPORT [dead::beef]:443 "malware (test)" (static)`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			out := newCapture()
+			a := NewAgent(meta, &maltrail.Renderer{Sensor: "gw", Loc: time.UTC}, out, nil)
+			a.Handle(c.raw)
+			got := out.get()
+			if len(got) != 1 || got[0] != c.want+"\n" {
+				t.Fatalf("got %q\nwant %q", got, c.want+"\n")
+			}
+			if out.secs[0] != at.Unix() {
+				t.Errorf("sec %d, want %d", out.secs[0], at.Unix())
+			}
+		})
+	}
+}
+
+func TestAgentCountsWhatItCannotRender(t *testing.T) {
+	at := time.Unix(1700000000, 0)
+	src, dst := netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("66.66.66.66")
+	out := newCapture()
+	a := NewAgent(fakeMeta{1: {"x", "y"}}, &maltrail.Renderer{Loc: time.UTC}, out, nil)
+	a.Handle([]byte{1, 2, 3})                                                                              // short
+	a.Handle(rec(dataplane.KindIP, dataplane.SideDst, dataplane.TrailIP, 6, src, dst, 1, 2, 99, at, nil))  // meta gone
+	a.Handle(rec(dataplane.KindIP, dataplane.SideDst, dataplane.TrailIP, 200, src, dst, 0, 0, 1, at, nil)) // no protocol name
+	a.Handle(rec(dataplane.KindDNS, 0, 0, 17, src, dst, 5000, 53, 0, at, []byte("dns payload")))
+	bad := rec(dataplane.KindIP, dataplane.SideDst, dataplane.TrailIP, 6, src, dst, 1, 2, 1, at, nil)
+	binary.LittleEndian.PutUint16(bad[18:], 500) // claims a payload it does not have
+	a.Handle(bad)
+	s := a.Stats()
+	if len(out.get()) != 0 {
+		t.Fatalf("events written: %q", out.get())
+	}
+	if s.Records.Load() != 5 || s.Bad.Load() != 2 || s.NoMeta.Load() != 1 || s.UnknownLUT.Load() != 1 ||
+		s.Candidates[dataplane.KindDNS].Load() != 1 {
+		t.Errorf("records %d bad %d nometa %d unknown %d dns %d", s.Records.Load(), s.Bad.Load(),
+			s.NoMeta.Load(), s.UnknownLUT.Load(), s.Candidates[dataplane.KindDNS].Load())
+	}
+}
+
+func TestConfigure(t *testing.T) {
+	dir := t.TempDir()
+	parse := func(text string) *maltrail.Config {
+		cfg, err := maltrail.ParseConfig(strings.NewReader(text), "test.conf", func(string) (string, bool) { return "", false })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	trails := dir + "/trails.csv"
+	if err := writeFile(trails, "1.2.3.4,x,(static)\n"); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name, conf string
+		flags      Flags
+		sinks      string // Multi's name, "" = an error is expected
+	}{
+		{"maltrail defaults", "LOG_DIR " + dir + "/log\nTRAILS_FILE " + trails, Flags{Interfaces: "eth9"}, "multi(file)"},
+		{"log server and console", "LOG_DIR " + dir + "/log\nLOG_SERVER 127.0.0.1:8337\nTRAILS_FILE " + trails, Flags{Pcaps: []string{"x.pcap"}, Console: true}, "multi(file,udp:127.0.0.1:8337,console)"},
+		{"no local storage, nothing else: console", "DISABLE_LOCAL_LOG_STORAGE true\nTRAILS_FILE " + trails, Flags{Pcaps: []string{"x.pcap"}}, "multi(console)"},
+		{"no local storage with a log server", "DISABLE_LOCAL_LOG_STORAGE true\nLOG_SERVER 127.0.0.1:8337\nTRAILS_FILE " + trails, Flags{Pcaps: []string{"x.pcap"}}, "multi(udp:127.0.0.1:8337)"},
+		{"d4", "DISABLE_LOCAL_LOG_STORAGE true\nTRAILS_FILE " + trails + "\nD4_SERVER 127.0.0.1:4443\nD4_UUID 1d940331-9fc9-4381-8fc9-3b624db66025\nD4_KEY k\nDISABLE_D4_TLS_VERIFY true", Flags{Pcaps: []string{"x.pcap"}}, "multi(d4)"},
+		{"log server without a port", "LOG_SERVER 127.0.0.1\nLOG_DIR " + dir + "/log\nTRAILS_FILE " + trails, Flags{Pcaps: []string{"x.pcap"}}, ""},
+		{"no interface", "LOG_DIR " + dir + "/log\nTRAILS_FILE " + trails, Flags{}, ""},
+		{"missing trails file", "LOG_DIR " + dir + "/log\nTRAILS_FILE " + dir + "/nope.csv", Flags{Pcaps: []string{"x.pcap"}}, ""},
+		{"d4 with a v1 uuid", "TRAILS_FILE " + trails + "\nLOG_DIR " + dir + "/log\nD4_SERVER 127.0.0.1:4443\nD4_UUID 6ba7b810-9dad-11d1-80b4-00c04fd430c8\nD4_KEY k\nDISABLE_D4_TLS_VERIFY true", Flags{Pcaps: []string{"x.pcap"}}, ""},
+		{"bad xdp action", "TRAILS_FILE " + trails + "\nLOG_DIR " + dir + "/log\nXDP_ACTION reject", Flags{Interfaces: "eth9"}, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			st, err := Configure(parse(c.conf), c.flags, nil)
+			if c.sinks == "" {
+				if err == nil {
+					st.Sinks.Close()
+					t.Fatal("configuration accepted")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Sinks.Close()
+			if got := st.Sinks.Name(); got != c.sinks {
+				t.Errorf("sinks %s, want %s", got, c.sinks)
+			}
+			if st.Options.TrailsFile != trails {
+				t.Errorf("trails file %q", st.Options.TrailsFile)
+			}
+		})
+	}
+}
+
+func writeFile(path, text string) error {
+	return os.WriteFile(path, []byte(text), 0o644)
+}
