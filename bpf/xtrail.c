@@ -348,6 +348,33 @@ static __always_inline void match_ips(struct pkt *p, int with_port, int log_slot
 	emit_hit(p, t, side, type);
 }
 
+/*
+ * Trail lookups the agent needs with a candidate, done here where the maps
+ * are: a DNS query reports dst:dport, dst, then src (spec §1.3); an HTTP
+ * request reports a trail on dst with its Host (spec §1.4).
+ */
+static __always_inline void annotate(struct pkt *p, struct xt_rec *r, __u8 kind)
+{
+	struct xt_trail *t;
+	__u8 type = 0;
+
+	if (kind != XT_REC_DNS && kind != XT_REC_HTTP)
+		return;
+	t = lookup_side(p, p->dst, p->dport, kind == XT_REC_DNS, &type);
+	if (t) {
+		r->side = XT_SIDE_DST;
+	} else if (kind == XT_REC_DNS) {
+		t = lookup_side(p, p->src, p->sport, 0, &type);
+		r->side = XT_SIDE_SRC;
+	}
+	if (!t) {
+		r->side = XT_SIDE_NONE;
+		return;
+	}
+	r->trail_type = type;
+	r->meta = t->meta;
+}
+
 /* Copies the L4 payload snapshot into a candidate record. */
 static __always_inline void emit_candidate(struct pkt *p, __u8 kind, __u32 counter)
 {
@@ -359,6 +386,7 @@ static __always_inline void emit_candidate(struct pkt *p, __u8 kind, __u32 count
 	if (!s)
 		return;
 	fill_rec(p, &s->rec, kind);
+	annotate(p, &s->rec, kind);
 
 	snap = XT_SNAP_MAX;
 	if (kind < 8 && p->cfg->snap[kind & 7] && p->cfg->snap[kind & 7] < XT_SNAP_MAX)

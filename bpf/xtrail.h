@@ -45,6 +45,8 @@ enum xt_trail_type {
 /*
  * One ring-buffer record: this fixed header, followed (candidates only) by
  * cap_len bytes of the L4 payload. IP records have cap_len 0.
+ * side, trail_type and meta: for IP records the hit; for DNS and HTTP
+ * candidates the trail lookups the agent needs (side XT_SIDE_NONE: none).
  * Addresses: IPv4 in the first 4 bytes (network order), rest zero.
  */
 struct xt_rec {

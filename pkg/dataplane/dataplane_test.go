@@ -24,6 +24,7 @@ const testTrails = "66.66.66.66,malware (test),(static)\r\n" +
 	"7.7.7.7,phishing (test),(static)\r\n" +
 	"dead::beef,malware (test),(static)\r\n" +
 	"[dead::beef]:443,malware (test),(static)\r\n" +
+	"8.8.4.4:53,dns c2 (test),(static)\r\n" +
 	"evil-test-domain.com,malware (test),(static)\r\n"
 
 type plane struct {
@@ -117,6 +118,7 @@ type want struct {
 
 func TestProgramBranches(t *testing.T) {
 	clientHello := append([]byte{0x16, 0x03, 0x01, 0x00, 0x40, 0x01, 0x00, 0x00, 0x3c, 0x03, 0x03}, make([]byte, 60)...)
+	dnsQuery := []byte("\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03www\x07example\x03com\x00\x00\x01\x00\x01")
 	quicInit := append([]byte{0xc3, 0x00, 0x00, 0x00, 0x01, 0x08}, make([]byte, 100)...)
 	cases := []struct {
 		name    string
@@ -142,7 +144,12 @@ func TestProgramBranches(t *testing.T) {
 		{"udp dst attacker is silent", pktbuild.Frame{Src: clean, Dst: netip.MustParseAddr("198.51.100.53"), Proto: pktbuild.UDP, Sport: 5000, Dport: 9999}, nil, "hit_suppressed"},
 		{"udp src malware is silent", pktbuild.Frame{Src: bad, Dst: clean, Proto: pktbuild.UDP, Sport: 9999, Dport: 5000}, nil, "hit_suppressed"},
 		{"udp has no ip:port matching", pktbuild.Frame{Src: clean, Dst: netip.MustParseAddr("6.6.6.6"), Proto: pktbuild.UDP, Sport: 5000, Dport: 8443}, nil, "udp"},
-		{"dns query is a candidate", pktbuild.Frame{Src: clean, Dst: bad, Proto: pktbuild.UDP, Sport: 5000, Dport: 53, Payload: []byte("\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03www\x07example\x03com\x00\x00\x01\x00\x01")}, []want{{KindDNS, 0, 0, false}}, "cand_dns"},
+		{"dns query is a candidate", pktbuild.Frame{Src: clean, Dst: clean2, Proto: pktbuild.UDP, Sport: 5000, Dport: 53, Payload: dnsQuery}, []want{{KindDNS, 0, 0, false}}, "cand_dns"},
+		{"dns query to a trail ip names it", pktbuild.Frame{Src: clean, Dst: bad, Proto: pktbuild.UDP, Sport: 5000, Dport: 53, Payload: dnsQuery}, []want{{KindDNS, SideDst, TrailIP, true}}, "cand_dns"},
+		{"dns query to a trail ip:port names it", pktbuild.Frame{Src: clean, Dst: netip.MustParseAddr("8.8.4.4"), Proto: pktbuild.UDP, Sport: 5000, Dport: 53, Payload: dnsQuery}, []want{{KindDNS, SideDst, TrailIPort, true}}, "cand_dns"},
+		{"dns query from a trail ip names it", pktbuild.Frame{Src: netip.MustParseAddr("198.51.100.66"), Dst: clean2, Proto: pktbuild.UDP, Sport: 5000, Dport: 53, Payload: dnsQuery}, []want{{KindDNS, SideSrc, TrailIP, true}}, "cand_dns"},
+		{"dns over tcp is a candidate", pktbuild.Frame{Src: clean, Dst: clean2, Proto: pktbuild.TCP, Sport: 5000, Dport: 53, TCPFlags: pktbuild.ACK | pktbuild.PSH, Payload: append([]byte{0, byte(len(dnsQuery))}, dnsQuery...)}, []want{{KindDNS, 0, 0, false}}, "cand_dns"},
+		{"http request to a trail ip names it", pktbuild.Frame{Src: clean, Dst: bad, Proto: pktbuild.TCP, Sport: 5000, Dport: 80, TCPFlags: pktbuild.ACK | pktbuild.PSH, Payload: []byte("GET /x HTTP/1.1\r\nHost: a\r\n\r\n")}, []want{{KindHTTP, SideDst, TrailIP, true}}, "cand_http"},
 		{"icmp echo dst", pktbuild.Frame{Src: clean, Dst: bad, Proto: pktbuild.ICMP, ICMPType: 8}, []want{{KindIP, SideDst, TrailIP, true}}, "icmp_echo"},
 		{"icmp echo reply is ignored", pktbuild.Frame{Src: bad, Dst: clean, Proto: pktbuild.ICMP, ICMPType: 0}, nil, "icmp_other"},
 		{"icmp echo src malware speaks", pktbuild.Frame{Src: bad, Dst: clean, Proto: pktbuild.ICMP, ICMPType: 8}, []want{{KindIP, SideSrc, TrailIP, true}}, "hit_src"},
@@ -334,7 +341,7 @@ func TestReplaceRemovesStaleTrails(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.IP4 != 1 || st.Port4 != 1 || st.Removed != 7 || st.Metas != 2 {
+	if st.IP4 != 1 || st.Port4 != 1 || st.Removed != 8 || st.Metas != 2 {
 		t.Errorf("stats %+v", st)
 	}
 	if _, recs := p.run(t, syn(clean, bad, 5000, 80).Bytes(), t0); len(recs) != 0 {
