@@ -25,6 +25,7 @@ import (
 	"github.com/xtrail/xtrail/pkg/maltrail"
 	"github.com/xtrail/xtrail/pkg/sensor"
 	"github.com/xtrail/xtrail/pkg/sink"
+	"github.com/xtrail/xtrail/pkg/throttle"
 )
 
 func TestChain(t *testing.T) {
@@ -104,7 +105,9 @@ func TestChain(t *testing.T) {
 		pcaps = append(pcaps, filepath.Join(corpus, c+".pcap"))
 	}
 	err = sensor.Run(ctx, sensor.Options{Pcaps: pcaps, TrailsFile: filepath.Join(corpus, "trails.csv"),
-		Renderer: maltrail.Renderer{Sensor: "e2e", Loc: time.UTC}, Out: out, D4: client})
+		Renderer: maltrail.Renderer{Sensor: "e2e", Loc: time.UTC}, Out: out, D4: client,
+		// the captures share timestamps: no throttle, every event crosses the chain
+		Throttle: throttle.Off})
 	out.Close()
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/xtrail/xtrail/pkg/dataplane"
 	"github.com/xtrail/xtrail/pkg/maltrail"
+	"github.com/xtrail/xtrail/pkg/throttle"
 )
 
 // MetaSource gives the info and reference text of a trail meta id.
@@ -37,25 +38,71 @@ type Stats struct {
 
 // Agent turns ring-buffer records into events. It is used by one goroutine.
 type Agent struct {
-	meta   MetaSource
-	out    Emitter
-	render *maltrail.Renderer
-	log    *slog.Logger
-	stats  Stats
+	meta  MetaSource
+	sup   *throttle.Suppressor
+	out   *lineOut
+	log   *slog.Logger
+	stats Stats
 
-	rec  dataplane.Record
-	ev   maltrail.Event
-	line []byte
+	rec dataplane.Record
+	ev  maltrail.Event
 	// bad records are logged once per kind of failure, not per record
 	loggedBad bool
 }
 
-// NewAgent returns an agent that renders with r and emits to out.
-func NewAgent(meta MetaSource, r *maltrail.Renderer, out Emitter, log *slog.Logger) *Agent {
+// AgentConfig configures an Agent.
+type AgentConfig struct {
+	Meta      MetaSource
+	Render    *maltrail.Renderer
+	Out       Emitter
+	Throttle  throttle.Mode // EVENT_THROTTLE_MODE
+	Processes int           // PROCESS_COUNT, for the legacy throttle
+	Logger    *slog.Logger
+}
+
+// NewAgent returns an agent.
+func NewAgent(c AgentConfig) *Agent {
+	log := c.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Agent{meta: meta, out: out, render: r, log: log, line: make([]byte, 0, 512)}
+	a := &Agent{meta: c.Meta, log: log}
+	a.out = &lineOut{render: c.Render, out: c.Out, stats: &a.stats, line: make([]byte, 0, 512)}
+	a.sup = throttle.New(c.Throttle, c.Processes, a.out)
+	return a
+}
+
+// Tick advances the suppression clock (live: wall time, once a second).
+func (a *Agent) Tick(now time.Time) { a.sup.Tick(now) }
+
+// Flush writes every event the suppression still holds (end of a replay,
+// shutdown).
+func (a *Agent) Flush() { a.sup.Flush() }
+
+// lineOut renders what passes the suppression and hands it to the sinks.
+type lineOut struct {
+	render *maltrail.Renderer
+	out    Emitter
+	stats  *Stats
+	line   []byte
+}
+
+func (o *lineOut) Event(ev *maltrail.Event) {
+	o.line = o.render.AppendLine(o.line[:0], ev)
+	o.emit(ev.Time.Unix())
+}
+
+func (o *lineOut) Merged(ev *maltrail.TextEvent) {
+	o.line = o.render.AppendTextLine(o.line[:0], ev)
+	o.emit(ev.Time.Unix())
+}
+
+func (o *lineOut) emit(sec int64) {
+	if err := o.out.Emit(sec, o.line); err != nil {
+		o.stats.EmitErrors.Add(1)
+		return
+	}
+	o.stats.Events.Add(1)
 }
 
 // Stats returns the agent's counters.
@@ -113,16 +160,12 @@ func (a *Agent) Handle(raw []byte) {
 		ev.Type = "IP"
 		ev.Trail = maltrail.FormatAddr(addr)
 	}
-	a.emit(ev)
+	a.report(ev)
 }
 
-func (a *Agent) emit(ev *maltrail.Event) {
-	a.line = a.render.AppendLine(a.line[:0], ev)
-	if err := a.out.Emit(ev.Time.Unix(), a.line); err != nil {
-		a.stats.EmitErrors.Add(1)
-		return
-	}
-	a.stats.Events.Add(1)
+// report passes an event through suppression to the sinks.
+func (a *Agent) report(ev *maltrail.Event) {
+	a.sup.Add(ev)
 }
 
 const (

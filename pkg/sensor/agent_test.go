@@ -11,6 +11,7 @@ import (
 
 	"github.com/xtrail/xtrail/pkg/dataplane"
 	"github.com/xtrail/xtrail/pkg/maltrail"
+	"github.com/xtrail/xtrail/pkg/throttle"
 )
 
 type fakeMeta map[uint32][2]string
@@ -79,8 +80,9 @@ func TestAgentRendersIPRecords(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			out := newCapture()
-			a := NewAgent(meta, &maltrail.Renderer{Sensor: "gw", Loc: time.UTC}, out, nil)
+			a := NewAgent(AgentConfig{Meta: meta, Render: &maltrail.Renderer{Sensor: "gw", Loc: time.UTC}, Out: out, Throttle: throttle.Off})
 			a.Handle(c.raw)
+			a.Flush() // "known attacker" is condensed until a flush
 			got := out.get()
 			if len(got) != 1 || got[0] != c.want+"\n" {
 				t.Fatalf("got %q\nwant %q", got, c.want+"\n")
@@ -96,7 +98,7 @@ func TestAgentCountsWhatItCannotRender(t *testing.T) {
 	at := time.Unix(1700000000, 0)
 	src, dst := netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("66.66.66.66")
 	out := newCapture()
-	a := NewAgent(fakeMeta{1: {"x", "y"}}, &maltrail.Renderer{Loc: time.UTC}, out, nil)
+	a := NewAgent(AgentConfig{Meta: fakeMeta{1: {"x", "y"}}, Render: &maltrail.Renderer{Loc: time.UTC}, Out: out})
 	a.Handle([]byte{1, 2, 3})                                                                              // short
 	a.Handle(rec(dataplane.KindIP, dataplane.SideDst, dataplane.TrailIP, 6, src, dst, 1, 2, 99, at, nil))  // meta gone
 	a.Handle(rec(dataplane.KindIP, dataplane.SideDst, dataplane.TrailIP, 200, src, dst, 0, 0, 1, at, nil)) // no protocol name

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/xtrail/xtrail/pkg/dataplane"
 	"github.com/xtrail/xtrail/pkg/maltrail"
 	"github.com/xtrail/xtrail/pkg/sink"
+	"github.com/xtrail/xtrail/pkg/throttle"
 )
 
 // Flags are the sensor's command-line switches (Maltrail's, plus xtrail's).
@@ -93,6 +95,12 @@ func Configure(cfg *maltrail.Config, f Flags, log *slog.Logger) (*Setup, error) 
 		}
 		log.Warn("no trails file: the sensor keeps the trails already loaded in its pinned maps", "default", o.TrailsFile)
 		o.TrailsFile = ""
+	}
+	if o.Throttle, err = throttle.ParseMode(cfg.String("EVENT_THROTTLE_MODE", "")); err != nil {
+		return nil, err
+	}
+	if o.Processes, err = cfg.Int("PROCESS_COUNT", runtime.NumCPU()); err != nil {
+		return nil, fmt.Errorf("sensor: PROCESS_COUNT: %w", err)
 	}
 	name, _ := cfg.Get("SENSOR_NAME")
 	o.Renderer = maltrail.Renderer{Sensor: name, Loc: time.Local}

@@ -17,6 +17,7 @@ import (
 	"github.com/xtrail/xtrail/pkg/dataplane"
 	"github.com/xtrail/xtrail/pkg/maltrail"
 	"github.com/xtrail/xtrail/pkg/pcap"
+	"github.com/xtrail/xtrail/pkg/throttle"
 )
 
 // Options say what one sensor run does.
@@ -31,6 +32,8 @@ type Options struct {
 	RingSize   int
 	Renderer   maltrail.Renderer
 	Out        Emitter
+	Throttle   throttle.Mode // EVENT_THROTTLE_MODE (summarize by default)
+	Processes  int           // PROCESS_COUNT, for the legacy throttle
 	// D4, when set, is the client behind one of Out's sinks: Run runs it
 	// beside the sensor and lets it flush when the sensor stops.
 	D4     *d4.Client
@@ -100,7 +103,8 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer rd.Close()
-	agent := NewAgent(maps, &o.Renderer, o.Out, log)
+	agent := NewAgent(AgentConfig{Meta: maps, Render: &o.Renderer, Out: o.Out,
+		Throttle: o.Throttle, Processes: o.Processes, Logger: log})
 
 	if replay {
 		if o.Ready != nil {
@@ -113,6 +117,7 @@ func Run(ctx context.Context, o Options) error {
 				log.Error("replay", "file", p, "err", err)
 			}
 		}
+		agent.Flush()
 		report(log, dp, agent)
 		return errors.Join(errs...)
 	}
@@ -126,6 +131,7 @@ func Run(ctx context.Context, o Options) error {
 		o.Ready()
 	}
 	err = runLive(ctx, dp, rd, agent, log)
+	agent.Flush()
 	report(log, dp, agent)
 	return err
 }
@@ -139,14 +145,26 @@ func runLive(ctx context.Context, dp *dataplane.Dataplane, rd *ringbuf.Reader, a
 	defer close(done)
 	go watchLosses(ctx, done, dp, log)
 	var rec ringbuf.Record
+	// The read wakes up at least once a second so held and condensed
+	// events leave on time when traffic is quiet.
+	next := time.Now().Add(time.Second)
+	rd.SetDeadline(next)
 	for {
-		if err := rd.ReadInto(&rec); err != nil {
-			if errors.Is(err, ringbuf.ErrClosed) || ctx.Err() != nil {
-				return nil
-			}
+		err := rd.ReadInto(&rec)
+		switch {
+		case err == nil:
+			agent.Handle(rec.RawSample)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+		case errors.Is(err, ringbuf.ErrClosed) || ctx.Err() != nil:
+			return nil
+		default:
 			return fmt.Errorf("read ring buffer: %w", err)
 		}
-		agent.Handle(rec.RawSample)
+		if now := time.Now(); !now.Before(next) {
+			agent.Tick(now)
+			next = now.Add(time.Second)
+			rd.SetDeadline(next)
+		}
 	}
 }
 

@@ -332,7 +332,8 @@ func addStr(s []string, v string) []string {
 	return append(s, v)
 }
 
-// joinInts renders ports; a port 0 alone is "-" as safe_value writes it.
+// joinInts renders ports; port 0 (no port: ICMP and other protocols) is
+// "-" as Maltrail writes it, alone or in a list.
 func joinInts(v []int) string {
 	if len(v) == 1 && v[0] == 0 {
 		return ""
@@ -341,6 +342,10 @@ func joinInts(v []int) string {
 	for i, n := range v {
 		if i > 0 {
 			b.WriteByte(',')
+		}
+		if n == 0 {
+			b.WriteByte('-')
+			continue
 		}
 		b.WriteString(strconv.Itoa(n))
 	}

@@ -13,8 +13,10 @@ type rec struct{ lines []string }
 
 var r = maltrail.Renderer{Sensor: "t", Loc: time.UTC}
 
-func (o *rec) Event(ev *maltrail.Event)     { o.lines = append(o.lines, string(r.AppendLine(nil, ev))) }
-func (o *rec) Merged(ev *maltrail.TextEvent) { o.lines = append(o.lines, string(r.AppendTextLine(nil, ev))) }
+func (o *rec) Event(ev *maltrail.Event) { o.lines = append(o.lines, string(r.AppendLine(nil, ev))) }
+func (o *rec) Merged(ev *maltrail.TextEvent) {
+	o.lines = append(o.lines, string(r.AppendTextLine(nil, ev)))
+}
 
 var (
 	src = netip.MustParseAddr("10.0.0.5")
