@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/xtrail/xtrail/internal/testenv"
+	"github.com/xtrail/xtrail/pkg/dataplane"
 )
 
 // Addresses inside the lab (link-local: never routed off a link).
@@ -113,4 +114,20 @@ func (l *Lab) XDPAttached() (bool, error) {
 		return false, fmt.Errorf("ip link show: %v: %s", err, out)
 	}
 	return strings.Contains(string(out), "xdp"), nil
+}
+
+// InNetns runs fn on a thread inside lab namespace ns: sockets fn makes
+// there stay in that namespace whichever thread later uses them.
+func InNetns(ns string, fn func() error) error {
+	return dataplane.InNetns(NetnsPath(ns), fn)
+}
+
+// AddAddress gives the sensor namespace's loopback an extra address, so a
+// listener there answers for a (trail) address routed over the veth.
+func (l *Lab) AddAddress(addr string) error {
+	out, err := exec.Command("ip", "-n", l.Sensor, "addr", "add", addr+"/32", "dev", "lo").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ip addr add %s: %v: %s", addr, err, out)
+	}
+	return nil
 }

@@ -59,7 +59,7 @@ type Attachment struct {
 // another XDP program already there.
 func (d *Dataplane) Attach(iface string, mode Mode) (*Attachment, error) {
 	var a *Attachment
-	err := inNetns(d.opts.Netns, func() error {
+	err := InNetns(d.opts.Netns, func() error {
 		var err error
 		a, err = d.attach(iface, mode)
 		return err
@@ -119,7 +119,7 @@ func (a *Attachment) Detach() error {
 	if a == nil || a.index == 0 {
 		return nil
 	}
-	return inNetns(a.netns, a.detach)
+	return InNetns(a.netns, a.detach)
 }
 
 func (a *Attachment) detach() error {
@@ -141,10 +141,10 @@ func (a *Attachment) detach() error {
 	return nil
 }
 
-// inNetns runs fn on a thread switched into the network namespace at path
+// InNetns runs fn on a thread switched into the network namespace at path
 // ("" = the caller's). netlink requests open their socket in the thread's
 // namespace, so this is how an interface of another namespace is reached.
-func inNetns(path string, fn func() error) error {
+func InNetns(path string, fn func() error) error {
 	if path == "" {
 		return fn()
 	}

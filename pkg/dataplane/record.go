@@ -27,6 +27,9 @@ const (
 // RecordHeaderSize is sizeof(struct xt_rec).
 const RecordHeaderSize = 64
 
+// SnapMax is XT_SNAP_MAX: the longest payload snapshot a record carries.
+const SnapMax = len(xtrailXtScratch{}.Payload)
+
 // Record is a decoded struct xt_rec. Payload aliases the ring-buffer sample
 // it was decoded from.
 type Record struct {

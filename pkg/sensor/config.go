@@ -102,6 +102,19 @@ func Configure(cfg *maltrail.Config, f Flags, log *slog.Logger) (*Setup, error) 
 	if o.Processes, err = cfg.Int("PROCESS_COUNT", runtime.NumCPU()); err != nil {
 		return nil, fmt.Errorf("sensor: PROCESS_COUNT: %w", err)
 	}
+	for key, kind := range map[string]int{"SNAPLEN_DNS": dataplane.KindDNS, "SNAPLEN_HTTP": dataplane.KindHTTP,
+		"SNAPLEN_TLS": dataplane.KindTLS, "SNAPLEN_QUIC": dataplane.KindQUIC} {
+		n, err := cfg.Int(key, 0)
+		if err != nil || n < 0 || n > dataplane.SnapMax {
+			return nil, fmt.Errorf("sensor: %s: want 0..%d bytes (0 = %d)", key, dataplane.SnapMax, dataplane.SnapMax)
+		}
+		o.Snap[kind] = uint16(n)
+	}
+	// Maltrail's CAPTURE_BUFFER sizes its capture ring; the XDP ring buffer
+	// is XDP_RING_SIZE.
+	if o.RingSize, err = cfg.Int("XDP_RING_SIZE", 0); err != nil || (o.RingSize != 0 && (o.RingSize < 4096 || o.RingSize&(o.RingSize-1) != 0)) {
+		return nil, errors.New("sensor: XDP_RING_SIZE: want a power of two of at least 4096 bytes")
+	}
 	name, _ := cfg.Get("SENSOR_NAME")
 	o.Renderer = maltrail.Renderer{Sensor: name, Loc: time.Local}
 

@@ -30,6 +30,7 @@ type Options struct {
 	Netns      string // live: path of the network namespace of Interfaces ("" = ours)
 	TrailsFile string // loaded into the maps at start; "" keeps the pinned trails
 	RingSize   int
+	Snap       [8]uint16 // snapshot length per record kind (dataplane.Kind*); 0 = the maximum
 	Renderer   maltrail.Renderer
 	Out        Emitter
 	Throttle   throttle.Mode // EVENT_THROTTLE_MODE (summarize by default)
@@ -69,7 +70,7 @@ func Run(ctx context.Context, o Options) error {
 	if !replay && len(o.Interfaces) == 0 {
 		return errors.New("sensor: no interface to monitor and no capture to replay")
 	}
-	dopts := dataplane.Options{Action: o.Action, Replay: replay, RingSize: o.RingSize, Netns: o.Netns, Logger: log}
+	dopts := dataplane.Options{Action: o.Action, Replay: replay, RingSize: o.RingSize, Snap: o.Snap, Netns: o.Netns, Logger: log}
 	if !replay {
 		dopts.PinDir = o.PinDir
 	}
