@@ -1,0 +1,304 @@
+package proto
+
+import "bytes"
+
+var (
+	space     = []byte{' '}
+	crlf      = []byte("\r\n")
+	crlfcrlf  = []byte("\r\n\r\n")
+	httpSlash = []byte("HTTP/")
+	spHTTP    = []byte(" HTTP/")
+
+	hdrHost        = []byte("\r\nHost:")
+	hdrUserAgent   = []byte("\r\nUser-Agent:")
+	hdrContentType = []byte("\r\nContent-Type:")
+	titleOpen      = []byte("<title>")
+	titleClose     = []byte("</title>")
+
+	// The forwarded-for headers, matched case-insensitively as Maltrail's
+	// `(?i)\b(CF-Connecting-IP|True-Client-IP|X-Forwarded-For):\s*([0-9.]+)`.
+	fwdNames = [3][]byte{[]byte("x-forwarded-for"), []byte("cf-connecting-ip"), []byte("true-client-ip")}
+)
+
+var (
+	errHTTPLine     = newErr("http request line", ErrTruncated)
+	errHTTPLineForm = newErr("http request line: not METHOD SP PATH SP HTTP/…", ErrMalformed)
+	errHTTPStatus   = newErr("http status line", ErrTruncated)
+	errHTTPNotResp  = newErr("http response: does not start with HTTP/", ErrMalformed)
+	errHTTPStatusF  = newErr("http status line: not HTTP/x SP 3DIGIT", ErrMalformed)
+)
+
+// HTTPRequest is the start of an HTTP request as Maltrail reads it. Every
+// slice aliases the parsed payload; a nil slice means "absent".
+type HTTPRequest struct {
+	Method  []byte
+	Path    []byte // as on the wire; Maltrail lowercases it before matching
+	Version []byte // the third field of the request line, e.g. "HTTP/1.1"
+
+	// HostFound reports that "\r\nHost:" occurs in the payload. Host is
+	// its value, trimmed, and is set only when a CRLF ends it: Maltrail
+	// then uses it, while a Host line cut by the snapshot leaves the host
+	// at dst_ip without triggering the missing-Host heuristic. Host keeps
+	// its case and any ":80"; the caller lowercases and strips it.
+	HostFound bool
+	Host      []byte
+
+	// UserAgent and ContentType come from "\r\nUser-Agent:" and
+	// "\r\nContent-Type:", matched case-sensitively anywhere in the
+	// payload and set only when CRLF-terminated, trimmed, as Maltrail
+	// reads them. The User-Agent is still percent-encoded: Maltrail
+	// unquotes it and strips it again.
+	UserAgent   []byte
+	ContentType []byte
+
+	// XForwardedFor, CFConnectingIP and TrueClientIP hold the run of
+	// digits and dots after "Name:" and optional whitespace, from the
+	// first occurrence of each name (case-insensitive, at a word
+	// boundary) in the payload: exactly what Maltrail's regex captures.
+	// A header whose value does not start with a digit or dot is absent.
+	XForwardedFor  []byte
+	CFConnectingIP []byte
+	TrueClientIP   []byte
+
+	// Body is what follows the first "\r\n\r\n", possibly empty; nil when
+	// the snapshot holds no end of headers.
+	Body []byte
+
+	fwdPos [3]int // payload offsets of the three forwarded-for matches, -1 if absent
+}
+
+// ForwardedFor returns the forwarded-for address Maltrail would pick: the
+// value of whichever of X-Forwarded-For, CF-Connecting-IP and
+// True-Client-IP occurs first in the payload, or nil.
+func (r *HTTPRequest) ForwardedFor() []byte {
+	vals := [3][]byte{r.XForwardedFor, r.CFConnectingIP, r.TrueClientIP}
+	best := -1
+	for i, p := range r.fwdPos {
+		if p >= 0 && (best < 0 || p < r.fwdPos[best]) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return nil
+	}
+	return vals[best]
+}
+
+// ParseHTTPRequest parses the request start in b into r.
+//
+// The request line is the text before the first CRLF; as in Maltrail it
+// must hold exactly two spaces and " HTTP/", and both the method and the
+// path must be non-empty. Nothing else about the line is validated, since
+// Maltrail accepts any such line. Headers are searched in the whole payload
+// (Maltrail does not stop at the end of the headers).
+func ParseHTTPRequest(b []byte, r *HTTPRequest) error {
+	*r = HTTPRequest{fwdPos: [3]int{-1, -1, -1}}
+	i := bytes.Index(b, crlf)
+	if i < 0 {
+		return errHTTPLine
+	}
+	line := b[:i]
+	if bytes.Count(line, space) != 2 || !bytes.Contains(line, spHTTP) {
+		return errHTTPLineForm
+	}
+	sp1 := bytes.IndexByte(line, ' ')
+	sp2 := sp1 + 1 + bytes.IndexByte(line[sp1+1:], ' ')
+	if sp1 == 0 || sp2 == sp1+1 {
+		return errHTTPLineForm
+	}
+	r.Method = line[:sp1:sp1]
+	r.Path = line[sp1+1 : sp2 : sp2]
+	r.Version = line[sp2+1 : i : i]
+
+	// Every header pattern starts with CRLF, and the request line holds
+	// none, so searching from the line's own CRLF finds the same matches
+	// as searching the whole payload.
+	rest := b[i:]
+	r.HostFound, r.Host = crlfHeader(rest, hdrHost)
+	_, r.UserAgent = crlfHeader(rest, hdrUserAgent)
+	_, r.ContentType = crlfHeader(rest, hdrContentType)
+	for k, name := range fwdNames {
+		p, v := forwardedValue(b, name)
+		r.fwdPos[k] = p
+		switch k {
+		case 0:
+			r.XForwardedFor = v
+		case 1:
+			r.CFConnectingIP = v
+		case 2:
+			r.TrueClientIP = v
+		}
+	}
+	if j := bytes.Index(b, crlfcrlf); j >= 0 {
+		r.Body = b[j+4:]
+	}
+	return nil
+}
+
+// HTTPResponse is the start of an HTTP response. Every slice aliases the
+// parsed payload; a nil slice means "absent".
+type HTTPResponse struct {
+	Version    []byte // e.g. "HTTP/1.1"
+	StatusCode int    // 100..999; 0 if the status line did not parse
+	Reason     []byte // possibly empty
+
+	// ContentType is the trimmed value of "\r\nContent-Type:" (matched
+	// case-sensitively, CRLF-terminated), as Maltrail reads it; the caller
+	// lowercases it.
+	ContentType []byte
+	// Title is the text between "<title>" and the next "</title>". With no
+	// "</title>" it runs to the end of the payload less its last byte:
+	// Maltrail slices to find()'s -1, and the seized-domain regex runs on
+	// exactly that text.
+	Title []byte
+	// Body is what follows the first "\r\n\r\n", possibly empty; nil when
+	// the snapshot holds no end of headers.
+	Body []byte
+}
+
+// ParseHTTPResponse parses the response start in b into r. The payload must
+// start with "HTTP/", as Maltrail requires. ContentType, Title and Body are
+// filled even when the status line is cut or malformed (the error is still
+// returned), because Maltrail's response heuristics never look at the
+// status line.
+func ParseHTTPResponse(b []byte, r *HTTPResponse) error {
+	*r = HTTPResponse{}
+	if !bytes.HasPrefix(b, httpSlash) {
+		return errHTTPNotResp
+	}
+	_, r.ContentType = crlfHeader(b, hdrContentType)
+	if i := bytes.Index(b, titleOpen); i >= 0 {
+		start := i + len(titleOpen)
+		if j := bytes.Index(b[start:], titleClose); j >= 0 {
+			r.Title = b[start : start+j : start+j]
+		} else if start < len(b)-1 {
+			r.Title = b[start : len(b)-1 : len(b)-1]
+		} else {
+			r.Title = b[start:start:start]
+		}
+	}
+	if j := bytes.Index(b, crlfcrlf); j >= 0 {
+		r.Body = b[j+4:]
+	}
+
+	i := bytes.Index(b, crlf)
+	if i < 0 {
+		return errHTTPStatus
+	}
+	line := b[:i]
+	sp := bytes.IndexByte(line, ' ')
+	if sp < 0 || len(line)-sp-1 < 3 {
+		return errHTTPStatusF
+	}
+	code := 0
+	for _, c := range line[sp+1 : sp+4] {
+		if c < '0' || c > '9' {
+			return errHTTPStatusF
+		}
+		code = code*10 + int(c-'0')
+	}
+	if code < 100 {
+		return errHTTPStatusF
+	}
+	rest := line[sp+4:]
+	switch {
+	case len(rest) == 0:
+	case rest[0] == ' ':
+		rest = rest[1:]
+	default:
+		return errHTTPStatusF
+	}
+	r.Version = line[:sp:sp]
+	r.StatusCode = code
+	r.Reason = rest[:len(rest):len(rest)]
+	return nil
+}
+
+// crlfHeader finds pat ("\r\nName:") in b and returns the trimmed value up
+// to the next CRLF. found reports the pattern; value is nil when no CRLF
+// ends it within b (Maltrail then ignores the header).
+func crlfHeader(b, pat []byte) (found bool, value []byte) {
+	i := bytes.Index(b, pat)
+	if i < 0 {
+		return false, nil
+	}
+	start := i + len(pat)
+	j := bytes.Index(b[start:], crlf)
+	if j < 0 {
+		return true, nil
+	}
+	v := trimSpace(b[start : start+j])
+	return true, v[:len(v):len(v)]
+}
+
+// forwardedValue implements one alternative of Maltrail's
+// `(?i)\b(Name):\s*([0-9.]+)` search: the first case-insensitive
+// occurrence of name at a word boundary that is followed by a colon,
+// optional whitespace and at least one digit or dot. It returns the match
+// offset and the digits-and-dots run, or -1 and nil.
+func forwardedValue(b, name []byte) (int, []byte) {
+	first := name[0]
+	for i := 0; len(b)-i > len(name); i++ {
+		if c := b[i] | 0x20; c != first { // names start with a letter: |0x20 folds case
+			continue
+		}
+		if i > 0 && isWordByte(b[i-1]) {
+			continue
+		}
+		if !asciiEqualFold(b[i:i+len(name)], name) || b[i+len(name)] != ':' {
+			continue
+		}
+		j := i + len(name) + 1
+		for j < len(b) && isPySpace(b[j]) {
+			j++
+		}
+		k := j
+		for k < len(b) && (b[k] == '.' || ('0' <= b[k] && b[k] <= '9')) {
+			k++
+		}
+		if k > j {
+			return i, b[j:k:k]
+		}
+	}
+	return -1, nil
+}
+
+// isWordByte is Python's ASCII \w, which decides \b in a bytes regex.
+func isWordByte(c byte) bool {
+	return c == '_' || ('0' <= c && c <= '9') || ('a' <= c|0x20 && c|0x20 <= 'z')
+}
+
+// asciiEqualFold compares a with the lowercase ASCII lower, folding ASCII
+// letters only (bytes.EqualFold folds Unicode, which a bytes regex does not).
+func asciiEqualFold(a, lower []byte) bool {
+	if len(a) != len(lower) {
+		return false
+	}
+	for i, c := range a {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// isPySpace is \s of a Python bytes regex: space, \t, \n, \v, \f, \r.
+func isPySpace(c byte) bool { return c == ' ' || ('\t' <= c && c <= '\r') }
+
+// isStripSpace is what Python's str.strip() removes among ASCII bytes: the
+// \s set plus the separators \x1c-\x1f (Maltrail strips decoded text).
+func isStripSpace(c byte) bool { return isPySpace(c) || (0x1c <= c && c <= 0x1f) }
+
+// trimSpace is Python's str.strip() with no argument, on ASCII.
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && isStripSpace(b[0]) {
+		b = b[1:]
+	}
+	for len(b) > 0 && isStripSpace(b[len(b)-1]) {
+		b = b[:len(b)-1]
+	}
+	return b
+}
