@@ -1,0 +1,366 @@
+package trails
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strings"
+
+	"github.com/xtrail/xtrail/pkg/maltrail"
+)
+
+// Whitelist holds the whitelist of spec §1.6: literal entries and masked
+// IPv4 CIDRs. Literals match an IP text exactly, or a domain name or any of
+// its parents. A nil *Whitelist whitelists nothing.
+//
+// A Whitelist is filled by Add and Load before use and then only read, so
+// one value may be shared by many goroutines once loading is done.
+type Whitelist struct {
+	literals map[string]struct{}
+	ranges   []ipv4Range
+}
+
+// ipv4Range is a CIDR as Maltrail checks it: addr&mask == prefix.
+type ipv4Range struct{ prefix, mask uint32 }
+
+// defaultWhitelist is xtrail's own built-in list, deliberately short: only
+// names and addresses that are certainly benign infrastructure, where a hit
+// would be a false positive from a polluted feed. It is not Maltrail's
+// data/whitelist.txt; operators add theirs with USER_WHITELIST (Load).
+var defaultWhitelist = [...]string{
+	// Loopback: traffic that never leaves the host.
+	"localhost",
+	"localhost.localdomain",
+	"ip6-localhost",
+	"ip6-loopback",
+	"127.0.0.0/8",
+	"::1",
+	// Public resolvers: every client talks to them, and some feeds list
+	// them after seeing malware resolve through them.
+	"1.1.1.1",
+	"1.0.0.1",
+	"8.8.8.8",
+	"8.8.4.4",
+	"9.9.9.9",
+	"149.112.112.112",
+	"208.67.222.222",
+	"208.67.220.220",
+	"dns.google",
+	"cloudflare-dns.com",
+	"one.one.one.one",
+	"dns.quad9.net",
+	// OS connectivity checks, queried by every desktop and phone.
+	"connectivitycheck.gstatic.com",
+	"captive.apple.com",
+	"www.msftconnecttest.com",
+}
+
+// NewWhitelist returns an empty whitelist.
+func NewWhitelist() *Whitelist {
+	return &Whitelist{literals: make(map[string]struct{})}
+}
+
+// DefaultWhitelist returns a new whitelist holding xtrail's built-in
+// entries (see defaultWhitelist); Load may add more to it.
+func DefaultWhitelist() *Whitelist {
+	w := NewWhitelist()
+	for _, e := range defaultWhitelist {
+		w.Add(e)
+	}
+	return w
+}
+
+// Add adds one entry: "a.b.c.d/n" is a masked IPv4 CIDR, anything else a
+// literal. Surrounding white space is trimmed; a blank entry or a comment
+// ("#...") is ignored. Literals are lowercased because names are compared
+// lowercased. An "a.b.c.d/n" with a bad address or n > 32 is kept as a
+// literal, which Maltrail's loader would also do after failing to parse it,
+// so it matches nothing but does no harm.
+func (w *Whitelist) Add(entry string) {
+	e := strings.TrimSpace(entry)
+	if e == "" || e[0] == '#' {
+		return
+	}
+	if r, ok := parseIPv4CIDR(e); ok {
+		w.ranges = append(w.ranges, r)
+		return
+	}
+	w.literals[strings.ToLower(e)] = struct{}{}
+}
+
+// Load adds the entries of a whitelist file (one per line, '#' and blank
+// lines skipped), such as USER_WHITELIST. name is used in errors.
+func (w *Whitelist) Load(r io.Reader, name string) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 4096), 1<<20)
+	for sc.Scan() {
+		w.Add(sc.Text())
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("read whitelist %s: %w", name, err)
+	}
+	return nil
+}
+
+// LoadFile is Load on the file at path.
+func (w *Whitelist) LoadFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("open whitelist: %w", err)
+	}
+	defer f.Close()
+	return w.Load(f, path)
+}
+
+// Len is the number of literals and CIDRs.
+func (w *Whitelist) Len() int {
+	if w == nil {
+		return 0
+	}
+	return len(w.literals) + len(w.ranges)
+}
+
+// parseIPv4CIDR parses "a.b.c.d/n". The prefix is masked, so "10.1.2.3/8"
+// covers 10.0.0.0/8 (the spec calls these masked CIDRs).
+func parseIPv4CIDR(s string) (ipv4Range, bool) {
+	slash := strings.IndexByte(s, '/')
+	if slash < 0 {
+		return ipv4Range{}, false
+	}
+	a, err := netip.ParseAddr(s[:slash])
+	if err != nil || !a.Is4() {
+		return ipv4Range{}, false
+	}
+	bits := 0
+	digits := s[slash+1:]
+	if digits == "" || len(digits) > 2 {
+		return ipv4Range{}, false
+	}
+	for i := 0; i < len(digits); i++ {
+		if digits[i] < '0' || digits[i] > '9' {
+			return ipv4Range{}, false
+		}
+		bits = bits*10 + int(digits[i]-'0')
+	}
+	if bits > 32 {
+		return ipv4Range{}, false
+	}
+	var mask uint32
+	if bits > 0 {
+		mask = ^uint32(0) << (32 - bits)
+	}
+	b := a.As4()
+	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	return ipv4Range{prefix: v & mask, mask: mask}, true
+}
+
+// IsWhitelistedKey reports whether a trail key or an IP text is
+// whitelisted: it equals a literal, or it is a bare dotted quad inside a
+// CIDR. This is the check trails go through at load (spec §1.1, §1.6); it
+// does not look at a domain's parents.
+func (w *Whitelist) IsWhitelistedKey(key []byte) bool {
+	if w == nil {
+		return false
+	}
+	if _, ok := w.literals[string(key)]; ok {
+		return true
+	}
+	if len(w.ranges) == 0 || len(key) == 0 || key[0] < '0' || key[0] > '9' {
+		return false
+	}
+	a, ok := parseIPv4(key)
+	if !ok {
+		return false
+	}
+	return w.inRanges(a)
+}
+
+func (w *Whitelist) inRanges(a netip.Addr) bool {
+	b := a.As4()
+	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	for _, r := range w.ranges {
+		if v&r.mask == r.prefix {
+			return true
+		}
+	}
+	return false
+}
+
+// IsWhitelistedIP reports whether an event address is whitelisted: its
+// Maltrail text (spec §1.5) is a literal, or it is IPv4 inside a CIDR.
+// It does not allocate.
+func (w *Whitelist) IsWhitelistedIP(a netip.Addr) bool {
+	if w == nil || !a.IsValid() {
+		return false
+	}
+	a = a.WithZone("")
+	var buf [48]byte
+	if _, ok := w.literals[string(maltrail.AppendAddr(buf[:0], a))]; ok {
+		return true
+	}
+	return a.Is4() && w.inRanges(a)
+}
+
+// IsWhitelistedDomain reports whether a name is whitelisted: after cutting
+// it at the first byte outside [A-Za-z0-9._-] and lowercasing it, the name
+// or any parent (down to the last label) is a literal. It does not allocate
+// for names up to 255 bytes, which covers every DNS name.
+func (w *Whitelist) IsWhitelistedDomain(name []byte) bool {
+	if w == nil || len(w.literals) == 0 {
+		return false
+	}
+	for i, c := range name {
+		if !isNameByte(c) {
+			name = name[:i]
+			break
+		}
+	}
+	if hasUpper(name) {
+		var buf [256]byte
+		name = appendLower(buf[:0], name)
+	}
+	for off := 0; off < len(name); {
+		if _, ok := w.literals[string(name[off:])]; ok {
+			return true
+		}
+		dot := bytes.IndexByte(name[off:], '.')
+		if dot < 0 {
+			break
+		}
+		off += dot + 1
+	}
+	return false
+}
+
+// isNameByte reports whether c may appear in a name: [A-Za-z0-9._-].
+func isNameByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-'
+}
+
+func hasUpper(b []byte) bool {
+	for _, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			return true
+		}
+	}
+	return false
+}
+
+// appendLower appends b with ASCII letters lowercased. Other bytes are
+// kept: Maltrail lowercases Unicode text, but every rule that follows
+// rejects names with non-ASCII bytes, so the difference cannot show.
+func appendLower(dst, b []byte) []byte {
+	for _, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+// IgnoreRule is one line of an ignore list (spec §1.6):
+// src_ip;src_port;dst_ip;dst_port, where "*" matches anything and any
+// other value must equal the event's text of that column exactly.
+type IgnoreRule struct{ SrcIP, SrcPort, DstIP, DstPort string }
+
+// IgnoreRules is the ignore list (data/ignore_events.txt plus
+// USER_IGNORELIST). The zero value ignores nothing; it is only read once
+// loaded, so it may be shared between goroutines.
+type IgnoreRules struct {
+	Rules []IgnoreRule
+}
+
+// Load adds the rules of an ignore file. White space anywhere in a line is
+// removed (as Maltrail does); blank and '#' lines are skipped. A line that
+// does not have exactly four ';'-separated fields is an error naming
+// name:line, because Maltrail fails on it too and a silently dropped
+// ignore rule would turn into a flood of unwanted events.
+func (r *IgnoreRules) Load(rd io.Reader, name string) error {
+	sc := bufio.NewScanner(rd)
+	sc.Buffer(make([]byte, 0, 4096), 1<<20)
+	line := 0
+	for sc.Scan() {
+		line++
+		s := strings.Join(strings.Fields(sc.Text()), "")
+		if s == "" || s[0] == '#' {
+			continue
+		}
+		f := strings.Split(s, ";")
+		if len(f) != 4 {
+			return fmt.Errorf("ignore rules %s:%d: %d fields, want src_ip;src_port;dst_ip;dst_port", name, line, len(f))
+		}
+		r.Rules = append(r.Rules, IgnoreRule{SrcIP: f[0], SrcPort: f[1], DstIP: f[2], DstPort: f[3]})
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("read ignore rules %s: %w", name, err)
+	}
+	return nil
+}
+
+// LoadFile is Load on the file at path.
+func (r *IgnoreRules) LoadFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("open ignore rules: %w", err)
+	}
+	defer f.Close()
+	return r.Load(f, path)
+}
+
+// Ignored reports whether an event with these column texts matches a
+// rule. The texts are what the event tuple holds: a source may be
+// "ip,forwarded_ip" and a port "-" (spec §2). Rules are checked before the
+// whitelist (spec §2, log_event order).
+func (r *IgnoreRules) Ignored(src, sport, dst, dport string) bool {
+	if r == nil {
+		return false
+	}
+	for i := range r.Rules {
+		ru := &r.Rules[i]
+		if field(ru.SrcIP, src) && field(ru.SrcPort, sport) && field(ru.DstIP, dst) && field(ru.DstPort, dport) {
+			return true
+		}
+	}
+	return false
+}
+
+// IgnoredAddr is Ignored for an event with plain addresses and ports; a
+// port of 0 is the "-" of a portless event, as the event renderer writes
+// it. It does not allocate.
+func (r *IgnoreRules) IgnoredAddr(src netip.Addr, sport uint16, dst netip.Addr, dport uint16) bool {
+	if r == nil || len(r.Rules) == 0 {
+		return false
+	}
+	var sb, db [48]byte
+	var spb, dpb [8]byte
+	st, spt := maltrail.AppendAddr(sb[:0], src), appendPortText(spb[:0], sport)
+	dt, dpt := maltrail.AppendAddr(db[:0], dst), appendPortText(dpb[:0], dport)
+	for i := range r.Rules {
+		ru := &r.Rules[i]
+		// rule == string(b) compares without converting.
+		if (ru.SrcIP == "*" || ru.SrcIP == string(st)) && (ru.SrcPort == "*" || ru.SrcPort == string(spt)) &&
+			(ru.DstIP == "*" || ru.DstIP == string(dt)) && (ru.DstPort == "*" || ru.DstPort == string(dpt)) {
+			return true
+		}
+	}
+	return false
+}
+
+func appendPortText(dst []byte, p uint16) []byte {
+	if p == 0 {
+		return append(dst, '-')
+	}
+	var d [5]byte
+	i := len(d)
+	for v := p; v > 0; v /= 10 {
+		i--
+		d[i] = byte('0' + v%10)
+	}
+	return append(dst, d[i:]...)
+}
+
+func field(rule, v string) bool { return rule == "*" || rule == v }
