@@ -110,28 +110,47 @@ func ParseHTTPRequest(b []byte, r *HTTPRequest) error {
 	r.Path = line[sp1+1 : sp2 : sp2]
 	r.Version = line[sp2+1 : i : i]
 
-	// Every header pattern starts with CRLF, and the request line holds
-	// none, so searching from the line's own CRLF finds the same matches
-	// as searching the whole payload.
-	rest := b[i:]
-	r.HostFound, r.Host = crlfHeader(rest, hdrHost)
-	_, r.UserAgent = crlfHeader(rest, hdrUserAgent)
-	_, r.ContentType = crlfHeader(rest, hdrContentType)
-	for k, name := range fwdNames {
-		p, v := forwardedValue(b, name)
-		r.fwdPos[k] = p
-		switch k {
-		case 0:
-			r.XForwardedFor = v
-		case 1:
-			r.CFConnectingIP = v
-		case 2:
-			r.TrueClientIP = v
+	// Maltrail finds "\r\nHost:", "\r\nUser-Agent:", "\r\nContent-Type:"
+	// and "\r\n\r\n" with separate searches of the whole payload. Each
+	// occurrence starts at a CRLF and the request line holds none, so one
+	// walk over the CRLFs from the request line's own finds the same first
+	// occurrences, and a value ends at the CRLF the walk visits next.
+	hostAt, uaAt, ctAt := -1, -1, -1 // value starts awaiting their CRLF
+	var uaSeen, ctSeen bool
+	for at := i; ; {
+		if hostAt >= 0 {
+			r.Host = trimmedValue(b[hostAt:at])
+			hostAt = -1
 		}
+		if uaAt >= 0 {
+			r.UserAgent = trimmedValue(b[uaAt:at])
+			uaAt = -1
+		}
+		if ctAt >= 0 {
+			r.ContentType = trimmedValue(b[ctAt:at])
+			ctAt = -1
+		}
+		line := b[at+2:]
+		switch {
+		case r.Body == nil && bytes.HasPrefix(line, crlf):
+			r.Body = b[at+4:]
+		case !r.HostFound && bytes.HasPrefix(line, hdrHost[2:]):
+			r.HostFound = true
+			hostAt = at + len(hdrHost)
+		case !uaSeen && bytes.HasPrefix(line, hdrUserAgent[2:]):
+			uaSeen = true
+			uaAt = at + len(hdrUserAgent)
+		case !ctSeen && bytes.HasPrefix(line, hdrContentType[2:]):
+			ctSeen = true
+			ctAt = at + len(hdrContentType)
+		}
+		next := bytes.Index(line, crlf)
+		if next < 0 {
+			break // a value still awaiting its CRLF stays nil, as in Maltrail
+		}
+		at += 2 + next
 	}
-	if j := bytes.Index(b, crlfcrlf); j >= 0 {
-		r.Body = b[j+4:]
-	}
+	forwardedHeaders(b, r)
 	return nil
 }
 
@@ -227,40 +246,61 @@ func crlfHeader(b, pat []byte) (found bool, value []byte) {
 	if j < 0 {
 		return true, nil
 	}
-	v := trimSpace(b[start : start+j])
-	return true, v[:len(v):len(v)]
+	return true, trimmedValue(b[start : start+j])
 }
 
-// forwardedValue implements one alternative of Maltrail's
-// `(?i)\b(Name):\s*([0-9.]+)` search: the first case-insensitive
-// occurrence of name at a word boundary that is followed by a colon,
-// optional whitespace and at least one digit or dot. It returns the match
-// offset and the digits-and-dots run, or -1 and nil.
-func forwardedValue(b, name []byte) (int, []byte) {
-	first := name[0]
-	for i := 0; len(b)-i > len(name); i++ {
-		if c := b[i] | 0x20; c != first { // names start with a letter: |0x20 folds case
-			continue
+// trimmedValue trims a header value and caps it, so that an append by a
+// caller cannot write into the payload after it.
+func trimmedValue(b []byte) []byte {
+	v := trimSpace(b)
+	return v[:len(v):len(v)]
+}
+
+// forwardedHeaders implements Maltrail's
+// `(?i)\b(CF-Connecting-IP|True-Client-IP|X-Forwarded-For):\s*([0-9.]+)`
+// search for each of the three names: the first case-insensitive
+// occurrence at a word boundary followed by a colon, optional whitespace
+// and at least one digit or dot. It walks the colons of the payload
+// (IndexByte is vectorised, and colons are rare) and looks back for a name
+// ending at each, rather than testing every byte as a possible start.
+func forwardedHeaders(b []byte, r *HTTPRequest) {
+	found := 0
+	for i := 0; found < len(fwdNames); {
+		j := bytes.IndexByte(b[i:], ':')
+		if j < 0 {
+			return
 		}
-		if i > 0 && isWordByte(b[i-1]) {
-			continue
-		}
-		if !asciiEqualFold(b[i:i+len(name)], name) || b[i+len(name)] != ':' {
-			continue
-		}
-		j := i + len(name) + 1
-		for j < len(b) && isPySpace(b[j]) {
-			j++
-		}
-		k := j
-		for k < len(b) && (b[k] == '.' || ('0' <= b[k] && b[k] <= '9')) {
-			k++
-		}
-		if k > j {
-			return i, b[j:k:k]
+		c := i + j
+		i = c + 1
+		for k, name := range fwdNames {
+			start := c - len(name)
+			if r.fwdPos[k] >= 0 || start < 0 || (start > 0 && isWordByte(b[start-1])) || !asciiEqualFold(b[start:c], name) {
+				continue
+			}
+			v := c + 1
+			for v < len(b) && isPySpace(b[v]) {
+				v++
+			}
+			e := v
+			for e < len(b) && (b[e] == '.' || ('0' <= b[e] && b[e] <= '9')) {
+				e++
+			}
+			if e == v {
+				continue
+			}
+			r.fwdPos[k] = start
+			val := b[v:e:e]
+			switch k {
+			case 0:
+				r.XForwardedFor = val
+			case 1:
+				r.CFConnectingIP = val
+			case 2:
+				r.TrueClientIP = val
+			}
+			found++
 		}
 	}
-	return -1, nil
 }
 
 // isWordByte is Python's ASCII \w, which decides \b in a bytes regex.
