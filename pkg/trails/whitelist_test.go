@@ -1,0 +1,181 @@
+package trails
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestWhitelist(t *testing.T) {
+	w := NewWhitelist()
+	err := w.Load(strings.NewReader("# comment\n\n  Good.COM  \n10.1.2.3/8\n192.0.2.0/24\ndead::beef\n1.2.3.4\n300.1.1.1/8\n10.0.0.0/33\n"), "wl.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Len() != 7 { // 5 literals (two of them bad CIDRs) and 2 ranges
+		t.Errorf("len %d, want 7", w.Len())
+	}
+	keys := map[string]bool{
+		"good.com":     true,
+		"GOOD.COM":     false, // keys are compared as written; trails are lowercase
+		"sub.good.com": false, // the load-time check has no parent walk
+		"10.200.3.4":   true,  // the CIDR prefix is masked
+		"11.0.0.1":     false,
+		"192.0.2.255":  true,
+		"192.0.3.0":    false,
+		"1.2.3.4":      true,
+		"1.2.3.4:80":   false,
+		"dead::beef":   true,
+		"10.0.0.1:80":  false,
+		"010.0.0.1":    false, // not Maltrail's text of an address
+		"300.1.1.1/8":  true,  // an unparsable CIDR stays a literal
+	}
+	for k, want := range keys {
+		if got := w.IsWhitelistedKey([]byte(k)); got != want {
+			t.Errorf("IsWhitelistedKey(%q) = %v", k, got)
+		}
+	}
+	ips := map[string]bool{"10.9.9.9": true, "1.2.3.4": true, "dead::beef": true, "::ffff:10.0.0.1": false, "8.8.8.8": false}
+	for ip, want := range ips {
+		if got := w.IsWhitelistedIP(netip.MustParseAddr(ip)); got != want {
+			t.Errorf("IsWhitelistedIP(%s) = %v", ip, got)
+		}
+	}
+	domains := map[string]bool{
+		"good.com":          true,
+		"WWW.Good.Com":      true,
+		"a.b.good.com":      true,
+		"good.com:443":      true, // cut at the first byte outside the name set
+		"good.com/x":        true,
+		"good.com.evil.org": false,
+		"notgood.com":       false,
+		"com":               false,
+		"":                  false,
+		"x.good.com\x00":    true,
+	}
+	for d, want := range domains {
+		if got := w.IsWhitelistedDomain([]byte(d)); got != want {
+			t.Errorf("IsWhitelistedDomain(%q) = %v", d, got)
+		}
+	}
+	var nilW *Whitelist
+	if nilW.IsWhitelistedDomain([]byte("good.com")) || nilW.IsWhitelistedKey([]byte("1.2.3.4")) || nilW.IsWhitelistedIP(netip.MustParseAddr("1.2.3.4")) {
+		t.Error("a nil whitelist whitelisted something")
+	}
+	if a := testing.AllocsPerRun(100, func() {
+		w.IsWhitelistedDomain([]byte("WWW.Some.Other.Name.example.org"))
+		w.IsWhitelistedIP(netip.MustParseAddr("2001:db8::1"))
+	}); a != 0 {
+		t.Errorf("%.1f allocs", a)
+	}
+}
+
+func TestDefaultWhitelist(t *testing.T) {
+	w := DefaultWhitelist()
+	for _, d := range []string{"localhost", "dns.google", "x.cloudflare-dns.com"} {
+		if !w.IsWhitelistedDomain([]byte(d)) {
+			t.Errorf("%s not whitelisted", d)
+		}
+	}
+	for _, ip := range []string{"127.0.0.53", "8.8.8.8", "1.1.1.1", "::1"} {
+		if !w.IsWhitelistedIP(netip.MustParseAddr(ip)) {
+			t.Errorf("%s not whitelisted", ip)
+		}
+	}
+	// Nothing the replay corpus expects to see is whitelisted.
+	for _, d := range []string{"evil-test-domain.com", "google.com", "example.com"} {
+		if w.IsWhitelistedDomain([]byte(d)) {
+			t.Errorf("%s whitelisted", d)
+		}
+	}
+	if w.IsWhitelistedIP(netip.MustParseAddr("66.66.66.66")) {
+		t.Error("66.66.66.66 whitelisted")
+	}
+}
+
+func TestWhitelistLoadFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "wl.txt")
+	if err := os.WriteFile(path, []byte("a.example\r\nb.example\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w := NewWhitelist()
+	if err := w.LoadFile(path); err != nil {
+		t.Fatal(err)
+	}
+	if !w.IsWhitelistedDomain([]byte("x.a.example")) || !w.IsWhitelistedDomain([]byte("b.example")) {
+		t.Error("entries missing (CRLF?)")
+	}
+	if err := w.LoadFile(path + ".missing"); err == nil || !strings.Contains(err.Error(), "open whitelist") {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestIgnoreRules(t *testing.T) {
+	var r IgnoreRules
+	in := "# src_ip;src_port;dst_ip;dst_port\n\n" +
+		"10.0.0.5; * ;66.66.66.66;443\n" +
+		"*;*;*;53\n" +
+		"1.2.3.4,5.6.7.8;*;*;*\n" +
+		"dead::beef;-;*;-\n"
+	if err := r.Load(strings.NewReader(in), "ign.txt"); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		src, sport, dst, dport string
+		want                   bool
+	}{
+		{"10.0.0.5", "50000", "66.66.66.66", "443", true},
+		{"10.0.0.5", "50000", "66.66.66.66", "80", false},
+		{"10.0.0.6", "50000", "66.66.66.66", "443", false},
+		{"9.9.9.9", "1", "1.1.1.1", "53", true},
+		{"1.2.3.4,5.6.7.8", "1", "2.2.2.2", "80", true},
+		{"1.2.3.4", "1", "2.2.2.2", "80", false},
+		{"dead::beef", "-", "1.1.1.1", "-", true},
+	}
+	for _, tc := range tests {
+		if got := r.Ignored(tc.src, tc.sport, tc.dst, tc.dport); got != tc.want {
+			t.Errorf("Ignored(%s %s %s %s) = %v", tc.src, tc.sport, tc.dst, tc.dport, got)
+		}
+	}
+	if !r.IgnoredAddr(netip.MustParseAddr("10.0.0.5"), 1, netip.MustParseAddr("66.66.66.66"), 443) ||
+		!r.IgnoredAddr(netip.MustParseAddr("dead::beef"), 0, netip.MustParseAddr("1.1.1.1"), 0) ||
+		r.IgnoredAddr(netip.MustParseAddr("10.0.0.5"), 1, netip.MustParseAddr("66.66.66.66"), 80) {
+		t.Error("IgnoredAddr")
+	}
+	a, b := netip.MustParseAddr("2001:db8:1234:5678:9abc:def0:1234:5678"), netip.MustParseAddr("10.0.0.1")
+	if n := testing.AllocsPerRun(100, func() { r.IgnoredAddr(a, 65535, b, 1) }); n != 0 {
+		t.Errorf("IgnoredAddr: %.1f allocs", n)
+	}
+	var bad IgnoreRules
+	if err := bad.Load(strings.NewReader("*;*;*;*\n1.2.3.4;*;*\n"), "ign.txt"); err == nil || !strings.Contains(err.Error(), "ign.txt:2:") {
+		t.Errorf("bad line: %v", err)
+	}
+	var nilR *IgnoreRules
+	if nilR.Ignored("a", "b", "c", "d") {
+		t.Error("nil rules ignored an event")
+	}
+}
+
+// TestLoadNamesWhitelisted: whitelisted keys are dropped at load with the
+// literal/CIDR check, and whitelisted names and hosts are not checked.
+func TestLoadNamesWhitelisted(t *testing.T) {
+	wl := NewWhitelist()
+	wl.Add("white.com")
+	n := mustLoadNames(t, "white.com,x,(static)\nsub.white.com,x,(static)\nwhite.com/bad,x,(static)\n", wl)
+	if _, ok := n.Lookup("white.com"); ok {
+		t.Error("white.com kept")
+	}
+	if _, ok := n.Lookup("sub.white.com"); !ok {
+		t.Error("sub.white.com dropped: the load check is literal, as Maltrail's")
+	}
+	var res DomainHit
+	if n.CheckDomain([]byte("sub.white.com"), &res) {
+		t.Error("a whitelisted name was checked")
+	}
+	var s URLScratch
+	if _, ok := n.CheckURL(&s, &HTTPRequest{Host: []byte("white.com"), Path: []byte("/bad")}); ok {
+		t.Error("a whitelisted host was checked")
+	}
+}
