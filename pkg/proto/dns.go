@@ -139,7 +139,6 @@ func ParseDNS(b []byte, m *DNSMessage) error {
 		switch {
 		case l == 0:
 			off++
-			wire++
 			if len(b)-off < 4 {
 				m.qnameLen, m.QLabels = 0, 0
 				return errDNSQTypeClass

@@ -64,4 +64,3 @@ func browserExts(sni ...string) []tlsExt {
 func tlsRecord(hs []byte) []byte {
 	return append([]byte{0x16, 0x03, 0x01, byte(len(hs) >> 8), byte(len(hs))}, hs...)
 }
-
