@@ -371,3 +371,28 @@ func FuzzQUICFrames(f *testing.F) {
 		_, _ = ClientHelloSNIFromHandshake(s.crypto[:n])
 	})
 }
+
+// TestQUICInitialSNIAllocs pins what allocates: only the two
+// aes.NewCipher and the cipher.NewGCM of a packet that gets as far as
+// decryption; packets rejected from their header allocate nothing.
+func TestQUICInitialSNIAllocs(t *testing.T) {
+	pkt := sealInitial(t, initialSpec{version: QUICVersion1, dcid: rfcDCID, pnLen: 1, frames: cryptoFrame(0, evilHello()), padTo: 1162})
+	var s QUICScratch
+	n := testing.AllocsPerRun(50, func() {
+		if _, err := QUICInitialSNI(pkt, &s); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if n > 3 {
+		t.Errorf("QUICInitialSNI: %v allocs, want at most 3 (2x aes.NewCipher, cipher.NewGCM)", n)
+	}
+	short := append([]byte{0x40}, pkt[1:]...)
+	cut := pkt[:600]
+	n = testing.AllocsPerRun(50, func() {
+		_, _ = QUICInitialSNI(short, &s)
+		_, _ = QUICInitialSNI(cut, &s)
+	})
+	if n != 0 {
+		t.Errorf("rejected headers: %v allocs, want 0", n)
+	}
+}
