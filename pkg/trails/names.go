@@ -23,6 +23,7 @@ type Names struct {
 	keys  map[string]uint32
 	metas []nameMeta
 	regex []regexTrail
+	rx    *regexIndex // nil when there are no regex trails
 	wl    *Whitelist
 
 	// LongDomain is the slot of spec §1.3.1 step 4, the long-domain
@@ -131,6 +132,9 @@ func LoadNames(r io.Reader, name string, wl *Whitelist) (*Names, error) {
 		n.regex[i].meta = n.keys[n.regex[i].key]
 	}
 	n.Stats.Regexes = len(n.regex)
+	if len(n.regex) > 0 {
+		n.rx = newRegexIndex(n.regex)
+	}
 	n.Stats.Keys = len(n.keys)
 	for k := range n.keys {
 		if strings.IndexByte(k, '/') >= 0 {
@@ -272,8 +276,8 @@ func (n *Names) CheckDomain(name []byte, res *DomainHit) bool {
 		return true
 	}
 	// 5. Regex trails, searched unanchored.
-	if len(n.regex) > 0 {
-		if i, start, end := findRegex(n.regex, q); i >= 0 {
+	if n.rx != nil {
+		if i, start, end := n.rx.find(q); i >= 0 {
 			t := res.Trail[:0]
 			if start > 0 {
 				t = append(append(append(t, '('), q[:start]...), ')')

@@ -3,8 +3,10 @@ package trails
 import (
 	"bytes"
 	"fmt"
+	"math/bits"
 	"regexp"
 	"regexp/syntax"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -444,14 +446,18 @@ const maxLits = 64
 
 // requiredLiterals returns strings of which every match of re contains
 // at least one, or nil when it knows none. It is conservative: an empty
-// result only costs speed.
+// result only costs speed. Parts that match only a few fixed strings
+// ("(com|net)", "v[iy]plata") are expanded, because Go's parser factors
+// alternations ("mail(?:serv|stat)"), which would otherwise leave only a
+// short common prefix.
 func requiredLiterals(re *syntax.Regexp) []string {
-	switch re.Op {
-	case syntax.OpLiteral:
-		if re.Flags&syntax.FoldCase != 0 {
+	if set, ok := exactSet(re); ok {
+		if slices.Contains(set, "") {
 			return nil
 		}
-		return []string{string(re.Rune)}
+		return set
+	}
+	switch re.Op {
 	case syntax.OpCapture, syntax.OpPlus:
 		return requiredLiterals(re.Sub[0])
 	case syntax.OpRepeat:
@@ -459,28 +465,35 @@ func requiredLiterals(re *syntax.Regexp) []string {
 			return requiredLiterals(re.Sub[0])
 		}
 	case syntax.OpConcat:
-		// Adjacent literals join into one longer literal.
-		var best []string
-		var run []rune
-		for _, s := range re.Sub {
-			if s.Op == syntax.OpLiteral && s.Flags&syntax.FoldCase == 0 {
-				run = append(run, s.Rune...)
+		// Runs of exact parts join into longer literals.
+		var best, run []string
+		flush := func() {
+			if len(run) > 0 && !slices.Contains(run, "") {
+				best = betterLits(best, run)
+			}
+			run = nil
+		}
+		for _, sub := range re.Sub {
+			set, ok := exactSet(sub)
+			if ok && run != nil {
+				if joined, ok := crossProduct(run, set); ok {
+					run = joined
+					continue
+				}
+			}
+			flush()
+			if ok {
+				run = set
 				continue
 			}
-			if len(run) > 0 {
-				best = betterLits(best, []string{string(run)})
-				run = run[:0]
-			}
-			best = betterLits(best, requiredLiterals(s))
+			best = betterLits(best, requiredLiterals(sub))
 		}
-		if len(run) > 0 {
-			best = betterLits(best, []string{string(run)})
-		}
+		flush()
 		return best
 	case syntax.OpAlternate:
 		var all []string
-		for _, s := range re.Sub {
-			l := requiredLiterals(s)
+		for _, sub := range re.Sub {
+			l := requiredLiterals(sub)
 			if l == nil {
 				return nil
 			}
@@ -494,14 +507,91 @@ func requiredLiterals(re *syntax.Regexp) []string {
 	return nil
 }
 
-// betterLits picks the more selective set: the longer shortest literal,
-// then the smaller set.
+// exactSet returns every string re can match when that is a small finite
+// set (at most maxLits).
+func exactSet(re *syntax.Regexp) ([]string, bool) {
+	switch re.Op {
+	case syntax.OpLiteral:
+		if re.Flags&syntax.FoldCase != 0 {
+			return nil, false
+		}
+		return []string{string(re.Rune)}, true
+	case syntax.OpEmptyMatch:
+		return []string{""}, true
+	case syntax.OpCharClass:
+		var set []string
+		for i := 0; i+1 < len(re.Rune); i += 2 {
+			for r := re.Rune[i]; r <= re.Rune[i+1]; r++ {
+				if len(set) == 8 {
+					return nil, false // a wide class: not worth expanding
+				}
+				set = append(set, string(r))
+			}
+		}
+		return set, true
+	case syntax.OpCapture:
+		return exactSet(re.Sub[0])
+	case syntax.OpQuest:
+		set, ok := exactSet(re.Sub[0])
+		if !ok || len(set) >= maxLits {
+			return nil, false
+		}
+		return append(set, ""), true
+	case syntax.OpConcat:
+		set := []string{""}
+		for _, sub := range re.Sub {
+			s, ok := exactSet(sub)
+			if !ok {
+				return nil, false
+			}
+			if set, ok = crossProduct(set, s); !ok {
+				return nil, false
+			}
+		}
+		return set, true
+	case syntax.OpAlternate:
+		var set []string
+		for _, sub := range re.Sub {
+			s, ok := exactSet(sub)
+			if !ok || len(set)+len(s) > maxLits {
+				return nil, false
+			}
+			set = append(set, s...)
+		}
+		return set, true
+	}
+	return nil, false
+}
+
+// crossProduct returns every a+b, or false past maxLits strings.
+func crossProduct(as, bs []string) ([]string, bool) {
+	if len(as)*len(bs) > maxLits {
+		return nil, false
+	}
+	out := make([]string, 0, len(as)*len(bs))
+	for _, a := range as {
+		for _, b := range bs {
+			out = append(out, a+b)
+		}
+	}
+	return out, true
+}
+
+// betterLits picks the more selective set: one without a literal that
+// most names contain, then the longer shortest literal, then the smaller
+// set.
 func betterLits(a, b []string) []string {
 	if a == nil {
 		return b
 	}
 	if b == nil {
 		return a
+	}
+	if ca, cb := anyCommon(a), anyCommon(b); ca != cb {
+		if cb {
+			return a
+		}
+		return b
 	}
 	ma, mb := minLen(a), minLen(b)
 	if ma != mb {
@@ -516,6 +606,17 @@ func betterLits(a, b []string) []string {
 	return a
 }
 
+// anyCommon reports whether a set holds a literal found in a large share
+// of all names, such as "www." or ".com", which would make a poor filter.
+func anyCommon(s []string) bool {
+	for _, l := range s {
+		if strings.Contains(l, "www") || strings.Contains(".com.net.org.", l) {
+			return true
+		}
+	}
+	return false
+}
+
 func minLen(s []string) int {
 	m := len(s[0])
 	for _, x := range s[1:] {
@@ -524,41 +625,89 @@ func minLen(s []string) int {
 	return m
 }
 
-// mayMatch applies the prefilter.
-func (t *regexTrail) mayMatch(name []byte) bool {
-	if len(t.lits) == 0 {
-		return true
-	}
-	for _, l := range t.lits {
-		if bytes.Contains(name, l) {
-			return true
-		}
-	}
-	return false
+// regexIndex runs the regex trails with their prefilters. Names are
+// short and most hold none of the literals, so instead of searching each
+// literal in turn it walks the name once, looking each byte pair up in a
+// bitset of the literals' first two bytes.
+type regexIndex struct {
+	trails []regexTrail
+	always regexMask                // trails without a usable prefilter: always run
+	first  [1 << 16 / 64]uint64     // bit set: some literal starts with this byte pair
+	lits   map[uint16][]regexLitRef // the literals by their first byte pair
 }
 
-// findRegex searches name with the regex trails as Maltrail's joined
+// regexMask has one bit per regex trail (at most maxRegexTrails).
+type regexMask [(maxRegexTrails + 63) / 64]uint64
+
+func (m *regexMask) set(i int)      { m[i/64] |= 1 << (i % 64) }
+func (m *regexMask) has(i int) bool { return m[i/64]&(1<<(i%64)) != 0 }
+
+type regexLitRef struct {
+	lit   []byte
+	trail int
+}
+
+func newRegexIndex(trails []regexTrail) *regexIndex {
+	x := &regexIndex{trails: trails, lits: make(map[uint16][]regexLitRef)}
+	for i := range trails {
+		t := &trails[i]
+		usable := len(t.lits) > 0
+		for _, l := range t.lits {
+			if len(l) < 2 {
+				usable = false
+			}
+		}
+		if !usable {
+			x.always.set(i)
+			continue
+		}
+		for _, l := range t.lits {
+			bg := uint16(l[0])<<8 | uint16(l[1])
+			x.first[bg/64] |= 1 << (bg % 64)
+			x.lits[bg] = append(x.lits[bg], regexLitRef{lit: l, trail: i})
+		}
+	}
+	return x
+}
+
+// find searches name with the regex trails as Maltrail's joined
 // alternation (?P<g0>..)|(?P<g1>..)... does: the leftmost match wins, and
 // of alternatives matching at the same offset the earliest trail. Go's
 // leftmost-first semantics within each regex equal Python's backtracking
 // for these patterns, so the extent matches too. Each regex is compiled
 // on its own, which gives the same answer and lets one bad key fail
 // alone. No allocation unless a regex matches.
-func findRegex(rs []regexTrail, name []byte) (idx, start, end int) {
+func (x *regexIndex) find(name []byte) (idx, start, end int) {
+	cand := x.always
+	for i := 0; i+1 < len(name); i++ {
+		bg := uint16(name[i])<<8 | uint16(name[i+1])
+		if x.first[bg/64]&(1<<(bg%64)) == 0 {
+			continue
+		}
+		for _, r := range x.lits[bg] {
+			if !cand.has(r.trail) && bytes.HasPrefix(name[i:], r.lit) {
+				cand.set(r.trail)
+			}
+		}
+	}
 	idx = -1
-	for i := range rs {
-		t := &rs[i]
-		if !t.mayMatch(name) || !t.re.Match(name) {
-			continue
-		}
-		loc := t.re.FindIndex(name)
-		if loc == nil {
-			continue
-		}
-		if idx < 0 || loc[0] < start {
-			idx, start, end = i, loc[0], loc[1]
-			if start == 0 {
-				break // no later trail can start further left
+	for w, m := range cand {
+		for m != 0 {
+			i := w*64 + bits.TrailingZeros64(m)
+			m &= m - 1
+			t := &x.trails[i]
+			if !t.re.Match(name) {
+				continue
+			}
+			loc := t.re.FindIndex(name)
+			if loc == nil {
+				continue
+			}
+			if idx < 0 || loc[0] < start {
+				idx, start, end = i, loc[0], loc[1]
+				if start == 0 {
+					return idx, start, end // no later trail can start further left
+				}
 			}
 		}
 	}
