@@ -26,19 +26,24 @@ type Emitter interface {
 
 // Stats counts what the agent did with the records it read.
 type Stats struct {
-	Records    atomic.Uint64 // ring-buffer records read
-	Events     atomic.Uint64 // events emitted
-	Bad        atomic.Uint64 // records that failed to decode
-	NoMeta     atomic.Uint64 // hits whose trail was removed before the event was rendered
-	UnknownLUT atomic.Uint64 // hits on an IP protocol Maltrail has no name for
-	EmitErrors atomic.Uint64
-	Skipped    atomic.Uint64    // replay frames the program cannot take (not IP, shorter than Ethernet)
-	Candidates [8]atomic.Uint64 // per record kind: DNS, HTTP, TLS, QUIC snapshots
+	Records     atomic.Uint64 // ring-buffer records read
+	Events      atomic.Uint64 // events emitted
+	Bad         atomic.Uint64 // records that failed to decode
+	NoMeta      atomic.Uint64 // hits whose trail was removed before the event was rendered
+	UnknownLUT  atomic.Uint64 // hits on an IP protocol Maltrail has no name for
+	EmitErrors  atomic.Uint64
+	Skipped     atomic.Uint64    // replay frames the program cannot take (not IP, shorter than Ethernet)
+	Candidates  [8]atomic.Uint64 // per record kind: DNS, HTTP, TLS, QUIC snapshots
+	Malformed   atomic.Uint64    // candidates whose payload did not parse (DNS, TLS, QUIC)
+	Ignored     atomic.Uint64    // events dropped by the ignore rules
+	Whitelisted atomic.Uint64    // events dropped for a whitelisted address
 }
 
 // Agent turns ring-buffer records into events. It is used by one goroutine.
 type Agent struct {
 	meta  MetaSource
+	rules NameRules
+	ns    nameState
 	sup   *throttle.Suppressor
 	out   *lineOut
 	log   *slog.Logger
@@ -53,6 +58,7 @@ type Agent struct {
 // AgentConfig configures an Agent.
 type AgentConfig struct {
 	Meta      MetaSource
+	Rules     NameRules
 	Render    *maltrail.Renderer
 	Out       Emitter
 	Throttle  throttle.Mode // EVENT_THROTTLE_MODE
@@ -66,7 +72,7 @@ func NewAgent(c AgentConfig) *Agent {
 	if log == nil {
 		log = slog.Default()
 	}
-	a := &Agent{meta: c.Meta, log: log}
+	a := &Agent{meta: c.Meta, rules: c.Rules, log: log}
 	a.out = &lineOut{render: c.Render, out: c.Out, stats: &a.stats, line: make([]byte, 0, 512)}
 	a.sup = throttle.New(c.Throttle, c.Processes, a.out)
 	return a
@@ -122,9 +128,17 @@ func (a *Agent) Handle(raw []byte) {
 		return
 	}
 	if r.Kind != dataplane.KindIP {
-		// DNS, HTTP, TLS and QUIC snapshots: parsed by the name matchers
-		// (docs/architecture.md); counted here.
 		a.stats.Candidates[r.Kind&7].Add(1)
+		switch r.Kind {
+		case dataplane.KindDNS:
+			a.handleDNS(r)
+		case dataplane.KindHTTP:
+			a.handleHTTP(r)
+		case dataplane.KindTLS:
+			a.handleTLS(r)
+		case dataplane.KindQUIC:
+			a.handleQUIC(r)
+		}
 		return
 	}
 	proto := protoName[r.L4Proto]
@@ -139,7 +153,7 @@ func (a *Agent) Handle(raw []byte) {
 	}
 	ev := &a.ev
 	*ev = maltrail.Event{
-		Time:      time.Unix(0, int64(r.TsNs)),
+		Time:      timeOf(r),
 		SrcIP:     r.SrcAddr(),
 		DstIP:     r.DstAddr(),
 		Proto:     proto,
@@ -163,10 +177,18 @@ func (a *Agent) Handle(raw []byte) {
 	a.report(ev)
 }
 
-// report passes an event through suppression to the sinks.
+// report passes an event through the ignore rules, the whitelist and the
+// suppression to the sinks (Maltrail's log_event order).
 func (a *Agent) report(ev *maltrail.Event) {
+	if a.dropped(ev) {
+		return
+	}
 	a.sup.Add(ev)
 }
+
+// timeOf is the event time of a record: the program's clock (wall time
+// live, capture time in replay).
+func timeOf(r *dataplane.Record) time.Time { return time.Unix(0, int64(r.TsNs)) }
 
 const (
 	protoTCP = 6

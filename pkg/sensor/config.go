@@ -20,6 +20,7 @@ import (
 	"github.com/xtrail/xtrail/pkg/maltrail"
 	"github.com/xtrail/xtrail/pkg/sink"
 	"github.com/xtrail/xtrail/pkg/throttle"
+	"github.com/xtrail/xtrail/pkg/trails"
 )
 
 // Flags are the sensor's command-line switches (Maltrail's, plus xtrail's).
@@ -114,6 +115,24 @@ func Configure(cfg *maltrail.Config, f Flags, log *slog.Logger) (*Setup, error) 
 	// is XDP_RING_SIZE.
 	if o.RingSize, err = cfg.Int("XDP_RING_SIZE", 0); err != nil || (o.RingSize != 0 && (o.RingSize < 4096 || o.RingSize&(o.RingSize-1) != 0)) {
 		return nil, errors.New("sensor: XDP_RING_SIZE: want a power of two of at least 4096 bytes")
+	}
+	o.Rules = NameRules{
+		Whitelist:        trails.DefaultWhitelist(),
+		Ignore:           &trails.IgnoreRules{},
+		CheckHostDomains: cfg.Bool("CHECK_HOST_DOMAINS"),
+	}
+	if cutoff, err := cfg.Int("FAST_FLOW_CUTOFF", 4); err == nil {
+		o.Rules.CheckSNI = cfg.Bool("USE_FAST_PREFILTER") && cutoff > 0
+	}
+	if f, ok := cfg.Get("USER_WHITELIST"); ok && f != "" {
+		if err := o.Rules.Whitelist.LoadFile(expandHome(f)); err != nil {
+			return nil, fmt.Errorf("sensor: USER_WHITELIST: %w", err)
+		}
+	}
+	if f, ok := cfg.Get("USER_IGNORELIST"); ok && f != "" {
+		if err := o.Rules.Ignore.LoadFile(expandHome(f)); err != nil {
+			return nil, fmt.Errorf("sensor: USER_IGNORELIST: %w", err)
+		}
 	}
 	name, _ := cfg.Get("SENSOR_NAME")
 	o.Renderer = maltrail.Renderer{Sensor: name, Loc: time.Local}

@@ -18,6 +18,7 @@ import (
 	"github.com/xtrail/xtrail/pkg/maltrail"
 	"github.com/xtrail/xtrail/pkg/pcap"
 	"github.com/xtrail/xtrail/pkg/throttle"
+	"github.com/xtrail/xtrail/pkg/trails"
 )
 
 // Options say what one sensor run does.
@@ -33,6 +34,7 @@ type Options struct {
 	Snap       [8]uint16 // snapshot length per record kind (dataplane.Kind*); 0 = the maximum
 	Renderer   maltrail.Renderer
 	Out        Emitter
+	Rules      NameRules     // Names is loaded from TrailsFile by Run
 	Throttle   throttle.Mode // EVENT_THROTTLE_MODE (summarize by default)
 	Processes  int           // PROCESS_COUNT, for the legacy throttle
 	// D4, when set, is the client behind one of Out's sinks: Run runs it
@@ -99,12 +101,18 @@ func Run(ctx context.Context, o Options) error {
 	} else if replay {
 		log.Warn("replaying without a trails file: no trail can match")
 	}
+	rules := o.Rules
+	if o.TrailsFile != "" {
+		if rules.Names, err = loadNames(o.TrailsFile, rules.Whitelist, log); err != nil {
+			return err
+		}
+	}
 	rd, err := dp.NewRingReader()
 	if err != nil {
 		return err
 	}
 	defer rd.Close()
-	agent := NewAgent(AgentConfig{Meta: maps, Render: &o.Renderer, Out: o.Out,
+	agent := NewAgent(AgentConfig{Meta: maps, Rules: rules, Render: &o.Renderer, Out: o.Out,
 		Throttle: o.Throttle, Processes: o.Processes, Logger: log})
 
 	if replay {
@@ -285,4 +293,25 @@ func report(log *slog.Logger, dp *dataplane.Dataplane, a *Agent) {
 		}
 	}
 	log.Info("sensor counters", args...)
+}
+
+// loadNames reads the domain, URL and regex trails of a trails file.
+func loadNames(path string, wl *trails.Whitelist, log *slog.Logger) (*trails.Names, error) {
+	rc, err := trails.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("trails file: %w", err)
+	}
+	defer rc.Close()
+	gc := debug.SetGCPercent(25)
+	defer debug.SetGCPercent(gc)
+	n, err := trails.LoadNames(rc, path, wl)
+	if err != nil {
+		return nil, fmt.Errorf("trails file %s: %w", path, err)
+	}
+	for _, p := range n.Problems {
+		log.Warn("trail not usable", "problem", p.String())
+	}
+	log.Info("name trails loaded", "file", path, "keys", n.Stats.Keys, "urls", n.Stats.URLs,
+		"regexes", n.Stats.Regexes, "whitelisted", n.Stats.Whitelisted)
+	return n, nil
 }

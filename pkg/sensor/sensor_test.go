@@ -3,6 +3,7 @@ package sensor
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/xtrail/xtrail/internal/testenv"
 	"github.com/xtrail/xtrail/pkg/maltrail"
+	"github.com/xtrail/xtrail/pkg/trails"
 )
 
 // capture is an Emitter that keeps every line.
@@ -42,15 +44,18 @@ func (c *capture) get() []string {
 	return append([]string(nil), c.lines...)
 }
 
-func replay(t *testing.T, trailsFile string, pcaps ...string) []string {
+func replay(t *testing.T, trailsFile string, sni bool, pcaps ...string) []string {
 	t.Helper()
 	testenv.RequireRoot(t)
 	c := newCapture()
 	err := Run(context.Background(), Options{
 		Pcaps:      pcaps,
 		TrailsFile: trailsFile,
-		Renderer:   maltrail.Renderer{Sensor: "corpus", Loc: time.UTC},
-		Out:        c,
+		// the corpus harness's maltrail.conf: CHECK_HOST_DOMAINS, and the
+		// SNI prefilter for tls_sni only
+		Rules:    NameRules{Whitelist: trails.DefaultWhitelist(), CheckHostDomains: true, CheckSNI: sni},
+		Renderer: maltrail.Renderer{Sensor: "corpus", Loc: time.UTC},
+		Out:      c,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -58,38 +63,83 @@ func replay(t *testing.T, trailsFile string, pcaps ...string) []string {
 	return c.get()
 }
 
-// Lines derived by hand from spec §1.3 and §2 for each corpus case of the
-// IP chain (pcap times are 2023-11-14 22:13:20 UTC onwards).
+// Lines derived by hand from spec §1.3-1.5, §2 and §5 for the corpus cases
+// that need no heuristic (pcap times are 2023-11-14 22:13:20 UTC onwards).
+const m = `"malware (test)" (static)`
+
 var corpusWant = map[string][]string{
 	"clean_tcp":       nil,
 	"ack_sweep_no_fp": nil,
 	"truncated":       nil,
+	"dns_malformed":   nil,
+	// .example, .local, in-addr.arpa and ".intranet." queries are never checked
+	"dns_ignored_suffixes": nil,
 	"ip_trails": {
-		`"2023-11-14 22:13:20.000000" corpus 10.0.0.66 50002 66.66.66.66 443 TCP IP 66.66.66.66 "malware (test)" (static)`,
-		`"2023-11-14 22:13:21.000000" corpus 10.0.0.66 50003 6.6.6.6 8443 TCP IPORT 6.6.6.6:8443 "malware (test)" (static)`,
+		`"2023-11-14 22:13:20.000000" corpus 10.0.0.66 50002 66.66.66.66 443 TCP IP 66.66.66.66 ` + m,
+		`"2023-11-14 22:13:21.000000" corpus 10.0.0.66 50003 6.6.6.6 8443 TCP IPORT 6.6.6.6:8443 ` + m,
 		// src side: "botnet c2" has no "malware", so it speaks
 		`"2023-11-14 22:13:22.000000" corpus 198.51.100.66 31337 10.0.0.66 50004 TCP IP 198.51.100.66 "botnet c2 (test)" (static)`,
 	},
-	// five identical SYNs in one second collapse; the later seconds each speak
+	// five identical SYNs in one second collapse; the later seconds each
+	// speak, the fourth line after the summarize window's first three
 	"duplicate_syn": {
-		`"2023-11-14 22:13:20.000000" corpus 10.0.0.66 50001 66.66.66.66 443 TCP IP 66.66.66.66 "malware (test)" (static)`,
-		`"2023-11-14 22:13:30.000000" corpus 10.0.0.66 50001 66.66.66.66 443 TCP IP 66.66.66.66 "malware (test)" (static)`,
-		`"2023-11-14 22:13:31.000000" corpus 10.0.0.66 50001 66.66.66.66 443 TCP IP 66.66.66.66 "malware (test)" (static)`,
-		`"2023-11-14 22:13:32.000000" corpus 10.0.0.66 50001 66.66.66.66 443 TCP IP 66.66.66.66 "malware (test)" (static)`,
+		`"2023-11-14 22:13:20.000000" corpus 10.0.0.66 50001 66.66.66.66 443 TCP IP 66.66.66.66 ` + m,
+		`"2023-11-14 22:13:30.000000" corpus 10.0.0.66 50001 66.66.66.66 443 TCP IP 66.66.66.66 ` + m,
+		`"2023-11-14 22:13:31.000000" corpus 10.0.0.66 50001 66.66.66.66 443 TCP IP 66.66.66.66 ` + m,
+		`"2023-11-14 22:13:32.000000" corpus 10.0.0.66 50001 66.66.66.66 443 TCP IP 66.66.66.66 ` + m,
 	},
 	// the echo reply is not matched; ICMP has no ports
 	"icmp": {
-		`"2023-11-14 22:13:20.000000" corpus 10.0.0.66 - 66.66.66.66 - ICMP IP 66.66.66.66 "malware (test)" (static)`,
+		`"2023-11-14 22:13:20.000000" corpus 10.0.0.66 - 66.66.66.66 - ICMP IP 66.66.66.66 ` + m,
 	},
-	// SYN to [dead::beef]:443 hits the IP:port trail first; the DNS query
-	// (second packet) is the name matchers' part
+	// SYN to [dead::beef]:443 hits the IP:port trail first
 	"ipv6": {
-		`"2023-11-14 22:13:20.000000" corpus dead::1 50080 dead::beef 443 TCP IPORT [dead::beef]:443 "malware (test)" (static)`,
-		`"2023-11-14 22:13:22.000000" corpus dead::1 - dead::beef - ICMPV6 IP dead::beef "malware (test)" (static)`,
+		`"2023-11-14 22:13:20.000000" corpus dead::1 50080 dead::beef 443 TCP IPORT [dead::beef]:443 ` + m,
+		`"2023-11-14 22:13:21.000000" corpus dead::1 50081 dead::2 53 UDP DNS evil-test-domain.com ` + m,
+		`"2023-11-14 22:13:22.000000" corpus dead::1 - dead::beef - ICMPV6 IP dead::beef ` + m,
 	},
 	"dlt_raw": {
-		`"2023-11-14 22:13:20.000000" corpus 10.0.0.66 50500 66.66.66.66 443 TCP IP 66.66.66.66 "malware (test)" (static)`,
+		`"2023-11-14 22:13:20.000000" corpus 10.0.0.66 50500 66.66.66.66 443 TCP IP 66.66.66.66 ` + m,
 	},
+	// exact, parent, .onion, .ip-adress.com and regex domain trails; the
+	// sixth query (clean.example.org) is clean
+	"dns_queries": {
+		`"2023-11-14 22:13:20.000000" corpus 10.0.0.66 50000 8.8.8.8 53 UDP DNS evil-test-domain.com ` + m,
+		`"2023-11-14 22:13:21.000000" corpus 10.0.0.66 50001 8.8.8.8 53 UDP DNS (www).evil-parent.com ` + m,
+		`"2023-11-14 22:13:22.000000" corpus 10.0.0.66 50002 8.8.8.8 53 UDP DNS badsite.onion(.to) ` + m,
+		`"2023-11-14 22:13:23.000000" corpus 10.0.0.66 50003 8.8.8.8 53 UDP DNS evilname(.ip-adress.com) ` + m,
+		`"2023-11-14 22:13:24.000000" corpus 10.0.0.66 50004 8.8.8.8 53 UDP DNS dga1234.wildcard-test.com ` + m,
+	},
+	// a path trail split from its host, an IP trail with the Host it was
+	// asked for, a host+path trail
+	"http_trails": {
+		`"2023-11-14 22:13:20.000000" corpus 10.0.0.66 50030 203.0.113.10 80 TCP URL (victim.example)/malicious-login.php ` + m,
+		`"2023-11-14 22:13:21.000000" corpus 10.0.0.66 50031 203.0.113.44 80 TCP IP "203.0.113.44 (hostcheck.example)" ` + m,
+		`"2023-11-14 22:13:22.000000" corpus 10.0.0.66 50032 203.0.113.11 80 TCP URL evil-url.example/bad/path ` + m,
+	},
+	// 30 queries in 30 s: the first 3 pass, the other 27 leave as one line
+	// when the replay ends (summarize throttle)
+	"repeated_detections": {
+		`"2023-11-14 22:13:20.000000" corpus 10.0.0.66 50200 8.8.8.8 53 UDP DNS evil-test-domain.com ` + m,
+		`"2023-11-14 22:13:21.000000" corpus 10.0.0.66 50201 8.8.8.8 53 UDP DNS evil-test-domain.com ` + m,
+		`"2023-11-14 22:13:22.000000" corpus 10.0.0.66 50202 8.8.8.8 53 UDP DNS evil-test-domain.com ` + m,
+		`"2023-11-14 22:13:23.000000" corpus 10.0.0.66 ` + ports(50203, 50229) + ` 8.8.8.8 53 UDP DNS evil-test-domain.com ` + m,
+	},
+	// the second ClientHello names clean.example
+	"tls_sni": {
+		`"2023-11-14 22:13:20.000000" corpus 10.0.0.66 50400 203.0.113.30 443 TCP DNS tls-evil.example ` + m,
+	},
+}
+
+func ports(from, to int) string {
+	var b strings.Builder
+	for p := from; p <= to; p++ {
+		if p > from {
+			b.WriteByte(',')
+		}
+		fmt.Fprint(&b, p)
+	}
+	return b.String()
 }
 
 type manifestCase struct {
@@ -98,7 +148,9 @@ type manifestCase struct {
 	Expect []string `json:"expect"`
 }
 
-func TestCorpusIPChain(t *testing.T) {
+// TestCorpus replays each corpus case that needs no heuristic and compares
+// whole lines; it also applies the manifest's own check.
+func TestCorpus(t *testing.T) {
 	dir := filepath.Join(testenv.SharedDir(t), "corpus")
 	raw, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
 	if err != nil {
@@ -112,14 +164,17 @@ func TestCorpusIPChain(t *testing.T) {
 	for _, c := range manifest {
 		byName[c.Name] = c
 	}
-	trails := filepath.Join(dir, "trails.csv")
+	trailsFile := filepath.Join(dir, "trails.csv")
+	if len(corpusWant) != 14 {
+		t.Fatalf("%d cases: want 14, the fifteen corpus cases of the chain except vlan (TestCorpusVLAN)", len(corpusWant))
+	}
 	for name, want := range corpusWant {
 		t.Run(name, func(t *testing.T) {
 			mc, ok := byName[name]
 			if !ok {
 				t.Fatalf("case %s not in the manifest", name)
 			}
-			got := replay(t, trails, filepath.Join(dir, mc.Pcap))
+			got := replay(t, trailsFile, name == "tls_sni", filepath.Join(dir, mc.Pcap))
 			for i := range got {
 				got[i] = strings.TrimSuffix(got[i], "\n")
 			}
@@ -131,9 +186,6 @@ func TestCorpusIPChain(t *testing.T) {
 				t.Errorf("manifest expects no event, got %d", len(got))
 			}
 			for _, e := range mc.Expect {
-				if e == "evil-test-domain.com" {
-					continue // DNS: the name matchers' part of the case
-				}
 				if !strings.Contains(strings.Join(got, "\n"), e) {
 					t.Errorf("manifest expects %q in an event", e)
 				}
@@ -146,11 +198,12 @@ func TestCorpusIPChain(t *testing.T) {
 // follows QinQ, which Maltrail drops, so the third packet is one more event.
 func TestCorpusVLAN(t *testing.T) {
 	dir := filepath.Join(testenv.SharedDir(t), "corpus")
-	got := replay(t, filepath.Join(dir, "trails.csv"), filepath.Join(dir, "vlan.pcap"))
+	got := replay(t, filepath.Join(dir, "trails.csv"), false, filepath.Join(dir, "vlan.pcap"))
 	want := []string{
-		`"2023-11-14 22:13:20.000000" corpus 10.0.0.66 50060 66.66.66.66 443 TCP IP 66.66.66.66 "malware (test)" (static)` + "\n",
+		`"2023-11-14 22:13:20.000000" corpus 10.0.0.66 50060 66.66.66.66 443 TCP IP 66.66.66.66 ` + m + "\n",
+		`"2023-11-14 22:13:21.000000" corpus 10.0.0.66 50061 8.8.8.8 53 UDP DNS evil-test-domain.com ` + m + "\n",
 		// QinQ (tags 100, 101): beyond Maltrail
-		`"2023-11-14 22:13:22.000000" corpus 10.0.0.66 50062 66.66.66.66 443 TCP IP 66.66.66.66 "malware (test)" (static)` + "\n",
+		`"2023-11-14 22:13:22.000000" corpus 10.0.0.66 50062 66.66.66.66 443 TCP IP 66.66.66.66 ` + m + "\n",
 	}
 	if strings.Join(got, "") != strings.Join(want, "") {
 		t.Errorf("events:\n%swant:\n%s", strings.Join(got, ""), strings.Join(want, ""))

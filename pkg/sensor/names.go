@@ -1,0 +1,258 @@
+package sensor
+
+import (
+	"bytes"
+
+	"github.com/xtrail/xtrail/pkg/dataplane"
+	"github.com/xtrail/xtrail/pkg/maltrail"
+	"github.com/xtrail/xtrail/pkg/proto"
+	"github.com/xtrail/xtrail/pkg/trails"
+)
+
+// NameRules are the name-based matchers and filters of spec §1.3-1.6.
+type NameRules struct {
+	Names     *trails.Names       // domain, URL and regex trails (nil: none)
+	Whitelist *trails.Whitelist   // events on whitelisted addresses are dropped, except type DNS
+	Ignore    *trails.IgnoreRules // src;sport;dst;dport rules, applied first
+	// CheckSNI looks TLS and QUIC SNIs up as domains (Maltrail:
+	// USE_FAST_PREFILTER with FAST_FLOW_CUTOFF > 0).
+	CheckSNI bool
+	// CheckHostDomains looks HTTP Host values up as domains.
+	CheckHostDomains bool
+}
+
+// nameState is the agent's reusable parse and match scratch: the candidate
+// paths allocate nothing on a miss once these buffers have grown.
+type nameState struct {
+	dns  proto.DNSMessage
+	http proto.HTTPRequest
+	quic proto.QUICScratch
+	hit  trails.DomainHit
+	urls trails.URLScratch
+	req  trails.HTTPRequest
+	host []byte
+	path []byte
+	text []byte
+}
+
+// ignoredTLDs: a DNS query whose last label is one of these is never
+// checked (spec §1.3).
+var ignoredTLDs = map[string]struct{}{
+	"arpa": {}, "local": {}, "guest": {}, "intranet": {}, "corp": {}, "home": {}, "lan": {}, "intra": {},
+	"intran": {}, "workgroup": {}, "localdomain": {}, "url": {}, "alienvault": {}, "example": {},
+	"internal": {}, "localnet": {}, "test": {},
+}
+
+// queryName applies the DNS query filter of spec §1.3: non-empty, matching
+// \A[a-zA-Z0-9._-]*\.[a-zA-Z0-9-]+\Z, no ".intranet.", no ignored TLD.
+func queryName(q []byte) bool {
+	dot := bytes.LastIndexByte(q, '.')
+	if dot < 0 || dot == len(q)-1 {
+		return false
+	}
+	for _, c := range q[:dot] {
+		if !(isAlnum(c) || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	for _, c := range q[dot+1:] {
+		if !(isAlnum(c) || c == '-') {
+			return false
+		}
+	}
+	if bytes.Contains(q, []byte(".intranet.")) {
+		return false
+	}
+	_, ignored := ignoredTLDs[string(q[dot+1:])]
+	return !ignored
+}
+
+func isAlnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
+
+func isLetter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
+
+// baseEvent fills the columns every event of record r shares.
+func (a *Agent) baseEvent(r *dataplane.Record, proto string) *maltrail.Event {
+	ev := &a.ev
+	*ev = maltrail.Event{Time: timeOf(r), SrcIP: r.SrcAddr(), SrcPort: r.Sport, DstIP: r.DstAddr(), DstPort: r.Dport, Proto: proto}
+	return ev
+}
+
+func l4Name(r *dataplane.Record) string {
+	if r.L4Proto == protoTCP {
+		return "TCP"
+	}
+	return "UDP"
+}
+
+// handleDNS: spec §1.3, DNS queries. Responses feed only heuristics.
+func (a *Agent) handleDNS(r *dataplane.Record) {
+	msg := r.Payload
+	if r.L4Proto == protoTCP {
+		msg = proto.StripTCPLength(msg)
+	}
+	m := &a.ns.dns
+	if err := proto.ParseDNS(msg, m); err != nil {
+		a.stats.Malformed.Add(1)
+		return
+	}
+	if !m.IsStandardQuery() {
+		return
+	}
+	q := m.QName()
+	if !queryName(q) || m.QType == proto.DNSTypePTR || m.QType == proto.DNSTypeAAAA || m.QClass != proto.DNSClassIN {
+		return
+	}
+	pname := l4Name(r)
+	if r.Side != 0 {
+		if info, ref, err := a.meta.Meta(r.Meta); err == nil {
+			ev := a.baseEvent(r, pname)
+			ev.Info, ev.Reference = info, ref
+			if r.Side == dataplane.SideDst {
+				// "<dst> (<qname>)", for IP:port trails too
+				ev.Type = "IP"
+				if r.TrailType == dataplane.TrailIPort {
+					ev.Type = "IPORT"
+				}
+				a.ns.text = maltrail.AppendAddr(a.ns.text[:0], ev.DstIP)
+				a.ns.text = append(append(append(a.ns.text, " ("...), q...), ')')
+				ev.Trail = string(a.ns.text)
+			} else {
+				ev.Type, ev.Trail = "IP", maltrail.FormatAddr(ev.SrcIP)
+			}
+			a.report(ev)
+		} else {
+			a.stats.NoMeta.Add(1)
+		}
+	}
+	a.checkDomain(r, q, pname)
+}
+
+// checkDomain reports a domain-check hit on name as a DNS event.
+func (a *Agent) checkDomain(r *dataplane.Record, name []byte, pname string) {
+	n := a.rules.Names
+	if n == nil || !n.CheckDomain(name, &a.ns.hit) {
+		return
+	}
+	ev := a.baseEvent(r, pname)
+	ev.Type = "DNS"
+	ev.Trail = string(a.ns.hit.Trail)
+	ev.Info, ev.Reference = a.ns.hit.Meta.Info, a.ns.hit.Meta.Reference
+	a.report(ev)
+}
+
+// handleTLS and handleQUIC: the SNI of a ClientHello is a domain (spec §1.3).
+func (a *Agent) handleTLS(r *dataplane.Record) {
+	if !a.rules.CheckSNI {
+		return
+	}
+	sni, err := proto.ClientHelloSNI(r.Payload)
+	if err != nil {
+		a.stats.Malformed.Add(1)
+		return
+	}
+	a.checkDomain(r, sni, "TCP")
+}
+
+func (a *Agent) handleQUIC(r *dataplane.Record) {
+	if !a.rules.CheckSNI {
+		return
+	}
+	sni, err := proto.QUICInitialSNI(r.Payload, &a.ns.quic)
+	if err != nil {
+		a.stats.Malformed.Add(1)
+		return
+	}
+	a.checkDomain(r, sni, "UDP")
+}
+
+// handleHTTP: spec §1.4, HTTP requests (responses feed only heuristics).
+func (a *Agent) handleHTTP(r *dataplane.Record) {
+	h := &a.ns.http
+	if err := proto.ParseHTTPRequest(r.Payload, h); err != nil {
+		return
+	}
+	st := &a.ns
+	st.path = appendLower(st.path[:0], h.Path)
+	dst := r.DstAddr()
+	// Host: trimmed, lowercased, ":80" stripped; dst_ip when absent.
+	if host := bytes.TrimSpace(h.Host); len(host) > 0 {
+		st.host = appendLower(st.host[:0], host)
+		st.host = bytes.TrimSuffix(st.host, []byte(":80"))
+	} else {
+		st.host = maltrail.AppendAddr(st.host[:0], dst)
+	}
+	host := st.host
+	switch {
+	case isLetter(host[0]) && r.Side == dataplane.SideDst:
+		if info, ref, err := a.meta.Meta(r.Meta); err == nil {
+			ev := a.baseEvent(r, "TCP")
+			ev.Type, ev.Info, ev.Reference = "IP", info, ref
+			bare := host
+			if i := bytes.IndexByte(bare, ':'); i >= 0 {
+				bare = bare[:i]
+			}
+			st.text = maltrail.AppendAddr(st.text[:0], dst)
+			st.text = append(append(append(st.text, " ("...), bare...), ')')
+			ev.Trail = string(st.text)
+			a.report(ev)
+		}
+	case a.rules.CheckHostDomains:
+		a.checkDomain(r, host, "TCP")
+	}
+	var url []byte
+	switch {
+	case bytes.HasPrefix(st.path, []byte("http://")):
+		// a proxy request: the target is domain-checked and is the URL
+		url = st.path[len("http://"):]
+		target := url
+		if i := bytes.IndexByte(target, '/'); i >= 0 {
+			target = target[:i]
+		}
+		a.checkDomain(r, target, "TCP")
+	case string(h.Method) == "CONNECT":
+		url = st.path
+		a.checkDomain(r, st.path, "TCP")
+	}
+	if a.rules.Names == nil {
+		return
+	}
+	st.req = trails.HTTPRequest{Host: host, Path: st.path, Method: h.Method, URL: url}
+	if string(h.Method) == "POST" {
+		st.req.Body = h.Body
+	}
+	hit, ok := a.rules.Names.CheckURL(&st.urls, &st.req)
+	if !ok {
+		return
+	}
+	ev := a.baseEvent(r, "TCP")
+	ev.Type, ev.Trail = hit.Type, string(hit.Trail)
+	ev.Info, ev.Reference = hit.Meta.Info, hit.Meta.Reference
+	a.report(ev)
+}
+
+func appendLower(dst, s []byte) []byte {
+	for _, c := range s {
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+// dropped applies the ignore rules and the whitelist (spec §1.6): events
+// on a whitelisted address are dropped unless their type is DNS.
+func (a *Agent) dropped(ev *maltrail.Event) bool {
+	if ig := a.rules.Ignore; ig != nil && ig.IgnoredAddr(ev.SrcIP, ev.SrcPort, ev.DstIP, ev.DstPort) {
+		a.stats.Ignored.Add(1)
+		return true
+	}
+	if wl := a.rules.Whitelist; wl != nil && ev.Type != "DNS" && (wl.IsWhitelistedIP(ev.SrcIP) || wl.IsWhitelistedIP(ev.DstIP)) {
+		a.stats.Whitelisted.Add(1)
+		return true
+	}
+	return false
+}
