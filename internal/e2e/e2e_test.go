@@ -101,7 +101,7 @@ func TestChain(t *testing.T) {
 	}
 	out := sink.NewMulti(nil, file, sink.NewD4(client))
 	var pcaps []string
-	for _, c := range []string{"ip_trails", "duplicate_syn", "icmp", "ipv6", "dlt_raw", "vlan"} {
+	for _, c := range []string{"ip_trails", "duplicate_syn", "icmp", "ipv6", "dlt_raw", "vlan", "dns_queries", "http_trails"} {
 		pcaps = append(pcaps, filepath.Join(corpus, c+".pcap"))
 	}
 	err = sensor.Run(ctx, sensor.Options{Pcaps: pcaps, TrailsFile: filepath.Join(corpus, "trails.csv"),
@@ -118,8 +118,9 @@ func TestChain(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := bytes.Count(want, []byte("\n"))
-	if lines != 13 {
-		t.Fatalf("sensor wrote %d lines, want 13:\n%s", lines, want)
+	// 3 + 4 + 1 + 3 + 1 + 3 + 5 + 3 events in the eight captures
+	if lines != 23 {
+		t.Fatalf("sensor wrote %d lines, want 23:\n%s", lines, want)
 	}
 	if st := client.Stats(); st.Sent != uint64(lines) || st.Dropped != 0 {
 		t.Fatalf("D4 client sent %d dropped %d, want %d and 0", st.Sent, st.Dropped, lines)
