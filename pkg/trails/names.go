@@ -25,6 +25,11 @@ type Names struct {
 	regex []regexTrail
 	rx    *regexIndex // nil when there are no regex trails
 	wl    *Whitelist
+	// maxNameKey is the longest key without '/'. A checked name has no
+	// '/', so a longer suffix cannot be a trail and is not hashed: this
+	// keeps a long name with many labels (an HTTP Host, an SNI) linear
+	// instead of quadratic.
+	maxNameKey int
 
 	// LongDomain is the slot of spec §1.3.1 step 4, the long-domain
 	// heuristic (§4): called when no trail matched the name or its
@@ -117,6 +122,9 @@ func LoadNames(r io.Reader, name string, wl *Whitelist) (*Names, error) {
 			mi = uint32(len(n.metas))
 			n.metas = append(n.metas, newNameMeta(string(info), string(ref)))
 			metaIdx[string(mkey)] = mi
+		}
+		if len(key) > n.maxNameKey && bytes.IndexByte(key, '/') < 0 {
+			n.maxNameKey = len(key)
 		}
 		if _, dup := n.keys[string(key)]; dup {
 			n.Stats.Duplicates++
@@ -241,19 +249,8 @@ func (n *Names) CheckDomain(name []byte, res *DomainHit) bool {
 	// 3. Parent walk: the name, then each parent down to the last label.
 	nsLike := -1 // computed on the first hit that needs it
 	for off := 0; ; {
-		if mi, ok := n.keys[string(q[off:])]; ok {
-			m := &n.metas[mi]
-			skip := false
-			if m.nsSkip {
-				if nsLike < 0 {
-					nsLike = b2i(isNSLike(q))
-				}
-				skip = nsLike == 1
-			}
-			if !skip && m.dynSkip && (off == 0 || firstLabelIsWWW(q)) {
-				skip = true
-			}
-			if !skip {
+		if len(q)-off <= n.maxNameKey {
+			if mi, ok := n.keys[string(q[off:])]; ok && !n.skipParentHit(q, off, mi, &nsLike) {
 				if off == 0 {
 					res.Trail = append(res.Trail[:0], q...)
 					return n.hit(res, mi, RuleExact)
@@ -300,6 +297,23 @@ func (n *Names) CheckDomain(name []byte, res *DomainHit) bool {
 		}
 	}
 	return false
+}
+
+// skipParentHit applies the two skip rules of spec §1.3.1 step 3 to a hit
+// on q[off:]: a name or mail server name with a suspicious or sinkhole
+// trail, and a dynamic-DNS or free-web trail hit by its own name or a www
+// name. nsLike caches whether q looks like a server name (-1 = unknown).
+func (n *Names) skipParentHit(q []byte, off int, mi uint32, nsLike *int) bool {
+	m := &n.metas[mi]
+	if m.nsSkip {
+		if *nsLike < 0 {
+			*nsLike = b2i(isNSLike(q))
+		}
+		if *nsLike == 1 {
+			return true
+		}
+	}
+	return m.dynSkip && (off == 0 || firstLabelIsWWW(q))
 }
 
 func (n *Names) hit(res *DomainHit, mi uint32, rule DomainRule) bool {

@@ -21,6 +21,7 @@ import (
 type Whitelist struct {
 	literals map[string]struct{}
 	ranges   []ipv4Range
+	maxLit   int // the longest literal: longer suffixes of a name are not hashed
 }
 
 // ipv4Range is a CIDR as Maltrail checks it: addr&mask == prefix.
@@ -89,6 +90,7 @@ func (w *Whitelist) Add(entry string) {
 		return
 	}
 	w.literals[strings.ToLower(e)] = struct{}{}
+	w.maxLit = max(w.maxLit, len(e))
 }
 
 // Load adds the entries of a whitelist file (one per line, '#' and blank
@@ -220,11 +222,13 @@ func (w *Whitelist) IsWhitelistedDomain(name []byte) bool {
 	}
 	if hasUpper(name) {
 		var buf [256]byte
-		name = appendLower(buf[:0], name)
+		name = appendLower(buf[:0], name) // on the heap only past 256 bytes
 	}
 	for off := 0; off < len(name); {
-		if _, ok := w.literals[string(name[off:])]; ok {
-			return true
+		if len(name)-off <= w.maxLit {
+			if _, ok := w.literals[string(name[off:])]; ok {
+				return true
+			}
 		}
 		dot := bytes.IndexByte(name[off:], '.')
 		if dot < 0 {
