@@ -1,5 +1,8 @@
 // Package trails models Maltrail trails: it reads trails.csv (spec §1.1),
-// classifies IP and IP:port keys (spec §1.2, §1.5) and holds the loaded set.
+// classifies IP and IP:port keys (spec §1.2, §1.5) and holds the loaded set
+// (Set); LoadNames keeps the domain, URL and regex trails and runs the
+// domain and URL checks (spec §1.3.1, §1.4); Whitelist and IgnoreRules
+// are spec §1.6.
 package trails
 
 import (

@@ -126,10 +126,13 @@ func LoadNames(r io.Reader, name string, wl *Whitelist) (*Names, error) {
 		if len(key) > n.maxNameKey && bytes.IndexByte(key, '/') < 0 {
 			n.maxNameKey = len(key)
 		}
-		if _, dup := n.keys[string(key)]; dup {
+		// One hash per row: a duplicate is an assignment that does not
+		// grow the map.
+		before := len(n.keys)
+		n.keys[string(key)] = mi
+		if len(n.keys) == before {
 			n.Stats.Duplicates++
 		}
-		n.keys[string(key)] = mi
 		if n.Stats.RegexSlots < maxRegexTrails && isRegexCandidate(key, ref) {
 			n.addRegex(string(key), name, line, seenRegex)
 		}

@@ -62,7 +62,7 @@ type Set struct {
 	// Metas holds each distinct (info, reference) pair of the IP trails
 	// once; the real file has about 3,100.
 	Metas        []Meta
-	Other        int // rows that are not IP trails (domains, URLs, regexes: later issue)
+	Other        int // rows that are not IP trails (domains, URLs, regexes: see LoadNames)
 	NonCanonical int // rows whose key looks like an address but is not Maltrail's text of one; they never match
 	Duplicates   int // IP rows whose key an earlier row already had
 	Stats        Stats

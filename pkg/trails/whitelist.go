@@ -368,3 +368,37 @@ func appendPortText(dst []byte, p uint16) []byte {
 }
 
 func field(rule, v string) bool { return rule == "*" || rule == v }
+
+// DropWhitelisted removes the IP and IP:port trails whose key wl
+// whitelists (a literal, or a bare IPv4 inside a CIDR), as Maltrail drops
+// whitelisted keys at load (spec §1.1), and returns how many it removed.
+// LoadSet itself keeps its signature; callers with a whitelist call this
+// right after it. Metas is left as it is.
+func (s *Set) DropWhitelisted(wl *Whitelist) int {
+	if wl.Len() == 0 {
+		return 0
+	}
+	var buf [64]byte
+	kept := s.IPs[:0]
+	for _, t := range s.IPs {
+		k := buf[:0]
+		if t.Port == 0 {
+			k = maltrail.AppendAddr(k, t.Addr)
+		} else {
+			if t.Addr.Is6() {
+				k = append(k, '[')
+			}
+			k = maltrail.AppendAddr(k, t.Addr)
+			if t.Addr.Is6() {
+				k = append(k, ']')
+			}
+			k = appendPortText(append(k, ':'), t.Port)
+		}
+		if !wl.IsWhitelistedKey(k) {
+			kept = append(kept, t)
+		}
+	}
+	dropped := len(s.IPs) - len(kept)
+	s.IPs = kept
+	return dropped
+}

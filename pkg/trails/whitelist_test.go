@@ -179,3 +179,24 @@ func TestLoadNamesWhitelisted(t *testing.T) {
 		t.Error("a whitelisted host was checked")
 	}
 }
+
+func TestSetDropWhitelisted(t *testing.T) {
+	s, err := LoadSet(strings.NewReader("8.8.8.8,resolver,(static)\n127.0.0.2,loop,(static)\n66.66.66.66,malware (test),(static)\n8.8.8.8:53,port,(static)\n::1,v6,(static)\n[dead::beef]:443,v6 port,(static)\n"), "t.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wl := DefaultWhitelist()
+	wl.Add("[dead::beef]:443")
+	if n := s.DropWhitelisted(wl); n != 4 {
+		t.Errorf("dropped %d, want 4 (8.8.8.8, 127.0.0.2, ::1, [dead::beef]:443)", n)
+	}
+	if len(s.IPs) != 2 {
+		t.Fatalf("kept %v", s.IPs)
+	}
+	if _, ok := s.Lookup(netip.MustParseAddr("8.8.8.8"), 53); !ok {
+		t.Error("8.8.8.8:53 dropped: only the literal key 8.8.8.8 is whitelisted")
+	}
+	if s.DropWhitelisted(nil) != 0 {
+		t.Error("nil whitelist dropped trails")
+	}
+}
