@@ -1,0 +1,173 @@
+package sensor
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf/ringbuf"
+
+	"github.com/xtrail/xtrail/internal/pktbuild"
+	"github.com/xtrail/xtrail/internal/testenv"
+	"github.com/xtrail/xtrail/pkg/dataplane"
+	"github.com/xtrail/xtrail/pkg/maltrail"
+	"github.com/xtrail/xtrail/pkg/throttle"
+	"github.com/xtrail/xtrail/pkg/trails"
+)
+
+var (
+	staticOnce  sync.Once
+	staticNames *trails.Names
+	staticErr   error
+)
+
+// loadStatic loads the name trails of the real 1.63M-row trails file.
+func loadStatic(b *testing.B) *trails.Names {
+	b.Helper()
+	path := filepath.Join(testenv.SharedDir(b), "data", "trails-static.csv.gz")
+	staticOnce.Do(func() { staticNames, staticErr = loadNames(path, trails.DefaultWhitelist(), slog.New(slog.DiscardHandler)) })
+	if staticErr != nil {
+		b.Fatal(staticErr)
+	}
+	return staticNames
+}
+
+type discard struct{}
+
+func (discard) Emit(int64, []byte) error { return nil }
+
+// benchAgent runs the agent over prebuilt raw records, cycling through them.
+func benchAgent(b *testing.B, recs [][]byte) {
+	a := NewAgent(AgentConfig{Meta: fakeMeta{}, Rules: NameRules{Names: loadStatic(b), Whitelist: trails.DefaultWhitelist(), CheckHostDomains: true, CheckSNI: true},
+		Render: &maltrail.Renderer{Sensor: "bench", Loc: time.UTC}, Out: discard{}, Throttle: throttle.Off})
+	for _, r := range recs { // grow the scratch buffers first
+		a.Handle(r)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		a.Handle(recs[i%len(recs)])
+	}
+	b.StopTimer()
+	if a.Stats().Events.Load() != 0 {
+		b.Fatalf("%d events from clean traffic", a.Stats().Events.Load())
+	}
+}
+
+var (
+	benchSrc = netip.MustParseAddr("10.1.2.3")
+	benchDst = netip.MustParseAddr("93.184.216.34")
+	words    = []string{"alpha", "bravo", "cloud", "delta", "metro", "ocean", "pixel", "river", "solar", "terra"}
+)
+
+func dnsQuery(name string) []byte {
+	q := []byte{0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0}
+	for _, l := range splitDots(name) {
+		q = append(q, byte(len(l)))
+		q = append(q, l...)
+	}
+	return append(q, 0, 0, 1, 0, 1)
+}
+
+func splitDots(s string) []string {
+	var out []string
+	start := 0
+	for i := 0; i <= len(s); i++ {
+		if i == len(s) || s[i] == '.' {
+			out = append(out, s[start:i])
+			start = i + 1
+		}
+	}
+	return out
+}
+
+// BenchmarkAgentDNS: one DNS query candidate, from ring record to verdict,
+// with every name trail of the real file loaded (names miss, as in the
+// reference traffic mix).
+func BenchmarkAgentDNS(b *testing.B) {
+	var recs [][]byte
+	for i := 0; i < 1024; i++ {
+		name := fmt.Sprintf("www.%s-%s%d.%s%s.com", words[i%10], words[(i/10)%10], i, words[(i/7)%10], words[(i/3)%10])
+		recs = append(recs, rec(dataplane.KindDNS, 0, 0, 17, benchSrc, benchDst, uint16(40000+i), 53, 0, time.Unix(1700000000, 0), dnsQuery(name)))
+	}
+	benchAgent(b, recs)
+}
+
+// BenchmarkAgentHTTP: one HTTP request candidate (Host domain check and
+// URL trail candidates) with every trail loaded.
+func BenchmarkAgentHTTP(b *testing.B) {
+	var recs [][]byte
+	for i := 0; i < 1024; i++ {
+		req := fmt.Sprintf("GET /%s/%s%d.js?v=%d HTTP/1.1\r\nHost: cdn.%s%s.net\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0\r\nAccept: */*\r\n\r\n",
+			words[i%10], words[(i/10)%10], i, i, words[(i/7)%10], words[(i/3)%10])
+		recs = append(recs, rec(dataplane.KindHTTP, 0, 0, 6, benchSrc, benchDst, uint16(40000+i), 80, 0, time.Unix(1700000000, 0), []byte(req)))
+	}
+	benchAgent(b, recs)
+}
+
+// BenchmarkKernelToEvent: HTTP candidates made by the XDP program (test-run
+// with a repeat count, as fast as the kernel goes) and consumed from the
+// real ring buffer by the agent. Reports candidates per second consumed and
+// the share the ring had to drop.
+func BenchmarkKernelToEvent(b *testing.B) {
+	testenv.RequireRoot(b)
+	dp, err := dataplane.Load(dataplane.Options{Replay: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer dp.Close()
+	rd, err := dp.NewRingReader()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rd.Close()
+	a := NewAgent(AgentConfig{Meta: fakeMeta{}, Rules: NameRules{Names: loadStatic(b), Whitelist: trails.DefaultWhitelist(), CheckHostDomains: true},
+		Render: &maltrail.Renderer{Loc: time.UTC}, Out: discard{}, Throttle: throttle.Off})
+	frame := pktbuild.Frame{Src: benchSrc, Dst: benchDst, Proto: pktbuild.TCP, Sport: 40000, Dport: 80,
+		TCPFlags: pktbuild.ACK | pktbuild.PSH,
+		Payload: []byte("GET /alpha/bravo1.js?v=1 HTTP/1.1\r\nHost: cdn.deltametro.net\r\nUser-Agent: Mozilla/5.0\r\nAccept: */*\r\n\r\n")}.Bytes()
+	var consumed atomic.Uint64
+	var produced atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var rec ringbuf.Record
+		for {
+			// short deadlines: a deadline set while a read waits does not wake it
+			rd.SetDeadline(time.Now().Add(20 * time.Millisecond))
+			err := rd.ReadInto(&rec)
+			switch {
+			case err == nil:
+				a.Handle(rec.RawSample)
+				consumed.Add(1)
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				if produced.Load() {
+					return // the producer is done and the ring is empty
+				}
+			default:
+				return
+			}
+		}
+	}()
+	before, _ := dp.CounterMap()
+	b.ResetTimer()
+	start := time.Now()
+	if _, err := dp.Benchmark(frame, b.N); err != nil {
+		b.Fatal(err)
+	}
+	produced.Store(true)
+	<-done
+	elapsed := time.Since(start)
+	b.StopTimer()
+	after, _ := dp.CounterMap()
+	lost := after["ringbuf_full"] - before["ringbuf_full"]
+	b.ReportMetric(float64(consumed.Load())/elapsed.Seconds(), "candidates/s")
+	b.ReportMetric(100*float64(lost)/float64(b.N), "%lost")
+}
