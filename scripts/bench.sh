@@ -61,6 +61,15 @@ awk -v a="${cpu[20000]}" -v b="${cpu[200000]}" 'BEGIN {
 	printf "  per-packet CPU (slope 20k->200k): %.0f ns  (Maltrail Python sensor on the same captures: 15,100 ns)\n", s }'
 echo "  (startup + trail load is the intercept: the 20k run's CPU minus 20k x slope)"
 
+echo "== name matching with every row of trails-static.csv.gz loaded (ns/op, allocations)"
+go test -run '^$' -bench 'BenchmarkCheckDomainMiss|BenchmarkCheckDomainHit|BenchmarkCheckURLMiss' -benchmem ./pkg/trails/ 2>/dev/null |
+	grep -E '^Benchmark' | sed 's/^/  /'
+go test -run '^$' -bench 'BenchmarkAgentDNS|BenchmarkAgentHTTP' -benchtime 200000x -benchmem ./pkg/sensor/ 2>/dev/null |
+	grep -E '^Benchmark' | sed 's/^/  /'
+echo "== kernel to event: XDP-made HTTP candidates through the real ring buffer into the agent"
+go test -run '^$' -bench 'BenchmarkKernelToEvent' -benchtime 1000000x ./pkg/sensor/ 2>/dev/null |
+	grep -E '^Benchmark' | sed 's/^/  /'
+
 echo "== Go micro-benchmarks (allocations per op)"
-go test -run '^$' -bench 'AppendLine|AppendDatagram|AppendFrame|ReaderNext|Emit|Next|ToEthernet|Decode' -benchmem \
-	./pkg/maltrail/ ./pkg/d4/ ./pkg/sink/ ./pkg/pcap/ ./pkg/sensor/ 2>/dev/null | grep -E '^Benchmark' | sed 's/^/  /'
+go test -run '^$' -bench 'AppendLine|AppendDatagram|AppendFrame|ReaderNext|Emit|Next|ToEthernet|ParseDNS|ParseHTTP|ClientHelloSNI|QUICInitialSNI' -benchmem \
+	./pkg/maltrail/ ./pkg/d4/ ./pkg/sink/ ./pkg/pcap/ ./pkg/proto/ 2>/dev/null | grep -E '^Benchmark' | sed 's/^/  /'
