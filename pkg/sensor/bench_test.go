@@ -32,7 +32,9 @@ var (
 func loadStatic(b *testing.B) *trails.Names {
 	b.Helper()
 	path := filepath.Join(testenv.SharedDir(b), "data", "trails-static.csv.gz")
-	staticOnce.Do(func() { staticNames, staticErr = loadNames(path, trails.DefaultWhitelist(), slog.New(slog.DiscardHandler)) })
+	staticOnce.Do(func() {
+		staticNames, staticErr = loadNames(path, trails.DefaultWhitelist(), slog.New(slog.DiscardHandler))
+	})
 	if staticErr != nil {
 		b.Fatal(staticErr)
 	}
@@ -132,7 +134,7 @@ func BenchmarkKernelToEvent(b *testing.B) {
 		Render: &maltrail.Renderer{Loc: time.UTC}, Out: discard{}, Throttle: throttle.Off})
 	frame := pktbuild.Frame{Src: benchSrc, Dst: benchDst, Proto: pktbuild.TCP, Sport: 40000, Dport: 80,
 		TCPFlags: pktbuild.ACK | pktbuild.PSH,
-		Payload: []byte("GET /alpha/bravo1.js?v=1 HTTP/1.1\r\nHost: cdn.deltametro.net\r\nUser-Agent: Mozilla/5.0\r\nAccept: */*\r\n\r\n")}.Bytes()
+		Payload:  []byte("GET /alpha/bravo1.js?v=1 HTTP/1.1\r\nHost: cdn.deltametro.net\r\nUser-Agent: Mozilla/5.0\r\nAccept: */*\r\n\r\n")}.Bytes()
 	var consumed atomic.Uint64
 	var produced atomic.Bool
 	done := make(chan struct{})

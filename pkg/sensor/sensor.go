@@ -86,26 +86,13 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}()
 	maps := dp.Trails()
-	if o.TrailsFile != "" {
-		// The load's garbage (CSV rows, batches) dwarfs the sensor's steady
-		// heap: collect more often while it runs to keep the peak RSS down.
-		gc := debug.SetGCPercent(25)
-		set, st, err := maps.LoadFile(o.TrailsFile)
-		debug.SetGCPercent(gc)
-		if err != nil {
-			return err
-		}
-		log.Info("trails loaded", "file", o.TrailsFile, "rows", set.Stats.Rows,
-			"skipped_rows", set.Stats.Skipped, "ipv4", st.IP4, "ipv4_port", st.Port4,
-			"ipv6", st.IP6, "ipv6_port", st.Port6, "other", set.Other, "removed", st.Removed)
-	} else if replay {
-		log.Warn("replaying without a trails file: no trail can match")
-	}
 	rules := o.Rules
 	if o.TrailsFile != "" {
-		if rules.Names, err = loadNames(o.TrailsFile, rules.Whitelist, log); err != nil {
+		if rules.Names, err = loadTrails(o.TrailsFile, maps, rules.Whitelist, log); err != nil {
 			return err
 		}
+	} else if replay {
+		log.Warn("replaying without a trails file: no trail can match")
 	}
 	rd, err := dp.NewRingReader()
 	if err != nil {
@@ -295,6 +282,23 @@ func report(log *slog.Logger, dp *dataplane.Dataplane, a *Agent) {
 	log.Info("sensor counters", args...)
 }
 
+// loadTrails loads a trails file: its IP and IP:port trails into the kernel
+// maps, its domain, URL and regex trails into the returned Names.
+func loadTrails(path string, maps *dataplane.TrailMaps, wl *trails.Whitelist, log *slog.Logger) (*trails.Names, error) {
+	// The load's garbage (CSV rows, batches) dwarfs the sensor's steady
+	// heap: collect more often while it runs to keep the peak RSS down.
+	gc := debug.SetGCPercent(25)
+	defer debug.SetGCPercent(gc)
+	set, st, err := maps.LoadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("IP trails loaded", "file", path, "rows", set.Stats.Rows,
+		"skipped_rows", set.Stats.Skipped, "ipv4", st.IP4, "ipv4_port", st.Port4,
+		"ipv6", st.IP6, "ipv6_port", st.Port6, "removed", st.Removed)
+	return loadNames(path, wl, log)
+}
+
 // loadNames reads the domain, URL and regex trails of a trails file.
 func loadNames(path string, wl *trails.Whitelist, log *slog.Logger) (*trails.Names, error) {
 	rc, err := trails.Open(path)
@@ -302,8 +306,6 @@ func loadNames(path string, wl *trails.Whitelist, log *slog.Logger) (*trails.Nam
 		return nil, fmt.Errorf("trails file: %w", err)
 	}
 	defer rc.Close()
-	gc := debug.SetGCPercent(25)
-	defer debug.SetGCPercent(gc)
 	n, err := trails.LoadNames(rc, path, wl)
 	if err != nil {
 		return nil, fmt.Errorf("trails file %s: %w", path, err)
