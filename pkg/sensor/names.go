@@ -175,11 +175,11 @@ func (a *Agent) handleHTTP(r *dataplane.Record) {
 		return
 	}
 	st := &a.ns
-	st.path = appendLower(st.path[:0], h.Path)
+	st.path = trails.AppendLower(st.path[:0], h.Path)
 	dst := r.DstAddr()
 	// Host: trimmed, lowercased, ":80" stripped; dst_ip when absent.
 	if host := bytes.TrimSpace(h.Host); len(host) > 0 {
-		st.host = appendLower(st.host[:0], host)
+		st.host = trails.AppendLower(st.host[:0], host)
 		st.host = bytes.TrimSuffix(st.host, []byte(":80"))
 	} else {
 		st.host = maltrail.AppendAddr(st.host[:0], dst)
@@ -231,16 +231,6 @@ func (a *Agent) handleHTTP(r *dataplane.Record) {
 	ev.Type, ev.Trail = hit.Type, string(hit.Trail)
 	ev.Info, ev.Reference = hit.Meta.Info, hit.Meta.Reference
 	a.report(ev)
-}
-
-func appendLower(dst, s []byte) []byte {
-	for _, c := range s {
-		if c >= 'A' && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		dst = append(dst, c)
-	}
-	return dst
 }
 
 // dropped applies the ignore rules and the whitelist (spec §1.6): events

@@ -234,7 +234,7 @@ func (n *Names) CheckDomain(name []byte, res *DomainHit) bool {
 	if i := bytes.IndexByte(name, ':'); i >= 0 {
 		name = name[:i]
 	}
-	res.name = appendLower(res.name[:0], name)
+	res.name = AppendLower(res.name[:0], name)
 	q := res.name
 	if isDigitsAndDots(q) || !validName(q) || n.wl.IsWhitelistedDomain(q) {
 		return false

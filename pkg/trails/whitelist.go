@@ -222,7 +222,7 @@ func (w *Whitelist) IsWhitelistedDomain(name []byte) bool {
 	}
 	if hasUpper(name) {
 		var buf [256]byte
-		name = appendLower(buf[:0], name) // on the heap only past 256 bytes
+		name = AppendLower(buf[:0], name) // on the heap only past 256 bytes
 	}
 	for off := 0; off < len(name); {
 		if len(name)-off <= w.maxLit {
@@ -253,10 +253,10 @@ func hasUpper(b []byte) bool {
 	return false
 }
 
-// appendLower appends b with ASCII letters lowercased. Other bytes are
+// AppendLower appends b with ASCII letters lowercased. Other bytes are
 // kept: Maltrail lowercases Unicode text, but every rule that follows
 // rejects names with non-ASCII bytes, so the difference cannot show.
-func appendLower(dst, b []byte) []byte {
+func AppendLower(dst, b []byte) []byte {
 	for _, c := range b {
 		if c >= 'A' && c <= 'Z' {
 			c += 'a' - 'A'
