@@ -21,7 +21,10 @@ import (
 type Whitelist struct {
 	literals map[string]struct{}
 	ranges   []ipv4Range
-	maxLit   int // the longest literal: longer suffixes of a name are not hashed
+	// litLens has bit n set when some literal is n bytes long (n < 256):
+	// a name suffix of another length is not hashed, which skips nearly
+	// every lookup with a short whitelist.
+	litLens [4]uint64
 }
 
 // ipv4Range is a CIDR as Maltrail checks it: addr&mask == prefix.
@@ -90,7 +93,7 @@ func (w *Whitelist) Add(entry string) {
 		return
 	}
 	w.literals[strings.ToLower(e)] = struct{}{}
-	w.maxLit = max(w.maxLit, len(e))
+	w.litLens[min(len(e), 255)/64] |= 1 << (min(len(e), 255) % 64)
 }
 
 // Load adds the entries of a whitelist file (one per line, '#' and blank
@@ -225,7 +228,7 @@ func (w *Whitelist) IsWhitelistedDomain(name []byte) bool {
 		name = AppendLower(buf[:0], name) // on the heap only past 256 bytes
 	}
 	for off := 0; off < len(name); {
-		if len(name)-off <= w.maxLit {
+		if n := min(len(name)-off, 255); w.litLens[n/64]&(1<<(n%64)) != 0 {
 			if _, ok := w.literals[string(name[off:])]; ok {
 				return true
 			}
