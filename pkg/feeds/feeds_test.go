@@ -585,9 +585,59 @@ func TestGzip(t *testing.T) {
 	if acceptEnc[0] != "gzip" || acceptEnc[1] != "identity" {
 		t.Fatalf("Accept-Encoding sent: %q", acceptEnc)
 	}
-
-	// The shrink check reads the current .gz copy decompressed.
 	fx.noTemps()
+}
+
+// The shrink check reads a current .gz copy decompressed, also when no
+// sidecar vouches for its line count.
+func TestShrinkCheckReadsGzipCopy(t *testing.T) {
+	fx := newFixture(t)
+	gzipped := func(s string) string {
+		var b bytes.Buffer
+		zw := gzip.NewWriter(&b)
+		zw.Write([]byte(s))
+		zw.Close()
+		return b.String()
+	}
+	if err := os.WriteFile(filepath.Join(fx.dir, "z.gz"), []byte(gzipped(lines(100))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv := newServer(t, gzipped(lines(10)))
+	r := fx.update([]Feed{{Name: "z.gz", URL: srv.URL + "/z.gz"}}, nil)[0]
+	expect(t, r, StatusRefused, ErrShrank)
+	if !strings.Contains(r.Err.Error(), "10 data lines against 100") {
+		t.Fatalf("err = %v", r.Err)
+	}
+}
+
+func TestHTMLRefused(t *testing.T) {
+	fx := newFixture(t)
+	srv := newServer(t, "\n  <!DOCTYPE html>\n<html><body>Please log in to the Wi-Fi</body></html>\n")
+	expect(t, fx.update([]Feed{{Name: "h", URL: srv.URL}}, func(o *Options) { o.Force = true })[0], StatusRefused, ErrCorrupt)
+	srv.set("<script>.example\nhtml.example\n")
+	expect(t, fx.update([]Feed{{Name: "h", URL: srv.URL}}, nil)[0], StatusUpdated, nil)
+}
+
+func TestDefaultClientRefusesTLSDowngrade(t *testing.T) {
+	c := defaultClient()
+	defer c.CloseIdleConnections()
+	req := func(u string) *http.Request {
+		r, err := http.NewRequest(http.MethodGet, u, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	via := []*http.Request{req("https://feeds.example/a")}
+	if err := c.CheckRedirect(req("http://feeds.example/a"), via); err == nil {
+		t.Fatal("https to http redirect allowed")
+	}
+	if err := c.CheckRedirect(req("https://mirror.example/a"), via); err != nil {
+		t.Fatalf("https to https redirect refused: %v", err)
+	}
+	if err := c.CheckRedirect(req("http://b.example/"), []*http.Request{req("http://a.example/")}); err != nil {
+		t.Fatalf("http to http redirect refused: %v", err)
+	}
 }
 
 func TestTLS(t *testing.T) {

@@ -1,6 +1,7 @@
 package feeds
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -162,7 +163,8 @@ func (u *updater) download(ctx context.Context, f Feed, resp *http.Response, cur
 	}()
 
 	var counter lineCounter
-	n, st, err := u.copyBody(ctx, f.Name, tmp, &counter, resp.Body, total, raw)
+	head := &headBuffer{max: 512}
+	n, st, err := u.copyBody(ctx, f.Name, io.MultiWriter(tmp, head), &counter, resp.Body, total, raw)
 	if err != nil {
 		return end(st, err)
 	}
@@ -175,6 +177,11 @@ func (u *updater) download(ctx context.Context, f Feed, resp *http.Response, cur
 		return end(StatusRefused, fmt.Errorf("%w: empty body", ErrEmpty))
 	}
 
+	if looksLikeHTML(head.b) {
+		// A captive portal, a CDN challenge or an error page served with
+		// 200: its lines would parse as (nonsense) trails.
+		return end(StatusRefused, fmt.Errorf("%w: body is an HTML page, not a trail list", ErrCorrupt))
+	}
 	lines := counter.total()
 	if raw {
 		gz, err := isGzipFile(tmp.Name())
@@ -272,4 +279,26 @@ func (u *updater) copyBody(ctx context.Context, name string, w io.Writer, c *lin
 			return n, StatusRefused, fmt.Errorf("%w after %d bytes: %v", ErrTruncated, n, redactErr(rerr))
 		}
 	}
+}
+
+// headBuffer keeps the first max bytes written to it.
+type headBuffer struct {
+	b   []byte
+	max int
+}
+
+func (h *headBuffer) Write(p []byte) (int, error) {
+	if room := h.max - len(h.b); room > 0 {
+		h.b = append(h.b, p[:min(room, len(p))]...)
+	}
+	return len(p), nil
+}
+
+// looksLikeHTML reports whether a body starts, after blanks, with an HTML
+// doctype or tag. No trail list does; Content-Type is not used because
+// feed servers label plain lists in every way.
+func looksLikeHTML(head []byte) bool {
+	head = bytes.TrimLeft(head, " \t\r\n\ufeff")
+	head = bytes.ToLower(head[:min(len(head), 16)])
+	return bytes.HasPrefix(head, []byte("<!doctype html")) || bytes.HasPrefix(head, []byte("<html")) || bytes.HasPrefix(head, []byte("<head"))
 }
