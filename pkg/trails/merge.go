@@ -64,7 +64,9 @@ type Merged struct {
 	CIDRs []CIDRTrail
 	// Metas holds each distinct (info, reference) pair once; Trail.Meta
 	// and CIDRTrail.Meta index it.
-	Metas   []Meta
+	Metas []Meta
+	// Sources has what reading each source saw (malformed lines with
+	// file:line samples), in the order Merge read them.
 	Sources []SourceStats
 	Stats   MergeStats
 }
@@ -133,8 +135,9 @@ func Merge(srcs []Source, wl *Whitelist) (*Merged, error) {
 		return i
 	}
 	m.Trails = make([]Trail, 0, len(names.keys))
+	useWL := wl.Len() > 0 // skips a []byte copy of every key when there is nothing to check
 	for i, k := range names.keys {
-		if wl.IsWhitelistedKey([]byte(k)) {
+		if useWL && wl.IsWhitelistedKey([]byte(k)) {
 			m.Stats.Whitelisted++
 			continue
 		}
@@ -330,6 +333,9 @@ func (w *Whitelist) coversPrefix(p netip.Prefix) bool {
 func (m *Merged) WriteCSV(w io.Writer) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	for _, t := range m.Trails {
+		if int(t.Meta) >= len(m.Metas) {
+			return fmt.Errorf("write trails.csv: trail %q has meta %d of %d", t.Key, t.Meta, len(m.Metas))
+		}
 		mt := m.Metas[t.Meta]
 		writeCSVField(bw, t.Key)
 		bw.WriteByte(',')

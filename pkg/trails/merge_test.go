@@ -313,6 +313,10 @@ func TestWriteCSVQuoting(t *testing.T) {
 		}
 	}
 
+	bad := &Merged{Trails: []Trail{{Key: "x", Meta: 1}}, Metas: []Meta{{}}}
+	if err := bad.WriteCSV(&buf); err == nil {
+		t.Error("a meta index out of range was written")
+	}
 	if err := m.WriteCSV(errWriter{}); err == nil || !strings.Contains(err.Error(), "write trails.csv") {
 		t.Errorf("write error: %v", err)
 	}
