@@ -54,7 +54,8 @@ for n in 20000 200000; do
 		if [ -z "$best" ] || awk "BEGIN{exit !($c < $best)}"; then best=$c; bestr=$r; bestw=$w; fi
 	done
 	cpu[$n]=$best; rss[$n]=$bestr
-	printf "  mix %6d packets: CPU %6.3f s (best of 3), wall %6.3f s, peak RSS %6d kB\n" $n "$best" "$bestw" "$bestr"
+	loop=$("$XT" sensor -c "$T/bench.conf" -r "$T/mix$n.pcap" 2>&1 >/dev/null | grep -o 'cpu_per_frame=[^ ]*' || true)
+	printf "  mix %6d packets: CPU %6.3f s (best of 3), wall %6.3f s, peak RSS %6d kB; replay loop alone: %s\n" $n "$best" "$bestw" "$bestr" "$loop"
 done
 awk -v a="${cpu[20000]}" -v b="${cpu[200000]}" 'BEGIN {
 	s = (b - a) / 180000 * 1e9

@@ -33,6 +33,7 @@ type Stats struct {
 	UnknownLUT  atomic.Uint64 // hits on an IP protocol Maltrail has no name for
 	EmitErrors  atomic.Uint64
 	Skipped     atomic.Uint64    // replay frames the program cannot take (not IP, shorter than Ethernet)
+	Frames      atomic.Uint64    // replay frames run through the program
 	Candidates  [8]atomic.Uint64 // per record kind: DNS, HTTP, TLS, QUIC snapshots
 	Malformed   atomic.Uint64    // candidates whose payload did not parse (DNS, TLS, QUIC)
 	Ignored     atomic.Uint64    // events dropped by the ignore rules

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
 
 	"github.com/xtrail/xtrail/pkg/d4"
 	"github.com/xtrail/xtrail/pkg/dataplane"
@@ -107,6 +108,7 @@ func Run(ctx context.Context, o Options) error {
 			o.Ready()
 		}
 		var errs []error
+		start := cpuTime()
 		for _, p := range o.Pcaps {
 			if err := replayFile(ctx, dp, rd, agent, p); err != nil {
 				errs = append(errs, err)
@@ -114,6 +116,10 @@ func Run(ctx context.Context, o Options) error {
 			}
 		}
 		agent.Flush()
+		if n := agent.stats.Frames.Load(); n > 0 {
+			cpu := cpuTime() - start
+			log.Info("replay done", "frames", n, "cpu", cpu, "cpu_per_frame", cpu/time.Duration(n))
+		}
 		report(log, dp, agent)
 		return errors.Join(errs...)
 	}
@@ -227,6 +233,7 @@ func replayFile(ctx context.Context, dp *dataplane.Dataplane, rd *ringbuf.Reader
 		if len(frame) > maxReplayFrame {
 			frame = frame[:maxReplayFrame]
 		}
+		agent.stats.Frames.Add(1)
 		if err := dp.SetClock(pkt.Time); err != nil {
 			return err
 		}
@@ -316,4 +323,13 @@ func loadNames(path string, wl *trails.Whitelist, log *slog.Logger) (*trails.Nam
 	log.Info("name trails loaded", "file", path, "keys", n.Stats.Keys, "urls", n.Stats.URLs,
 		"regexes", n.Stats.Regexes, "whitelisted", n.Stats.Whitelisted)
 	return n, nil
+}
+
+// cpuTime is the process's user+system CPU time so far.
+func cpuTime() time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
