@@ -69,6 +69,26 @@ struct {
 	__uint(pinning, XT_PIN_BY_NAME);
 } xt_port6 SEC(".maps");
 
+/* CIDR trails, looked up only after the exact maps miss: an LPM lookup
+ * costs more as the trie grows, a hash lookup does not. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 262144);
+	__type(key, struct xt_lpm4_key);
+	__type(value, struct xt_trail);
+	__uint(pinning, XT_PIN_BY_NAME);
+} xt_cidr4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 65536);
+	__type(key, struct xt_lpm6_key);
+	__type(value, struct xt_trail);
+	__uint(pinning, XT_PIN_BY_NAME);
+} xt_cidr6 SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -223,7 +243,8 @@ static __always_inline int repeat(__u32 slot, const struct xt_tuple *t)
 	return same;
 }
 
-/* Looks up one side: addr:port first (if with_port), then addr. */
+/* Looks up one side: addr:port first (if with_port), then addr, then the
+ * CIDR tries. */
 static __always_inline struct xt_trail *lookup_side(struct pkt *p, const __u8 *addr, __u16 port,
 						   int with_port, __u8 *type)
 {
@@ -242,7 +263,13 @@ static __always_inline struct xt_trail *lookup_side(struct pkt *p, const __u8 *a
 			}
 		}
 		*type = XT_TRAIL_IP;
-		return bpf_map_lookup_elem(&xt_ip4, &a);
+		t = bpf_map_lookup_elem(&xt_ip4, &a);
+		if (t)
+			return t;
+		struct xt_lpm4_key lk = {.prefixlen = 32, .addr = a};
+
+		*type = XT_TRAIL_CIDR;
+		return bpf_map_lookup_elem(&xt_cidr4, &lk);
 	}
 	if (with_port) {
 		struct xt_port6_key k = {.port = port};
@@ -255,7 +282,14 @@ static __always_inline struct xt_trail *lookup_side(struct pkt *p, const __u8 *a
 		}
 	}
 	*type = XT_TRAIL_IP;
-	return bpf_map_lookup_elem(&xt_ip6, addr);
+	t = bpf_map_lookup_elem(&xt_ip6, addr);
+	if (t)
+		return t;
+	struct xt_lpm6_key lk = {.prefixlen = 128};
+
+	__builtin_memcpy(lk.addr, addr, 16);
+	*type = XT_TRAIL_CIDR;
+	return bpf_map_lookup_elem(&xt_cidr6, &lk);
 }
 
 static __always_inline void fill_rec(struct pkt *p, struct xt_rec *r, __u8 kind)

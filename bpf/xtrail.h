@@ -40,6 +40,7 @@ enum xt_side {
 enum xt_trail_type {
 	XT_TRAIL_IP = 1,    /* bare address */
 	XT_TRAIL_IPORT = 2, /* address and port */
+	XT_TRAIL_CIDR = 3,  /* address inside a CIDR trail (prefix length in xt_trail.flags) */
 };
 
 /*
@@ -77,6 +78,19 @@ struct xt_trail {
 #define XT_F_ATTACKER (1U << 0) /* info contains "attacker": silent on the dst side */
 #define XT_F_PARKING (1U << 1)  /* "parking site": dst side only on ports 80 and 443 */
 #define XT_F_MALWARE (1U << 2)  /* "malware": silent on the src side */
+/* CIDR trails: bits 8..15 hold the prefix length, for the trail text */
+#define XT_F_PREFIX_SHIFT 8
+
+/* Keys of the CIDR LPM tries (an xtrail extension: Maltrail has no CIDR trails). */
+struct xt_lpm4_key {
+	__u32 prefixlen;
+	__u32 addr;
+};
+
+struct xt_lpm6_key {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
 
 /* Keys of the IP:port maps; port in network order, pad zero. */
 struct xt_port4_key {

@@ -222,7 +222,7 @@ func (d *Dataplane) NewRingReader() (*ringbuf.Reader, error) {
 // Trails returns the trail maps the program reads.
 func (d *Dataplane) Trails() *TrailMaps {
 	return &TrailMaps{ip4: d.objs.XtIp4, ip6: d.objs.XtIp6, port4: d.objs.XtPort4,
-		port6: d.objs.XtPort6, info: d.objs.XtInfo}
+		port6: d.objs.XtPort6, cidr4: d.objs.XtCidr4, cidr6: d.objs.XtCidr6, info: d.objs.XtInfo}
 }
 
 // Close detaches the program from every interface it was attached to and

@@ -22,6 +22,7 @@ const (
 
 	TrailIP    = 1
 	TrailIPort = 2
+	TrailCIDR  = 3 // an address inside a CIDR trail (an xtrail extension)
 )
 
 // RecordHeaderSize is sizeof(struct xt_rec).

@@ -15,6 +15,7 @@ const (
 	flagAttacker = 1 << 0
 	flagParking  = 1 << 1
 	flagMalware  = 1 << 2
+	prefixShift  = 8 // XT_F_PREFIX_SHIFT: CIDR prefix length in the flags
 )
 
 const (
@@ -25,11 +26,11 @@ const (
 // TrailMaps are the kernel maps holding IP and IP:port trails and the info
 // and reference text of each trail.
 type TrailMaps struct {
-	ip4, ip6, port4, port6, info *ebpf.Map
-	owned                        bool
+	ip4, ip6, port4, port6, cidr4, cidr6, info *ebpf.Map
+	owned                                      bool
 }
 
-var trailMapNames = []string{"xt_ip4", "xt_ip6", "xt_port4", "xt_port6", "xt_info"}
+var trailMapNames = []string{"xt_ip4", "xt_ip6", "xt_port4", "xt_port6", "xt_cidr4", "xt_cidr6", "xt_info"}
 
 // OpenTrailMaps opens the trail maps pinned in pinDir, creating and pinning
 // them when no sensor has yet, so trails can be loaded before a sensor starts.
@@ -52,7 +53,7 @@ func OpenTrailMaps(pinDir string) (*TrailMaps, error) {
 		}
 		ms[i] = m
 	}
-	return &TrailMaps{ip4: ms[0], ip6: ms[1], port4: ms[2], port6: ms[3], info: ms[4], owned: true}, nil
+	return &TrailMaps{ip4: ms[0], ip6: ms[1], port4: ms[2], port6: ms[3], cidr4: ms[4], cidr6: ms[5], info: ms[6], owned: true}, nil
 }
 
 // Close releases maps opened by OpenTrailMaps (the pins stay).
@@ -61,7 +62,7 @@ func (t *TrailMaps) Close() error {
 		return nil
 	}
 	var errs []error
-	for _, m := range []*ebpf.Map{t.ip4, t.ip6, t.port4, t.port6, t.info} {
+	for _, m := range []*ebpf.Map{t.ip4, t.ip6, t.port4, t.port6, t.cidr4, t.cidr6, t.info} {
 		if err := m.Close(); err != nil {
 			errs = append(errs, err)
 		}
@@ -72,6 +73,7 @@ func (t *TrailMaps) Close() error {
 // LoadStats says what Replace did.
 type LoadStats struct {
 	IP4, IP6, Port4, Port6 int // trails now in each map
+	CIDR4, CIDR6           int // CIDR trails now in each trie
 	Removed                int // trails that were in the maps and are not in the new set
 	Metas                  int // distinct (info, reference) pairs
 	Skipped                int // trails whose info or reference is too long for the kernel record
@@ -190,10 +192,33 @@ func (t *TrailMaps) Replace(set *trails.Set) (LoadStats, error) {
 		}
 	}
 	st.IP4, st.IP6, st.Port4, st.Port6 = len(k4), len(k6), len(kp4), len(kp6)
+	var (
+		kc4 []xtrailXtLpm4Key
+		vc4 []xtrailXtTrail
+		kc6 []xtrailXtLpm6Key
+		vc6 []xtrailXtTrail
+	)
+	for _, c := range set.CIDRs {
+		if int(c.Meta) >= len(set.Metas) || !ok[c.Meta] || !c.Prefix.IsValid() {
+			st.Skipped++
+			continue
+		}
+		p := c.Prefix.Masked()
+		v := xtrailXtTrail{Meta: ids[c.Meta], Flags: kernelFlags(set.Metas[c.Meta].Flags()) | uint32(p.Bits())<<prefixShift}
+		if p.Addr().Is4() {
+			kc4 = append(kc4, xtrailXtLpm4Key{Prefixlen: uint32(p.Bits()), Addr: addr4Key(p.Addr())})
+			vc4 = append(vc4, v)
+		} else {
+			kc6 = append(kc6, xtrailXtLpm6Key{Prefixlen: uint32(p.Bits()), Addr: p.Addr().As16()})
+			vc6 = append(vc6, v)
+		}
+	}
+	st.CIDR4, st.CIDR6 = len(kc4), len(kc6)
 
 	// A map that was empty before the load has nothing stale to prune.
-	fresh := [4]bool{isEmpty[uint32](t.ip4), isEmpty[xtrailXtIp6Key](t.ip6),
-		isEmpty[xtrailXtPort4Key](t.port4), isEmpty[xtrailXtPort6Key](t.port6)}
+	fresh := [6]bool{isEmpty[uint32](t.ip4), isEmpty[xtrailXtIp6Key](t.ip6),
+		isEmpty[xtrailXtPort4Key](t.port4), isEmpty[xtrailXtPort6Key](t.port6),
+		isEmpty[xtrailXtLpm4Key](t.cidr4), isEmpty[xtrailXtLpm6Key](t.cidr6)}
 	if err := upsert(t.ip4, k4, v4); err != nil {
 		return st, fmt.Errorf("load IPv4 trails: %w", err)
 	}
@@ -206,11 +231,19 @@ func (t *TrailMaps) Replace(set *trails.Set) (LoadStats, error) {
 	if err := upsert(t.port6, kp6, vp6); err != nil {
 		return st, fmt.Errorf("load IPv6:port trails: %w", err)
 	}
+	if err := upsert(t.cidr4, kc4, vc4); err != nil {
+		return st, fmt.Errorf("load IPv4 CIDR trails: %w", err)
+	}
+	if err := upsert(t.cidr6, kc6, vc6); err != nil {
+		return st, fmt.Errorf("load IPv6 CIDR trails: %w", err)
+	}
 	for i, p := range []func() (int, error){
 		func() (int, error) { return prune(t.ip4, k4) },
 		func() (int, error) { return prune(t.ip6, k6) },
 		func() (int, error) { return prune(t.port4, kp4) },
 		func() (int, error) { return prune(t.port6, kp6) },
+		func() (int, error) { return prune(t.cidr4, kc4) },
+		func() (int, error) { return prune(t.cidr6, kc6) },
 	} {
 		if fresh[i] {
 			continue
@@ -330,4 +363,20 @@ func (t *TrailMaps) LoadFile(path string) (*trails.Set, LoadStats, error) {
 		return set, st, fmt.Errorf("trails file %s: %w", path, err)
 	}
 	return set, st, nil
+}
+
+// Prefix returns the CIDR trail that holds addr (longest prefix), for the
+// trail text of a CIDR hit.
+func (t *TrailMaps) Prefix(addr netip.Addr) (netip.Prefix, error) {
+	var v xtrailXtTrail
+	var err error
+	if addr.Is4() {
+		err = t.cidr4.Lookup(xtrailXtLpm4Key{Prefixlen: 32, Addr: addr4Key(addr)}, &v)
+	} else {
+		err = t.cidr6.Lookup(xtrailXtLpm6Key{Prefixlen: 128, Addr: addr.As16()}, &v)
+	}
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("CIDR trail of %s: %w", addr, err)
+	}
+	return addr.Prefix(int(v.Flags >> prefixShift & 0xff))
 }

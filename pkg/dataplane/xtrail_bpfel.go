@@ -32,6 +32,18 @@ type xtrailXtIp6Key struct {
 	Addr [16]uint8
 }
 
+type xtrailXtLpm4Key struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Addr      uint32
+}
+
+type xtrailXtLpm6Key struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Addr      [16]uint8
+}
+
 type xtrailXtMeta struct {
 	_    structs.HostLayout
 	Info [192]int8
@@ -93,6 +105,8 @@ type xtrailXtTuple struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	xtrailMapXtCfg      = "xt_cfg"
+	xtrailMapXtCidr4    = "xt_cidr4"
+	xtrailMapXtCidr6    = "xt_cidr6"
 	xtrailMapXtCounts   = "xt_counts"
 	xtrailMapXtDup      = "xt_dup"
 	xtrailMapXtEvents   = "xt_events"
@@ -155,6 +169,8 @@ type xtrailProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type xtrailMapSpecs struct {
 	XtCfg     *ebpf.MapSpec `ebpf:"xt_cfg"`
+	XtCidr4   *ebpf.MapSpec `ebpf:"xt_cidr4"`
+	XtCidr6   *ebpf.MapSpec `ebpf:"xt_cidr6"`
 	XtCounts  *ebpf.MapSpec `ebpf:"xt_counts"`
 	XtDup     *ebpf.MapSpec `ebpf:"xt_dup"`
 	XtEvents  *ebpf.MapSpec `ebpf:"xt_events"`
@@ -193,6 +209,8 @@ func (o *xtrailObjects) Close() error {
 // It can be passed to loadXtrailObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xtrailMaps struct {
 	XtCfg     *ebpf.Map `ebpf:"xt_cfg"`
+	XtCidr4   *ebpf.Map `ebpf:"xt_cidr4"`
+	XtCidr6   *ebpf.Map `ebpf:"xt_cidr6"`
 	XtCounts  *ebpf.Map `ebpf:"xt_counts"`
 	XtDup     *ebpf.Map `ebpf:"xt_dup"`
 	XtEvents  *ebpf.Map `ebpf:"xt_events"`
@@ -207,6 +225,8 @@ type xtrailMaps struct {
 func (m *xtrailMaps) Close() error {
 	return _XtrailClose(
 		m.XtCfg,
+		m.XtCidr4,
+		m.XtCidr6,
 		m.XtCounts,
 		m.XtDup,
 		m.XtEvents,

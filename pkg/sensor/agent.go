@@ -5,17 +5,21 @@ package sensor
 
 import (
 	"log/slog"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
 	"github.com/xtrail/xtrail/pkg/dataplane"
 	"github.com/xtrail/xtrail/pkg/maltrail"
 	"github.com/xtrail/xtrail/pkg/throttle"
+	"github.com/xtrail/xtrail/pkg/trails"
 )
 
-// MetaSource gives the info and reference text of a trail meta id.
+// MetaSource gives the info and reference text of a trail meta id, and the
+// CIDR trail holding an address (for the text of a CIDR hit).
 type MetaSource interface {
 	Meta(id uint32) (info, ref string, err error)
+	Prefix(addr netip.Addr) (netip.Prefix, error)
 }
 
 // Emitter receives each rendered event line (with its trailing '\n') and
@@ -168,14 +172,23 @@ func (a *Agent) Handle(raw []byte) {
 	if r.Side == dataplane.SideSrc {
 		addr, port = ev.SrcIP, ev.SrcPort
 	}
-	if r.TrailType == dataplane.TrailIPort {
-		ev.Type = "IPORT"
-		ev.Trail = maltrail.FormatAddrPort(addr, port)
-	} else {
-		ev.Type = "IP"
-		ev.Trail = maltrail.FormatAddr(addr)
-	}
+	ev.Type, ev.Trail = a.trailText(r.TrailType, addr, port)
 	a.report(ev)
+}
+
+// trailText is the type and trail column of an address hit: "IP" with the
+// address, "IPORT" with address:port, or "IP" with the CIDR trail's text
+// (CIDR trails are an xtrail extension, reported like IP trails).
+func (a *Agent) trailText(ttype uint8, addr netip.Addr, port uint16) (string, string) {
+	switch ttype {
+	case dataplane.TrailIPort:
+		return "IPORT", maltrail.FormatAddrPort(addr, port)
+	case dataplane.TrailCIDR:
+		if p, err := a.meta.Prefix(addr); err == nil {
+			return "IP", trails.CIDRText(p)
+		}
+	}
+	return "IP", maltrail.FormatAddr(addr)
 }
 
 // report passes an event through the ignore rules, the whitelist and the

@@ -16,6 +16,8 @@ import (
 
 type fakeMeta map[uint32][2]string
 
+func (f fakeMeta) Prefix(a netip.Addr) (netip.Prefix, error) { return a.Prefix(24) }
+
 func (f fakeMeta) Meta(id uint32) (string, string, error) {
 	m, ok := f[id]
 	if !ok {
@@ -74,6 +76,8 @@ func TestAgentRendersIPRecords(t *testing.T) {
 			`"2026-08-07 09:14:22.117034" gw 10.0.0.5 - 66.66.66.66 - ICMP IP 66.66.66.66 "malware (test)" (static)`},
 		{"gre", rec(dataplane.KindIP, dataplane.SideDst, dataplane.TrailIP, 47, src, dst, 0, 0, 1, at, nil),
 			`"2026-08-07 09:14:22.117034" gw 10.0.0.5 - 66.66.66.66 - GRE IP 66.66.66.66 "malware (test)" (static)`},
+		{"cidr", rec(dataplane.KindIP, dataplane.SideDst, dataplane.TrailCIDR, 6, src, dst, 50000, 443, 1, at, nil),
+			`"2026-08-07 09:14:22.117034" gw 10.0.0.5 50000 66.66.66.66 443 TCP IP 66.66.66.0/24 "malware (test)" (static)`},
 		{"ipv6 ip:port", rec(dataplane.KindIP, dataplane.SideDst, dataplane.TrailIPort, 6, v6src, v6dst, 50000, 443, 1, at, nil),
 			`"2026-08-07 09:14:22.117034" gw 2001:db8::5 50000 dead::beef 443 TCP IPORT [dead::beef]:443 "malware (test)" (static)`},
 	}

@@ -120,7 +120,7 @@ func (a *Agent) handleDNS(r *dataplane.Record) {
 				a.ns.text = append(append(append(a.ns.text, " ("...), q...), ')')
 				ev.Trail = string(a.ns.text)
 			} else {
-				ev.Type, ev.Trail = "IP", maltrail.FormatAddr(ev.SrcIP)
+				ev.Type, ev.Trail = a.trailText(r.TrailType, ev.SrcIP, 0)
 			}
 			a.report(ev)
 		} else {

@@ -65,7 +65,10 @@ type Set struct {
 	Other        int // rows that are not IP trails (domains, URLs, regexes: see LoadNames)
 	NonCanonical int // rows whose key looks like an address but is not Maltrail's text of one; they never match
 	Duplicates   int // IP rows whose key an earlier row already had
-	Stats        Stats
+	// CIDRs are CIDR trails (an xtrail extension; a trails.csv has none):
+	// Meta indexes Metas like IPTrail.Meta.
+	CIDRs []CIDRTrail
+	Stats Stats
 }
 
 // LoadSet reads a trails.csv (see ReadCSV) and keeps its IP and IP:port

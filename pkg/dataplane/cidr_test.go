@@ -1,0 +1,79 @@
+package dataplane
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/xtrail/xtrail/pkg/trails"
+)
+
+// TestCIDRTrails: CIDR trails (an xtrail extension) match after the exact
+// maps, longest prefix first, and the agent can recover the prefix.
+func TestCIDRTrails(t *testing.T) {
+	p := newPlane(t, testTrails, ActionPass)
+	set, err := trails.LoadSet(strings.NewReader(testTrails+"192.0.2.7,exact (test),(static)\r\n"), "t.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := uint32(len(set.Metas))
+	set.Metas = append(set.Metas, trails.Meta{Info: "cidr (test)", Reference: "(custom)"}, trails.Meta{Info: "narrow attacker", Reference: "(custom)"})
+	set.CIDRs = []trails.CIDRTrail{
+		{Prefix: netip.MustParsePrefix("192.0.2.0/24"), Meta: meta},
+		{Prefix: netip.MustParsePrefix("192.0.2.128/25"), Meta: meta + 1},
+		{Prefix: netip.MustParsePrefix("2001:db8:77::/48"), Meta: meta},
+	}
+	st, err := p.dp.Trails().Replace(set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.CIDR4 != 2 || st.CIDR6 != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	cases := []struct {
+		dst    string
+		ttype  uint8
+		info   string
+		prefix string
+		recs   int
+	}{
+		{"192.0.2.9", TrailCIDR, "cidr (test)", "192.0.2.0/24", 1},
+		{"192.0.2.7", TrailIP, "exact (test)", "", 1},       // the exact trail wins
+		{"192.0.2.200", TrailCIDR, "", "192.0.2.128/25", 0}, // longest prefix: an attacker, silent on dst
+		{"192.0.3.1", 0, "", "", 0},
+		{"2001:db8:77:1::5", TrailCIDR, "cidr (test)", "2001:db8:77::/48", 1},
+	}
+	for i, c := range cases {
+		dst := netip.MustParseAddr(c.dst)
+		src := clean
+		if dst.Is6() {
+			src = host6
+		}
+		_, recs := p.run(t, syn(src, dst, uint16(5000+i), 80).Bytes(), t0)
+		if len(recs) != c.recs {
+			t.Fatalf("%s: %d records, want %d", c.dst, len(recs), c.recs)
+		}
+		if c.prefix != "" {
+			got, err := p.dp.Trails().Prefix(dst)
+			if err != nil || got.String() != c.prefix {
+				t.Errorf("%s: prefix %v %v, want %s", c.dst, got, err, c.prefix)
+			}
+		}
+		if c.recs == 0 {
+			continue
+		}
+		if recs[0].TrailType != c.ttype {
+			t.Errorf("%s: trail type %d, want %d", c.dst, recs[0].TrailType, c.ttype)
+		}
+		if info, _, _ := p.dp.Trails().Meta(recs[0].Meta); info != c.info {
+			t.Errorf("%s: info %q, want %q", c.dst, info, c.info)
+		}
+	}
+	// a new set without CIDRs prunes the tries
+	if st, err = p.dp.Trails().Replace(&trails.Set{Metas: set.Metas[:1], IPs: set.IPs[:1]}); err != nil || st.CIDR4 != 0 {
+		t.Fatalf("%+v %v", st, err)
+	}
+	if _, recs := p.run(t, syn(clean, netip.MustParseAddr("192.0.2.9"), 6000, 80).Bytes(), t0); len(recs) != 0 {
+		t.Error("a removed CIDR trail still fires")
+	}
+}
