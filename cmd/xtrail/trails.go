@@ -2,45 +2,265 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
 
 	"github.com/xtrail/xtrail/pkg/dataplane"
+	"github.com/xtrail/xtrail/pkg/feeds"
+	"github.com/xtrail/xtrail/pkg/trails"
 )
 
-func runTrails(_ context.Context, args []string) error {
-	if len(args) == 0 || args[0] != "load" {
-		return errors.New("usage: xtrail trails load [-pin-dir DIR] FILE")
+const trailsUsage = `usage:
+  xtrail trails load   [-pin-dir DIR] [-o merged.csv] [-json] SRC...   (SRC: trails.csv, csv:F, static:DIR, custom:F|DIR, cidr:F|DIR)
+  xtrail trails lookup [-pin-dir DIR] [-trails FILE] [-json] IP|IP:PORT|DOMAIN|URL
+  xtrail trails stats  [-pin-dir DIR] [-json]
+  xtrail trails update -dir DIR [-force] [-period 24h] [-json] NAME=URL...`
+
+func runTrails(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return errors.New(trailsUsage)
 	}
+	switch args[0] {
+	case "load":
+		return trailsLoad(args[1:])
+	case "lookup":
+		return trailsLookup(args[1:])
+	case "stats":
+		return trailsStats(args[1:])
+	case "update":
+		return trailsUpdate(ctx, args[1:])
+	}
+	return errors.New(trailsUsage)
+}
+
+func printJSON(v any) error {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// trailsLoad merges the sources (later ones win on duplicates) and makes
+// the pinned kernel maps hold their IP, IP:port and CIDR trails.
+func trailsLoad(args []string) error {
 	fs := flag.NewFlagSet("trails load", flag.ContinueOnError)
 	pinDir := fs.String("pin-dir", dataplane.DefaultPinDir, "bpffs directory of the sensor's trail maps")
+	out := fs.String("o", "", "also write the merged trails as a Maltrail trails.csv (for TRAILS_FILE)")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
 	quiet := fs.Bool("q", false, "log warnings and errors only")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
-		return errors.New("usage: xtrail trails load [-pin-dir DIR] FILE")
+	if fs.NArg() == 0 {
+		return errors.New(trailsUsage)
 	}
 	log := newLogger(*quiet)
+	var srcs []trails.Source
+	for i, a := range fs.Args() {
+		s, err := trails.ParseSource(a, i)
+		if err != nil {
+			return err
+		}
+		srcs = append(srcs, s)
+	}
+	m, err := trails.Merge(srcs, trails.DefaultWhitelist())
+	if err != nil {
+		return err
+	}
+	set := m.IPSet()
+	for _, s := range set.Stats.Samples {
+		log.Warn("skipped trail row", "where", s)
+	}
+	if *out != "" {
+		if err := m.WriteFile(*out); err != nil {
+			return err
+		}
+	}
 	maps, err := dataplane.OpenTrailMaps(*pinDir)
 	if err != nil {
 		return err
 	}
 	defer maps.Close()
-	set, st, err := maps.LoadFile(fs.Arg(0))
+	st, err := maps.Replace(set)
 	if err != nil {
 		return err
 	}
-	for _, s := range set.Stats.Samples {
-		log.Warn("skipped trail row", "where", s)
+	if *asJSON {
+		return printJSON(map[string]any{"pin_dir": *pinDir, "rows": set.Stats.Rows, "skipped_rows": set.Stats.Skipped,
+			"name_trails": set.Other, "kernel": st, "merge": m.Stats})
 	}
-	log.Info("trails loaded", "file", fs.Arg(0), "pin_dir", *pinDir, "rows", set.Stats.Rows,
-		"skipped_rows", set.Stats.Skipped, "non_canonical", set.NonCanonical, "other_kinds", set.Other)
-	fmt.Printf("ipv4 %d  ipv4:port %d  ipv6 %d  ipv6:port %d  removed %d  info/reference pairs %d\n",
-		st.IP4, st.Port4, st.IP6, st.Port6, st.Removed, st.Metas)
+	fmt.Printf("rows %d (skipped %d)  ipv4 %d  ipv4:port %d  ipv6 %d  ipv6:port %d  cidr4 %d  cidr6 %d  removed %d  name trails %d\n",
+		set.Stats.Rows, set.Stats.Skipped, st.IP4, st.Port4, st.IP6, st.Port6, st.CIDR4, st.CIDR6, st.Removed, set.Other)
 	if st.Skipped > 0 {
 		log.Warn("trails with info or reference too long for the kernel record were not loaded", "count", st.Skipped)
 	}
 	return nil
+}
+
+// trailsLookup says which trail and rule would fire for an address (from
+// the kernel maps) or a name or URL (from a trails file).
+func trailsLookup(args []string) error {
+	fs := flag.NewFlagSet("trails lookup", flag.ContinueOnError)
+	pinDir := fs.String("pin-dir", dataplane.DefaultPinDir, "bpffs directory of the sensor's trail maps")
+	file := fs.String("trails", "", "trails.csv for names and URLs")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New(trailsUsage)
+	}
+	q := fs.Arg(0)
+	var res dataplane.LookupResult
+	if ap, err := netip.ParseAddrPort(q); err == nil {
+		res, err = lookupAddr(*pinDir, ap.Addr(), ap.Port())
+		if err != nil {
+			return err
+		}
+	} else if a, err := netip.ParseAddr(q); err == nil {
+		res, err = lookupAddr(*pinDir, a, 0)
+		if err != nil {
+			return err
+		}
+	} else {
+		if *file == "" {
+			return errors.New("trails lookup: a name or URL needs -trails FILE")
+		}
+		r, err := lookupName(*file, q)
+		if err != nil {
+			return err
+		}
+		res = r
+	}
+	if *asJSON {
+		return printJSON(res)
+	}
+	if !res.Found {
+		fmt.Printf("%s: no trail\n", q)
+		return nil
+	}
+	fmt.Printf("%s: %s %s  info %q  reference %q  (%s)\n", q, res.Type, res.Trail, res.Info, res.Reference, res.Rule)
+	return nil
+}
+
+func lookupAddr(pinDir string, a netip.Addr, port uint16) (dataplane.LookupResult, error) {
+	maps, err := dataplane.OpenTrailMaps(pinDir)
+	if err != nil {
+		return dataplane.LookupResult{}, err
+	}
+	defer maps.Close()
+	return maps.Lookup(a, port)
+}
+
+func lookupName(file, q string) (dataplane.LookupResult, error) {
+	rc, err := trails.Open(file)
+	if err != nil {
+		return dataplane.LookupResult{}, err
+	}
+	defer rc.Close()
+	n, err := trails.LoadNames(rc, file, trails.DefaultWhitelist())
+	if err != nil {
+		return dataplane.LookupResult{}, err
+	}
+	lower := strings.ToLower(q)
+	if host, path, ok := strings.Cut(strings.TrimPrefix(lower, "http://"), "/"); ok {
+		var s trails.URLScratch
+		if hit, ok := n.CheckURL(&s, &trails.HTTPRequest{Host: []byte(host), Path: []byte("/" + path), Method: []byte("GET")}); ok {
+			return dataplane.LookupResult{Found: true, Type: hit.Type, Trail: string(hit.Trail), Info: hit.Meta.Info,
+				Reference: hit.Meta.Reference, Rule: "URL candidates (spec §1.4)"}, nil
+		}
+		return dataplane.LookupResult{}, nil
+	}
+	var hit trails.DomainHit
+	if !n.CheckDomain([]byte(lower), &hit) {
+		return dataplane.LookupResult{}, nil
+	}
+	rules := map[trails.DomainRule]string{trails.RuleExact: "exact name", trails.RuleParent: "parent domain",
+		trails.RuleIPAdress: ".ip-adress.com rule", trails.RuleRegex: "regex trail", trails.RuleOnion: ".onion rule",
+		trails.RuleHeuristic: "long-domain heuristic"}
+	return dataplane.LookupResult{Found: true, Type: "DNS", Trail: string(hit.Trail), Info: hit.Meta.Info,
+		Reference: hit.Meta.Reference, Rule: rules[hit.Rule]}, nil
+}
+
+func trailsStats(args []string) error {
+	fs := flag.NewFlagSet("trails stats", flag.ContinueOnError)
+	pinDir := fs.String("pin-dir", dataplane.DefaultPinDir, "bpffs directory of the sensor's trail maps")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	maps, err := dataplane.OpenTrailMaps(*pinDir)
+	if err != nil {
+		return err
+	}
+	defer maps.Close()
+	st, err := maps.Counts()
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(st)
+	}
+	fmt.Printf("ipv4 %d  ipv4:port %d  ipv6 %d  ipv6:port %d  cidr4 %d  cidr6 %d  info/reference pairs %d\n",
+		st.IP4, st.Port4, st.IP6, st.Port6, st.CIDR4, st.CIDR6, st.Metas)
+	return nil
+}
+
+// trailsUpdate downloads feeds into -dir, keeping the last good copy of each.
+func trailsUpdate(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("trails update", flag.ContinueOnError)
+	dir := fs.String("dir", "/var/lib/xtrail/feeds", "where the feed copies live")
+	force := fs.Bool("force", false, "accept a feed under half the size of the current copy")
+	period := fs.Duration("period", feeds.DefaultPeriod, "update period (UPDATE_PERIOD): copies older than twice this are reported stale")
+	asJSON := fs.Bool("json", false, "print the results as JSON")
+	quiet := fs.Bool("q", false, "log warnings and errors only")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var list []feeds.Feed
+	for _, a := range fs.Args() {
+		name, url, ok := strings.Cut(a, "=")
+		if !ok {
+			return fmt.Errorf("feed %q: want NAME=URL", a)
+		}
+		list = append(list, feeds.Feed{Name: name, URL: url})
+	}
+	if len(list) == 0 {
+		return errors.New(trailsUsage)
+	}
+	res, err := feeds.Update(ctx, list, feeds.Options{Dir: *dir, Force: *force, Period: *period, Logger: newLogger(*quiet)})
+	if *asJSON {
+		type row struct {
+			Name, Status string
+			Bytes        int64
+			Lines        int
+			Age          time.Duration
+			Error        string `json:",omitempty"`
+		}
+		var rows []row
+		for _, r := range res {
+			e := ""
+			if r.Err != nil {
+				e = r.Err.Error()
+			}
+			rows = append(rows, row{r.Name, string(r.Status), r.Bytes, r.Lines, r.Age, e})
+		}
+		if jerr := printJSON(rows); jerr != nil {
+			return jerr
+		}
+	} else {
+		for _, r := range res {
+			fmt.Printf("%-20s %-12s %10d bytes %8d lines  age %s", r.Name, r.Status, r.Bytes, r.Lines, r.Age.Round(time.Second))
+			if r.Err != nil {
+				fmt.Printf("  (%v)", r.Err)
+			}
+			fmt.Println()
+		}
+	}
+	return err
 }

@@ -77,3 +77,27 @@ func TestCIDRTrails(t *testing.T) {
 		t.Error("a removed CIDR trail still fires")
 	}
 }
+
+func TestLookupAndCounts(t *testing.T) {
+	p := newPlane(t, testTrails, ActionPass)
+	maps := p.dp.Trails()
+	for q, want := range map[string]LookupResult{
+		"66.66.66.66:0":    {Found: true, Type: "IP", Trail: "66.66.66.66", Info: "malware (test)", Reference: "(static)", Rule: "IP trail"},
+		"6.6.6.6:8443":     {Found: true, Type: "IPORT", Trail: "6.6.6.6:8443", Info: "malware (test)", Reference: "(static)", Rule: "IP:port trail (TCP SYN, DNS query dst)"},
+		"[dead::beef]:443": {Found: true, Type: "IPORT", Trail: "[dead::beef]:443", Info: "malware (test)", Reference: "(static)", Rule: "IP:port trail (TCP SYN, DNS query dst)"},
+		"1.2.3.4:80":       {},
+	} {
+		ap := netip.MustParseAddrPort(q)
+		got, err := maps.Lookup(ap.Addr(), ap.Port())
+		if err != nil || got != want {
+			t.Errorf("%s: %+v %v, want %+v", q, got, err, want)
+		}
+	}
+	c, err := maps.Counts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.IP4 != 5 || c.Port4 != 2 || c.IP6 != 1 || c.Port6 != 1 || c.CIDR4 != 0 {
+		t.Errorf("counts %+v", c)
+	}
+}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/xtrail/xtrail/pkg/maltrail"
 	"github.com/xtrail/xtrail/pkg/trails"
 )
 
@@ -379,4 +380,84 @@ func (t *TrailMaps) Prefix(addr netip.Addr) (netip.Prefix, error) {
 		return netip.Prefix{}, fmt.Errorf("CIDR trail of %s: %w", addr, err)
 	}
 	return addr.Prefix(int(v.Flags >> prefixShift & 0xff))
+}
+
+// LookupResult says which trail an address or name hits, and by which rule.
+type LookupResult struct {
+	Found     bool   `json:"found"`
+	Type      string `json:"type,omitempty"`
+	Trail     string `json:"trail,omitempty"`
+	Info      string `json:"info,omitempty"`
+	Reference string `json:"reference,omitempty"`
+	Rule      string `json:"rule,omitempty"`
+}
+
+// Lookup looks an address (and port, 0 = none) up in the kernel maps in the
+// program's order: address:port, address, CIDR tries.
+func (t *TrailMaps) Lookup(a netip.Addr, port uint16) (LookupResult, error) {
+	var v xtrailXtTrail
+	res := LookupResult{}
+	found := func(typ, text, rule string) (LookupResult, error) {
+		info, ref, err := t.Meta(v.Meta)
+		if err != nil {
+			return res, err
+		}
+		return LookupResult{Found: true, Type: typ, Trail: text, Info: info, Reference: ref, Rule: rule}, nil
+	}
+	a = a.Unmap()
+	if port != 0 {
+		var err error
+		if a.Is4() {
+			err = t.port4.Lookup(xtrailXtPort4Key{Addr: addr4Key(a), Port: htons(port)}, &v)
+		} else {
+			err = t.port6.Lookup(xtrailXtPort6Key{Addr: a.As16(), Port: htons(port)}, &v)
+		}
+		if err == nil {
+			return found("IPORT", maltrail.FormatAddrPort(a, port), "IP:port trail (TCP SYN, DNS query dst)")
+		}
+	}
+	var err error
+	if a.Is4() {
+		err = t.ip4.Lookup(addr4Key(a), &v)
+	} else {
+		err = t.ip6.Lookup(xtrailXtIp6Key{Addr: a.As16()}, &v)
+	}
+	if err == nil {
+		return found("IP", maltrail.FormatAddr(a), "IP trail")
+	}
+	if p, perr := t.Prefix(a); perr == nil {
+		if a.Is4() {
+			err = t.cidr4.Lookup(xtrailXtLpm4Key{Prefixlen: 32, Addr: addr4Key(a)}, &v)
+		} else {
+			err = t.cidr6.Lookup(xtrailXtLpm6Key{Prefixlen: 128, Addr: a.As16()}, &v)
+		}
+		if err == nil {
+			return found("IP", trails.CIDRText(p), "CIDR trail (longest prefix)")
+		}
+	}
+	return res, nil
+}
+
+// Counts are the number of trails in each kernel map.
+type Counts struct {
+	IP4, IP6, Port4, Port6, CIDR4, CIDR6, Metas int
+}
+
+// Counts walks the maps and counts their entries.
+func (t *TrailMaps) Counts() (Counts, error) {
+	var c Counts
+	for _, x := range []struct {
+		m *ebpf.Map
+		n *int
+	}{{t.ip4, &c.IP4}, {t.ip6, &c.IP6}, {t.port4, &c.Port4}, {t.port6, &c.Port6}, {t.cidr4, &c.CIDR4}, {t.cidr6, &c.CIDR6}, {t.info, &c.Metas}} {
+		var key, val []byte
+		it := x.m.Iterate()
+		for it.Next(&key, &val) {
+			*x.n++
+		}
+		if err := it.Err(); err != nil {
+			return c, fmt.Errorf("count trails: %w", err)
+		}
+	}
+	return c, nil
 }
