@@ -1,0 +1,546 @@
+package store
+
+import (
+	"bufio"
+	"cmp"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"math"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/xtrail/xtrail/pkg/trails"
+)
+
+// Stats describes a compiled store. Build returns it; Store.Stats reads
+// it back from the counts section.
+type Stats struct {
+	Names      int // distinct name keys (domains, URLs, regex keys)
+	URLs       int // of those, keys holding '/'
+	MaxNameKey int // longest name key without '/' (a checked name has none)
+	IPs        int
+	CIDRs      int
+	Regexes    int // regex candidate rows
+	Metas      int
+	Sources    int
+	Slots      int // name table slots
+	MaxProbe   int // longest probe sequence in the name table, in slots beyond the first
+
+	Duplicates     int // name rows whose key an earlier row had (the last row won)
+	IPDuplicates   int // IP rows whose (address, port) an earlier row had
+	CIDRDuplicates int // CIDR rows whose prefix an earlier row had
+
+	Load LoadStats
+
+	StringBytes int   // interned string section
+	KeyBytes    int   // key section
+	FileSize    int64 // bytes in the file
+}
+
+// maxLoadNum/maxLoadDen is the name table's highest load factor. Linear
+// probing stays short below 3/4 (about 2.5 slots per hit and 8.5 per miss
+// on average at the top of that range), and the slots cost 16 bytes each.
+const (
+	maxLoadNum = 3
+	maxLoadDen = 4
+)
+
+// Build compiles in and writes the store to w. It fails, writing nothing,
+// on an input it cannot represent: an empty key, a Meta index out of
+// range, an invalid address, or a table past the format's 32-bit offsets.
+func Build(w io.Writer, in *Input) (Stats, error) {
+	l, err := lay(in)
+	if err != nil {
+		return Stats{}, fmt.Errorf("build trail store: %w", err)
+	}
+	bw := bufio.NewWriterSize(w, 1<<20)
+	if _, err := bw.Write(l.header); err != nil {
+		return Stats{}, fmt.Errorf("write trail store: %w", err)
+	}
+	pos := int64(headerSize)
+	var zero [align]byte
+	for i, sec := range l.sections {
+		if _, err := bw.Write(zero[:l.offsets[i]-pos]); err != nil {
+			return Stats{}, fmt.Errorf("write trail store: %w", err)
+		}
+		if _, err := bw.Write(sec); err != nil {
+			return Stats{}, fmt.Errorf("write trail store section %s: %w", sectionName(i), err)
+		}
+		pos = l.offsets[i] + int64(len(sec))
+	}
+	if err := bw.Flush(); err != nil {
+		return Stats{}, fmt.Errorf("write trail store: %w", err)
+	}
+	return l.stats, nil
+}
+
+// Compile builds the store into path atomically: it writes a temporary
+// file in the same directory, syncs it, renames it over path and syncs
+// the directory, so a reader (or a crash) sees the old store or the new
+// one, never a partial file. A running sensor may keep the old file
+// mapped; replacing it by rename leaves that mapping intact, which an
+// in-place rewrite would not (a truncated mapping faults).
+func Compile(path string, in *Input) (st Stats, err error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return Stats{}, fmt.Errorf("compile trail store: %w", err)
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if st, err = Build(f, in); err != nil {
+		return Stats{}, fmt.Errorf("compile %s: %w", path, err)
+	}
+	// CreateTemp makes the file 0600; a store holds nothing secret and
+	// the sensor may run as another user than the updater.
+	if err = f.Chmod(0o644); err != nil {
+		return Stats{}, fmt.Errorf("compile %s: %w", path, err)
+	}
+	if err = f.Sync(); err != nil {
+		return Stats{}, fmt.Errorf("compile %s: sync: %w", path, err)
+	}
+	if err = f.Close(); err != nil {
+		return Stats{}, fmt.Errorf("compile %s: %w", path, err)
+	}
+	if err = os.Rename(tmp, path); err != nil {
+		return Stats{}, fmt.Errorf("compile %s: %w", path, err)
+	}
+	// The rename is durable only once the directory is synced.
+	d, err := os.Open(dir)
+	if err != nil {
+		return st, fmt.Errorf("compile %s: sync directory: %w", path, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return st, fmt.Errorf("compile %s: sync directory: %w", path, err)
+	}
+	return st, nil
+}
+
+// layout is a compiled store in memory, ready to write.
+type layout struct {
+	header   []byte
+	sections [numSections][]byte
+	offsets  [numSections]int64
+	stats    Stats
+}
+
+// lay compiles in into sections and the header.
+func lay(in *Input) (*layout, error) {
+	l := &layout{}
+	st := &l.stats
+	st.Load = in.Load
+	nMetas := len(in.Metas)
+	if nMetas > math.MaxUint32 {
+		return nil, fmt.Errorf("%d metas: more than the format's 32-bit indexes", nMetas)
+	}
+	checkMeta := func(what string, mi uint32) error {
+		if int(mi) >= nMetas {
+			return fmt.Errorf("%s: meta %d out of range (%d metas)", what, mi, nMetas)
+		}
+		return nil
+	}
+
+	strs := newStringTable()
+	// Metas.
+	metas := make([]byte, 0, nMetas*metaSize)
+	for _, m := range in.Metas {
+		infoOff, infoLen, err := strs.add(m.Info)
+		if err != nil {
+			return nil, err
+		}
+		ro, rl, err := strs.add(m.Reference)
+		if err != nil {
+			return nil, err
+		}
+		metas = binary.LittleEndian.AppendUint32(metas, infoOff)
+		metas = binary.LittleEndian.AppendUint32(metas, infoLen)
+		metas = binary.LittleEndian.AppendUint32(metas, ro)
+		metas = binary.LittleEndian.AppendUint32(metas, rl)
+		metas = binary.LittleEndian.AppendUint32(metas, uint32(metaFlags(m)))
+	}
+	st.Metas = nMetas
+
+	// Names.
+	nt, err := buildNames(in.Names, nMetas, defaultSeed)
+	if err != nil {
+		return nil, err
+	}
+	st.Names, st.URLs, st.MaxNameKey = nt.names, nt.urls, nt.maxNameKey
+	st.Duplicates, st.MaxProbe = nt.dups, nt.maxProbe
+	st.Slots = len(nt.slots) / slotSize
+	st.KeyBytes = len(nt.keys)
+
+	// IPs: sort by key then row order, keep the last of each key.
+	type seqIP struct {
+		trails.IPTrail
+		seq int
+	}
+	ips := make([]seqIP, len(in.IPs))
+	for i, t := range in.IPs {
+		if !t.Addr.IsValid() {
+			return nil, fmt.Errorf("IP trail %d: invalid address", i)
+		}
+		if err := checkMeta("IP trail "+t.Addr.String(), t.Meta); err != nil {
+			return nil, err
+		}
+		t.Addr = t.Addr.WithZone("")
+		ips[i] = seqIP{t, i}
+	}
+	slices.SortFunc(ips, func(a, b seqIP) int {
+		if c := compareIP(a.IPTrail, b.IPTrail); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.seq, b.seq)
+	})
+	ipSec := make([]byte, 0, len(ips)*ipSize)
+	for i, t := range ips {
+		if i+1 < len(ips) && compareIP(t.IPTrail, ips[i+1].IPTrail) == 0 {
+			st.IPDuplicates++
+			continue
+		}
+		ipSec = appendAddrEntry(ipSec, t.Addr, 0, t.Port, t.Meta)
+		st.IPs++
+	}
+
+	// CIDRs, likewise.
+	type seqCIDR struct {
+		trails.CIDRTrail
+		seq int
+	}
+	cidrs := make([]seqCIDR, len(in.CIDRs))
+	for i, t := range in.CIDRs {
+		if !t.Prefix.IsValid() {
+			return nil, fmt.Errorf("CIDR trail %d: invalid prefix", i)
+		}
+		if err := checkMeta("CIDR trail "+t.Prefix.String(), t.Meta); err != nil {
+			return nil, err
+		}
+		t.Prefix = netip.PrefixFrom(t.Prefix.Addr().WithZone(""), t.Prefix.Bits()).Masked()
+		cidrs[i] = seqCIDR{t, i}
+	}
+	slices.SortFunc(cidrs, func(a, b seqCIDR) int {
+		if c := compareCIDR(a.CIDRTrail, b.CIDRTrail); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.seq, b.seq)
+	})
+	cidrSec := make([]byte, 0, len(cidrs)*cidrSize)
+	for i, t := range cidrs {
+		if i+1 < len(cidrs) && compareCIDR(t.CIDRTrail, cidrs[i+1].CIDRTrail) == 0 {
+			st.CIDRDuplicates++
+			continue
+		}
+		cidrSec = appendAddrEntry(cidrSec, t.Prefix.Addr(), uint8(t.Prefix.Bits()), 0, t.Meta)
+		st.CIDRs++
+	}
+
+	// Regexes.
+	rxSec := make([]byte, 0, len(in.Regexes)*regexSize)
+	for _, r := range in.Regexes {
+		mi := r.Meta
+		if m, ok := nt.lookup(r.Key); ok {
+			mi = m // the key's last row, as Maltrail's dict holds it
+		}
+		if err := checkMeta(fmt.Sprintf("regex trail %q", r.Key), mi); err != nil {
+			return nil, err
+		}
+		if r.Line < 0 || r.Line > math.MaxUint32 || r.Source < 0 || r.Source > math.MaxUint32 {
+			return nil, fmt.Errorf("regex trail %q: line %d or source %d out of range", r.Key, r.Line, r.Source)
+		}
+		ko, kl, err := strs.add(r.Key)
+		if err != nil {
+			return nil, err
+		}
+		rxSec = binary.LittleEndian.AppendUint32(rxSec, ko)
+		rxSec = binary.LittleEndian.AppendUint32(rxSec, kl)
+		rxSec = binary.LittleEndian.AppendUint32(rxSec, mi)
+		rxSec = binary.LittleEndian.AppendUint32(rxSec, uint32(r.Line))
+		rxSec = binary.LittleEndian.AppendUint32(rxSec, uint32(r.Source))
+		rxSec = binary.LittleEndian.AppendUint32(rxSec, 0)
+	}
+	st.Regexes = len(in.Regexes)
+
+	// Sources.
+	srcSec := make([]byte, 0, len(in.Sources)*sourceSize)
+	for _, s := range in.Sources {
+		no, nl, err := strs.add(s.Name)
+		if err != nil {
+			return nil, err
+		}
+		if s.Rows < 0 {
+			return nil, fmt.Errorf("source %q: negative row count", s.Name)
+		}
+		srcSec = binary.LittleEndian.AppendUint32(srcSec, no)
+		srcSec = binary.LittleEndian.AppendUint32(srcSec, nl)
+		srcSec = binary.LittleEndian.AppendUint64(srcSec, uint64(s.Rows))
+	}
+	st.Sources = len(in.Sources)
+	st.StringBytes = len(strs.buf)
+
+	l.sections = [numSections][]byte{
+		secStrings: strs.buf,
+		secMetas:   metas,
+		secNames:   nt.slots,
+		secKeys:    nt.keys,
+		secIPs:     ipSec,
+		secCIDRs:   cidrSec,
+		secRegexes: rxSec,
+		secSources: srcSec,
+		secCounts:  encodeCounts(st),
+	}
+	pos := int64(headerSize)
+	for i, sec := range l.sections {
+		pos = alignUp(pos)
+		l.offsets[i] = pos
+		pos += int64(len(sec))
+	}
+	st.FileSize = pos
+	// The counts hold no file size, so the section encoded above is
+	// final; the header carries the size.
+
+	sum := sha256.New()
+	var zero [align]byte
+	p := int64(headerSize)
+	for i, sec := range l.sections {
+		sum.Write(zero[:l.offsets[i]-p])
+		sum.Write(sec)
+		p = l.offsets[i] + int64(len(sec))
+	}
+	bt := in.BuildTime
+	if bt.IsZero() {
+		bt = time.Now()
+	}
+	h := make([]byte, headerSize)
+	copy(h[hMagic:], magic)
+	binary.LittleEndian.PutUint32(h[hVersion:], version)
+	binary.LittleEndian.PutUint32(h[hFlags:], 0)
+	binary.LittleEndian.PutUint64(h[hBuildTime:], uint64(bt.UnixNano()))
+	binary.LittleEndian.PutUint64(h[hFileSize:], uint64(st.FileSize))
+	binary.LittleEndian.PutUint32(h[hHdrSize:], headerSize)
+	binary.LittleEndian.PutUint32(h[hSections:], numSections)
+	binary.LittleEndian.PutUint64(h[hSeed:], nt.seed)
+	sum.Sum(h[hSHA:hSHA])
+	for i, sec := range l.sections {
+		e := h[fixedHeader+i*sectionEnt:]
+		binary.LittleEndian.PutUint64(e, uint64(l.offsets[i]))
+		binary.LittleEndian.PutUint64(e[8:], uint64(len(sec)))
+	}
+	binary.LittleEndian.PutUint32(h[hCRC:], headerCRC(h))
+	l.header = h
+	return l, nil
+}
+
+func alignUp(n int64) int64 { return (n + align - 1) &^ (align - 1) }
+
+// headerCRC is the CRC-32C of the header with its CRC field taken as zero.
+func headerCRC(h []byte) uint32 {
+	tab := crc32.MakeTable(crc32.Castagnoli)
+	c := crc32.Update(0, tab, h[:hCRC])
+	c = crc32.Update(c, tab, []byte{0, 0, 0, 0})
+	return crc32.Update(c, tab, h[hCRC+4:headerSize])
+}
+
+func encodeCounts(st *Stats) []byte {
+	var c [numCounts]uint64
+	c[countNames] = uint64(st.Names)
+	c[countURLs] = uint64(st.URLs)
+	c[countMaxNameKey] = uint64(st.MaxNameKey)
+	c[countMaxProbe] = uint64(st.MaxProbe)
+	c[countIPs] = uint64(st.IPs)
+	c[countCIDRs] = uint64(st.CIDRs)
+	c[countRegexes] = uint64(st.Regexes)
+	c[countMetas] = uint64(st.Metas)
+	c[countSources] = uint64(st.Sources)
+	c[countDuplicates] = uint64(st.Duplicates)
+	c[countIPDuplicates] = uint64(st.IPDuplicates)
+	c[countCIDRDuplicates] = uint64(st.CIDRDuplicates)
+	c[countRows] = uint64(st.Load.Rows)
+	c[countSkipped] = uint64(st.Load.Skipped)
+	c[countEmpty] = uint64(st.Load.Empty)
+	c[countWhitelisted] = uint64(st.Load.Whitelisted)
+	c[countNonCanonical] = uint64(st.Load.NonCanonical)
+	c[countIPRows] = uint64(st.Load.IPRows)
+	b := binary.LittleEndian.AppendUint64(make([]byte, 0, 8*(numCounts+1)), numCounts)
+	for _, v := range c {
+		b = binary.LittleEndian.AppendUint64(b, v)
+	}
+	return b
+}
+
+// metaFlags precomputes the rule flags of a meta from its info text.
+func metaFlags(m trails.Meta) Flags {
+	f := Flags(m.Flags()) // attacker, parking site, malware: the same bits
+	if strings.Contains(m.Info, "suspicious") || strings.Contains(m.Info, "sinkhole") {
+		f |= FlagNSSkip
+	}
+	if strings.Contains(m.Info, "dynamic") || strings.Contains(m.Info, "free web") {
+		f |= FlagDynSkip
+	}
+	return f
+}
+
+func compareIP(a, b trails.IPTrail) int {
+	if c := a.Addr.Compare(b.Addr); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Port, b.Port)
+}
+
+func compareCIDR(a, b trails.CIDRTrail) int {
+	if c := a.Prefix.Addr().Compare(b.Prefix.Addr()); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Prefix.Bits(), b.Prefix.Bits())
+}
+
+// appendAddrEntry appends an ips or cidrs entry.
+func appendAddrEntry(b []byte, a netip.Addr, bits uint8, port uint16, meta uint32) []byte {
+	fam := byte(6)
+	var addr [16]byte
+	if a.Is4() {
+		fam = 4
+		a4 := a.As4()
+		copy(addr[:], a4[:])
+	} else {
+		addr = a.As16()
+	}
+	b = append(b, fam, bits)
+	b = binary.LittleEndian.AppendUint16(b, port)
+	b = binary.LittleEndian.AppendUint32(b, meta)
+	return append(b, addr[:]...)
+}
+
+// stringTable interns the strings section.
+type stringTable struct {
+	buf []byte
+	off map[string]uint32
+}
+
+func newStringTable() *stringTable { return &stringTable{off: make(map[string]uint32)} }
+
+func (t *stringTable) add(s string) (off, n uint32, err error) {
+	if s == "" {
+		return 0, 0, nil
+	}
+	if o, ok := t.off[s]; ok {
+		return o, uint32(len(s)), nil
+	}
+	if uint64(len(t.buf))+uint64(len(s)) > math.MaxUint32 {
+		return 0, 0, fmt.Errorf("strings past the format's 4 GiB")
+	}
+	o := uint32(len(t.buf))
+	t.buf = append(t.buf, s...)
+	t.off[s] = o
+	return o, uint32(len(s)), nil
+}
+
+// nameTable is the names and keys sections under construction.
+type nameTable struct {
+	slots      []byte
+	keys       []byte
+	mask       uint64
+	seed       uint64
+	names      int
+	urls       int
+	maxNameKey int
+	dups       int
+	maxProbe   int
+}
+
+// buildNames inserts the rows into an open-addressing table sized for
+// len(rows) keys; a repeated key overwrites the meta, so the table itself
+// dedups, without a Go map of a million strings.
+func buildNames(rows []Name, nMetas int, seed uint64) (*nameTable, error) {
+	n := uint64(minSlots)
+	for n*maxLoadNum < uint64(len(rows))*maxLoadDen {
+		n <<= 1
+	}
+	if n > math.MaxUint32 {
+		return nil, fmt.Errorf("%d name rows: more than the format's 32-bit slots", len(rows))
+	}
+	t := &nameTable{slots: make([]byte, n*slotSize), mask: n - 1, seed: seed}
+	for _, r := range rows {
+		if r.Key == "" {
+			return nil, fmt.Errorf("name trail with an empty key")
+		}
+		if int(r.Meta) >= nMetas {
+			return nil, fmt.Errorf("name trail %q: meta %d out of range (%d metas)", r.Key, r.Meta, nMetas)
+		}
+		if err := t.insert(r.Key, r.Meta); err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+func (t *nameTable) insert(key string, meta uint32) error {
+	h := hashKey(key, t.seed)
+	tag := uint32(h >> 32)
+	i := h & t.mask
+	for probe := 0; ; probe++ {
+		s := t.slots[i*slotSize : i*slotSize+slotSize]
+		klen := binary.LittleEndian.Uint32(s[8:])
+		if klen == 0 {
+			if uint64(len(t.keys))+uint64(len(key)) > math.MaxUint32 {
+				return fmt.Errorf("name keys past the format's 4 GiB")
+			}
+			binary.LittleEndian.PutUint32(s[0:], tag)
+			binary.LittleEndian.PutUint32(s[4:], uint32(len(t.keys)))
+			binary.LittleEndian.PutUint32(s[8:], uint32(len(key)))
+			binary.LittleEndian.PutUint32(s[12:], meta)
+			t.keys = append(t.keys, key...)
+			t.names++
+			if strings.IndexByte(key, '/') >= 0 {
+				t.urls++
+			} else if len(key) > t.maxNameKey {
+				t.maxNameKey = len(key)
+			}
+			t.maxProbe = max(t.maxProbe, probe)
+			return nil
+		}
+		if binary.LittleEndian.Uint32(s[0:]) == tag && int(klen) == len(key) {
+			off := binary.LittleEndian.Uint32(s[4:])
+			if string(t.keys[off:off+klen]) == key {
+				binary.LittleEndian.PutUint32(s[12:], meta) // the last row wins
+				t.dups++
+				return nil
+			}
+		}
+		i = (i + 1) & t.mask
+	}
+}
+
+// lookup finds a key during the build (for the regexes' metas).
+func (t *nameTable) lookup(key string) (uint32, bool) {
+	if key == "" {
+		return 0, false
+	}
+	h := hashKey(key, t.seed)
+	tag := uint32(h >> 32)
+	for i := h & t.mask; ; i = (i + 1) & t.mask {
+		s := t.slots[i*slotSize : i*slotSize+slotSize]
+		klen := binary.LittleEndian.Uint32(s[8:])
+		if klen == 0 {
+			return 0, false
+		}
+		if binary.LittleEndian.Uint32(s[0:]) == tag && int(klen) == len(key) {
+			off := binary.LittleEndian.Uint32(s[4:])
+			if string(t.keys[off:off+klen]) == key {
+				return binary.LittleEndian.Uint32(s[12:]), true
+			}
+		}
+	}
+}

@@ -1,0 +1,276 @@
+package store
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/xtrail/xtrail/pkg/trails"
+)
+
+// Input is everything a compile needs. Meta fields index Metas. Fill it
+// with a Collector (FromCSV does), or directly.
+type Input struct {
+	// Names are the domain and URL trail rows (regex trail keys included),
+	// in row order. A key may repeat: the last row wins, as in Maltrail's
+	// dict. Keys must not be empty.
+	Names []Name
+	// IPs are the IP and IP:port trails, in row order; a repeated
+	// (address, port) keeps the last row. Zones are dropped.
+	IPs []trails.IPTrail
+	// CIDRs are xtrail's CIDR trails; a repeated prefix keeps the last.
+	CIDRs []trails.CIDRTrail
+	// Regexes are the rows that pass spec §1.2's textual regex test, in
+	// CSV order, repeats included. A regex whose key is also in Names
+	// takes that name's final meta at Build, as Maltrail's dict holds one
+	// value per key.
+	Regexes []Regex
+	// Metas are the (info, reference) pairs the tables index.
+	Metas   []trails.Meta
+	Sources []Source
+	Load    LoadStats
+	// BuildTime is recorded in the header; zero means time.Now().
+	BuildTime time.Time
+}
+
+// Name is one domain or URL trail row.
+type Name struct {
+	Key  string
+	Meta uint32
+}
+
+// Regex is one regex trail row.
+type Regex struct {
+	Key    string
+	Meta   uint32
+	Line   int // line in its source where the row starts
+	Source int // index into Sources
+}
+
+// Source is one file the trails came from.
+type Source struct {
+	Name string
+	Rows int // rows read from it (well-formed ones)
+}
+
+// LoadStats counts what collecting the rows saw, as trails.LoadNames and
+// trails.LoadSet count it.
+type LoadStats struct {
+	Rows        int // well-formed rows read
+	Skipped     int // malformed rows (trails.Stats.Skipped)
+	Empty       int // rows with an empty key
+	Whitelisted int // rows dropped because the whitelist has their key
+	// NonCanonical counts keys shaped like an address but not Maltrail's
+	// text of one (spec §1.5): they never match as IPs. Those holding ':'
+	// are dropped; the others stay name keys, as LoadNames keeps them.
+	NonCanonical int
+	IPRows       int // rows that are IP or IP:port trails
+}
+
+// Collector fills an Input from trails.csv rows, classifying each key as
+// trails.LoadNames and trails.LoadSet (with Set.DropWhitelisted) do. A
+// Collector is not safe for concurrent use.
+type Collector struct {
+	in      Input
+	wl      *trails.Whitelist
+	metaIdx map[string]uint32
+	mkey    []byte
+	kbuf    []byte
+	source  int // index of the source being read
+}
+
+// NewCollector returns a Collector that drops keys wl whitelists (nil
+// drops none).
+func NewCollector(wl *trails.Whitelist) *Collector {
+	return &Collector{wl: wl, metaIdx: make(map[string]uint32)}
+}
+
+// FromCSV reads one trails.csv (the format trails.ReadCSV reads) into an
+// Input; name is used in messages and recorded as the source.
+func FromCSV(r io.Reader, name string, wl *trails.Whitelist) (*Input, error) {
+	c := NewCollector(wl)
+	if err := c.ReadCSV(r, name); err != nil {
+		return nil, err
+	}
+	return c.Input(), nil
+}
+
+// ReadCSV adds the rows of one trails.csv and records it as a source.
+// Malformed rows are counted, not fatal; only a read error fails.
+func (c *Collector) ReadCSV(r io.Reader, name string) error {
+	c.source = len(c.in.Sources)
+	st, err := trails.ReadCSV(r, name, func(row trails.Row) error {
+		c.Add(row)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("collect trails: %w", err)
+	}
+	c.in.Sources = append(c.in.Sources, Source{Name: name, Rows: st.Rows})
+	c.in.Load.Rows += st.Rows
+	c.in.Load.Skipped += st.Skipped
+	return nil
+}
+
+// Add classifies one row. The rules follow trails.LoadNames: an empty key
+// is dropped; a key holding ':' that is shaped like an address is an IP
+// trail (or, when not canonical, dropped) and never a name key; a
+// whitelisted key is dropped; every other key is a name key, and a bare
+// canonical IPv4 key is both a name key and an IP trail, as LoadNames and
+// LoadSet both keep it. Row.Line is kept for regex trails, and the row
+// counts towards the source ReadCSV is reading.
+func (c *Collector) Add(row trails.Row) {
+	key := row.Trail
+	if key == "" {
+		c.in.Load.Empty++
+		return
+	}
+	shaped := addressShaped(key)
+	var addr netip.Addr
+	var port uint16
+	isIP := false
+	if shaped {
+		addr, port, isIP = trails.ParseIPKey(key)
+		if !isIP {
+			c.in.Load.NonCanonical++
+		}
+	}
+	hasColon := strings.IndexByte(key, ':') >= 0
+	if shaped && hasColon && !isIP {
+		return
+	}
+	c.kbuf = append(c.kbuf[:0], key...)
+	if c.wl.IsWhitelistedKey(c.kbuf) {
+		c.in.Load.Whitelisted++
+		return
+	}
+	mi := c.Meta(row.Info, row.Reference)
+	if isIP {
+		c.in.Load.IPRows++
+		c.in.IPs = append(c.in.IPs, trails.IPTrail{Addr: addr, Port: port, Meta: mi})
+		if hasColon {
+			return
+		}
+	}
+	c.in.Names = append(c.in.Names, Name{Key: key, Meta: mi})
+	if isRegexCandidate(key, row.Reference) {
+		c.in.Regexes = append(c.in.Regexes, Regex{Key: key, Meta: mi, Line: row.Line, Source: c.source})
+	}
+}
+
+// AddCIDR adds a CIDR trail (xtrail's CIDR lists). The prefix is masked
+// at Build; the whitelist is not consulted, as trails.Merge already did.
+func (c *Collector) AddCIDR(p netip.Prefix, info, ref string) {
+	c.in.CIDRs = append(c.in.CIDRs, trails.CIDRTrail{Prefix: p, Meta: c.Meta(info, ref)})
+}
+
+// Meta returns the index of (info, ref) in the Input's Metas, adding it
+// the first time, so each distinct pair is stored once.
+func (c *Collector) Meta(info, ref string) uint32 {
+	// The map key is len(info) as a varint, info, then ref, which no two
+	// different pairs share; the lookup with string(mkey) does not
+	// allocate.
+	c.mkey = binary.AppendUvarint(c.mkey[:0], uint64(len(info)))
+	c.mkey = append(c.mkey, info...)
+	c.mkey = append(c.mkey, ref...)
+	if mi, ok := c.metaIdx[string(c.mkey)]; ok {
+		return mi
+	}
+	mi := uint32(len(c.in.Metas))
+	c.in.Metas = append(c.in.Metas, trails.Meta{Info: info, Reference: ref})
+	c.metaIdx[string(c.mkey)] = mi
+	return mi
+}
+
+// Input returns the collected Input. The Collector must not be used
+// afterwards, since the Input shares its slices.
+func (c *Collector) Input() *Input {
+	in := c.in
+	return &in
+}
+
+// addressShaped reports whether trails' key classifier would take key for
+// an address, canonical or not, rather than for a domain, URL or regex
+// (its kindOther). pkg/trails does not export that distinction, and
+// LoadNames drops a non-canonical address key that holds ':' while it
+// keeps "evil.com:8080" as a name, so it is restated here, rule for rule.
+func addressShaped(key string) bool {
+	if key == "" {
+		return false
+	}
+	if key[0] == '[' {
+		// "[v6]:port" is shaped like an address; "[a-z]{1}\.x\.com"
+		// is not.
+		end := -1
+		for i := 1; i < len(key); i++ {
+			c := key[i]
+			if c == ']' {
+				end = i
+				break
+			}
+			if !isHexDigit(c) && c != ':' && c != '.' {
+				return false
+			}
+		}
+		return end >= 0 && end+1 < len(key) && key[end+1] == ':'
+	}
+	colon, onlyDecimal, dot := false, true, false
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		switch {
+		case c >= '0' && c <= '9':
+		case c == '.':
+			dot = true
+		case c == ':':
+			colon = true
+		case isHexDigit(c):
+			onlyDecimal = false
+		default:
+			return false
+		}
+	}
+	if !colon {
+		return onlyDecimal && dot // "1.2.3.4", "1.2.3"; not "cafe.be", "12345"
+	}
+	return true
+}
+
+func isHexDigit(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+// isRegexCandidate is spec §1.2's test for a regex trail less "compiles
+// in Python": the reference holds "static", the key matches
+// [\].][*+]|\[[a-z0-9_.\-]+\] case-insensitively, and re.escape changes
+// it. It restates trails' unexported test of the same name.
+func isRegexCandidate(key, ref string) bool {
+	return strings.Contains(ref, "static") && looksLikeRegex(key) &&
+		strings.ContainsAny(key, "()[]{}?*+-|^$\\.&~# \t\n\r\v\f")
+}
+
+func looksLikeRegex(k string) bool {
+	for i := 0; i+1 < len(k); i++ {
+		switch k[i] {
+		case ']', '.':
+			if k[i+1] == '*' || k[i+1] == '+' {
+				return true
+			}
+		case '[':
+			j := i + 1
+			for j < len(k) && isRegexClassByte(k[j]) {
+				j++
+			}
+			if j > i+1 && j < len(k) && k[j] == ']' {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func isRegexClassByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-'
+}
