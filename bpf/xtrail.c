@@ -28,66 +28,63 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 #define PPP_IPV4 0x0021
 #define PPP_IPV6 0x0057
 
-/* Trail maps: pinned, so trails survive a sensor restart. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 262144);
-	__type(key, __u32);
-	__type(value, struct xt_trail);
-	__uint(pinning, XT_PIN_BY_NAME);
-} xt_ip4 SEC(".maps");
+/*
+ * Trail maps come in generations. Each outer map (array of maps, pinned, so
+ * trails survive a sensor restart) has two slots; xt_gen names the live one.
+ * A reload fills the other slot's inner maps, then flips xt_gen with one
+ * write: the program reads xt_gen once per packet, so no packet ever sees a
+ * mix of generations. CIDR tries are looked up only after the exact maps
+ * miss: an LPM lookup costs more as the trie grows, a hash lookup does not.
+ */
+#define __array(name, val) typeof(val) *name[]
 
 struct xt_ip6_key {
 	__u8 addr[16];
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 65536);
-	__type(key, struct xt_ip6_key);
-	__type(value, struct xt_trail);
-	__uint(pinning, XT_PIN_BY_NAME);
-} xt_ip6 SEC(".maps");
+/* Inner maps are declared by key and value size: their key and value types
+ * would be only forward declarations in BTF, two pointers away from a
+ * global. pkg/dataplane checks the sizes against its Go types. */
+#define XT_INNER(name, maptype, entries, keytype)            \
+	struct name {                                        \
+		__uint(type, maptype);                       \
+		__uint(map_flags, BPF_F_NO_PREALLOC);        \
+		__uint(max_entries, entries);                \
+		__uint(key_size, sizeof(keytype));           \
+		__uint(value_size, sizeof(struct xt_trail)); \
+	}
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 524288);
-	__type(key, struct xt_port4_key);
-	__type(value, struct xt_trail);
-	__uint(pinning, XT_PIN_BY_NAME);
-} xt_port4 SEC(".maps");
+XT_INNER(xt_ip4_gen, BPF_MAP_TYPE_HASH, 262144, __u32);
+XT_INNER(xt_ip6_gen, BPF_MAP_TYPE_HASH, 65536, struct xt_ip6_key);
+XT_INNER(xt_port4_gen, BPF_MAP_TYPE_HASH, 524288, struct xt_port4_key);
+XT_INNER(xt_port6_gen, BPF_MAP_TYPE_HASH, 65536, struct xt_port6_key);
+XT_INNER(xt_cidr4_gen, BPF_MAP_TYPE_LPM_TRIE, 262144, struct xt_lpm4_key);
+XT_INNER(xt_cidr6_gen, BPF_MAP_TYPE_LPM_TRIE, 65536, struct xt_lpm6_key);
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 65536);
-	__type(key, struct xt_port6_key);
-	__type(value, struct xt_trail);
-	__uint(pinning, XT_PIN_BY_NAME);
-} xt_port6 SEC(".maps");
+#define XT_OUTER(name, inner)                           \
+	struct {                                        \
+		__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS); \
+		__uint(max_entries, 2);                 \
+		__type(key, __u32);                     \
+		__uint(pinning, XT_PIN_BY_NAME);        \
+		__array(values, struct inner);          \
+	} name SEC(".maps")
 
-/* CIDR trails, looked up only after the exact maps miss: an LPM lookup
- * costs more as the trie grows, a hash lookup does not. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 262144);
-	__type(key, struct xt_lpm4_key);
-	__type(value, struct xt_trail);
-	__uint(pinning, XT_PIN_BY_NAME);
-} xt_cidr4 SEC(".maps");
+XT_OUTER(xt_ip4, xt_ip4_gen);
+XT_OUTER(xt_ip6, xt_ip6_gen);
+XT_OUTER(xt_port4, xt_port4_gen);
+XT_OUTER(xt_port6, xt_port6_gen);
+XT_OUTER(xt_cidr4, xt_cidr4_gen);
+XT_OUTER(xt_cidr6, xt_cidr6_gen);
 
+/* The live generation (0 or 1) of every trail map. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 65536);
-	__type(key, struct xt_lpm6_key);
-	__type(value, struct xt_trail);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
 	__uint(pinning, XT_PIN_BY_NAME);
-} xt_cidr6 SEC(".maps");
+} xt_gen SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -167,6 +164,7 @@ struct pkt {
 	struct xt_counters *cnt;
 	const struct xt_config *cfg;
 	__u64 now;       /* xt_now(), read once and only when a rule needs it */
+	__u32 gen;       /* the trail generation this packet is matched against */
 	__u8 family;
 	__u8 l4proto;
 	__u8 tcp_flags;
@@ -174,8 +172,8 @@ struct pkt {
 	__u16 dport;     /* network order */
 	__u32 l4_off;    /* offset of the L4 header, then of its payload (< XT_L4_OFF_MAX) */
 	__u32 l4_len;    /* L4 payload length */
-	__u8 src[16];
-	__u8 dst[16];
+	__u8 src[16] __attribute__((aligned(8))); /* read as two u64 words */
+	__u8 dst[16] __attribute__((aligned(8)));
 };
 
 /*
@@ -243,6 +241,16 @@ static __always_inline int repeat(__u32 slot, const struct xt_tuple *t)
 	return same;
 }
 
+/* One lookup in the packet's generation of a trail map. */
+static __always_inline struct xt_trail *trail_lookup(struct pkt *p, void *outer, const void *key)
+{
+	void *inner = bpf_map_lookup_elem(outer, &p->gen);
+
+	if (!inner)
+		return 0;
+	return bpf_map_lookup_elem(inner, key);
+}
+
 /* Looks up one side: addr:port first (if with_port), then addr, then the
  * CIDR tries. */
 static __always_inline struct xt_trail *lookup_side(struct pkt *p, const __u8 *addr, __u16 port,
@@ -256,40 +264,40 @@ static __always_inline struct xt_trail *lookup_side(struct pkt *p, const __u8 *a
 		if (with_port) {
 			struct xt_port4_key k = {.addr = a, .port = port};
 
-			t = bpf_map_lookup_elem(&xt_port4, &k);
+			t = trail_lookup(p, &xt_port4, &k);
 			if (t) {
 				*type = XT_TRAIL_IPORT;
 				return t;
 			}
 		}
 		*type = XT_TRAIL_IP;
-		t = bpf_map_lookup_elem(&xt_ip4, &a);
+		t = trail_lookup(p, &xt_ip4, &a);
 		if (t)
 			return t;
 		struct xt_lpm4_key lk = {.prefixlen = 32, .addr = a};
 
 		*type = XT_TRAIL_CIDR;
-		return bpf_map_lookup_elem(&xt_cidr4, &lk);
+		return trail_lookup(p, &xt_cidr4, &lk);
 	}
 	if (with_port) {
 		struct xt_port6_key k = {.port = port};
 
 		__builtin_memcpy(k.addr, addr, 16);
-		t = bpf_map_lookup_elem(&xt_port6, &k);
+		t = trail_lookup(p, &xt_port6, &k);
 		if (t) {
 			*type = XT_TRAIL_IPORT;
 			return t;
 		}
 	}
 	*type = XT_TRAIL_IP;
-	t = bpf_map_lookup_elem(&xt_ip6, addr);
+	t = trail_lookup(p, &xt_ip6, addr);
 	if (t)
 		return t;
 	struct xt_lpm6_key lk = {.prefixlen = 128};
 
 	__builtin_memcpy(lk.addr, addr, 16);
 	*type = XT_TRAIL_CIDR;
-	return bpf_map_lookup_elem(&xt_cidr6, &lk);
+	return trail_lookup(p, &xt_cidr6, &lk);
 }
 
 static __always_inline void fill_rec(struct pkt *p, struct xt_rec *r, __u8 kind)
@@ -624,6 +632,8 @@ int xtrail_xdp(struct xdp_md *ctx)
 	p.cnt = bpf_map_lookup_elem(&xt_counts, &zero);
 	if (!p.cfg || !p.cnt)
 		return XDP_PASS;
+	__u32 *gen = bpf_map_lookup_elem(&xt_gen, &zero);
+	p.gen = gen ? *gen & 1 : 0;
 	__u32 action = p.cfg->action == XDP_DROP ? XDP_DROP : XDP_PASS;
 
 	count(&p, XT_C_PACKETS);

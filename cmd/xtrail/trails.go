@@ -94,8 +94,8 @@ func trailsLoad(args []string) error {
 		return printJSON(map[string]any{"pin_dir": *pinDir, "rows": set.Stats.Rows, "skipped_rows": set.Stats.Skipped,
 			"name_trails": set.Other, "kernel": st, "merge": m.Stats})
 	}
-	fmt.Printf("rows %d (skipped %d)  ipv4 %d  ipv4:port %d  ipv6 %d  ipv6:port %d  cidr4 %d  cidr6 %d  removed %d  name trails %d\n",
-		set.Stats.Rows, set.Stats.Skipped, st.IP4, st.Port4, st.IP6, st.Port6, st.CIDR4, st.CIDR6, st.Removed, set.Other)
+	fmt.Printf("rows %d (skipped %d)  ipv4 %d  ipv4:port %d  ipv6 %d  ipv6:port %d  cidr4 %d  cidr6 %d  name trails %d  generation %d (switched after %s)\n",
+		set.Stats.Rows, set.Stats.Skipped, st.IP4, st.Port4, st.IP6, st.Port6, st.CIDR4, st.CIDR6, set.Other, st.Generation, st.Switch.Round(time.Millisecond))
 	if st.Skipped > 0 {
 		log.Warn("trails with info or reference too long for the kernel record were not loaded", "count", st.Skipped)
 	}

@@ -81,6 +81,7 @@ type Dataplane struct {
 	attached []*Attachment
 	cfg      xtrailXtConfig
 	cfgMem   *ebpf.Memory // xt_cfg mapped into this process (replay clock)
+	trails   *TrailMaps
 	clockBuf [8]byte
 }
 
@@ -116,6 +117,12 @@ func Load(opts Options) (*Dataplane, error) {
 			return nil, fmt.Errorf("load XDP program: %+v", ve)
 		}
 		return nil, fmt.Errorf("load XDP program (pin dir %q): %w", opts.PinDir, err)
+	}
+	o := &d.objs
+	if d.trails, err = newTrailMaps(spec, [nKinds]*ebpf.Map{o.XtIp4, o.XtIp6, o.XtPort4, o.XtPort6, o.XtCidr4, o.XtCidr6},
+		o.XtGen, o.XtInfo, false); err != nil {
+		d.objs.Close()
+		return nil, err
 	}
 	d.cfg = xtrailXtConfig{Action: uint32(opts.Action), Snap: opts.Snap}
 	if opts.Replay {
@@ -221,8 +228,7 @@ func (d *Dataplane) NewRingReader() (*ringbuf.Reader, error) {
 
 // Trails returns the trail maps the program reads.
 func (d *Dataplane) Trails() *TrailMaps {
-	return &TrailMaps{ip4: d.objs.XtIp4, ip6: d.objs.XtIp6, port4: d.objs.XtPort4,
-		port6: d.objs.XtPort6, cidr4: d.objs.XtCidr4, cidr6: d.objs.XtCidr6, info: d.objs.XtInfo}
+	return d.trails
 }
 
 // Close detaches the program from every interface it was attached to and

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
+	"time"
 
 	"github.com/cilium/ebpf"
 
@@ -24,14 +26,46 @@ const (
 	refMax  = len(xtrailXtMeta{}.Ref) - 1
 )
 
-// TrailMaps are the kernel maps holding IP and IP:port trails and the info
-// and reference text of each trail.
+// Trail map kinds, in the order of outerNames.
+const (
+	kindIP4 = iota
+	kindIP6
+	kindPort4
+	kindPort6
+	kindCIDR4
+	kindCIDR6
+	nKinds
+)
+
+var outerNames = [nKinds]string{"xt_ip4", "xt_ip6", "xt_port4", "xt_port6", "xt_cidr4", "xt_cidr6"}
+
+// TrailMaps are the kernel's trail maps: for each kind an outer map with
+// two generations of inner maps, xt_gen naming the live one, and xt_info
+// holding the info and reference text of each trail.
 type TrailMaps struct {
-	ip4, ip6, port4, port6, cidr4, cidr6, info *ebpf.Map
-	owned                                      bool
+	outer [nKinds]*ebpf.Map
+	inner [nKinds]*ebpf.MapSpec // templates of a generation's maps
+	gen   *ebpf.Map
+	info  *ebpf.Map
+	owned bool
+	// Grace is how long the previous generation stays reachable after a
+	// switch: a packet that read the old generation number finishes its
+	// lookups well within it.
+	Grace time.Duration
 }
 
-var trailMapNames = []string{"xt_ip4", "xt_ip6", "xt_port4", "xt_port6", "xt_cidr4", "xt_cidr6", "xt_info"}
+func newTrailMaps(spec *ebpf.CollectionSpec, outer [nKinds]*ebpf.Map, gen, info *ebpf.Map, owned bool) (*TrailMaps, error) {
+	t := &TrailMaps{outer: outer, gen: gen, info: info, owned: owned, Grace: 50 * time.Millisecond}
+	for i, name := range outerNames {
+		ms := spec.Maps[name]
+		if ms == nil || ms.InnerMap == nil {
+			return nil, fmt.Errorf("BPF object: %s is not a map of maps", name)
+		}
+		t.inner[i] = ms.InnerMap.Copy()
+		t.inner[i].Name = strings.TrimPrefix(name, "xt_") + "_gen"
+	}
+	return t, nil
+}
 
 // OpenTrailMaps opens the trail maps pinned in pinDir, creating and pinning
 // them when no sensor has yet, so trails can be loaded before a sensor starts.
@@ -43,8 +77,9 @@ func OpenTrailMaps(pinDir string) (*TrailMaps, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read embedded BPF object: %w", err)
 	}
-	ms := make([]*ebpf.Map, len(trailMapNames))
-	for i, name := range trailMapNames {
+	names := append(outerNames[:], "xt_gen", "xt_info")
+	ms := make([]*ebpf.Map, len(names))
+	for i, name := range names {
 		m, err := ebpf.NewMapWithOptions(spec.Maps[name], ebpf.MapOptions{PinPath: pinDir})
 		if err != nil {
 			for _, o := range ms[:i] {
@@ -54,7 +89,14 @@ func OpenTrailMaps(pinDir string) (*TrailMaps, error) {
 		}
 		ms[i] = m
 	}
-	return &TrailMaps{ip4: ms[0], ip6: ms[1], port4: ms[2], port6: ms[3], cidr4: ms[4], cidr6: ms[5], info: ms[6], owned: true}, nil
+	t, err := newTrailMaps(spec, [nKinds]*ebpf.Map(ms[:nKinds]), ms[nKinds], ms[nKinds+1], true)
+	if err != nil {
+		for _, m := range ms {
+			m.Close()
+		}
+		return nil, err
+	}
+	return t, nil
 }
 
 // Close releases maps opened by OpenTrailMaps (the pins stay).
@@ -63,7 +105,7 @@ func (t *TrailMaps) Close() error {
 		return nil
 	}
 	var errs []error
-	for _, m := range []*ebpf.Map{t.ip4, t.ip6, t.port4, t.port6, t.cidr4, t.cidr6, t.info} {
+	for _, m := range append(t.outer[:], t.gen, t.info) {
 		if err := m.Close(); err != nil {
 			errs = append(errs, err)
 		}
@@ -71,13 +113,40 @@ func (t *TrailMaps) Close() error {
 	return errors.Join(errs...)
 }
 
+// Generation returns the live generation (0 or 1).
+func (t *TrailMaps) Generation() (uint32, error) {
+	var g uint32
+	if err := t.gen.Lookup(uint32(0), &g); err != nil {
+		return 0, fmt.Errorf("read trail generation: %w", err)
+	}
+	return g & 1, nil
+}
+
+// liveMap returns the live generation's inner map of one kind, or nil when
+// that generation has none (no trails loaded yet). The caller closes it.
+func (t *TrailMaps) liveMap(kind int) (*ebpf.Map, error) {
+	g, err := t.Generation()
+	if err != nil {
+		return nil, err
+	}
+	var m *ebpf.Map
+	if err := t.outer[kind].Lookup(g, &m); err != nil {
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("read %s generation %d: %w", outerNames[kind], g, err)
+	}
+	return m, nil
+}
+
 // LoadStats says what Replace did.
 type LoadStats struct {
-	IP4, IP6, Port4, Port6 int // trails now in each map
-	CIDR4, CIDR6           int // CIDR trails now in each trie
-	Removed                int // trails that were in the maps and are not in the new set
-	Metas                  int // distinct (info, reference) pairs
-	Skipped                int // trails whose info or reference is too long for the kernel record
+	IP4, IP6, Port4, Port6 int           // trails now in each map
+	CIDR4, CIDR6           int           // CIDR trails now in each trie
+	Generation             uint32        // the generation now live
+	Switch                 time.Duration // from the start of the load to the switch
+	Metas                  int           // distinct (info, reference) pairs
+	Skipped                int           // trails whose info or reference is too long for the kernel record
 }
 
 // Meta returns the info and reference of trail meta id.
@@ -109,13 +178,13 @@ func putCString(dst []int8, s string) {
 	}
 }
 
-// Replace makes the maps hold exactly the IP and IP:port trails of set:
-// new and changed trails are written first, then trails no longer in the set
-// are deleted. Each write is atomic per trail; a reader during Replace sees
-// for each trail either its old or its new value (a generation swap of the
-// whole set comes with map-in-map, see docs/architecture.md).
+// Replace makes the program match exactly the IP, IP:port and CIDR trails
+// of set: it fills a new generation of maps, switches to it with one write
+// (no packet sees a mix of generations), and frees the previous one after
+// Grace. Calls must not overlap (the trail loader runs one at a time).
 func (t *TrailMaps) Replace(set *trails.Set) (LoadStats, error) {
 	var st LoadStats
+	start := time.Now()
 	// Reuse the ids of (info, reference) pairs already in the kernel, so
 	// records in flight during a reload still name the right text.
 	known := map[trails.Meta]uint32{}
@@ -161,13 +230,13 @@ func (t *TrailMaps) Replace(set *trails.Set) (LoadStats, error) {
 
 	var (
 		k4  []uint32
-		v4  []xtrailXtTrail
-		k6  []xtrailXtIp6Key
-		v6  []xtrailXtTrail
-		kp4 []xtrailXtPort4Key
-		vp4 []xtrailXtTrail
-		kp6 []xtrailXtPort6Key
-		vp6 []xtrailXtTrail
+		v4  []trailValue
+		k6  []ip6Key
+		v6  []trailValue
+		kp4 []port4Key
+		vp4 []trailValue
+		kp6 []port6Key
+		vp6 []trailValue
 	)
 	for _, tr := range set.IPs {
 		if int(tr.Meta) >= len(set.Metas) || !ok[tr.Meta] {
@@ -175,29 +244,29 @@ func (t *TrailMaps) Replace(set *trails.Set) (LoadStats, error) {
 			continue
 		}
 		m := set.Metas[tr.Meta]
-		v := xtrailXtTrail{Meta: ids[tr.Meta], Flags: kernelFlags(m.Flags())}
+		v := trailValue{Meta: ids[tr.Meta], Flags: kernelFlags(m.Flags())}
 		a := tr.Addr
 		switch {
 		case a.Is4() && tr.Port == 0:
 			k4 = append(k4, addr4Key(a))
 			v4 = append(v4, v)
 		case a.Is4():
-			kp4 = append(kp4, xtrailXtPort4Key{Addr: addr4Key(a), Port: htons(tr.Port)})
+			kp4 = append(kp4, port4Key{Addr: addr4Key(a), Port: htons(tr.Port)})
 			vp4 = append(vp4, v)
 		case tr.Port == 0:
-			k6 = append(k6, xtrailXtIp6Key{Addr: a.As16()})
+			k6 = append(k6, ip6Key{Addr: a.As16()})
 			v6 = append(v6, v)
 		default:
-			kp6 = append(kp6, xtrailXtPort6Key{Addr: a.As16(), Port: htons(tr.Port)})
+			kp6 = append(kp6, port6Key{Addr: a.As16(), Port: htons(tr.Port)})
 			vp6 = append(vp6, v)
 		}
 	}
 	st.IP4, st.IP6, st.Port4, st.Port6 = len(k4), len(k6), len(kp4), len(kp6)
 	var (
-		kc4 []xtrailXtLpm4Key
-		vc4 []xtrailXtTrail
-		kc6 []xtrailXtLpm6Key
-		vc6 []xtrailXtTrail
+		kc4 []lpm4Key
+		vc4 []trailValue
+		kc6 []lpm6Key
+		vc6 []trailValue
 	)
 	for _, c := range set.CIDRs {
 		if int(c.Meta) >= len(set.Metas) || !ok[c.Meta] || !c.Prefix.IsValid() {
@@ -205,54 +274,59 @@ func (t *TrailMaps) Replace(set *trails.Set) (LoadStats, error) {
 			continue
 		}
 		p := c.Prefix.Masked()
-		v := xtrailXtTrail{Meta: ids[c.Meta], Flags: kernelFlags(set.Metas[c.Meta].Flags()) | uint32(p.Bits())<<prefixShift}
+		v := trailValue{Meta: ids[c.Meta], Flags: kernelFlags(set.Metas[c.Meta].Flags()) | uint32(p.Bits())<<prefixShift}
 		if p.Addr().Is4() {
-			kc4 = append(kc4, xtrailXtLpm4Key{Prefixlen: uint32(p.Bits()), Addr: addr4Key(p.Addr())})
+			kc4 = append(kc4, lpm4Key{Prefixlen: uint32(p.Bits()), Addr: addr4Key(p.Addr())})
 			vc4 = append(vc4, v)
 		} else {
-			kc6 = append(kc6, xtrailXtLpm6Key{Prefixlen: uint32(p.Bits()), Addr: p.Addr().As16()})
+			kc6 = append(kc6, lpm6Key{Prefixlen: uint32(p.Bits()), Addr: p.Addr().As16()})
 			vc6 = append(vc6, v)
 		}
 	}
 	st.CIDR4, st.CIDR6 = len(kc4), len(kc6)
 
-	// A map that was empty before the load has nothing stale to prune.
-	fresh := [6]bool{isEmpty[uint32](t.ip4), isEmpty[xtrailXtIp6Key](t.ip6),
-		isEmpty[xtrailXtPort4Key](t.port4), isEmpty[xtrailXtPort6Key](t.port6),
-		isEmpty[xtrailXtLpm4Key](t.cidr4), isEmpty[xtrailXtLpm6Key](t.cidr6)}
-	if err := upsert(t.ip4, k4, v4); err != nil {
-		return st, fmt.Errorf("load IPv4 trails: %w", err)
+	// Fill the next generation's maps, fresh, while traffic uses the live one.
+	live, err := t.Generation()
+	if err != nil {
+		return st, err
 	}
-	if err := upsert(t.ip6, k6, v6); err != nil {
-		return st, fmt.Errorf("load IPv6 trails: %w", err)
-	}
-	if err := upsert(t.port4, kp4, vp4); err != nil {
-		return st, fmt.Errorf("load IPv4:port trails: %w", err)
-	}
-	if err := upsert(t.port6, kp6, vp6); err != nil {
-		return st, fmt.Errorf("load IPv6:port trails: %w", err)
-	}
-	if err := upsert(t.cidr4, kc4, vc4); err != nil {
-		return st, fmt.Errorf("load IPv4 CIDR trails: %w", err)
-	}
-	if err := upsert(t.cidr6, kc6, vc6); err != nil {
-		return st, fmt.Errorf("load IPv6 CIDR trails: %w", err)
-	}
-	for i, p := range []func() (int, error){
-		func() (int, error) { return prune(t.ip4, k4) },
-		func() (int, error) { return prune(t.ip6, k6) },
-		func() (int, error) { return prune(t.port4, kp4) },
-		func() (int, error) { return prune(t.port6, kp6) },
-		func() (int, error) { return prune(t.cidr4, kc4) },
-		func() (int, error) { return prune(t.cidr6, kc6) },
-	} {
-		if fresh[i] {
-			continue
+	nextGen := live ^ 1
+	var fresh [nKinds]*ebpf.Map
+	defer func() {
+		for _, m := range fresh {
+			if m != nil {
+				m.Close()
+			}
 		}
-		n, err := p()
-		st.Removed += n
-		if err != nil {
-			return st, err
+	}()
+	for i := range fresh {
+		if fresh[i], err = ebpf.NewMap(t.inner[i]); err != nil {
+			return st, fmt.Errorf("create %s generation: %w", outerNames[i], err)
+		}
+	}
+	fills := []error{
+		upsert(fresh[kindIP4], k4, v4), upsert(fresh[kindIP6], k6, v6),
+		upsert(fresh[kindPort4], kp4, vp4), upsert(fresh[kindPort6], kp6, vp6),
+		upsert(fresh[kindCIDR4], kc4, vc4), upsert(fresh[kindCIDR6], kc6, vc6),
+	}
+	if err := errors.Join(fills...); err != nil {
+		return st, fmt.Errorf("fill the next trail generation: %w", err)
+	}
+	for i, m := range fresh {
+		if err := t.outer[i].Put(nextGen, m); err != nil {
+			return st, fmt.Errorf("install %s generation %d: %w", outerNames[i], nextGen, err)
+		}
+	}
+	// The switch: one write, read once per packet by the program.
+	if err := t.gen.Put(uint32(0), nextGen); err != nil {
+		return st, fmt.Errorf("switch trail generation: %w", err)
+	}
+	st.Generation, st.Switch = nextGen, time.Since(start)
+	// Free the previous generation once no packet can be using it.
+	time.Sleep(t.Grace)
+	for i := range t.outer {
+		if err := t.outer[i].Delete(live); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return st, fmt.Errorf("free %s generation %d: %w", outerNames[i], live, err)
 		}
 	}
 	for id := range used {
@@ -291,7 +365,7 @@ func htons(p uint16) uint16 { return p>>8 | p<<8 }
 const batchSize = 4096
 
 // upsert writes keys and values in batches (one syscall per batch).
-func upsert[K comparable](m *ebpf.Map, keys []K, vals []xtrailXtTrail) error {
+func upsert[K comparable](m *ebpf.Map, keys []K, vals []trailValue) error {
 	for i := 0; i < len(keys); i += batchSize {
 		j := min(i+batchSize, len(keys))
 		if _, err := m.BatchUpdate(keys[i:j], vals[i:j], nil); err != nil {
@@ -306,41 +380,6 @@ func upsert[K comparable](m *ebpf.Map, keys []K, vals []xtrailXtTrail) error {
 		}
 	}
 	return nil
-}
-
-// isEmpty reports whether m holds no key (an error counts as not empty, so
-// the caller prunes).
-func isEmpty[K any](m *ebpf.Map) bool {
-	var k K
-	var v xtrailXtTrail
-	it := m.Iterate()
-	return !it.Next(&k, &v) && it.Err() == nil
-}
-
-// prune deletes every key of m not in keep and returns how many it deleted.
-func prune[K comparable](m *ebpf.Map, keep []K) (int, error) {
-	want := make(map[K]struct{}, len(keep))
-	for _, k := range keep {
-		want[k] = struct{}{}
-	}
-	var stale []K
-	var k K
-	var v xtrailXtTrail
-	it := m.Iterate()
-	for it.Next(&k, &v) {
-		if _, ok := want[k]; !ok {
-			stale = append(stale, k)
-		}
-	}
-	if err := it.Err(); err != nil {
-		return 0, fmt.Errorf("iterate trail map: %w", err)
-	}
-	for _, s := range stale {
-		if err := m.Delete(s); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return 0, fmt.Errorf("delete stale trail: %w", err)
-		}
-	}
-	return len(stale), nil
 }
 
 // LoadFile reads a Maltrail trails.csv (gzip when named .gz) and makes the
@@ -369,17 +408,35 @@ func (t *TrailMaps) LoadFile(path string) (*trails.Set, LoadStats, error) {
 // Prefix returns the CIDR trail that holds addr (longest prefix), for the
 // trail text of a CIDR hit.
 func (t *TrailMaps) Prefix(addr netip.Addr) (netip.Prefix, error) {
-	var v xtrailXtTrail
-	var err error
-	if addr.Is4() {
-		err = t.cidr4.Lookup(xtrailXtLpm4Key{Prefixlen: 32, Addr: addr4Key(addr)}, &v)
-	} else {
-		err = t.cidr6.Lookup(xtrailXtLpm6Key{Prefixlen: 128, Addr: addr.As16()}, &v)
-	}
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("CIDR trail of %s: %w", addr, err)
+	var v trailValue
+	if !t.lookupLive(cidrKind(addr), cidrKey(addr), &v) {
+		return netip.Prefix{}, fmt.Errorf("no CIDR trail holds %s", addr)
 	}
 	return addr.Prefix(int(v.Flags >> prefixShift & 0xff))
+}
+
+func cidrKind(a netip.Addr) int {
+	if a.Is4() {
+		return kindCIDR4
+	}
+	return kindCIDR6
+}
+
+func cidrKey(a netip.Addr) any {
+	if a.Is4() {
+		return lpm4Key{Prefixlen: 32, Addr: addr4Key(a)}
+	}
+	return lpm6Key{Prefixlen: 128, Addr: a.As16()}
+}
+
+// lookupLive looks key up in the live generation of one kind.
+func (t *TrailMaps) lookupLive(kind int, key any, v *trailValue) bool {
+	m, err := t.liveMap(kind)
+	if err != nil || m == nil {
+		return false
+	}
+	defer m.Close()
+	return m.Lookup(key, v) == nil
 }
 
 // LookupResult says which trail an address or name hits, and by which rule.
@@ -395,7 +452,7 @@ type LookupResult struct {
 // Lookup looks an address (and port, 0 = none) up in the kernel maps in the
 // program's order: address:port, address, CIDR tries.
 func (t *TrailMaps) Lookup(a netip.Addr, port uint16) (LookupResult, error) {
-	var v xtrailXtTrail
+	var v trailValue
 	res := LookupResult{}
 	found := func(typ, text, rule string) (LookupResult, error) {
 		info, ref, err := t.Meta(v.Meta)
@@ -406,34 +463,26 @@ func (t *TrailMaps) Lookup(a netip.Addr, port uint16) (LookupResult, error) {
 	}
 	a = a.Unmap()
 	if port != 0 {
-		var err error
+		var k any = port6Key{Addr: a.As16(), Port: htons(port)}
+		kind := kindPort6
 		if a.Is4() {
-			err = t.port4.Lookup(xtrailXtPort4Key{Addr: addr4Key(a), Port: htons(port)}, &v)
-		} else {
-			err = t.port6.Lookup(xtrailXtPort6Key{Addr: a.As16(), Port: htons(port)}, &v)
+			k, kind = port4Key{Addr: addr4Key(a), Port: htons(port)}, kindPort4
 		}
-		if err == nil {
+		if t.lookupLive(kind, k, &v) {
 			return found("IPORT", maltrail.FormatAddrPort(a, port), "IP:port trail (TCP SYN, DNS query dst)")
 		}
 	}
-	var err error
+	var k any = ip6Key{Addr: a.As16()}
+	kind := kindIP6
 	if a.Is4() {
-		err = t.ip4.Lookup(addr4Key(a), &v)
-	} else {
-		err = t.ip6.Lookup(xtrailXtIp6Key{Addr: a.As16()}, &v)
+		k, kind = addr4Key(a), kindIP4
 	}
-	if err == nil {
+	if t.lookupLive(kind, k, &v) {
 		return found("IP", maltrail.FormatAddr(a), "IP trail")
 	}
-	if p, perr := t.Prefix(a); perr == nil {
-		if a.Is4() {
-			err = t.cidr4.Lookup(xtrailXtLpm4Key{Prefixlen: 32, Addr: addr4Key(a)}, &v)
-		} else {
-			err = t.cidr6.Lookup(xtrailXtLpm6Key{Prefixlen: 128, Addr: a.As16()}, &v)
-		}
-		if err == nil {
-			return found("IP", trails.CIDRText(p), "CIDR trail (longest prefix)")
-		}
+	if t.lookupLive(cidrKind(a), cidrKey(a), &v) {
+		p, _ := a.Prefix(int(v.Flags >> prefixShift & 0xff))
+		return found("IP", trails.CIDRText(p), "CIDR trail (longest prefix)")
 	}
 	return res, nil
 }
@@ -441,23 +490,73 @@ func (t *TrailMaps) Lookup(a netip.Addr, port uint16) (LookupResult, error) {
 // Counts are the number of trails in each kernel map.
 type Counts struct {
 	IP4, IP6, Port4, Port6, CIDR4, CIDR6, Metas int
+	Generation                                  uint32
 }
 
-// Counts walks the maps and counts their entries.
+// Counts walks the live generation's maps and counts their entries.
 func (t *TrailMaps) Counts() (Counts, error) {
 	var c Counts
-	for _, x := range []struct {
-		m *ebpf.Map
-		n *int
-	}{{t.ip4, &c.IP4}, {t.ip6, &c.IP6}, {t.port4, &c.Port4}, {t.port6, &c.Port6}, {t.cidr4, &c.CIDR4}, {t.cidr6, &c.CIDR6}, {t.info, &c.Metas}} {
-		var key, val []byte
-		it := x.m.Iterate()
-		for it.Next(&key, &val) {
-			*x.n++
+	counts := [nKinds]*int{&c.IP4, &c.IP6, &c.Port4, &c.Port6, &c.CIDR4, &c.CIDR6}
+	for kind, n := range counts {
+		m, err := t.liveMap(kind)
+		if err != nil {
+			return c, err
 		}
-		if err := it.Err(); err != nil {
-			return c, fmt.Errorf("count trails: %w", err)
+		if m == nil {
+			continue
+		}
+		*n, err = count(m)
+		m.Close()
+		if err != nil {
+			return c, err
 		}
 	}
-	return c, nil
+	var err error
+	c.Metas, err = count(t.info)
+	c.Generation, _ = t.Generation()
+	return c, err
+}
+
+func count(m *ebpf.Map) (int, error) {
+	var key, val []byte
+	n := 0
+	it := m.Iterate()
+	for it.Next(&key, &val) {
+		n++
+	}
+	if err := it.Err(); err != nil {
+		return n, fmt.Errorf("count trails: %w", err)
+	}
+	return n, nil
+}
+
+// LiveMapIDs returns the kernel ids of the live generation's maps, and
+// whether the other generation's slots are all empty (freed).
+func (t *TrailMaps) LiveMapIDs() (ids []ebpf.MapID, otherFree bool, err error) {
+	g, err := t.Generation()
+	if err != nil {
+		return nil, false, err
+	}
+	otherFree = true
+	for kind := range t.outer {
+		m, err := t.liveMap(kind)
+		if err != nil {
+			return nil, false, err
+		}
+		if m != nil {
+			info, err := m.Info()
+			m.Close()
+			if err != nil {
+				return nil, false, fmt.Errorf("map info: %w", err)
+			}
+			id, _ := info.ID()
+			ids = append(ids, id)
+		}
+		var other *ebpf.Map
+		if err := t.outer[kind].Lookup(g^1, &other); err == nil {
+			other.Close()
+			otherFree = false
+		}
+	}
+	return ids, otherFree, nil
 }

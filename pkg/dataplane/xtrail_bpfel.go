@@ -27,41 +27,10 @@ type xtrailXtCounters struct {
 	C [29]uint64
 }
 
-type xtrailXtIp6Key struct {
-	_    structs.HostLayout
-	Addr [16]uint8
-}
-
-type xtrailXtLpm4Key struct {
-	_         structs.HostLayout
-	Prefixlen uint32
-	Addr      uint32
-}
-
-type xtrailXtLpm6Key struct {
-	_         structs.HostLayout
-	Prefixlen uint32
-	Addr      [16]uint8
-}
-
 type xtrailXtMeta struct {
 	_    structs.HostLayout
 	Info [192]int8
 	Ref  [128]int8
-}
-
-type xtrailXtPort4Key struct {
-	_    structs.HostLayout
-	Addr uint32
-	Port uint16
-	Pad  uint16
-}
-
-type xtrailXtPort6Key struct {
-	_    structs.HostLayout
-	Addr [16]uint8
-	Port uint16
-	Pad  uint16
 }
 
 type xtrailXtRec struct {
@@ -89,12 +58,6 @@ type xtrailXtScratch struct {
 	Payload [1536]uint8
 }
 
-type xtrailXtTrail struct {
-	_     structs.HostLayout
-	Meta  uint32
-	Flags uint32
-}
-
 type xtrailXtTuple struct {
 	_ structs.HostLayout
 	W [6]uint64
@@ -110,6 +73,7 @@ const (
 	xtrailMapXtCounts   = "xt_counts"
 	xtrailMapXtDup      = "xt_dup"
 	xtrailMapXtEvents   = "xt_events"
+	xtrailMapXtGen      = "xt_gen"
 	xtrailMapXtInfo     = "xt_info"
 	xtrailMapXtIp4      = "xt_ip4"
 	xtrailMapXtIp6      = "xt_ip6"
@@ -174,6 +138,7 @@ type xtrailMapSpecs struct {
 	XtCounts  *ebpf.MapSpec `ebpf:"xt_counts"`
 	XtDup     *ebpf.MapSpec `ebpf:"xt_dup"`
 	XtEvents  *ebpf.MapSpec `ebpf:"xt_events"`
+	XtGen     *ebpf.MapSpec `ebpf:"xt_gen"`
 	XtInfo    *ebpf.MapSpec `ebpf:"xt_info"`
 	XtIp4     *ebpf.MapSpec `ebpf:"xt_ip4"`
 	XtIp6     *ebpf.MapSpec `ebpf:"xt_ip6"`
@@ -214,6 +179,7 @@ type xtrailMaps struct {
 	XtCounts  *ebpf.Map `ebpf:"xt_counts"`
 	XtDup     *ebpf.Map `ebpf:"xt_dup"`
 	XtEvents  *ebpf.Map `ebpf:"xt_events"`
+	XtGen     *ebpf.Map `ebpf:"xt_gen"`
 	XtInfo    *ebpf.Map `ebpf:"xt_info"`
 	XtIp4     *ebpf.Map `ebpf:"xt_ip4"`
 	XtIp6     *ebpf.Map `ebpf:"xt_ip6"`
@@ -230,6 +196,7 @@ func (m *xtrailMaps) Close() error {
 		m.XtCounts,
 		m.XtDup,
 		m.XtEvents,
+		m.XtGen,
 		m.XtInfo,
 		m.XtIp4,
 		m.XtIp6,

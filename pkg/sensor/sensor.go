@@ -302,7 +302,7 @@ func loadTrails(path string, maps *dataplane.TrailMaps, wl *trails.Whitelist, lo
 	}
 	log.Info("IP trails loaded", "file", path, "rows", set.Stats.Rows,
 		"skipped_rows", set.Stats.Skipped, "ipv4", st.IP4, "ipv4_port", st.Port4,
-		"ipv6", st.IP6, "ipv6_port", st.Port6, "removed", st.Removed)
+		"ipv6", st.IP6, "ipv6_port", st.Port6, "cidr4", st.CIDR4, "cidr6", st.CIDR6, "generation", st.Generation)
 	return loadNames(path, wl, log)
 }
 

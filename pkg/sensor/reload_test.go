@@ -1,0 +1,204 @@
+package sensor
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/xtrail/xtrail/internal/lab"
+	"github.com/xtrail/xtrail/pkg/dataplane"
+	"github.com/xtrail/xtrail/pkg/maltrail"
+	"github.com/xtrail/xtrail/pkg/throttle"
+	"github.com/xtrail/xtrail/pkg/trails"
+)
+
+// TestReloadUnderTraffic: datagrams to a trail present in both generations
+// flow while 20 reloads switch between two trail sets. Every datagram is
+// detected exactly once; a trail the last generation removed stops firing
+// and one it added starts; the replaced generations' maps are freed.
+func TestReloadUnderTraffic(t *testing.T) {
+	l := lab.New(t)
+	dir := t.TempDir()
+	const (
+		both    = "203.0.113.50"
+		onlyA   = "203.0.113.51"
+		onlyB   = "203.0.113.52"
+		packets = 3000
+	)
+	genA := both + ",lab both (malware),(custom)\n" + onlyA + ",lab a (malware),(custom)\n"
+	genB := both + ",lab both (malware),(custom)\n" + onlyB + ",lab b (malware),(custom)\n"
+	setOf := func(text string) *trails.Set {
+		s, err := trails.LoadSet(strings.NewReader(text), "gen.csv")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	fileB := filepath.Join(dir, "b.csv")
+	if err := os.WriteFile(fileB, []byte(genB), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 4)
+	rand.Read(b)
+	pinDir := "/sys/fs/bpf/xtrail-test-" + hex.EncodeToString(b)
+	t.Cleanup(func() { os.RemoveAll(pinDir) })
+
+	c := newCapture()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Options{
+			Interfaces: []string{l.SensorIf}, Netns: lab.NetnsPath(l.Sensor), Action: dataplane.ActionDrop,
+			PinDir: pinDir, TrailsFile: fileB, Throttle: throttle.Off,
+			Renderer: maltrail.Renderer{Sensor: "lab", Loc: time.UTC}, Out: c, Ready: func() { close(ready) },
+		})
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("sensor stopped: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("sensor not ready")
+	}
+
+	// the trail loader, as `xtrail trails load` runs it: its own handles on the pins
+	maps, err := dataplane.OpenTrailMaps(pinDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer maps.Close()
+	var seen []ebpf.MapID
+	record := func() {
+		ids, _, err := maps.LiveMapIDs()
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen = append(seen, ids...)
+	}
+	record()
+
+	// traffic: one datagram per destination port, so no two share a tuple
+	var conn net.PacketConn
+	if err := lab.InNetns(l.Source, func() (err error) { conn, err = net.ListenPacket("udp4", ":0"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var wg sync.WaitGroup
+	var sendErr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; i < packets; i++ {
+			if _, err := conn.WriteTo([]byte("x"), &net.UDPAddr{IP: net.ParseIP(both), Port: 20000 + i}); err != nil {
+				sendErr = err
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	for i := 1; i <= 20; i++ {
+		next := genA
+		if i%2 == 0 {
+			next = genB
+		}
+		if _, err := maps.Replace(setOf(next)); err != nil {
+			t.Fatalf("reload %d: %v", i, err)
+		}
+		record()
+		time.Sleep(20 * time.Millisecond)
+	}
+	wg.Wait()
+	if sendErr != nil {
+		t.Fatal(sendErr)
+	}
+
+	count := func(trail string) int {
+		n := 0
+		for _, line := range c.get() {
+			if strings.Contains(line, " UDP IP "+trail+" ") {
+				n++
+			}
+		}
+		return n
+	}
+	waitFor := func(trail string, want int) int {
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) && count(trail) < want {
+			time.Sleep(20 * time.Millisecond)
+		}
+		time.Sleep(100 * time.Millisecond) // and nothing more arrives
+		return count(trail)
+	}
+	if n := waitFor(both, packets); n != packets {
+		t.Errorf("%d events for the trail in both generations, want exactly %d (one per datagram)", n, packets)
+	}
+	// the live generation is B: A's trail is gone, B's is there
+	for _, d := range []string{onlyA, onlyB} {
+		if _, err := conn.WriteTo([]byte("x"), &net.UDPAddr{IP: net.ParseIP(d), Port: 9}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := waitFor(onlyB, 1); n != 1 {
+		t.Errorf("%d events for the trail the last generation added, want 1", n)
+	}
+	if n := count(onlyA); n != 0 {
+		t.Errorf("%d events for the trail the last generation removed", n)
+	}
+	for _, line := range c.get() {
+		if strings.Contains(line, both) && !strings.HasSuffix(line, " \"lab both (malware)\" (custom)\n") {
+			t.Fatalf("event with the wrong trail text: %q", line)
+		}
+	}
+
+	// nothing leaks: the old generation slots are empty and every map of a
+	// replaced generation is gone from the kernel
+	ids, otherFree, err := maps.LiveMapIDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !otherFree || len(ids) != 6 {
+		t.Fatalf("live maps %v, other generation freed %v", ids, otherFree)
+	}
+	live := map[ebpf.MapID]bool{}
+	for _, id := range ids {
+		live[id] = true
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var alive []ebpf.MapID
+		for _, id := range seen {
+			if live[id] {
+				continue
+			}
+			if m, err := ebpf.NewMapFromID(id); err == nil {
+				m.Close()
+				alive = append(alive, id)
+			} else if !errors.Is(err, os.ErrNotExist) {
+				t.Fatal(err)
+			}
+		}
+		if len(alive) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d maps of replaced generations still exist: %v", len(alive), alive)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
