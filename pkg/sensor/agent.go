@@ -48,6 +48,7 @@ type Stats struct {
 type Agent struct {
 	meta  MetaSource
 	rules NameRules
+	names atomic.Pointer[trails.Names] // swapped by a trail reload
 	ns    nameState
 	sup   *throttle.Suppressor
 	out   *lineOut
@@ -78,10 +79,14 @@ func NewAgent(c AgentConfig) *Agent {
 		log = slog.Default()
 	}
 	a := &Agent{meta: c.Meta, rules: c.Rules, log: log}
+	a.names.Store(c.Rules.Names)
 	a.out = &lineOut{render: c.Render, out: c.Out, stats: &a.stats, line: make([]byte, 0, 512)}
 	a.sup = throttle.New(c.Throttle, c.Processes, a.out)
 	return a
 }
+
+// SetNames switches the name trails (a reload); safe from any goroutine.
+func (a *Agent) SetNames(n *trails.Names) { a.names.Store(n) }
 
 // Tick advances the suppression clock (live: wall time, once a second).
 func (a *Agent) Tick(now time.Time) { a.sup.Tick(now) }

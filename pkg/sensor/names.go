@@ -132,7 +132,7 @@ func (a *Agent) handleDNS(r *dataplane.Record) {
 
 // checkDomain reports a domain-check hit on name as a DNS event.
 func (a *Agent) checkDomain(r *dataplane.Record, name []byte, pname string) {
-	n := a.rules.Names
+	n := a.names.Load()
 	if n == nil || !n.CheckDomain(name, &a.ns.hit) {
 		return
 	}
@@ -216,14 +216,15 @@ func (a *Agent) handleHTTP(r *dataplane.Record) {
 		url = st.path
 		a.checkDomain(r, st.path, "TCP")
 	}
-	if a.rules.Names == nil {
+	names := a.names.Load()
+	if names == nil {
 		return
 	}
 	st.req = trails.HTTPRequest{Host: host, Path: st.path, Method: h.Method, URL: url}
 	if string(h.Method) == "POST" {
 		st.req.Body = h.Body
 	}
-	hit, ok := a.rules.Names.CheckURL(&st.urls, &st.req)
+	hit, ok := names.CheckURL(&st.urls, &st.req)
 	if !ok {
 		return
 	}

@@ -202,3 +202,113 @@ func TestReloadUnderTraffic(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestReloadTriggers: the sensor reloads its trails file when it is
+// replaced and when asked (SIGHUP); an empty file is refused and the
+// current trails stay.
+func TestReloadTriggers(t *testing.T) {
+	l := lab.New(t)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "trails.csv")
+	write := func(text string) {
+		tmp := file + ".new"
+		if err := os.WriteFile(tmp, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, file); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var conn net.PacketConn
+	if err := lab.InNetns(l.Source, func() (err error) { conn, err = net.ListenPacket("udp4", ":0"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+
+	// start runs a sensor until the returned stop is called.
+	start := func(watch time.Duration, reload chan struct{}) (*capture, func()) {
+		b := make([]byte, 4)
+		rand.Read(b)
+		pinDir := "/sys/fs/bpf/xtrail-test-" + hex.EncodeToString(b)
+		c := newCapture()
+		ctx, cancel := context.WithCancel(context.Background())
+		ready := make(chan struct{})
+		done := make(chan error, 1)
+		go func() {
+			done <- Run(ctx, Options{
+				Interfaces: []string{l.SensorIf}, Netns: lab.NetnsPath(l.Sensor), Action: dataplane.ActionDrop,
+				PinDir: pinDir, TrailsFile: file, Throttle: throttle.Off, Reload: reload, WatchEvery: watch,
+				Renderer: maltrail.Renderer{Sensor: "lab", Loc: time.UTC}, Out: c, Ready: func() { close(ready) },
+			})
+		}()
+		select {
+		case <-ready:
+		case err := <-done:
+			t.Fatalf("sensor stopped: %v", err)
+		case <-time.After(20 * time.Second):
+			t.Fatal("sensor not ready")
+		}
+		return c, func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
+			os.RemoveAll(pinDir)
+		}
+	}
+	port := 30000
+	fires := func(c *capture, dst string) bool {
+		port++
+		before := len(c.get())
+		if _, err := conn.WriteTo([]byte("x"), &net.UDPAddr{IP: net.ParseIP(dst), Port: port}); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(time.Second)
+		for time.Now().Before(deadline) {
+			for _, line := range c.get()[before:] {
+				if strings.Contains(line, " UDP IP "+dst+" ") {
+					return true
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return false
+	}
+	eventually := func(c *capture, dst string, want bool) {
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			if fires(c, dst) == want {
+				return
+			}
+		}
+		t.Fatalf("%s fires: %v, want %v", dst, !want, want)
+	}
+
+	// the watch: a replaced file is picked up, an empty one refused
+	write("203.0.113.61,lab one (malware),(custom)\nevil-one.com,lab one (malware),(custom)\n")
+	c, stop := start(100*time.Millisecond, nil)
+	if !fires(c, "203.0.113.61") {
+		t.Fatal("the first trail does not fire")
+	}
+	write("203.0.113.62,lab two (malware),(custom)\n")
+	eventually(c, "203.0.113.62", true)
+	eventually(c, "203.0.113.61", false)
+	write("")
+	time.Sleep(500 * time.Millisecond)
+	if !fires(c, "203.0.113.62") {
+		t.Fatal("an empty trails file replaced the loaded trails")
+	}
+	stop()
+
+	// on request only (no watch): a changed file waits for the signal
+	write("203.0.113.64,lab four (malware),(custom)\n")
+	reload := make(chan struct{})
+	c, stop = start(-1, reload)
+	defer stop()
+	write("203.0.113.65,lab five (malware),(custom)\n")
+	if fires(c, "203.0.113.65") {
+		t.Fatal("reloaded without being asked")
+	}
+	reload <- struct{}{}
+	eventually(c, "203.0.113.65", true)
+}

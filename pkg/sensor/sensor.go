@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"syscall"
 	"time"
 
 	"github.com/cilium/ebpf/ringbuf"
@@ -45,6 +46,11 @@ type Options struct {
 	// Ready, if set, is called once the program is attached (live) or
 	// loaded (replay).
 	Ready func()
+	// Reload (live): each receive reloads TrailsFile (the command sends
+	// one per SIGHUP). The file is also reloaded when it is replaced,
+	// checked every WatchEvery (default 5 s; negative: never).
+	Reload     <-chan struct{}
+	WatchEvery time.Duration
 }
 
 // Run runs the sensor until ctx is done (live) or the captures end (replay).
@@ -131,6 +137,15 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if o.Ready != nil {
 		o.Ready()
+	}
+	if o.TrailsFile != "" {
+		rctx, stop := context.WithCancel(ctx)
+		reloaded := make(chan struct{})
+		go func() {
+			defer close(reloaded)
+			reloadLoop(rctx, o, maps, agent, log)
+		}()
+		defer func() { stop(); <-reloaded }()
 	}
 	err = runLive(ctx, dp, rd, agent, log)
 	agent.Flush()
@@ -332,4 +347,58 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// reloadLoop reloads the trails file on request and when it is replaced.
+// A load that fails keeps the current trails: the kernel switches
+// generations only after the new one is complete.
+func reloadLoop(ctx context.Context, o Options, maps *dataplane.TrailMaps, agent *Agent, log *slog.Logger) {
+	every := o.WatchEvery
+	if every == 0 {
+		every = 5 * time.Second
+	}
+	var tick <-chan time.Time
+	if every > 0 {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		tick = t.C
+	}
+	last, _ := fileVersion(o.TrailsFile)
+	for {
+		why := "signal"
+		select {
+		case <-ctx.Done():
+			return
+		case <-o.Reload:
+		case <-tick:
+			v, err := fileVersion(o.TrailsFile)
+			if err != nil || v == last {
+				continue
+			}
+			why = "file replaced"
+		}
+		last, _ = fileVersion(o.TrailsFile)
+		start := time.Now()
+		n, err := loadTrails(o.TrailsFile, maps, o.Rules.Whitelist, log)
+		if err != nil {
+			log.Error("trail reload failed: the current trails stay loaded", "file", o.TrailsFile, "why", why, "err", err)
+			continue
+		}
+		agent.SetNames(n)
+		log.Info("trails reloaded", "file", o.TrailsFile, "why", why, "took", time.Since(start).Round(time.Millisecond))
+	}
+}
+
+// fileVersion identifies the file's content version by inode, size and
+// modification time (a replaced file has a new inode or mtime).
+func fileVersion(path string) (string, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return "", err
+	}
+	ino := uint64(0)
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		ino = sys.Ino
+	}
+	return fmt.Sprintf("%d/%d/%d", ino, st.Size(), st.ModTime().UnixNano()), nil
 }
