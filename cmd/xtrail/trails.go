@@ -24,7 +24,7 @@ const trailsUsage = `usage:
 
 func runTrails(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return errors.New(trailsUsage)
+		return trailsUsageErr()
 	}
 	switch args[0] {
 	case "load":
@@ -36,7 +36,7 @@ func runTrails(ctx context.Context, args []string) error {
 	case "update":
 		return trailsUpdate(ctx, args[1:])
 	}
-	return errors.New(trailsUsage)
+	return trailsUsageErr()
 }
 
 func printJSON(v any) error {
@@ -57,7 +57,7 @@ func trailsLoad(args []string) error {
 		return err
 	}
 	if fs.NArg() == 0 {
-		return errors.New(trailsUsage)
+		return trailsUsageErr()
 	}
 	log := newLogger(*quiet)
 	var srcs []trails.Source
@@ -113,7 +113,7 @@ func trailsLookup(args []string) error {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return errors.New(trailsUsage)
+		return trailsUsageErr()
 	}
 	q := fs.Arg(0)
 	var res dataplane.LookupResult
@@ -231,7 +231,7 @@ func trailsUpdate(ctx context.Context, args []string) error {
 		list = append(list, feeds.Feed{Name: name, URL: url})
 	}
 	if len(list) == 0 {
-		return errors.New(trailsUsage)
+		return trailsUsageErr()
 	}
 	res, err := feeds.Update(ctx, list, feeds.Options{Dir: *dir, Force: *force, Period: *period, Logger: newLogger(*quiet)})
 	if *asJSON {
@@ -263,4 +263,10 @@ func trailsUpdate(ctx context.Context, args []string) error {
 		}
 	}
 	return err
+}
+
+// trailsUsageErr prints the trails usage and returns the error to exit with.
+func trailsUsageErr() error {
+	fmt.Fprintln(os.Stderr, trailsUsage)
+	return errors.New("bad arguments")
 }
