@@ -19,6 +19,7 @@ import (
 const trailsUsage = `usage:
   xtrail trails load   [-pin-dir DIR] [-o merged.csv] [-json] SRC...   (SRC: trails.csv, csv:F, static:DIR, custom:F|DIR, cidr:F|DIR)
   xtrail trails lookup [-pin-dir DIR] [-trails FILE] [-json] IP|IP:PORT|DOMAIN|URL
+  xtrail trails diff   [-pin-dir DIR] [-json] SRC...   (what load would add, remove and change in the kernel)
   xtrail trails stats  [-pin-dir DIR] [-json]
   xtrail trails update -dir DIR [-force] [-period 24h] [-json] NAME=URL...`
 
@@ -28,13 +29,15 @@ func runTrails(ctx context.Context, args []string) error {
 	}
 	switch args[0] {
 	case "load":
-		return trailsLoad(args[1:])
+		return trailsLoadOrDiff(args[1:], false)
 	case "lookup":
 		return trailsLookup(args[1:])
 	case "stats":
 		return trailsStats(args[1:])
 	case "update":
 		return trailsUpdate(ctx, args[1:])
+	case "diff":
+		return trailsLoadOrDiff(args[1:], true)
 	}
 	return trailsUsageErr()
 }
@@ -45,9 +48,10 @@ func printJSON(v any) error {
 	return enc.Encode(v)
 }
 
-// trailsLoad merges the sources (later ones win on duplicates) and makes
-// the pinned kernel maps hold their IP, IP:port and CIDR trails.
-func trailsLoad(args []string) error {
+// trailsLoadOrDiff merges the sources (later ones win on duplicates) and
+// makes the pinned kernel maps hold their IP, IP:port and CIDR trails, or
+// (diff) says what that would change.
+func trailsLoadOrDiff(args []string, diff bool) error {
 	fs := flag.NewFlagSet("trails load", flag.ContinueOnError)
 	pinDir := fs.String("pin-dir", dataplane.DefaultPinDir, "bpffs directory of the sensor's trail maps")
 	out := fs.String("o", "", "also write the merged trails as a Maltrail trails.csv (for TRAILS_FILE)")
@@ -76,16 +80,30 @@ func trailsLoad(args []string) error {
 	for _, s := range set.Stats.Samples {
 		log.Warn("skipped trail row", "where", s)
 	}
-	if *out != "" {
-		if err := m.WriteFile(*out); err != nil {
-			return err
-		}
-	}
 	maps, err := dataplane.OpenTrailMaps(*pinDir)
 	if err != nil {
 		return err
 	}
 	defer maps.Close()
+	if diff {
+		d, err := maps.Diff(set)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(d)
+		}
+		fmt.Printf("added %d  removed %d  changed %d\n", d.Added, d.Removed, d.Changed)
+		for _, s := range d.Samples {
+			fmt.Println("  " + s)
+		}
+		return nil
+	}
+	if *out != "" {
+		if err := m.WriteFile(*out); err != nil {
+			return err
+		}
+	}
 	st, err := maps.Replace(set)
 	if err != nil {
 		return err

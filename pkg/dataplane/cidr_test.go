@@ -101,3 +101,25 @@ func TestLookupAndCounts(t *testing.T) {
 		t.Errorf("counts %+v", c)
 	}
 }
+
+func TestDiff(t *testing.T) {
+	p := newPlane(t, testTrails, ActionPass)
+	next, err := trails.LoadSet(strings.NewReader("66.66.66.66,other info,(custom)\r\n7.7.7.7,phishing (test),(static)\r\n1.2.3.4:99,new (test),(custom)\r\n"), "next.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	next.Metas = append(next.Metas, trails.Meta{Info: "net", Reference: "(custom)"})
+	next.CIDRs = []trails.CIDRTrail{{Prefix: netip.MustParsePrefix("192.0.2.0/24"), Meta: uint32(len(next.Metas) - 1)}}
+	d, err := p.dp.Trails().Diff(next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// testTrails has 9 IP trails: 7.7.7.7 stays, 66.66.66.66 changes, 7 go
+	if d.Added != 2 || d.Changed != 1 || d.Removed != 7 {
+		t.Errorf("diff %+v", d)
+	}
+	// diff changes nothing
+	if _, recs := p.run(t, syn(clean, bad, 5000, 80).Bytes(), t0); len(recs) != 1 {
+		t.Error("diff changed the live trails")
+	}
+}

@@ -560,3 +560,88 @@ func (t *TrailMaps) LiveMapIDs() (ids []ebpf.MapID, otherFree bool, err error) {
 	}
 	return ids, otherFree, nil
 }
+
+// Diff is what loading a set would change in the kernel's IP, IP:port and
+// CIDR trails.
+type Diff struct {
+	Added, Removed, Changed int
+	Samples                 []string // a few "+key", "-key", "~key" lines
+}
+
+// Diff compares set with the live generation without changing anything.
+func (t *TrailMaps) Diff(set *trails.Set) (Diff, error) {
+	var d Diff
+	sample := func(s string) {
+		if len(d.Samples) < 20 {
+			d.Samples = append(d.Samples, s)
+		}
+	}
+	// the live keys, as text, with their info and reference
+	live := map[string]trails.Meta{}
+	metaOf := func(id uint32) trails.Meta {
+		info, ref, _ := t.Meta(id)
+		return trails.Meta{Info: info, Reference: ref}
+	}
+	walk := func(kind int, text func(k []byte) string) error {
+		m, err := t.liveMap(kind)
+		if err != nil || m == nil {
+			return err
+		}
+		defer m.Close()
+		var k []byte
+		var v trailValue
+		it := m.Iterate()
+		for it.Next(&k, &v) {
+			live[text(k)] = metaOf(v.Meta)
+		}
+		return it.Err()
+	}
+	addr4 := func(b []byte) netip.Addr { return netip.AddrFrom4([4]byte(b[:4])) }
+	addr16 := func(b []byte) netip.Addr { return netip.AddrFrom16([16]byte(b[:16])) }
+	port := func(b []byte) uint16 { return uint16(b[0])<<8 | uint16(b[1]) }
+	if err := errors.Join(
+		walk(kindIP4, func(k []byte) string { return maltrail.FormatAddr(addr4(k)) }),
+		walk(kindIP6, func(k []byte) string { return maltrail.FormatAddr(addr16(k)) }),
+		walk(kindPort4, func(k []byte) string { return maltrail.FormatAddrPort(addr4(k), port(k[4:])) }),
+		walk(kindPort6, func(k []byte) string { return maltrail.FormatAddrPort(addr16(k), port(k[16:])) }),
+		walk(kindCIDR4, func(k []byte) string {
+			p, _ := addr4(k[4:]).Prefix(int(k[0]))
+			return trails.CIDRText(p)
+		}),
+		walk(kindCIDR6, func(k []byte) string {
+			p, _ := addr16(k[4:]).Prefix(int(k[0]))
+			return trails.CIDRText(p)
+		}),
+	); err != nil {
+		return d, fmt.Errorf("read live trails: %w", err)
+	}
+	next := map[string]trails.Meta{}
+	for _, ip := range set.IPs {
+		key := maltrail.FormatAddr(ip.Addr)
+		if ip.Port != 0 {
+			key = maltrail.FormatAddrPort(ip.Addr, ip.Port)
+		}
+		next[key] = set.Metas[ip.Meta]
+	}
+	for _, c := range set.CIDRs {
+		next[trails.CIDRText(c.Prefix.Masked())] = set.Metas[c.Meta]
+	}
+	for k, m := range next {
+		old, ok := live[k]
+		switch {
+		case !ok:
+			d.Added++
+			sample("+" + k)
+		case old != m:
+			d.Changed++
+			sample("~" + k)
+		}
+	}
+	for k := range live {
+		if _, ok := next[k]; !ok {
+			d.Removed++
+			sample("-" + k)
+		}
+	}
+	return d, nil
+}
