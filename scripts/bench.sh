@@ -62,6 +62,14 @@ awk -v a="${cpu[20000]}" -v b="${cpu[200000]}" 'BEGIN {
 	printf "  per-packet CPU (slope 20k->200k): %.0f ns  (Maltrail Python sensor on the same captures: 15,100 ns)\n", s }'
 echo "  (startup + trail load is the intercept: the 20k run's CPU minus 20k x slope)"
 
+echo "== trail loads: xtrail trails load of trails-static.csv.gz into pinned maps (wall s, CPU s, peak RSS kB)"
+P=/sys/fs/bpf/xtrail-bench-$$
+for what in "first load" "reload (next generation, switch, free)"; do
+	read -r c r w < <(measure "$XT" trails load -q -pin-dir "$P" "$SHARED/data/trails-static.csv.gz")
+	printf "  %-40s wall %6.3f  CPU %6.3f  RSS %6d\n" "$what" "$w" "$c" "$r"
+done
+rm -rf "$P"
+
 echo "== name matching with every row of trails-static.csv.gz loaded (ns/op, allocations)"
 go test -run '^$' -bench 'BenchmarkCheckDomainMiss|BenchmarkCheckDomainHit|BenchmarkCheckURLMiss' -benchmem ./pkg/trails/ 2>/dev/null |
 	grep -E '^Benchmark' | sed 's/^/  /'

@@ -129,3 +129,56 @@ func BenchmarkLoadStaticTrails(b *testing.B) {
 }
 
 var benchSnap7 = 0
+
+// BenchmarkXDPCIDR: a SYN miss with the full exact maps and 100,000 IPv4
+// CIDR trails (random /16 to /28 prefixes) in the LPM trie, looked up for
+// both addresses after the exact maps miss.
+func BenchmarkXDPCIDR(b *testing.B) {
+	dp := loadFull(b)
+	cidrOnce.Do(func() {
+		set := &trails.Set{Metas: []trails.Meta{{Info: "bench cidr", Reference: "(custom)"}}}
+		rng := uint32(2463534242)
+		for len(set.CIDRs) < 100000 {
+			rng ^= rng << 13
+			rng ^= rng >> 17
+			rng ^= rng << 5
+			a := netip.AddrFrom4([4]byte{byte(rng >> 24), byte(rng >> 16), byte(rng >> 8), byte(rng)})
+			if a.IsPrivate() || a.IsLoopback() || a.IsMulticast() || byte(rng>>24) == 93 {
+				continue
+			}
+			p, _ := a.Prefix(16 + int(rng%13))
+			set.CIDRs = append(set.CIDRs, trails.CIDRTrail{Prefix: p})
+		}
+		// keep the exact trails: merge them into this set
+		full, err := loadStaticSet(b)
+		if err != nil {
+			cidrErr = err
+			return
+		}
+		set.IPs = full.IPs
+		for i := range set.CIDRs {
+			set.CIDRs[i].Meta = uint32(len(full.Metas))
+		}
+		set.Metas = append(append([]trails.Meta{}, full.Metas...), set.Metas[0])
+		_, cidrErr = dp.Trails().Replace(set)
+	})
+	if cidrErr != nil {
+		b.Fatal(cidrErr)
+	}
+	benchFrame(b, dp.objs.XtrailXdp, syn(netip.MustParseAddr("10.1.2.3"), netip.MustParseAddr("93.184.216.34"), 50000, 443).Bytes())
+}
+
+var (
+	cidrOnce sync.Once
+	cidrErr  error
+)
+
+func loadStaticSet(b *testing.B) (*trails.Set, error) {
+	path := filepath.Join(testenv.SharedDir(b), "data", "trails-static.csv.gz")
+	rc, err := trails.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return trails.LoadSet(rc, path)
+}
