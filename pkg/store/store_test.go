@@ -356,8 +356,8 @@ func TestFlags(t *testing.T) {
 // TestStaticMatchesLoadNames compiles the real 1.63M-row file and checks
 // it against pkg/trails key for key.
 func TestStaticMatchesLoadNames(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: the full trails file takes seconds")
+	if testing.Short() || raceEnabled {
+		t.Skip("-short or -race: the full trails file takes seconds (~40 s under -race), and this test has no concurrency")
 	}
 	csv := staticCSV(t)
 	names, set, _, s := collectNames(t, csv, trails.DefaultWhitelist())
