@@ -72,11 +72,20 @@ func trailsLoadOrDiff(args []string, diff bool) error {
 		}
 		srcs = append(srcs, s)
 	}
-	m, err := trails.Merge(srcs, trails.DefaultWhitelist())
+	var (
+		set *trails.Set
+		m   *trails.Merged
+		err error
+	)
+	if len(srcs) == 1 && srcs[0].Kind == trails.KindTrailsCSV && *out == "" {
+		// one trails.csv: nothing to merge, read it straight into the set
+		set, err = readCSVSet(srcs[0].Path)
+	} else if m, err = trails.Merge(srcs, trails.DefaultWhitelist()); err == nil {
+		set = m.IPSet()
+	}
 	if err != nil {
 		return err
 	}
-	set := m.IPSet()
 	for _, s := range set.Stats.Samples {
 		log.Warn("skipped trail row", "where", s)
 	}
@@ -99,7 +108,7 @@ func trailsLoadOrDiff(args []string, diff bool) error {
 		}
 		return nil
 	}
-	if *out != "" {
+	if m != nil && *out != "" {
 		if err := m.WriteFile(*out); err != nil {
 			return err
 		}
@@ -109,8 +118,12 @@ func trailsLoadOrDiff(args []string, diff bool) error {
 		return err
 	}
 	if *asJSON {
-		return printJSON(map[string]any{"pin_dir": *pinDir, "rows": set.Stats.Rows, "skipped_rows": set.Stats.Skipped,
-			"name_trails": set.Other, "kernel": st, "merge": m.Stats})
+		res := map[string]any{"pin_dir": *pinDir, "rows": set.Stats.Rows, "skipped_rows": set.Stats.Skipped,
+			"name_trails": set.Other, "kernel": st}
+		if m != nil {
+			res["merge"] = m.Stats
+		}
+		return printJSON(res)
 	}
 	fmt.Printf("rows %d (skipped %d)  ipv4 %d  ipv4:port %d  ipv6 %d  ipv6:port %d  cidr4 %d  cidr6 %d  name trails %d  generation %d (switched after %s)\n",
 		set.Stats.Rows, set.Stats.Skipped, st.IP4, st.Port4, st.IP6, st.Port6, st.CIDR4, st.CIDR6, set.Other, st.Generation, st.Switch.Round(time.Millisecond))
@@ -287,4 +300,22 @@ func trailsUpdate(ctx context.Context, args []string) error {
 func trailsUsageErr() error {
 	fmt.Fprintln(os.Stderr, trailsUsage)
 	return errors.New("bad arguments")
+}
+
+// readCSVSet reads the IP part of one trails.csv.
+func readCSVSet(path string) (*trails.Set, error) {
+	rc, err := trails.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	set, err := trails.LoadSet(rc, path)
+	if err != nil {
+		return nil, fmt.Errorf("trails file %s: %w", path, err)
+	}
+	set.DropWhitelisted(trails.DefaultWhitelist())
+	if set.Stats.Rows == 0 {
+		return nil, fmt.Errorf("trails file %s has no trail rows: keeping the loaded trails", path)
+	}
+	return set, nil
 }
