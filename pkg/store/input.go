@@ -242,35 +242,8 @@ func isHexDigit(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
 }
 
-// isRegexCandidate is spec §1.2's test for a regex trail less "compiles
-// in Python": the reference holds "static", the key matches
-// [\].][*+]|\[[a-z0-9_.\-]+\] case-insensitively, and re.escape changes
-// it. It restates trails' unexported test of the same name.
+// isRegexCandidate is spec §1.2's test for a regex trail, as trails
+// applies it.
 func isRegexCandidate(key, ref string) bool {
-	return strings.Contains(ref, "static") && looksLikeRegex(key) &&
-		strings.ContainsAny(key, "()[]{}?*+-|^$\\.&~# \t\n\r\v\f")
-}
-
-func looksLikeRegex(k string) bool {
-	for i := 0; i+1 < len(k); i++ {
-		switch k[i] {
-		case ']', '.':
-			if k[i+1] == '*' || k[i+1] == '+' {
-				return true
-			}
-		case '[':
-			j := i + 1
-			for j < len(k) && isRegexClassByte(k[j]) {
-				j++
-			}
-			if j > i+1 && j < len(k) && k[j] == ']' {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-func isRegexClassByte(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-'
+	return trails.IsRegexCandidate([]byte(key), []byte(ref))
 }

@@ -50,8 +50,13 @@ func pyEscapeChanges(k []byte) bool {
 	return bytes.ContainsAny(k, "()[]{}?*+-|^$\\.&~# \t\n\r\v\f")
 }
 
-// isRegexCandidate is spec §1.2's test, less "compiles in Python", which
-// translatePython decides.
+// IsRegexCandidate is spec §1.2's test for a regex trail, less "compiles
+// in Python" (which the translator decides): the reference holds
+// "static", the key looks like a regex, and re.escape would change it.
+func IsRegexCandidate(key, ref []byte) bool {
+	return isRegexCandidate(key, ref)
+}
+
 func isRegexCandidate(key, ref []byte) bool {
 	return bytes.Contains(ref, []byte("static")) && looksLikeRegex(key) && pyEscapeChanges(key)
 }
