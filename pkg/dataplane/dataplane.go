@@ -116,6 +116,9 @@ func Load(opts Options) (*Dataplane, error) {
 		if errors.As(err, &ve) {
 			return nil, fmt.Errorf("load XDP program: %+v", ve)
 		}
+		if errors.Is(err, ebpf.ErrMapIncompatible) {
+			return nil, fmt.Errorf("pinned maps in %s were made by another version of xtrail (remove that directory, or set XDP_PIN_DIR): %w", opts.PinDir, err)
+		}
 		return nil, fmt.Errorf("load XDP program (pin dir %q): %w", opts.PinDir, err)
 	}
 	o := &d.objs

@@ -85,6 +85,9 @@ func OpenTrailMaps(pinDir string) (*TrailMaps, error) {
 			for _, o := range ms[:i] {
 				o.Close()
 			}
+			if errors.Is(err, ebpf.ErrMapIncompatible) {
+				return nil, fmt.Errorf("pinned map %s in %s was made by another version of xtrail (remove that directory): %w", name, pinDir, err)
+			}
 			return nil, fmt.Errorf("open pinned map %s in %s: %w", name, pinDir, err)
 		}
 		ms[i] = m
