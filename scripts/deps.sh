@@ -30,6 +30,10 @@ command -v go >/dev/null 2>&1 || { echo "deps: Go is required (https://go.dev/do
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then
+	if [ "${1:-test}" = test ] && [ "${CI:-}" != true ]; then
+		echo "deps: missing ${need[*]} (not root, not installing): the tests that need them will skip" >&2
+		exit 0
+	fi
 	echo "deps: missing ${need[*]}; run as root (or install them) to continue" >&2
 	exit 1
 fi
