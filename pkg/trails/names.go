@@ -22,6 +22,11 @@ type Names struct {
 	// checked name is cut at ':' and cannot reach them.
 	keys  map[string]uint32
 	metas []nameMeta
+	// idx, when set, replaces keys and metas (NamesFromIndex): the keys
+	// then live in an index such as a mapped trail store instead of on
+	// the Go heap. Every lookup goes through lookup, meta and skips, so
+	// both forms share all matching code.
+	idx   KeyIndex
 	regex []regexTrail
 	rx    *regexIndex // nil when there are no regex trails
 	wl    *Whitelist
@@ -190,11 +195,45 @@ func newNameMeta(info, ref string) nameMeta {
 
 // Lookup returns the meta of an exact key, for tools and tests.
 func (n *Names) Lookup(key string) (Meta, bool) {
-	mi, ok := n.keys[key]
+	var mi uint32
+	var ok bool
+	if n.idx != nil {
+		mi, ok = n.idx.LookupKey([]byte(key))
+	} else {
+		mi, ok = n.keys[key]
+	}
 	if !ok {
 		return Meta{}, false
 	}
-	return n.metas[mi].Meta, true
+	return n.meta(mi), true
+}
+
+// lookup returns the meta index of an exact key. It does not allocate:
+// the map form's string(key) conversion is elided by the compiler, and
+// an index's LookupKey must not allocate either.
+func (n *Names) lookup(key []byte) (uint32, bool) {
+	if n.idx != nil {
+		return n.idx.LookupKey(key)
+	}
+	mi, ok := n.keys[string(key)]
+	return mi, ok
+}
+
+// meta returns the meta of an index lookup returned.
+func (n *Names) meta(mi uint32) Meta {
+	if n.idx != nil {
+		return n.idx.KeyMeta(mi)
+	}
+	return n.metas[mi].Meta
+}
+
+// skips returns the skip-rule facts of an index lookup returned.
+func (n *Names) skips(mi uint32) (nsSkip, dynSkip bool) {
+	if n.idx != nil {
+		return n.idx.KeySkips(mi)
+	}
+	m := &n.metas[mi]
+	return m.nsSkip, m.dynSkip
 }
 
 // DomainRule says which step of the domain check hit.
@@ -243,7 +282,7 @@ func (n *Names) CheckDomain(name []byte, res *DomainHit) bool {
 	const ipAdress = ".ip-adress.com"
 	if len(q) > len(ipAdress) && string(q[len(q)-len(ipAdress):]) == ipAdress {
 		base := q[:len(q)-len(ipAdress)]
-		if mi, ok := n.keys[string(base)]; ok {
+		if mi, ok := n.lookup(base); ok {
 			res.Trail = append(append(append(res.Trail[:0], base...), '('), ipAdress...)
 			res.Trail = append(res.Trail, ')')
 			return n.hit(res, mi, RuleIPAdress)
@@ -253,7 +292,7 @@ func (n *Names) CheckDomain(name []byte, res *DomainHit) bool {
 	nsLike := -1 // computed on the first hit that needs it
 	for off := 0; ; {
 		if len(q)-off <= n.maxNameKey {
-			if mi, ok := n.keys[string(q[off:])]; ok && !n.skipParentHit(q, off, mi, &nsLike) {
+			if mi, ok := n.lookup(q[off:]); ok && !n.skipParentHit(q, off, mi, &nsLike) {
 				if off == 0 {
 					res.Trail = append(res.Trail[:0], q...)
 					return n.hit(res, mi, RuleExact)
@@ -293,7 +332,7 @@ func (n *Names) CheckDomain(name []byte, res *DomainHit) bool {
 	// 6. ".onion.": "x.onion.to" is looked up as "x.onion".
 	if i := bytes.Index(q, []byte(".onion.")); i >= 0 {
 		key := q[:i+len(".onion")]
-		if mi, ok := n.keys[string(key)]; ok {
+		if mi, ok := n.lookup(key); ok {
 			t := append(append(res.Trail[:0], key...), '(')
 			res.Trail = append(append(t, q[len(key):]...), ')')
 			return n.hit(res, mi, RuleOnion)
@@ -307,8 +346,8 @@ func (n *Names) CheckDomain(name []byte, res *DomainHit) bool {
 // trail, and a dynamic-DNS or free-web trail hit by its own name or a www
 // name. nsLike caches whether q looks like a server name (-1 = unknown).
 func (n *Names) skipParentHit(q []byte, off int, mi uint32, nsLike *int) bool {
-	m := &n.metas[mi]
-	if m.nsSkip {
+	nsSkip, dynSkip := n.skips(mi)
+	if nsSkip {
 		if *nsLike < 0 {
 			*nsLike = b2i(isNSLike(q))
 		}
@@ -316,11 +355,11 @@ func (n *Names) skipParentHit(q []byte, off int, mi uint32, nsLike *int) bool {
 			return true
 		}
 	}
-	return m.dynSkip && (off == 0 || firstLabelIsWWW(q))
+	return dynSkip && (off == 0 || firstLabelIsWWW(q))
 }
 
 func (n *Names) hit(res *DomainHit, mi uint32, rule DomainRule) bool {
-	res.Meta = n.metas[mi].Meta
+	res.Meta = n.meta(mi)
 	res.Rule = rule
 	return true
 }

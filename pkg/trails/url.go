@@ -227,17 +227,17 @@ func (n *Names) CheckURL(s *URLScratch, req *HTTPRequest) (URLHit, bool) {
 		return URLHit{}, false
 	}
 	for _, c := range URLCandidates(s, req.Path, req.Body) {
-		mi, ok := n.keys[string(c)]
+		mi, ok := n.lookup(c)
 		hitKey := c
 		if !ok {
 			s.key = append(append(s.key[:0], host...), c...)
-			mi, ok = n.keys[string(s.key)]
+			mi, ok = n.lookup(s.key)
 			hitKey = s.key
 		}
 		if !ok {
 			continue
 		}
-		m := n.metas[mi].Meta
+		m := n.meta(mi)
 		if bytes.IndexByte(hitKey, '?') >= 0 && bytes.IndexByte(s.norm, '?') < 0 && len(req.Body) > 0 {
 			t := append(append(s.trail[:0], host...), '(')
 			t = append(append(t, s.norm...), ` \(`...)
@@ -255,9 +255,9 @@ func (n *Names) CheckURL(s *URLScratch, req *HTTPRequest) (URLHit, bool) {
 		return URLHit{Type: "URL", Trail: s.trail, Meta: m}, true
 	}
 	s.key = append(append(s.key[:0], host...), '/')
-	if mi, ok := n.keys[string(s.key)]; ok {
+	if mi, ok := n.lookup(s.key); ok {
 		s.trail = append(s.trail[:0], s.key...)
-		return URLHit{Type: "URL", Trail: s.trail, Meta: n.metas[mi].Meta}, true
+		return URLHit{Type: "URL", Trail: s.trail, Meta: n.meta(mi)}, true
 	}
 	return URLHit{}, false
 }

@@ -1,0 +1,96 @@
+package trails
+
+import (
+	"errors"
+	"fmt"
+)
+
+// KeyIndex is where an index-backed Names (NamesFromIndex) looks its
+// domain and URL keys up instead of the Go map LoadNames builds: a
+// compiled, memory-mapped trail store (pkg/store) implements it, which
+// keeps the 1.3M keys off the Go heap. It is an interface, not a
+// pkg/store type, because pkg/store imports this package.
+//
+// The index must hold exactly the keys LoadNames would keep for the same
+// rows (regex trail keys included, whitelisted ones dropped), each with
+// its last row's meta. Its methods must be safe for concurrent use, and
+// LookupKey, KeySkips and MaxNameKey must not allocate: CheckDomain and
+// CheckURL promise allocation-free misses.
+type KeyIndex interface {
+	// LookupKey returns the meta index of an exact key.
+	LookupKey(key []byte) (idx uint32, ok bool)
+	// KeyMeta returns the meta of an index LookupKey returned. It may
+	// allocate; it runs only on a hit.
+	KeyMeta(idx uint32) Meta
+	// KeySkips returns the facts of spec §1.3.1's skip rules for a meta:
+	// its info holds "suspicious" or "sinkhole" (nsSkip), "dynamic" or
+	// "free web" (dynSkip). It runs on hits that may still be skipped,
+	// so it must not allocate.
+	KeySkips(idx uint32) (nsSkip, dynSkip bool)
+	// MaxNameKey is the length of the longest key without '/'.
+	MaxNameKey() int
+}
+
+// RegexRow is a row that passed spec §1.2's textual regex test
+// (IsRegexCandidate) and was not whitelisted, for NamesFromIndex.
+type RegexRow struct {
+	Key string
+	// Meta is the row's meta index in the KeyIndex. NamesFromIndex uses
+	// the key's meta in the index when it has the key, as LoadNames uses
+	// the last row's.
+	Meta uint32
+	File string // source, for problem reports
+	Line int
+}
+
+// NamesFromIndex returns a Names whose domain and URL keys live in idx.
+// regexes are the regex candidate rows in CSV order, repeats included:
+// they take Maltrail's first 100 slots and are translated exactly as
+// LoadNames does, and the ones that cannot be are returned as problems
+// (and kept in Problems). wl is kept to skip whitelisted names and hosts
+// at check time, as LoadNames keeps it.
+//
+// Only the CSV-derived Stats (Keys, URLs, Duplicates and the like) are
+// left for the caller to fill, since idx does not know them.
+func NamesFromIndex(idx KeyIndex, regexes []RegexRow, wl *Whitelist) (*Names, []LoadProblem, error) {
+	if idx == nil {
+		return nil, nil, errors.New("names from index: nil index")
+	}
+	n := &Names{idx: idx, wl: wl, maxNameKey: idx.MaxNameKey()}
+	seen := make(map[string]bool)
+	for _, r := range regexes {
+		if n.Stats.RegexSlots >= maxRegexTrails {
+			break
+		}
+		if r.Key == "" {
+			return nil, nil, fmt.Errorf("names from index: %s:%d: empty regex trail key", r.File, r.Line)
+		}
+		n.addRegex(r.Key, r.File, r.Line, seen)
+	}
+	// addRegex keeps the first row of a repeated key; its meta is the
+	// key's final one, as LoadNames takes the last row's.
+	for i := range n.regex {
+		mi, ok := idx.LookupKey([]byte(n.regex[i].key))
+		if !ok {
+			mi = regexRowMeta(regexes, n.regex[i].key)
+		}
+		n.regex[i].meta = mi
+	}
+	n.Stats.Regexes = len(n.regex)
+	if len(n.regex) > 0 {
+		n.rx = newRegexIndex(n.regex)
+	}
+	return n, n.Problems, nil
+}
+
+// regexRowMeta is the meta of the last row with key, for an index that
+// lacks a regex key (it should not).
+func regexRowMeta(rows []RegexRow, key string) uint32 {
+	var mi uint32
+	for _, r := range rows {
+		if r.Key == key {
+			mi = r.Meta
+		}
+	}
+	return mi
+}
