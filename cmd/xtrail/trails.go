@@ -13,6 +13,7 @@ import (
 
 	"github.com/xtrail/xtrail/pkg/dataplane"
 	"github.com/xtrail/xtrail/pkg/feeds"
+	"github.com/xtrail/xtrail/pkg/store"
 	"github.com/xtrail/xtrail/pkg/trails"
 )
 
@@ -21,7 +22,8 @@ const trailsUsage = `usage:
   xtrail trails lookup [-pin-dir DIR] [-trails FILE] [-json] IP|IP:PORT|DOMAIN|URL
   xtrail trails diff   [-pin-dir DIR] [-json] SRC...   (what load would add, remove and change in the kernel)
   xtrail trails stats  [-pin-dir DIR] [-json]
-  xtrail trails update -dir DIR [-force] [-period 24h] [-json] NAME=URL...`
+  xtrail trails update -dir DIR [-force] [-period 24h] [-json] NAME=URL...
+  xtrail trails compile [-o FILE.xts] [-json] SRC.csv[.gz]   (a trail store for TRAILS_FILE)`
 
 func runTrails(ctx context.Context, args []string) error {
 	if len(args) == 0 {
@@ -38,6 +40,8 @@ func runTrails(ctx context.Context, args []string) error {
 		return trailsUpdate(ctx, args[1:])
 	case "diff":
 		return trailsLoadOrDiff(args[1:], true)
+	case "compile":
+		return trailsCompile(args[1:])
 	}
 	return trailsUsageErr()
 }
@@ -318,4 +322,53 @@ func readCSVSet(path string) (*trails.Set, error) {
 		return nil, fmt.Errorf("trails file %s has no trail rows: keeping the loaded trails", path)
 	}
 	return set, nil
+}
+
+// trailsCompile compiles a trails.csv into a trail store, which a sensor
+// with TRAILS_FILE ending in ".xts" maps instead of parsing the CSV. Keys
+// the default whitelist holds are dropped, as the other trails commands
+// drop them.
+func trailsCompile(args []string) error {
+	fs := flag.NewFlagSet("trails compile", flag.ContinueOnError)
+	out := fs.String("o", "", "the store to write (default: SRC without .gz and .csv, plus .xts)")
+	asJSON := fs.Bool("json", false, "print the store's stats as JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return trailsUsageErr()
+	}
+	src := fs.Arg(0)
+	dst := *out
+	if dst == "" {
+		dst = strings.TrimSuffix(strings.TrimSuffix(src, ".gz"), ".csv") + ".xts"
+	}
+	if dst == src {
+		return fmt.Errorf("trails compile: the store would overwrite its source %s", src)
+	}
+	start := time.Now()
+	rc, err := trails.Open(src)
+	if err != nil {
+		return fmt.Errorf("trails compile: %w", err)
+	}
+	in, err := store.FromCSV(rc, src, trails.DefaultWhitelist())
+	rc.Close()
+	if err != nil {
+		return fmt.Errorf("trails compile %s: %w", src, err)
+	}
+	st, err := store.Compile(dst, in)
+	if err != nil {
+		return fmt.Errorf("trails compile %s: %w", src, err)
+	}
+	if *asJSON {
+		return printJSON(struct {
+			File  string
+			Took  string
+			Stats store.Stats
+		}{dst, time.Since(start).Round(time.Millisecond).String(), st})
+	}
+	fmt.Printf("%s: %d names (%d URLs), %d IPs, %d CIDRs, %d regex rows, %d metas; %d rows read, %d malformed, %d whitelisted, %d duplicates; %d bytes in %v\n",
+		dst, st.Names, st.URLs, st.IPs, st.CIDRs, st.Regexes, st.Metas, st.Load.Rows, st.Load.Skipped,
+		st.Load.Whitelisted, st.Duplicates, st.FileSize, time.Since(start).Round(time.Millisecond))
+	return nil
 }

@@ -4,6 +4,7 @@
 package sensor
 
 import (
+	"context"
 	"log/slog"
 	"net/netip"
 	"sync/atomic"
@@ -49,11 +50,15 @@ type Agent struct {
 	meta  MetaSource
 	rules NameRules
 	names atomic.Pointer[trails.Names] // swapped by a trail reload
-	ns    nameState
-	sup   *throttle.Suppressor
-	out   *lineOut
-	log   *slog.Logger
-	stats Stats
+	// handling is odd while Handle runs. SwapNames reads it to know when
+	// no Handle can still use the Names it replaced, whose trail store
+	// may then be unmapped.
+	handling atomic.Uint64
+	ns       nameState
+	sup      *throttle.Suppressor
+	out      *lineOut
+	log      *slog.Logger
+	stats    Stats
 
 	rec dataplane.Record
 	ev  maltrail.Event
@@ -87,6 +92,26 @@ func NewAgent(c AgentConfig) *Agent {
 
 // SetNames switches the name trails (a reload); safe from any goroutine.
 func (a *Agent) SetNames(n *trails.Names) { a.names.Store(n) }
+
+// SwapNames is SetNames that returns once no Handle can still be using
+// the previous Names, so that memory the old Names reads (a mapped trail
+// store) can be released. It returns false, without waiting longer, when
+// ctx ends first; the old Names must then be kept.
+func (a *Agent) SwapNames(ctx context.Context, n *trails.Names) bool {
+	a.names.Store(n)
+	seq := a.handling.Load()
+	if seq%2 == 0 {
+		return true // idle: the next Handle loads n
+	}
+	for a.handling.Load() == seq {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return true
+}
 
 // Tick advances the suppression clock (live: wall time, once a second).
 func (a *Agent) Tick(now time.Time) { a.sup.Tick(now) }
@@ -127,6 +152,8 @@ func (a *Agent) Stats() *Stats { return &a.stats }
 // Handle processes one raw ring-buffer record. The event time is the
 // program's clock: wall time live, the capture time in replay.
 func (a *Agent) Handle(raw []byte) {
+	a.handling.Add(1)
+	defer a.handling.Add(1)
 	a.stats.Records.Add(1)
 	r := &a.rec
 	if err := r.Decode(raw); err != nil {

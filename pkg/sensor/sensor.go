@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/xtrail/xtrail/pkg/dataplane"
 	"github.com/xtrail/xtrail/pkg/maltrail"
 	"github.com/xtrail/xtrail/pkg/pcap"
+	"github.com/xtrail/xtrail/pkg/store"
 	"github.com/xtrail/xtrail/pkg/throttle"
 	"github.com/xtrail/xtrail/pkg/trails"
 )
@@ -94,8 +96,19 @@ func Run(ctx context.Context, o Options) error {
 	}()
 	maps := dp.Trails()
 	rules := o.Rules
+	// st is the open trail store the Names read, when TrailsFile is a
+	// compiled store; reloadLoop replaces it, and it is closed once the
+	// sensor loop (and reloadLoop, deferred later) is over.
+	var st *store.Store
+	defer func() {
+		if st != nil {
+			if cerr := st.Close(); cerr != nil {
+				log.Warn("closing the trail store", "err", cerr)
+			}
+		}
+	}()
 	if o.TrailsFile != "" {
-		if rules.Names, err = loadTrails(o.TrailsFile, maps, rules.Whitelist, log); err != nil {
+		if rules.Names, st, err = loadTrails(o.TrailsFile, maps, rules.Whitelist, log); err != nil {
 			return err
 		}
 	} else if replay {
@@ -143,7 +156,7 @@ func Run(ctx context.Context, o Options) error {
 		reloaded := make(chan struct{})
 		go func() {
 			defer close(reloaded)
-			reloadLoop(rctx, o, maps, agent, log)
+			reloadLoop(rctx, o, maps, agent, &st, log)
 		}()
 		defer func() { stop(); <-reloaded }()
 	}
@@ -304,21 +317,101 @@ func report(log *slog.Logger, dp *dataplane.Dataplane, a *Agent) {
 	log.Info("sensor counters", args...)
 }
 
+// storeExt marks a trails file that is a compiled trail store (xtrail
+// trails compile) rather than a trails.csv.
+const storeExt = ".xts"
+
 // loadTrails loads a trails file: its IP and IP:port trails into the kernel
-// maps, its domain, URL and regex trails into the returned Names.
-func loadTrails(path string, maps *dataplane.TrailMaps, wl *trails.Whitelist, log *slog.Logger) (*trails.Names, error) {
+// maps, its domain, URL and regex trails into the returned Names. A
+// compiled store (storeExt) is returned open, since its Names read the
+// mapping: the caller closes it once the Names are no longer used. For a
+// trails.csv the store is nil.
+func loadTrails(path string, maps *dataplane.TrailMaps, wl *trails.Whitelist, log *slog.Logger) (*trails.Names, *store.Store, error) {
+	if strings.HasSuffix(path, storeExt) {
+		return loadStore(path, maps, wl, log)
+	}
 	// The load's garbage (CSV rows, batches) dwarfs the sensor's steady
 	// heap: collect more often while it runs to keep the peak RSS down.
 	gc := debug.SetGCPercent(25)
 	defer debug.SetGCPercent(gc)
 	set, st, err := maps.LoadFile(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	logIPLoad(log, path, set, st)
+	n, err := loadNames(path, wl, log)
+	return n, nil, err
+}
+
+func logIPLoad(log *slog.Logger, path string, set *trails.Set, st dataplane.LoadStats) {
 	log.Info("IP trails loaded", "file", path, "rows", set.Stats.Rows,
 		"skipped_rows", set.Stats.Skipped, "ipv4", st.IP4, "ipv4_port", st.Port4,
 		"ipv6", st.IP6, "ipv6_port", st.Port6, "cidr4", st.CIDR4, "cidr6", st.CIDR6, "generation", st.Generation)
-	return loadNames(path, wl, log)
+}
+
+// loadStore opens a compiled trail store (checksum verified), loads its IP
+// and CIDR trails into the kernel maps and serves its name trails from
+// the mapping. The store's whitelisted keys were dropped when it was
+// compiled; wl still skips whitelisted names at check time.
+func loadStore(path string, maps *dataplane.TrailMaps, wl *trails.Whitelist, log *slog.Logger) (*trails.Names, *store.Store, error) {
+	s, err := store.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	set := storeSet(s)
+	if len(set.IPs) == 0 && len(set.CIDRs) == 0 && s.Stats().Names == 0 {
+		s.Close()
+		return nil, nil, fmt.Errorf("trail store %s has no trails: keeping the loaded trails", path)
+	}
+	st, err := maps.Replace(set)
+	if err != nil {
+		s.Close()
+		return nil, nil, fmt.Errorf("trail store %s: %w", path, err)
+	}
+	logIPLoad(log, path, set, st)
+	n, probs, err := s.Names(wl)
+	if err != nil {
+		s.Close()
+		return nil, nil, fmt.Errorf("trail store %s: %w", path, err)
+	}
+	for _, p := range probs {
+		log.Warn("trail not usable", "problem", p.String())
+	}
+	log.Info("name trails loaded", "file", path, "keys", n.Stats.Keys, "urls", n.Stats.URLs,
+		"regexes", n.Stats.Regexes, "whitelisted", n.Stats.Whitelisted)
+	return n, s, nil
+}
+
+// storeSet builds the kernel maps' Set from a store's IP and CIDR trails,
+// with only the metas they use: the store's metas also serve the name
+// trails, and every Set meta takes a slot in the kernel's meta map.
+func storeSet(s *store.Store) *trails.Set {
+	st := s.Stats()
+	set := &trails.Set{
+		IPs:   make([]trails.IPTrail, 0, st.IPs),
+		CIDRs: make([]trails.CIDRTrail, 0, st.CIDRs),
+		Stats: trails.Stats{Rows: st.Load.Rows, Skipped: st.Load.Skipped},
+	}
+	remap := make(map[uint32]uint32)
+	meta := func(mi uint32) uint32 {
+		if id, ok := remap[mi]; ok {
+			return id
+		}
+		id := uint32(len(set.Metas))
+		info, ref := s.Meta(mi)
+		set.Metas = append(set.Metas, trails.Meta{Info: info, Reference: ref})
+		remap[mi] = id
+		return id
+	}
+	for t := range s.IPs() {
+		t.Meta = meta(t.Meta)
+		set.IPs = append(set.IPs, t)
+	}
+	for c := range s.CIDRs() {
+		c.Meta = meta(c.Meta)
+		set.CIDRs = append(set.CIDRs, c)
+	}
+	return set
 }
 
 // loadNames reads the domain, URL and regex trails of a trails file.
@@ -352,7 +445,11 @@ func cpuTime() time.Duration {
 // reloadLoop reloads the trails file on request and when it is replaced.
 // A load that fails keeps the current trails: the kernel switches
 // generations only after the new one is complete.
-func reloadLoop(ctx context.Context, o Options, maps *dataplane.TrailMaps, agent *Agent, log *slog.Logger) {
+//
+// cur is the open trail store the current Names read (nil for a
+// trails.csv): a reload replaces it and closes the old one once no
+// record handler can still use it.
+func reloadLoop(ctx context.Context, o Options, maps *dataplane.TrailMaps, agent *Agent, cur **store.Store, log *slog.Logger) {
 	every := o.WatchEvery
 	if every == 0 {
 		every = 5 * time.Second
@@ -379,12 +476,23 @@ func reloadLoop(ctx context.Context, o Options, maps *dataplane.TrailMaps, agent
 		}
 		last, _ = fileVersion(o.TrailsFile)
 		start := time.Now()
-		n, err := loadTrails(o.TrailsFile, maps, o.Rules.Whitelist, log)
+		n, st, err := loadTrails(o.TrailsFile, maps, o.Rules.Whitelist, log)
 		if err != nil {
 			log.Error("trail reload failed: the current trails stay loaded", "file", o.TrailsFile, "why", why, "err", err)
 			continue
 		}
-		agent.SetNames(n)
+		old := *cur
+		*cur = st
+		if !agent.SwapNames(ctx, n) {
+			// Shutting down while a record is handled: leave the old
+			// mapping to the process exit rather than fault under it.
+			return
+		}
+		if old != nil {
+			if err := old.Close(); err != nil {
+				log.Warn("closing the previous trail store", "err", err)
+			}
+		}
 		log.Info("trails reloaded", "file", o.TrailsFile, "why", why, "took", time.Since(start).Round(time.Millisecond))
 	}
 }
