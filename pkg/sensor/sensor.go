@@ -107,7 +107,11 @@ func Run(ctx context.Context, o Options) error {
 			}
 		}
 	}()
+	var loadedVersion string
 	if o.TrailsFile != "" {
+		// the version read before the load: a file replaced during or
+		// after it is reloaded by the watcher
+		loadedVersion, _ = fileVersion(o.TrailsFile)
 		if rules.Names, st, err = loadTrails(o.TrailsFile, maps, rules.Whitelist, log); err != nil {
 			return err
 		}
@@ -156,7 +160,7 @@ func Run(ctx context.Context, o Options) error {
 		reloaded := make(chan struct{})
 		go func() {
 			defer close(reloaded)
-			reloadLoop(rctx, o, maps, agent, &st, log)
+			reloadLoop(rctx, o, maps, agent, &st, loadedVersion, log)
 		}()
 		defer func() { stop(); <-reloaded }()
 	}
@@ -449,7 +453,7 @@ func cpuTime() time.Duration {
 // cur is the open trail store the current Names read (nil for a
 // trails.csv): a reload replaces it and closes the old one once no
 // record handler can still use it.
-func reloadLoop(ctx context.Context, o Options, maps *dataplane.TrailMaps, agent *Agent, cur **store.Store, log *slog.Logger) {
+func reloadLoop(ctx context.Context, o Options, maps *dataplane.TrailMaps, agent *Agent, cur **store.Store, last string, log *slog.Logger) {
 	every := o.WatchEvery
 	if every == 0 {
 		every = 5 * time.Second
@@ -460,7 +464,6 @@ func reloadLoop(ctx context.Context, o Options, maps *dataplane.TrailMaps, agent
 		defer t.Stop()
 		tick = t.C
 	}
-	last, _ := fileVersion(o.TrailsFile)
 	for {
 		why := "signal"
 		select {
