@@ -77,6 +77,15 @@ XT_OUTER(xt_port6, xt_port6_gen);
 XT_OUTER(xt_cidr4, xt_cidr4_gen);
 XT_OUTER(xt_cidr6, xt_cidr6_gen);
 
+/* What the live generation holds (see struct xt_genid); not read here. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xt_genid);
+	__uint(pinning, XT_PIN_BY_NAME);
+} xt_live SEC(".maps");
+
 /* The live generation (0 or 1) of every trail map. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -115,6 +115,17 @@ struct xt_meta {
 	char ref[XT_REF_MAX];
 };
 
+/*
+ * Identity of the trails in the live generation: the SHA-256 of the compiled
+ * store they came from (zero when unknown), so a sensor restarting on the
+ * same store keeps the loaded generation instead of rebuilding it.
+ */
+struct xt_genid {
+	__u8 sum[32];
+	__u32 gen;
+	__u32 pad;
+};
+
 /* xt_config.flags */
 #define XT_CFG_REPLAY (1U << 0) /* clock_ns is the time of the packet being replayed */
 

@@ -123,3 +123,25 @@ func TestDiff(t *testing.T) {
 		t.Error("diff changed the live trails")
 	}
 }
+
+func TestLiveID(t *testing.T) {
+	p := newPlane(t, testTrails, ActionPass)
+	maps := p.dp.Trails()
+	if id, live := maps.LiveID(); id != ([32]byte{}) || !live {
+		t.Fatalf("after a plain load: %x %v, want zero and live", id, live)
+	}
+	set, _ := trails.LoadSet(strings.NewReader(testTrails), "t.csv")
+	sum := [32]byte{1, 2, 3}
+	if _, err := maps.ReplaceWithID(set, sum); err != nil {
+		t.Fatal(err)
+	}
+	if id, live := maps.LiveID(); id != sum || !live {
+		t.Fatalf("after ReplaceWithID: %x %v", id, live)
+	}
+	if _, err := maps.Replace(set); err != nil {
+		t.Fatal(err)
+	}
+	if id, _ := maps.LiveID(); id != ([32]byte{}) {
+		t.Fatalf("a plain load kept the previous identity %x", id)
+	}
+}

@@ -123,7 +123,7 @@ func Load(opts Options) (*Dataplane, error) {
 	}
 	o := &d.objs
 	if d.trails, err = newTrailMaps(spec, [nKinds]*ebpf.Map{o.XtIp4, o.XtIp6, o.XtPort4, o.XtPort6, o.XtCidr4, o.XtCidr6},
-		o.XtGen, o.XtInfo, false); err != nil {
+		o.XtGen, o.XtLive, o.XtInfo, false); err != nil {
 		d.objs.Close()
 		return nil, err
 	}

@@ -46,6 +46,7 @@ type TrailMaps struct {
 	outer [nKinds]*ebpf.Map
 	inner [nKinds]*ebpf.MapSpec // templates of a generation's maps
 	gen   *ebpf.Map
+	live  *ebpf.Map // xt_live: what the live generation holds
 	info  *ebpf.Map
 	owned bool
 	// Grace is how long the previous generation stays reachable after a
@@ -54,8 +55,8 @@ type TrailMaps struct {
 	Grace time.Duration
 }
 
-func newTrailMaps(spec *ebpf.CollectionSpec, outer [nKinds]*ebpf.Map, gen, info *ebpf.Map, owned bool) (*TrailMaps, error) {
-	t := &TrailMaps{outer: outer, gen: gen, info: info, owned: owned, Grace: 50 * time.Millisecond}
+func newTrailMaps(spec *ebpf.CollectionSpec, outer [nKinds]*ebpf.Map, gen, live, info *ebpf.Map, owned bool) (*TrailMaps, error) {
+	t := &TrailMaps{outer: outer, gen: gen, live: live, info: info, owned: owned, Grace: 50 * time.Millisecond}
 	for i, name := range outerNames {
 		ms := spec.Maps[name]
 		if ms == nil || ms.InnerMap == nil {
@@ -77,7 +78,7 @@ func OpenTrailMaps(pinDir string) (*TrailMaps, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read embedded BPF object: %w", err)
 	}
-	names := append(outerNames[:], "xt_gen", "xt_info")
+	names := append(outerNames[:], "xt_gen", "xt_live", "xt_info")
 	ms := make([]*ebpf.Map, len(names))
 	for i, name := range names {
 		m, err := ebpf.NewMapWithOptions(spec.Maps[name], ebpf.MapOptions{PinPath: pinDir})
@@ -92,7 +93,7 @@ func OpenTrailMaps(pinDir string) (*TrailMaps, error) {
 		}
 		ms[i] = m
 	}
-	t, err := newTrailMaps(spec, [nKinds]*ebpf.Map(ms[:nKinds]), ms[nKinds], ms[nKinds+1], true)
+	t, err := newTrailMaps(spec, [nKinds]*ebpf.Map(ms[:nKinds]), ms[nKinds], ms[nKinds+1], ms[nKinds+2], true)
 	if err != nil {
 		for _, m := range ms {
 			m.Close()
@@ -108,7 +109,7 @@ func (t *TrailMaps) Close() error {
 		return nil
 	}
 	var errs []error
-	for _, m := range append(t.outer[:], t.gen, t.info) {
+	for _, m := range append(t.outer[:], t.gen, t.live, t.info) {
 		if err := m.Close(); err != nil {
 			errs = append(errs, err)
 		}
@@ -186,6 +187,23 @@ func putCString(dst []int8, s string) {
 // (no packet sees a mix of generations), and frees the previous one after
 // Grace. Calls must not overlap (the trail loader runs one at a time).
 func (t *TrailMaps) Replace(set *trails.Set) (LoadStats, error) {
+	return t.ReplaceWithID(set, [32]byte{})
+}
+
+// LiveID returns the identity recorded with the live generation (zero when
+// unknown) and whether it is still the live one.
+func (t *TrailMaps) LiveID() ([32]byte, bool) {
+	var v xtrailXtGenid
+	g, err := t.Generation()
+	if err != nil || t.live.Lookup(uint32(0), &v) != nil {
+		return [32]byte{}, false
+	}
+	return v.Sum, v.Gen == g
+}
+
+// ReplaceWithID is Replace that records sum (a compiled store's checksum)
+// as what the new generation holds.
+func (t *TrailMaps) ReplaceWithID(set *trails.Set, sum [32]byte) (LoadStats, error) {
 	var st LoadStats
 	start := time.Now()
 	// Reuse the ids of (info, reference) pairs already in the kernel, so
@@ -323,6 +341,9 @@ func (t *TrailMaps) Replace(set *trails.Set) (LoadStats, error) {
 	// The switch: one write, read once per packet by the program.
 	if err := t.gen.Put(uint32(0), nextGen); err != nil {
 		return st, fmt.Errorf("switch trail generation: %w", err)
+	}
+	if err := t.live.Put(uint32(0), xtrailXtGenid{Sum: sum, Gen: nextGen}); err != nil {
+		return st, fmt.Errorf("record trail generation: %w", err)
 	}
 	st.Generation, st.Switch = nextGen, time.Since(start)
 	// Free the previous generation once no packet can be using it.

@@ -27,6 +27,13 @@ type xtrailXtCounters struct {
 	C [29]uint64
 }
 
+type xtrailXtGenid struct {
+	_   structs.HostLayout
+	Sum [32]uint8
+	Gen uint32
+	Pad uint32
+}
+
 type xtrailXtMeta struct {
 	_    structs.HostLayout
 	Info [192]int8
@@ -77,6 +84,7 @@ const (
 	xtrailMapXtInfo     = "xt_info"
 	xtrailMapXtIp4      = "xt_ip4"
 	xtrailMapXtIp6      = "xt_ip6"
+	xtrailMapXtLive     = "xt_live"
 	xtrailMapXtPort4    = "xt_port4"
 	xtrailMapXtPort6    = "xt_port6"
 	xtrailMapXtScratch  = "xt_scratch"
@@ -142,6 +150,7 @@ type xtrailMapSpecs struct {
 	XtInfo    *ebpf.MapSpec `ebpf:"xt_info"`
 	XtIp4     *ebpf.MapSpec `ebpf:"xt_ip4"`
 	XtIp6     *ebpf.MapSpec `ebpf:"xt_ip6"`
+	XtLive    *ebpf.MapSpec `ebpf:"xt_live"`
 	XtPort4   *ebpf.MapSpec `ebpf:"xt_port4"`
 	XtPort6   *ebpf.MapSpec `ebpf:"xt_port6"`
 	XtScratch *ebpf.MapSpec `ebpf:"xt_scratch"`
@@ -183,6 +192,7 @@ type xtrailMaps struct {
 	XtInfo    *ebpf.Map `ebpf:"xt_info"`
 	XtIp4     *ebpf.Map `ebpf:"xt_ip4"`
 	XtIp6     *ebpf.Map `ebpf:"xt_ip6"`
+	XtLive    *ebpf.Map `ebpf:"xt_live"`
 	XtPort4   *ebpf.Map `ebpf:"xt_port4"`
 	XtPort6   *ebpf.Map `ebpf:"xt_port6"`
 	XtScratch *ebpf.Map `ebpf:"xt_scratch"`
@@ -200,6 +210,7 @@ func (m *xtrailMaps) Close() error {
 		m.XtInfo,
 		m.XtIp4,
 		m.XtIp6,
+		m.XtLive,
 		m.XtPort4,
 		m.XtPort6,
 		m.XtScratch,

@@ -362,17 +362,22 @@ func loadStore(path string, maps *dataplane.TrailMaps, wl *trails.Whitelist, log
 	if err != nil {
 		return nil, nil, err
 	}
-	set := storeSet(s)
-	if len(set.IPs) == 0 && len(set.CIDRs) == 0 && s.Stats().Names == 0 {
-		s.Close()
-		return nil, nil, fmt.Errorf("trail store %s has no trails: keeping the loaded trails", path)
+	if id, live := maps.LiveID(); live && id == s.Info().SHA256 {
+		// a restart on the same store: the pinned generation holds its trails
+		log.Info("IP trails already loaded in the kernel from this store", "file", path)
+	} else {
+		set := storeSet(s)
+		if len(set.IPs) == 0 && len(set.CIDRs) == 0 && s.Stats().Names == 0 {
+			s.Close()
+			return nil, nil, fmt.Errorf("trail store %s has no trails: keeping the loaded trails", path)
+		}
+		st, err := maps.ReplaceWithID(set, s.Info().SHA256)
+		if err != nil {
+			s.Close()
+			return nil, nil, fmt.Errorf("trail store %s: %w", path, err)
+		}
+		logIPLoad(log, path, set, st)
 	}
-	st, err := maps.Replace(set)
-	if err != nil {
-		s.Close()
-		return nil, nil, fmt.Errorf("trail store %s: %w", path, err)
-	}
-	logIPLoad(log, path, set, st)
 	n, probs, err := s.Names(wl)
 	if err != nil {
 		s.Close()

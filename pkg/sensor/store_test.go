@@ -1,13 +1,22 @@
 package sensor
 
 import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/xtrail/xtrail/internal/lab"
 	"github.com/xtrail/xtrail/internal/testenv"
+	"github.com/xtrail/xtrail/pkg/dataplane"
+	"github.com/xtrail/xtrail/pkg/maltrail"
 	"github.com/xtrail/xtrail/pkg/store"
+	"github.com/xtrail/xtrail/pkg/throttle"
 	"github.com/xtrail/xtrail/pkg/trails"
 )
 
@@ -42,5 +51,75 @@ func TestCorpusStore(t *testing.T) {
 				t.Errorf("%d events, want %d", len(got), len(corpusWant[name]))
 			}
 		})
+	}
+}
+
+// TestRestartKeepsStoreGeneration: a sensor restarting on the same compiled
+// store keeps the pinned generation (no rebuild), and its trails still fire.
+func TestRestartKeepsStoreGeneration(t *testing.T) {
+	l := lab.New(t)
+	dir := t.TempDir()
+	in, err := store.FromCSV(strings.NewReader("203.0.113.71,lab (malware),(custom)\nevil-seven.com,lab (malware),(custom)\n"), "t.csv", trails.DefaultWhitelist())
+	if err != nil {
+		t.Fatal(err)
+	}
+	xts := filepath.Join(dir, "trails"+storeExt)
+	if _, err := store.Compile(xts, in); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 4)
+	rand.Read(b)
+	pinDir := "/sys/fs/bpf/xtrail-test-" + hex.EncodeToString(b)
+	t.Cleanup(func() { os.RemoveAll(pinDir) })
+	var conn net.PacketConn
+	if err := lab.InNetns(l.Source, func() (err error) { conn, err = net.ListenPacket("udp4", ":0"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	gens := make([]uint32, 0, 2)
+	for run := 0; run < 2; run++ {
+		c := newCapture()
+		ctx, cancel := context.WithCancel(context.Background())
+		ready := make(chan struct{})
+		done := make(chan error, 1)
+		go func() {
+			done <- Run(ctx, Options{Interfaces: []string{l.SensorIf}, Netns: lab.NetnsPath(l.Sensor),
+				Action: dataplane.ActionDrop, PinDir: pinDir, TrailsFile: xts, Throttle: throttle.Off, WatchEvery: -1,
+				Renderer: maltrail.Renderer{Sensor: "lab", Loc: time.UTC}, Out: c, Ready: func() { close(ready) }})
+		}()
+		select {
+		case <-ready:
+		case err := <-done:
+			t.Fatalf("run %d stopped: %v", run, err)
+		case <-time.After(20 * time.Second):
+			t.Fatal("sensor not ready")
+		}
+		maps, err := dataplane.OpenTrailMaps(pinDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := maps.Generation()
+		maps.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		gens = append(gens, g)
+		if _, err := conn.WriteTo([]byte("x"), &net.UDPAddr{IP: net.ParseIP("203.0.113.71"), Port: 7000 + run}); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for len(c.get()) == 0 && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if got := c.get(); len(got) != 1 || !strings.Contains(got[0], " UDP IP 203.0.113.71 ") {
+			t.Fatalf("run %d: events %q", run, got)
+		}
+	}
+	if gens[0] != gens[1] {
+		t.Errorf("the restart rebuilt the trails: generation %d then %d", gens[0], gens[1])
 	}
 }
