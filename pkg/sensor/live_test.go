@@ -1,9 +1,6 @@
 package sensor
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,7 +9,6 @@ import (
 
 	"github.com/xtrail/xtrail/internal/lab"
 	"github.com/xtrail/xtrail/pkg/dataplane"
-	"github.com/xtrail/xtrail/pkg/maltrail"
 )
 
 const labTrails = "136.161.101.53,sinkhole conficker (malware),(static)\r\n" +
@@ -35,36 +31,7 @@ func testLive(t *testing.T, mode dataplane.Mode) {
 	if err := os.WriteFile(trailsFile, []byte(labTrails), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	b := make([]byte, 4)
-	rand.Read(b)
-	pinDir := "/sys/fs/bpf/xtrail-test-" + hex.EncodeToString(b)
-	t.Cleanup(func() { os.RemoveAll(pinDir) })
-
-	c := newCapture()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ready := make(chan struct{})
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, Options{
-			Interfaces: []string{l.SensorIf},
-			Netns:      lab.NetnsPath(l.Sensor),
-			XDPMode:    mode,
-			Action:     dataplane.ActionDrop,
-			PinDir:     pinDir,
-			TrailsFile: trailsFile,
-			Renderer:   maltrail.Renderer{Sensor: "lab", Loc: time.UTC},
-			Out:        c,
-			Ready:      func() { close(ready) },
-		})
-	}()
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("sensor stopped before it was ready: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("sensor not ready after 20 s")
-	}
+	c, stop := liveSensor(t, l, Options{XDPMode: mode, TrailsFile: trailsFile})
 	if on, err := l.XDPAttached(); err != nil || !on {
 		t.Fatalf("no XDP program on %s after Ready (%v)", l.SensorIf, err)
 	}
@@ -102,14 +69,8 @@ func testLive(t *testing.T, mode dataplane.Mode) {
 			t.Errorf("event not from the lab source: %s", line)
 		}
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("sensor did not stop within 10 s of cancel")
+	if err := stop(); err != nil {
+		t.Fatal(err)
 	}
 	if on, err := l.XDPAttached(); err != nil || on {
 		t.Fatalf("XDP program still attached after the sensor stopped (%v)", err)

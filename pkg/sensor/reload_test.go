@@ -1,9 +1,6 @@
 package sensor
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"net"
 	"os"
@@ -17,7 +14,6 @@ import (
 
 	"github.com/xtrail/xtrail/internal/lab"
 	"github.com/xtrail/xtrail/pkg/dataplane"
-	"github.com/xtrail/xtrail/pkg/maltrail"
 	"github.com/xtrail/xtrail/pkg/throttle"
 	"github.com/xtrail/xtrail/pkg/trails"
 )
@@ -48,30 +44,8 @@ func TestReloadUnderTraffic(t *testing.T) {
 	if err := os.WriteFile(fileB, []byte(genB), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	b := make([]byte, 4)
-	rand.Read(b)
-	pinDir := "/sys/fs/bpf/xtrail-test-" + hex.EncodeToString(b)
-	t.Cleanup(func() { os.RemoveAll(pinDir) })
-
-	c := newCapture()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ready := make(chan struct{})
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, Options{
-			Interfaces: []string{l.SensorIf}, Netns: lab.NetnsPath(l.Sensor), Action: dataplane.ActionDrop,
-			PinDir: pinDir, TrailsFile: fileB, Throttle: throttle.Off,
-			Renderer: maltrail.Renderer{Sensor: "lab", Loc: time.UTC}, Out: c, Ready: func() { close(ready) },
-		})
-	}()
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("sensor stopped: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("sensor not ready")
-	}
+	pinDir := newPinDir(t)
+	c, stop := liveSensor(t, l, Options{PinDir: pinDir, TrailsFile: fileB, Throttle: throttle.Off})
 
 	// the trail loader, as `xtrail trails load` runs it: its own handles on the pins
 	maps, err := dataplane.OpenTrailMaps(pinDir)
@@ -197,8 +171,7 @@ func TestReloadUnderTraffic(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -227,33 +200,11 @@ func TestReloadTriggers(t *testing.T) {
 
 	// start runs a sensor until the returned stop is called.
 	start := func(watch time.Duration, reload chan struct{}) (*capture, func()) {
-		b := make([]byte, 4)
-		rand.Read(b)
-		pinDir := "/sys/fs/bpf/xtrail-test-" + hex.EncodeToString(b)
-		c := newCapture()
-		ctx, cancel := context.WithCancel(context.Background())
-		ready := make(chan struct{})
-		done := make(chan error, 1)
-		go func() {
-			done <- Run(ctx, Options{
-				Interfaces: []string{l.SensorIf}, Netns: lab.NetnsPath(l.Sensor), Action: dataplane.ActionDrop,
-				PinDir: pinDir, TrailsFile: file, Throttle: throttle.Off, Reload: reload, WatchEvery: watch,
-				Renderer: maltrail.Renderer{Sensor: "lab", Loc: time.UTC}, Out: c, Ready: func() { close(ready) },
-			})
-		}()
-		select {
-		case <-ready:
-		case err := <-done:
-			t.Fatalf("sensor stopped: %v", err)
-		case <-time.After(20 * time.Second):
-			t.Fatal("sensor not ready")
-		}
+		c, stop := liveSensor(t, l, Options{TrailsFile: file, Throttle: throttle.Off, Reload: reload, WatchEvery: watch})
 		return c, func() {
-			cancel()
-			if err := <-done; err != nil {
+			if err := stop(); err != nil {
 				t.Error(err)
 			}
-			os.RemoveAll(pinDir)
 		}
 	}
 	port := 30000

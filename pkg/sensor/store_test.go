@@ -1,9 +1,6 @@
 package sensor
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"net"
 	"os"
 	"path/filepath"
@@ -14,7 +11,6 @@ import (
 	"github.com/xtrail/xtrail/internal/lab"
 	"github.com/xtrail/xtrail/internal/testenv"
 	"github.com/xtrail/xtrail/pkg/dataplane"
-	"github.com/xtrail/xtrail/pkg/maltrail"
 	"github.com/xtrail/xtrail/pkg/store"
 	"github.com/xtrail/xtrail/pkg/throttle"
 	"github.com/xtrail/xtrail/pkg/trails"
@@ -67,10 +63,7 @@ func TestRestartKeepsStoreGeneration(t *testing.T) {
 	if _, err := store.Compile(xts, in); err != nil {
 		t.Fatal(err)
 	}
-	b := make([]byte, 4)
-	rand.Read(b)
-	pinDir := "/sys/fs/bpf/xtrail-test-" + hex.EncodeToString(b)
-	t.Cleanup(func() { os.RemoveAll(pinDir) })
+	pinDir := newPinDir(t)
 	var conn net.PacketConn
 	if err := lab.InNetns(l.Source, func() (err error) { conn, err = net.ListenPacket("udp4", ":0"); return err }); err != nil {
 		t.Fatal(err)
@@ -78,22 +71,7 @@ func TestRestartKeepsStoreGeneration(t *testing.T) {
 	defer conn.Close()
 	gens := make([]uint32, 0, 2)
 	for run := 0; run < 2; run++ {
-		c := newCapture()
-		ctx, cancel := context.WithCancel(context.Background())
-		ready := make(chan struct{})
-		done := make(chan error, 1)
-		go func() {
-			done <- Run(ctx, Options{Interfaces: []string{l.SensorIf}, Netns: lab.NetnsPath(l.Sensor),
-				Action: dataplane.ActionDrop, PinDir: pinDir, TrailsFile: xts, Throttle: throttle.Off, WatchEvery: -1,
-				Renderer: maltrail.Renderer{Sensor: "lab", Loc: time.UTC}, Out: c, Ready: func() { close(ready) }})
-		}()
-		select {
-		case <-ready:
-		case err := <-done:
-			t.Fatalf("run %d stopped: %v", run, err)
-		case <-time.After(20 * time.Second):
-			t.Fatal("sensor not ready")
-		}
+		c, stop := liveSensor(t, l, Options{PinDir: pinDir, TrailsFile: xts, Throttle: throttle.Off, WatchEvery: -1})
 		maps, err := dataplane.OpenTrailMaps(pinDir)
 		if err != nil {
 			t.Fatal(err)
@@ -111,8 +89,7 @@ func TestRestartKeepsStoreGeneration(t *testing.T) {
 		for len(c.get()) == 0 && time.Now().Before(deadline) {
 			time.Sleep(20 * time.Millisecond)
 		}
-		cancel()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			t.Fatal(err)
 		}
 		if got := c.get(); len(got) != 1 || !strings.Contains(got[0], " UDP IP 203.0.113.71 ") {
