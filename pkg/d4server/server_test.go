@@ -2,18 +2,12 @@ package d4server
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/binary"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -22,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xtrail/xtrail/pkg/certs"
 	"github.com/xtrail/xtrail/pkg/d4"
 	"github.com/xtrail/xtrail/pkg/export"
 )
@@ -31,40 +26,31 @@ var (
 	otherKey = []byte("another sensor's key")
 )
 
-// selfSigned writes a fresh certificate for 127.0.0.1 and returns the file
-// holding cert and key (d4-core's server.pem style) and a pool trusting it.
+// selfSigned writes a fresh certificate for 127.0.0.1 (made by pkg/certs)
+// and its key into one PEM file, as d4-core's server.pem holds both, and
+// returns the file and a pool trusting the certificate's CA.
 func selfSigned(t *testing.T) (string, *x509.CertPool) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	dir := t.TempDir()
+	if err := certs.Generate(dir, []string{"127.0.0.1", "localhost"}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	var both []byte
+	for _, f := range []string{certs.CertFile, certs.KeyFile} {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		both = append(both, b...)
+	}
+	path := filepath.Join(dir, "server.pem")
+	if err := os.WriteFile(path, both, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pool, err := certs.LoadPool(filepath.Join(dir, certs.CAFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pemBytes := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})...)
-	path := filepath.Join(t.TempDir(), "server.pem")
-	if err := os.WriteFile(path, pemBytes, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
 	return path, pool
 }
 
