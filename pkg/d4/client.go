@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/xtrail/xtrail/internal/ctxtime"
 )
 
 // Client defaults and fixed timeouts.
@@ -263,7 +265,7 @@ func (c *Client) Run(ctx context.Context) error {
 			}
 			c.log.Warn("d4: connection lost", "err", err, "unsent_lines", c.Stats().Pending, "retry_in", backoff)
 		}
-		if !sleepCtx(ctx, jitter(backoff)) {
+		if ctxtime.Sleep(ctx, jitter(backoff)) != nil {
 			break
 		}
 		backoff = min(2*backoff, maxBackoff)
@@ -283,18 +285,6 @@ func jitter(d time.Duration) time.Duration {
 		return d
 	}
 	return d/2 + rand.N(d/2+1)
-}
-
-// sleepCtx waits d or until ctx is done; it reports whether d elapsed.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // connWriter serialises write deadlines between the session loop and the

@@ -30,6 +30,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/xtrail/xtrail/internal/ctxtime"
 	"github.com/xtrail/xtrail/pkg/d4"
 )
 
@@ -253,7 +254,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 				return fmt.Errorf("d4server: accept: %w", err)
 			}
 			s.log.Warn("d4server: accept failed; retrying", "err", err, "retry_in", wait)
-			if sleepCtx(ctx, wait) != nil {
+			if ctxtime.Sleep(ctx, wait) != nil {
 				return nil
 			}
 			wait = min(2*wait, time.Second)
@@ -495,21 +496,10 @@ func (s *Server) push(ctx context.Context, sess *session, lines [][]byte) error 
 		}
 		s.storeErrs.Add(1)
 		s.log.Warn("d4server: storing lines failed; retrying", "uuid", sess.hex, "lines", len(lines), "err", err, "retry_in", wait)
-		if err := sleepCtx(ctx, wait); err != nil {
+		if err := ctxtime.Sleep(ctx, wait); err != nil {
 			return err
 		}
 		wait = min(2*wait, storeRetryMax)
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }
 

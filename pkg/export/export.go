@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/xtrail/xtrail/internal/ctxtime"
 )
 
 // Retry pacing for a failing destination or store.
@@ -107,7 +109,7 @@ func (e *Exporter) Run(ctx context.Context) error {
 			}
 			e.popErrs.Add(1)
 			e.log.Warn("export: waiting for queue elements failed; retrying", "err", err, "retry_in", wait)
-			if sleep(ctx, wait) != nil {
+			if ctxtime.Sleep(ctx, wait) != nil {
 				return nil
 			}
 			wait = min(2*wait, backoffMax)
@@ -149,7 +151,7 @@ func (e *Exporter) deliver(ctx context.Context, elem string) error {
 			// One line per outage, not one per attempt.
 			e.log.Warn("export: send failed; retrying with backoff until it succeeds", "err", err)
 		}
-		if err := sleep(ctx, wait); err != nil {
+		if err := ctxtime.Sleep(ctx, wait); err != nil {
 			return err
 		}
 		wait = min(2*wait, backoffMax)
@@ -179,22 +181,10 @@ func retry(ctx context.Context, log *slog.Logger, what string, f func() error) e
 			return ctx.Err()
 		}
 		log.Warn("export: "+what+" failed; retrying", "err", err, "retry_in", wait)
-		if err := sleep(ctx, wait); err != nil {
+		if err := ctxtime.Sleep(ctx, wait); err != nil {
 			return err
 		}
 		wait = min(2*wait, backoffMax)
-	}
-}
-
-// sleep waits d or until ctx is done.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }
 
