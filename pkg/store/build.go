@@ -183,12 +183,8 @@ func lay(in *Input) (*layout, error) {
 	st.Slots = len(nt.slots) / slotSize
 	st.KeyBytes = len(nt.keys)
 
-	// IPs: sort by key then row order, keep the last of each key.
-	type seqIP struct {
-		trails.IPTrail
-		seq int
-	}
-	ips := make([]seqIP, len(in.IPs))
+	// IPs and CIDRs: sorted by key, the last row of each key kept.
+	ips := make([]trails.IPTrail, len(in.IPs))
 	for i, t := range in.IPs {
 		if !t.Addr.IsValid() {
 			return nil, fmt.Errorf("IP trail %d: invalid address", i)
@@ -197,30 +193,16 @@ func lay(in *Input) (*layout, error) {
 			return nil, err
 		}
 		t.Addr = t.Addr.WithZone("")
-		ips[i] = seqIP{t, i}
+		ips[i] = t
 	}
-	slices.SortFunc(ips, func(a, b seqIP) int {
-		if c := compareIP(a.IPTrail, b.IPTrail); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.seq, b.seq)
-	})
+	ips, st.IPDuplicates = lastOfEach(ips, compareIP)
 	ipSec := make([]byte, 0, len(ips)*ipSize)
-	for i, t := range ips {
-		if i+1 < len(ips) && compareIP(t.IPTrail, ips[i+1].IPTrail) == 0 {
-			st.IPDuplicates++
-			continue
-		}
+	for _, t := range ips {
 		ipSec = appendAddrEntry(ipSec, t.Addr, 0, t.Port, t.Meta)
-		st.IPs++
 	}
+	st.IPs = len(ips)
 
-	// CIDRs, likewise.
-	type seqCIDR struct {
-		trails.CIDRTrail
-		seq int
-	}
-	cidrs := make([]seqCIDR, len(in.CIDRs))
+	cidrs := make([]trails.CIDRTrail, len(in.CIDRs))
 	for i, t := range in.CIDRs {
 		if !t.Prefix.IsValid() {
 			return nil, fmt.Errorf("CIDR trail %d: invalid prefix", i)
@@ -229,23 +211,14 @@ func lay(in *Input) (*layout, error) {
 			return nil, err
 		}
 		t.Prefix = netip.PrefixFrom(t.Prefix.Addr().WithZone(""), t.Prefix.Bits()).Masked()
-		cidrs[i] = seqCIDR{t, i}
+		cidrs[i] = t
 	}
-	slices.SortFunc(cidrs, func(a, b seqCIDR) int {
-		if c := compareCIDR(a.CIDRTrail, b.CIDRTrail); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.seq, b.seq)
-	})
+	cidrs, st.CIDRDuplicates = lastOfEach(cidrs, compareCIDR)
 	cidrSec := make([]byte, 0, len(cidrs)*cidrSize)
-	for i, t := range cidrs {
-		if i+1 < len(cidrs) && compareCIDR(t.CIDRTrail, cidrs[i+1].CIDRTrail) == 0 {
-			st.CIDRDuplicates++
-			continue
-		}
+	for _, t := range cidrs {
 		cidrSec = appendAddrEntry(cidrSec, t.Prefix.Addr(), uint8(t.Prefix.Bits()), 0, t.Meta)
-		st.CIDRs++
 	}
+	st.CIDRs = len(cidrs)
 
 	// Regexes.
 	rxSec := make([]byte, 0, len(in.Regexes)*regexSize)
@@ -543,4 +516,20 @@ func (t *nameTable) lookup(key string) (uint32, bool) {
 			}
 		}
 	}
+}
+
+// lastOfEach sorts items by cmp, keeping the input order among equal ones
+// (stable), and keeps only the last item of each run of equal keys: a later
+// row of the same key wins, as in Maltrail's dict. It returns the kept
+// items and how many it dropped.
+func lastOfEach[T any](items []T, cmp func(a, b T) int) ([]T, int) {
+	slices.SortStableFunc(items, cmp)
+	kept := items[:0]
+	for i, t := range items {
+		if i+1 < len(items) && cmp(t, items[i+1]) == 0 {
+			continue
+		}
+		kept = append(kept, t)
+	}
+	return kept, len(items) - len(kept)
 }
