@@ -3,9 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
@@ -15,6 +13,7 @@ import (
 	"time"
 
 	"github.com/xtrail/xtrail/internal/lab"
+	"github.com/xtrail/xtrail/internal/testenv"
 	"github.com/xtrail/xtrail/pkg/certs"
 	"github.com/xtrail/xtrail/pkg/collector"
 	"github.com/xtrail/xtrail/pkg/d4"
@@ -117,10 +116,7 @@ func TestLiveNames(t *testing.T) {
 	if err := os.WriteFile(trailsFile, []byte(nameTrails), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	b := make([]byte, 4)
-	rand.Read(b)
-	pinDir := "/sys/fs/bpf/xtrail-test-" + hex.EncodeToString(b)
-	t.Cleanup(func() { os.RemoveAll(pinDir) })
+	pinDir := testenv.PinDir(t)
 	ready := make(chan struct{})
 	sctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)

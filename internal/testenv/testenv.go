@@ -4,6 +4,8 @@
 package testenv
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -58,4 +60,14 @@ func SharedDir(t testing.TB) string {
 	}
 	skipOrFail(t, "../shared (corpus and trails data) is not next to the project; set XTRAIL_SHARED")
 	return ""
+}
+
+// PinDir names a fresh bpffs directory for a test's pinned BPF objects,
+// removed with everything in it at cleanup.
+func PinDir(t testing.TB) string {
+	b := make([]byte, 4)
+	rand.Read(b)
+	dir := "/sys/fs/bpf/xtrail-test-" + hex.EncodeToString(b)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
 }

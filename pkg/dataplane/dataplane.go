@@ -83,6 +83,10 @@ type Dataplane struct {
 	cfgMem   *ebpf.Memory // xt_cfg mapped into this process (replay clock)
 	trails   *TrailMaps
 	clockBuf [8]byte
+	// lock holds the pin dir's program-cache lock (see progcache.go);
+	// cached says the program came from that cache.
+	lock   *os.File
+	cached bool
 }
 
 // Load verifies and loads the program. With Options.PinDir set, the trail
@@ -99,32 +103,67 @@ func Load(opts Options) (*Dataplane, error) {
 	if opts.RingSize != 0 {
 		spec.Maps["xt_events"].MaxEntries = uint32(opts.RingSize)
 	}
+	d := &Dataplane{opts: opts, log: log}
 	colOpts := ebpf.CollectionOptions{}
+	cache := ""
 	if opts.PinDir != "" {
 		if err := EnsurePinDir(opts.PinDir); err != nil {
 			return nil, err
 		}
 		colOpts.Maps.PinPath = opts.PinDir
+		if d.lock, err = lockPinDir(opts.PinDir); err != nil {
+			return nil, err
+		}
+		if d.lock != nil {
+			cache = filepath.Join(opts.PinDir, progCacheKey(spec))
+		} else {
+			log.Info("another sensor uses this pin dir's program: loading a private one", "pin_dir", opts.PinDir)
+		}
 	} else {
 		for _, m := range spec.Maps {
 			m.Pinning = ebpf.PinNone
 		}
 	}
-	d := &Dataplane{opts: opts, log: log}
-	if err := spec.LoadAndAssign(&d.objs, &colOpts); err != nil {
-		var ve *ebpf.VerifierError
-		if errors.As(err, &ve) {
-			return nil, fmt.Errorf("load XDP program: %+v", ve)
+	if cache != "" {
+		if _, err := os.Stat(cache); err == nil {
+			if err := openProgCache(spec, opts.PinDir, cache, &d.objs); err != nil {
+				log.Info("the pinned verified program is not usable: loading afresh", "dir", cache, "err", err)
+			} else {
+				d.cached = true
+				log.Debug("reusing the pinned verified program", "dir", cache)
+			}
 		}
-		if errors.Is(err, ebpf.ErrMapIncompatible) {
-			return nil, fmt.Errorf("pinned maps in %s were made by another version of xtrail (remove that directory, or set XDP_PIN_DIR): %w", opts.PinDir, err)
+	}
+	if !d.cached {
+		if err := spec.LoadAndAssign(&d.objs, &colOpts); err != nil {
+			d.unlock()
+			var ve *ebpf.VerifierError
+			if errors.As(err, &ve) {
+				return nil, fmt.Errorf("load XDP program: %+v", ve)
+			}
+			if errors.Is(err, ebpf.ErrMapIncompatible) {
+				return nil, fmt.Errorf("pinned maps in %s were made by another version of xtrail (remove that directory, or set XDP_PIN_DIR): %w", opts.PinDir, err)
+			}
+			return nil, fmt.Errorf("load XDP program (pin dir %q): %w", opts.PinDir, err)
 		}
-		return nil, fmt.Errorf("load XDP program (pin dir %q): %w", opts.PinDir, err)
+		if cache != "" {
+			if err := saveProgCache(spec, opts.PinDir, cache, &d.objs); err != nil {
+				log.Warn("the verified program is not kept for the next start", "err", err)
+				if err := clearProgCaches(opts.PinDir); err != nil {
+					log.Warn("removing a partial program cache", "err", err)
+				}
+			}
+		}
+	} else if err := d.resetCounters(); err != nil {
+		d.objs.Close()
+		d.unlock()
+		return nil, err
 	}
 	o := &d.objs
 	if d.trails, err = newTrailMaps(spec, [nKinds]*ebpf.Map{o.XtIp4, o.XtIp6, o.XtPort4, o.XtPort6, o.XtCidr4, o.XtCidr6},
 		o.XtGen, o.XtLive, o.XtInfo, false); err != nil {
 		d.objs.Close()
+		d.unlock()
 		return nil, err
 	}
 	d.cfg = xtrailXtConfig{Action: uint32(opts.Action), Snap: opts.Snap}
@@ -134,12 +173,14 @@ func Load(opts Options) (*Dataplane, error) {
 		off, err := taiToWall()
 		if err != nil {
 			d.objs.Close()
+			d.unlock()
 			return nil, err
 		}
 		d.cfg.TaiToWallNs = off
 	}
 	if err := d.writeConfig(); err != nil {
 		d.objs.Close()
+		d.unlock()
 		return nil, err
 	}
 	if opts.Replay {
@@ -150,6 +191,30 @@ func Load(opts Options) (*Dataplane, error) {
 		}
 	}
 	return d, nil
+}
+
+// Cached says whether the program was taken verified from the pin dir
+// rather than loaded (and verified) afresh.
+func (d *Dataplane) Cached() bool { return d.cached }
+
+func (d *Dataplane) unlock() {
+	if d.lock != nil {
+		d.lock.Close()
+		d.lock = nil
+	}
+}
+
+// resetCounters zeroes the counters a cached program kept from its last
+// run, so every run reports its own.
+func (d *Dataplane) resetCounters() error {
+	n, err := ebpf.PossibleCPU()
+	if err != nil {
+		return fmt.Errorf("reset XDP counters: %w", err)
+	}
+	if err := d.objs.XtCounts.Update(uint32(0), make([]xtrailXtCounters, n), ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("reset XDP counters: %w", err)
+	}
+	return nil
 }
 
 const cfgReplay = 1 // XT_CFG_REPLAY
@@ -247,6 +312,7 @@ func (d *Dataplane) Close() error {
 	if err := d.objs.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close BPF objects: %w", err))
 	}
+	d.unlock()
 	return errors.Join(errs...)
 }
 

@@ -34,8 +34,14 @@ type plane struct {
 
 func newPlane(t *testing.T, csv string, action Action) *plane {
 	t.Helper()
+	return openPlane(t, Options{Replay: true, Action: action}, csv)
+}
+
+// openPlane loads the program with o and the trails of csv.
+func openPlane(t *testing.T, o Options, csv string) *plane {
+	t.Helper()
 	testenv.RequireRoot(t)
-	dp, err := Load(Options{Replay: true, Action: action})
+	dp, err := Load(o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,34 +2,23 @@ package sensor
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/xtrail/xtrail/internal/lab"
+	"github.com/xtrail/xtrail/internal/testenv"
 	"github.com/xtrail/xtrail/pkg/dataplane"
 	"github.com/xtrail/xtrail/pkg/maltrail"
 )
 
-// newPinDir names a fresh bpffs pin directory, removed at cleanup.
-func newPinDir(t *testing.T) string {
-	b := make([]byte, 4)
-	rand.Read(b)
-	dir := "/sys/fs/bpf/xtrail-test-" + hex.EncodeToString(b)
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
-
 // liveSensor runs a sensor on the lab's sensor-side veth until stop is
 // called (stop returns Run's error). o gives everything else; unset, the
-// action is drop, the pin directory a fresh one (newPinDir), the
+// action is drop, the pin directory a fresh one (testenv.PinDir), the
 // renderer "lab" in UTC, and the output a capture it returns.
 func liveSensor(t *testing.T, l *lab.Lab, o Options) (c *capture, stop func() error) {
 	t.Helper()
 	if o.PinDir == "" {
-		o.PinDir = newPinDir(t)
+		o.PinDir = testenv.PinDir(t)
 	}
 	o.Interfaces, o.Netns = []string{l.SensorIf}, lab.NetnsPath(l.Sensor)
 	if o.Action == 0 {

@@ -13,6 +13,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/xtrail/xtrail/internal/lab"
+	"github.com/xtrail/xtrail/internal/testenv"
 	"github.com/xtrail/xtrail/pkg/dataplane"
 	"github.com/xtrail/xtrail/pkg/throttle"
 	"github.com/xtrail/xtrail/pkg/trails"
@@ -44,7 +45,7 @@ func TestReloadUnderTraffic(t *testing.T) {
 	if err := os.WriteFile(fileB, []byte(genB), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	pinDir := newPinDir(t)
+	pinDir := testenv.PinDir(t)
 	c, stop := liveSensor(t, l, Options{PinDir: pinDir, TrailsFile: fileB, Throttle: throttle.Off})
 
 	// the trail loader, as `xtrail trails load` runs it: its own handles on the pins

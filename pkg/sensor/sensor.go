@@ -77,6 +77,7 @@ func Run(ctx context.Context, o Options) error {
 				"pending", st.Pending, "reconnects", st.Reconnects, "write_errors", st.WriteErrors)
 		}()
 	}
+	began := time.Now()
 	replay := len(o.Pcaps) > 0
 	if !replay && len(o.Interfaces) == 0 {
 		return errors.New("sensor: no interface to monitor and no capture to replay")
@@ -152,6 +153,7 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 	}
+	log.Info("sensor ready", "interfaces", o.Interfaces, "took", time.Since(began).Round(time.Millisecond))
 	if o.Ready != nil {
 		o.Ready()
 	}

@@ -63,7 +63,7 @@ func TestRestartKeepsStoreGeneration(t *testing.T) {
 	if _, err := store.Compile(xts, in); err != nil {
 		t.Fatal(err)
 	}
-	pinDir := newPinDir(t)
+	pinDir := testenv.PinDir(t)
 	var conn net.PacketConn
 	if err := lab.InNetns(l.Source, func() (err error) { conn, err = net.ListenPacket("udp4", ":0"); return err }); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,117 @@
+package dataplane
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/xtrail/xtrail/internal/testenv"
+)
+
+// pinnedPlane loads the program with a pin dir (replay clock, so frames
+// can be run through it) and loads testTrails.
+func pinnedPlane(t *testing.T, dir string, ring int) *plane {
+	t.Helper()
+	return openPlane(t, Options{PinDir: dir, Replay: true, RingSize: ring}, testTrails)
+}
+
+func progID(t *testing.T, dp *Dataplane) uint32 {
+	t.Helper()
+	info, err := dp.objs.XtrailXdp.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := info.ID()
+	return uint32(id)
+}
+
+// hits runs a SYN to the malware trail and returns its records.
+func (p *plane) hits(t *testing.T) int {
+	t.Helper()
+	_, recs := p.run(t, syn(clean, bad, 5000, 80).Bytes(), t0)
+	return len(recs)
+}
+
+func TestProgramCache(t *testing.T) {
+	testenv.RequireRoot(t)
+	dir := testenv.PinDir(t)
+
+	first := pinnedPlane(t, dir, 0)
+	if first.dp.Cached() {
+		t.Fatal("the first load of a fresh pin dir came from a cache")
+	}
+	id := progID(t, first.dp)
+	if n := first.hits(t); n != 1 {
+		t.Fatalf("first load: %d records for a trail hit", n)
+	}
+
+	// While the first holds the cache, a second load gets a private program
+	// on the same trails.
+	second := pinnedPlane(t, dir, 0)
+	if second.dp.Cached() || progID(t, second.dp) == id {
+		t.Fatal("a second concurrent load shared the first's program")
+	}
+	if n := second.hits(t); n != 1 {
+		t.Fatalf("private program: %d records for a trail hit", n)
+	}
+	second.rd.Close()
+	second.dp.Close()
+	first.rd.Close()
+	first.dp.Close()
+
+	// A restart takes the verified program, with fresh counters and the
+	// same ring buffer and trail maps.
+	again := pinnedPlane(t, dir, 0)
+	if !again.dp.Cached() || progID(t, again.dp) != id {
+		t.Fatalf("restart: cached %v, program %d, want the cached %d", again.dp.Cached(), progID(t, again.dp), id)
+	}
+	if c := again.counters(t); c["packets"] != 0 {
+		t.Errorf("restart kept %d packets in the counters", c["packets"])
+	}
+	// a new suppression second, so the repeat slot does not hold the hit
+	_, recs := again.run(t, syn(clean, bad, 5000, 80).Bytes(), t0.Add(5e9))
+	if len(recs) != 1 {
+		t.Fatalf("cached program: %d records for a trail hit", len(recs))
+	}
+	again.rd.Close()
+	again.dp.Close()
+
+	// Trail maps removed and made anew: the cached program reads the old
+	// ones, so it must not be used.
+	for _, name := range append(outerNames[:], "xt_gen", "xt_live", "xt_info") {
+		if err := os.Remove(filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fresh := pinnedPlane(t, dir, 0)
+	if fresh.dp.Cached() {
+		t.Fatal("a cache bound to removed trail maps was used")
+	}
+	if n := fresh.hits(t); n != 1 {
+		t.Fatalf("after the trail maps were recreated: %d records for a trail hit", n)
+	}
+	fresh.rd.Close()
+	fresh.dp.Close()
+
+	// Another ring size is another program: its cache replaces the old one.
+	other := pinnedPlane(t, dir, 1<<16)
+	if other.dp.Cached() {
+		t.Fatal("a cache of another ring size was used")
+	}
+	other.rd.Close()
+	other.dp.Close()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var caches []string
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), progCachePrefix) {
+			caches = append(caches, e.Name())
+		}
+	}
+	if len(caches) != 1 {
+		t.Errorf("program caches after a ring size change: %v, want one", caches)
+	}
+}
