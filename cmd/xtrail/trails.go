@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"strings"
@@ -21,7 +22,7 @@ const trailsUsage = `usage:
   xtrail trails load   [-pin-dir DIR] [-o merged.csv] [-json] SRC...   (SRC: trails.csv, csv:F, static:DIR, custom:F|DIR, cidr:F|DIR)
   xtrail trails lookup [-pin-dir DIR] [-trails FILE] [-json] IP|IP:PORT|DOMAIN|URL
   xtrail trails diff   [-pin-dir DIR] [-json] SRC...   (what load would add, remove and change in the kernel)
-  xtrail trails stats  [-pin-dir DIR] [-json]
+  xtrail trails stats  [-pin-dir DIR] [-period 24h] [-json]   (counts, kernel memory, store, generation, age, sources)
   xtrail trails update -dir DIR [-force] [-period 24h] [-json] NAME=URL...
   xtrail trails compile [-o FILE.xts] [-json] SRC.csv[.gz]   (a trail store for TRAILS_FILE)`
 
@@ -117,7 +118,19 @@ func trailsLoadOrDiff(args []string, diff bool) error {
 			return err
 		}
 	}
-	st, err := maps.Replace(set)
+	origin := dataplane.Origin{By: "trails load"}
+	for _, src := range srcs {
+		rows := set.Stats.Rows
+		if m != nil {
+			for _, ss := range m.Sources {
+				if ss.Source == src {
+					rows = ss.Stats.Rows
+				}
+			}
+		}
+		origin.Sources = append(origin.Sources, dataplane.FileSource(src.Path, src.Kind.String(), rows))
+	}
+	st, err := maps.ReplaceFrom(set, origin)
 	if err != nil {
 		return err
 	}
@@ -225,6 +238,7 @@ func lookupName(file, q string) (dataplane.LookupResult, error) {
 func trailsStats(args []string) error {
 	fs := flag.NewFlagSet("trails stats", flag.ContinueOnError)
 	pinDir := fs.String("pin-dir", dataplane.DefaultPinDir, "bpffs directory of the sensor's trail maps")
+	period := fs.Duration("period", feeds.DefaultPeriod, "update period (UPDATE_PERIOD): trails older than twice this are reported stale")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -234,16 +248,134 @@ func trailsStats(args []string) error {
 		return err
 	}
 	defer maps.Close()
-	st, err := maps.Counts()
+	r, err := collectStats(maps, *period)
 	if err != nil {
 		return err
 	}
 	if *asJSON {
-		return printJSON(st)
+		return printJSON(r)
 	}
-	fmt.Printf("ipv4 %d  ipv4:port %d  ipv6 %d  ipv6:port %d  cidr4 %d  cidr6 %d  info/reference pairs %d\n",
-		st.IP4, st.Port4, st.IP6, st.Port6, st.CIDR4, st.CIDR6, st.Metas)
+	printStats(os.Stdout, r, *period)
 	return nil
+}
+
+// trailStats is what `trails stats` reports.
+type trailStats struct {
+	Generation uint32                  `json:"generation"`
+	Kernel     dataplane.Counts        `json:"kernel"`
+	Memory     dataplane.Memory        `json:"kernel_memory"`
+	Origin     *dataplane.LoadedOrigin `json:"origin,omitempty"`
+	Store      *storeStats             `json:"store,omitempty"`
+	// Newest is the modification time of the newest source; Age is its
+	// age, Stale whether that is over twice the update period.
+	Newest time.Time     `json:"newest_source,omitzero"`
+	Age    time.Duration `json:"age_ns,omitempty"`
+	Stale  bool          `json:"stale"`
+}
+
+type storeStats struct {
+	Path     string      `json:"path"`
+	Built    time.Time   `json:"built"`
+	Verified bool        `json:"verified"`
+	Stats    store.Stats `json:"stats"`
+	Err      string      `json:"error,omitempty"`
+}
+
+func collectStats(maps *dataplane.TrailMaps, period time.Duration) (trailStats, error) {
+	var r trailStats
+	var err error
+	if r.Kernel, err = maps.Counts(); err != nil {
+		return r, err
+	}
+	r.Generation = r.Kernel.Generation
+	if r.Memory, err = maps.Memory(); err != nil {
+		return r, err
+	}
+	o, ok, err := maps.Origin()
+	if err != nil {
+		return r, err
+	}
+	if !ok {
+		return r, nil
+	}
+	r.Origin = &o
+	for _, src := range o.Sources {
+		if src.Modified.After(r.Newest) {
+			r.Newest = src.Modified
+		}
+		if src.Kind == "store" && r.Store == nil {
+			r.Store = openStoreStats(src.Path)
+		}
+	}
+	if !r.Newest.IsZero() {
+		r.Age = time.Since(r.Newest)
+		r.Stale = r.Age > 2*period
+	}
+	return r, nil
+}
+
+// openStoreStats reads the stats of the store a sensor loaded (checksum
+// verified, as the sensor does).
+func openStoreStats(path string) *storeStats {
+	ss := &storeStats{Path: path}
+	st, err := store.Open(path)
+	if err != nil {
+		ss.Err = err.Error()
+		return ss
+	}
+	defer st.Close()
+	ss.Built, ss.Verified, ss.Stats = st.Info().BuildTime, st.Info().Verified, st.Stats()
+	return ss
+}
+
+func printStats(w io.Writer, r trailStats, period time.Duration) {
+	k := r.Kernel
+	fmt.Fprintf(w, "generation %d", r.Generation)
+	if o := r.Origin; o != nil {
+		fmt.Fprintf(w, ", loaded %s (%s ago) by %s", o.LoadedAt.Format(time.DateTime+" MST"), ago(o.LoadedAt), o.By)
+	} else {
+		fmt.Fprint(w, ", origin not recorded")
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "kernel   ipv4 %d  ipv4:port %d  ipv6 %d  ipv6:port %d  cidr4 %d  cidr6 %d  info/reference pairs %d\n",
+		k.IP4, k.Port4, k.IP6, k.Port6, k.CIDR4, k.CIDR6, k.Metas)
+	m := r.Memory
+	fmt.Fprintf(w, "kernel memory %s (live generation %s, info/reference %s, other %s)\n",
+		mib(int64(m.Total())), mib(int64(m.Live)), mib(int64(m.Metas)), mib(int64(m.Other)))
+	if s := r.Store; s != nil {
+		if s.Err != "" {
+			fmt.Fprintf(w, "store    %s: %s\n", s.Path, s.Err)
+		} else {
+			st := s.Stats
+			fmt.Fprintf(w, "store    %s: %d names (%d URLs), %d regex rows, %d IPs, %d CIDRs, %d info/reference pairs; %s, built %s\n",
+				s.Path, st.Names, st.URLs, st.Regexes, st.IPs, st.CIDRs, st.Metas, mib(st.FileSize), s.Built.UTC().Format(time.DateTime+" MST"))
+		}
+	}
+	if o := r.Origin; o != nil {
+		fmt.Fprintln(w, "sources")
+		for _, src := range o.Sources {
+			fmt.Fprintf(w, "  %-24s %s  %d rows", src.Kind, src.Path, src.Rows)
+			if !src.Modified.IsZero() {
+				fmt.Fprintf(w, "  %s  modified %s (%s ago)", mib(src.Bytes), src.Modified.Format(time.DateTime+" MST"), ago(src.Modified))
+			}
+			fmt.Fprintln(w)
+		}
+		if o.SourcesOmitted > 0 {
+			fmt.Fprintf(w, "  and %d more\n", o.SourcesOmitted)
+		}
+	}
+	if r.Stale {
+		fmt.Fprintf(w, "STALE: the newest source is %s old, over twice the update period (%s): run `xtrail trails update` and reload\n",
+			r.Age.Round(time.Minute), period)
+	}
+}
+
+func ago(t time.Time) time.Duration {
+	return time.Since(t).Round(time.Second)
+}
+
+func mib(n int64) string {
+	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
 }
 
 // trailsUpdate downloads feeds into -dir, keeping the last good copy of each.

@@ -37,7 +37,7 @@ func loadFull(b *testing.B) *Dataplane {
 			return
 		}
 		start := time.Now()
-		set, st, err := dp.Trails().LoadFile(path)
+		set, st, err := dp.Trails().LoadFile(path, "bench")
 		if err != nil {
 			dp.Close()
 			fullErr = err

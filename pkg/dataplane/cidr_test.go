@@ -132,11 +132,11 @@ func TestLiveID(t *testing.T) {
 	}
 	set, _ := trails.LoadSet(strings.NewReader(testTrails), "t.csv")
 	sum := [32]byte{1, 2, 3}
-	if _, err := maps.ReplaceWithID(set, sum); err != nil {
+	if _, err := maps.ReplaceFrom(set, Origin{ID: sum}); err != nil {
 		t.Fatal(err)
 	}
 	if id, live := maps.LiveID(); id != sum || !live {
-		t.Fatalf("after ReplaceWithID: %x %v", id, live)
+		t.Fatalf("after ReplaceFrom: %x %v", id, live)
 	}
 	if _, err := maps.Replace(set); err != nil {
 		t.Fatal(err)

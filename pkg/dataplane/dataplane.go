@@ -155,32 +155,11 @@ func Load(opts Options) (*Dataplane, error) {
 			}
 		}
 	} else if err := d.resetCounters(); err != nil {
-		d.objs.Close()
-		d.unlock()
+		d.Close()
 		return nil, err
 	}
-	o := &d.objs
-	if d.trails, err = newTrailMaps(spec, [nKinds]*ebpf.Map{o.XtIp4, o.XtIp6, o.XtPort4, o.XtPort6, o.XtCidr4, o.XtCidr6},
-		o.XtGen, o.XtLive, o.XtInfo, false); err != nil {
-		d.objs.Close()
-		d.unlock()
-		return nil, err
-	}
-	d.cfg = xtrailXtConfig{Action: uint32(opts.Action), Snap: opts.Snap}
-	if opts.Replay {
-		d.cfg.Flags |= cfgReplay
-	} else {
-		off, err := taiToWall()
-		if err != nil {
-			d.objs.Close()
-			d.unlock()
-			return nil, err
-		}
-		d.cfg.TaiToWallNs = off
-	}
-	if err := d.writeConfig(); err != nil {
-		d.objs.Close()
-		d.unlock()
+	if err := d.setup(spec); err != nil {
+		d.Close()
 		return nil, err
 	}
 	if opts.Replay {
@@ -191,6 +170,31 @@ func Load(opts Options) (*Dataplane, error) {
 		}
 	}
 	return d, nil
+}
+
+// setup opens the trail maps' view and writes the program's config.
+func (d *Dataplane) setup(spec *ebpf.CollectionSpec) error {
+	o := &d.objs
+	origin, err := openOrigin(d.opts.PinDir)
+	if err != nil {
+		return err
+	}
+	if d.trails, err = newTrailMaps(spec, [nKinds]*ebpf.Map{o.XtIp4, o.XtIp6, o.XtPort4, o.XtPort6, o.XtCidr4, o.XtCidr6},
+		o.XtGen, o.XtLive, o.XtInfo, origin, false); err != nil {
+		origin.Close()
+		return err
+	}
+	d.cfg = xtrailXtConfig{Action: uint32(d.opts.Action), Snap: d.opts.Snap}
+	if d.opts.Replay {
+		d.cfg.Flags |= cfgReplay
+	} else {
+		off, err := taiToWall()
+		if err != nil {
+			return err
+		}
+		d.cfg.TaiToWallNs = off
+	}
+	return d.writeConfig()
 }
 
 // Cached says whether the program was taken verified from the pin dir
@@ -311,6 +315,11 @@ func (d *Dataplane) Close() error {
 	d.attached = nil
 	if err := d.objs.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close BPF objects: %w", err))
+	}
+	if d.trails != nil {
+		if err := d.trails.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close trail origin map: %w", err))
+		}
 	}
 	d.unlock()
 	return errors.Join(errs...)

@@ -48,15 +48,18 @@ type TrailMaps struct {
 	gen   *ebpf.Map
 	live  *ebpf.Map // xt_live: what the live generation holds
 	info  *ebpf.Map
-	owned bool
+	// origin (xt_origin) records where the live generation came from;
+	// the program never reads it.
+	origin *ebpf.Map
+	owned  bool
 	// Grace is how long the previous generation stays reachable after a
 	// switch: a packet that read the old generation number finishes its
 	// lookups well within it.
 	Grace time.Duration
 }
 
-func newTrailMaps(spec *ebpf.CollectionSpec, outer [nKinds]*ebpf.Map, gen, live, info *ebpf.Map, owned bool) (*TrailMaps, error) {
-	t := &TrailMaps{outer: outer, gen: gen, live: live, info: info, owned: owned, Grace: 50 * time.Millisecond}
+func newTrailMaps(spec *ebpf.CollectionSpec, outer [nKinds]*ebpf.Map, gen, live, info, origin *ebpf.Map, owned bool) (*TrailMaps, error) {
+	t := &TrailMaps{outer: outer, gen: gen, live: live, info: info, origin: origin, owned: owned, Grace: 50 * time.Millisecond}
 	for i, name := range outerNames {
 		ms := spec.Maps[name]
 		if ms == nil || ms.InnerMap == nil {
@@ -93,9 +96,16 @@ func OpenTrailMaps(pinDir string) (*TrailMaps, error) {
 		}
 		ms[i] = m
 	}
-	t, err := newTrailMaps(spec, [nKinds]*ebpf.Map(ms[:nKinds]), ms[nKinds], ms[nKinds+1], ms[nKinds+2], true)
+	origin, err := openOrigin(pinDir)
 	if err != nil {
 		for _, m := range ms {
+			m.Close()
+		}
+		return nil, err
+	}
+	t, err := newTrailMaps(spec, [nKinds]*ebpf.Map(ms[:nKinds]), ms[nKinds], ms[nKinds+1], ms[nKinds+2], origin, true)
+	if err != nil {
+		for _, m := range append(ms, origin) {
 			m.Close()
 		}
 		return nil, err
@@ -106,10 +116,10 @@ func OpenTrailMaps(pinDir string) (*TrailMaps, error) {
 // Close releases maps opened by OpenTrailMaps (the pins stay).
 func (t *TrailMaps) Close() error {
 	if !t.owned {
-		return nil
+		return t.origin.Close()
 	}
 	var errs []error
-	for _, m := range append(t.outer[:], t.gen, t.live, t.info) {
+	for _, m := range append(t.outer[:], t.gen, t.live, t.info, t.origin) {
 		if err := m.Close(); err != nil {
 			errs = append(errs, err)
 		}
@@ -187,7 +197,7 @@ func putCString(dst []int8, s string) {
 // (no packet sees a mix of generations), and frees the previous one after
 // Grace. Calls must not overlap (the trail loader runs one at a time).
 func (t *TrailMaps) Replace(set *trails.Set) (LoadStats, error) {
-	return t.ReplaceWithID(set, [32]byte{})
+	return t.ReplaceFrom(set, Origin{})
 }
 
 // LiveID returns the identity recorded with the live generation (zero when
@@ -201,9 +211,9 @@ func (t *TrailMaps) LiveID() ([32]byte, bool) {
 	return v.Sum, v.Gen == g
 }
 
-// ReplaceWithID is Replace that records sum (a compiled store's checksum)
-// as what the new generation holds.
-func (t *TrailMaps) ReplaceWithID(set *trails.Set, sum [32]byte) (LoadStats, error) {
+// ReplaceFrom is Replace that records where the trails came from: o.ID (a
+// compiled store's checksum) in xt_live, the rest in xt_origin.
+func (t *TrailMaps) ReplaceFrom(set *trails.Set, o Origin) (LoadStats, error) {
 	var st LoadStats
 	start := time.Now()
 	// Reuse the ids of (info, reference) pairs already in the kernel, so
@@ -342,8 +352,19 @@ func (t *TrailMaps) ReplaceWithID(set *trails.Set, sum [32]byte) (LoadStats, err
 	if err := t.gen.Put(uint32(0), nextGen); err != nil {
 		return st, fmt.Errorf("switch trail generation: %w", err)
 	}
-	if err := t.live.Put(uint32(0), xtrailXtGenid{Sum: sum, Gen: nextGen}); err != nil {
+	if err := t.live.Put(uint32(0), xtrailXtGenid{Sum: o.ID, Gen: nextGen}); err != nil {
 		return st, fmt.Errorf("record trail generation: %w", err)
+	}
+	o.Generation = nextGen
+	if o.LoadedAt.IsZero() {
+		o.LoadedAt = time.Now().UTC()
+	}
+	rec, err := encodeOrigin(o)
+	if err == nil {
+		err = t.origin.Update(uint32(0), rec, ebpf.UpdateAny)
+	}
+	if err != nil {
+		return st, fmt.Errorf("record trail origin: %w", err)
 	}
 	st.Generation, st.Switch = nextGen, time.Since(start)
 	// Free the previous generation once no packet can be using it.
@@ -407,9 +428,10 @@ func upsert[K comparable](m *ebpf.Map, keys []K, vals []trailValue) error {
 }
 
 // LoadFile reads a Maltrail trails.csv (gzip when named .gz) and makes the
-// maps hold its IP and IP:port trails. A file without a single row is
-// refused and the current trails stay.
-func (t *TrailMaps) LoadFile(path string) (*trails.Set, LoadStats, error) {
+// maps hold its IP and IP:port trails; by names the loader in the origin
+// record. A file without a single row is refused and the current trails
+// stay.
+func (t *TrailMaps) LoadFile(path, by string) (*trails.Set, LoadStats, error) {
 	rc, err := trails.Open(path)
 	if err != nil {
 		return nil, LoadStats{}, fmt.Errorf("trails file: %w", err)
@@ -422,7 +444,7 @@ func (t *TrailMaps) LoadFile(path string) (*trails.Set, LoadStats, error) {
 	if set.Stats.Rows == 0 {
 		return set, LoadStats{}, fmt.Errorf("trails file %s has no trail rows: keeping the loaded trails", path)
 	}
-	st, err := t.Replace(set)
+	st, err := t.ReplaceFrom(set, Origin{By: by, Sources: []OriginSource{FileSource(path, "trails.csv", set.Stats.Rows)}})
 	if err != nil {
 		return set, st, fmt.Errorf("trails file %s: %w", path, err)
 	}
@@ -513,8 +535,14 @@ func (t *TrailMaps) Lookup(a netip.Addr, port uint16) (LookupResult, error) {
 
 // Counts are the number of trails in each kernel map.
 type Counts struct {
-	IP4, IP6, Port4, Port6, CIDR4, CIDR6, Metas int
-	Generation                                  uint32
+	IP4        int    `json:"ipv4"`
+	IP6        int    `json:"ipv6"`
+	Port4      int    `json:"ipv4_port"`
+	Port6      int    `json:"ipv6_port"`
+	CIDR4      int    `json:"cidr4"`
+	CIDR6      int    `json:"cidr6"`
+	Metas      int    `json:"metas"`
+	Generation uint32 `json:"generation"`
 }
 
 // Counts walks the live generation's maps and counts their entries.

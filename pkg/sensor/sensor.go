@@ -340,7 +340,7 @@ func loadTrails(path string, maps *dataplane.TrailMaps, wl *trails.Whitelist, lo
 	// heap: collect more often while it runs to keep the peak RSS down.
 	gc := debug.SetGCPercent(25)
 	defer debug.SetGCPercent(gc)
-	set, st, err := maps.LoadFile(path)
+	set, st, err := maps.LoadFile(path, "sensor")
 	if err != nil {
 		return nil, nil, err
 	}
@@ -373,7 +373,7 @@ func loadStore(path string, maps *dataplane.TrailMaps, wl *trails.Whitelist, log
 			s.Close()
 			return nil, nil, fmt.Errorf("trail store %s has no trails: keeping the loaded trails", path)
 		}
-		st, err := maps.ReplaceWithID(set, s.Info().SHA256)
+		st, err := maps.ReplaceFrom(set, storeOrigin(path, s))
 		if err != nil {
 			s.Close()
 			return nil, nil, fmt.Errorf("trail store %s: %w", path, err)
@@ -391,6 +391,17 @@ func loadStore(path string, maps *dataplane.TrailMaps, wl *trails.Whitelist, log
 	log.Info("name trails loaded", "file", path, "keys", n.Stats.Keys, "urls", n.Stats.URLs,
 		"regexes", n.Stats.Regexes, "whitelisted", n.Stats.Whitelisted)
 	return n, s, nil
+}
+
+// storeOrigin describes a load from store s at path: the store file, then
+// the sources it was compiled from.
+func storeOrigin(path string, s *store.Store) dataplane.Origin {
+	o := dataplane.Origin{ID: s.Info().SHA256, By: "sensor",
+		Sources: []dataplane.OriginSource{dataplane.FileSource(path, "store", s.Stats().Load.Rows)}}
+	for _, src := range s.Sources() {
+		o.Sources = append(o.Sources, dataplane.OriginSource{Path: src.Name, Kind: "compiled into the store", Rows: src.Rows})
+	}
+	return o
 }
 
 // storeSet builds the kernel maps' Set from a store's IP and CIDR trails,

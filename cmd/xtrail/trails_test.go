@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xtrail/xtrail/internal/testenv"
+	"github.com/xtrail/xtrail/pkg/dataplane"
+)
+
+// TestTrailsLoadStats loads two sources with the CLI and reads back what
+// `trails stats` reports: counts, kernel memory, origin, age.
+func TestTrailsLoadStats(t *testing.T) {
+	testenv.RequireRoot(t)
+	pinDir := testenv.PinDir(t)
+	dir := t.TempDir()
+	csv := filepath.Join(dir, "trails.csv")
+	cidr := filepath.Join(dir, "nets.txt")
+	if err := os.WriteFile(csv, []byte("198.51.100.7,malware (test),(static)\n203.0.113.9:443,c2 (test),(static)\nbad-row\nevil.example,malware (test),(static)\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cidr, []byte("192.0.2.0/24,scanner net (test),(custom)\n2001:db8:77::/48\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-72 * time.Hour)
+	if err := os.Chtimes(csv, old, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := runTrails(context.Background(), []string{"load", "-q", "-pin-dir", pinDir, csv, "cidr:" + cidr}); err != nil {
+		t.Fatal(err)
+	}
+	maps, err := dataplane.OpenTrailMaps(pinDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer maps.Close()
+
+	r, err := collectStats(maps, 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := r.Kernel
+	if k.IP4 != 1 || k.Port4 != 1 || k.CIDR4 != 1 || k.CIDR6 != 1 {
+		t.Errorf("kernel counts %+v", k)
+	}
+	if r.Memory.Live == 0 || r.Memory.Metas == 0 {
+		t.Errorf("kernel memory not reported: %+v", r.Memory)
+	}
+	o := r.Origin
+	if o == nil {
+		t.Fatal("no origin recorded by trails load")
+	}
+	if o.By != "trails load" || o.Generation != r.Generation || time.Since(o.LoadedAt) > time.Minute {
+		t.Errorf("origin %+v (live generation %d)", o, r.Generation)
+	}
+	if len(o.Sources) != 2 || o.Sources[0].Path != csv || o.Sources[0].Kind != "trails.csv" ||
+		o.Sources[1].Path != cidr || o.Sources[1].Kind != "cidr" || o.Sources[1].Bytes == 0 {
+		t.Fatalf("sources %+v", o.Sources)
+	}
+	if !o.Sources[0].Modified.Equal(old.UTC().Truncate(time.Microsecond)) && o.Sources[0].Modified.Sub(old).Abs() > time.Second {
+		t.Errorf("source modified %v, want %v", o.Sources[0].Modified, old)
+	}
+	// the CIDR list is new, so the newest source is fresh
+	if r.Stale {
+		t.Errorf("fresh sources reported stale (age %v)", r.Age)
+	}
+	var out strings.Builder
+	printStats(&out, r, 24*time.Hour)
+	for _, want := range []string{"by trails load", "cidr4 1", "kernel memory", cidr} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("stats output lacks %q:\n%s", want, out.String())
+		}
+	}
+
+	// Both sources old: stale, and said loudly.
+	if err := os.Chtimes(cidr, old, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := runTrails(context.Background(), []string{"load", "-q", "-pin-dir", pinDir, csv, "cidr:" + cidr}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err = collectStats(maps, 24*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if !r.Stale || r.Age < 71*time.Hour {
+		t.Errorf("3-day-old sources with a 1-day period: stale %v, age %v", r.Stale, r.Age)
+	}
+	out.Reset()
+	printStats(&out, r, 24*time.Hour)
+	if !strings.Contains(out.String(), "STALE") {
+		t.Errorf("stale trails not reported:\n%s", out.String())
+	}
+}
