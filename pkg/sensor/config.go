@@ -97,6 +97,11 @@ func Configure(cfg *maltrail.Config, f Flags, log *slog.Logger) (*Setup, error) 
 		log.Warn("no trails file: the sensor keeps the trails already loaded in its pinned maps", "default", o.TrailsFile)
 		o.TrailsFile = ""
 	}
+	period, err := cfg.Int("UPDATE_PERIOD", int(defaultUpdatePeriod/time.Second))
+	if err != nil || period <= 0 {
+		return nil, errors.New("sensor: UPDATE_PERIOD: want a positive number of seconds")
+	}
+	o.UpdatePeriod = time.Duration(period) * time.Second
 	if o.Throttle, err = throttle.ParseMode(cfg.String("EVENT_THROTTLE_MODE", "")); err != nil {
 		return nil, err
 	}

@@ -53,7 +53,13 @@ type Options struct {
 	// checked every WatchEvery (default 5 s; negative: never).
 	Reload     <-chan struct{}
 	WatchEvery time.Duration
+	// UpdatePeriod (UPDATE_PERIOD) is how often the trails should be
+	// renewed: a live sensor warns while TrailsFile is older than twice
+	// this. Default 24 h.
+	UpdatePeriod time.Duration
 }
+
+const defaultUpdatePeriod = 24 * time.Hour
 
 // Run runs the sensor until ctx is done (live) or the captures end (replay).
 func Run(ctx context.Context, o Options) error {
@@ -482,7 +488,16 @@ func reloadLoop(ctx context.Context, o Options, maps *dataplane.TrailMaps, agent
 		defer t.Stop()
 		tick = t.C
 	}
+	period := o.UpdatePeriod
+	if period <= 0 {
+		period = defaultUpdatePeriod
+	}
+	nextStale := time.Now()
 	for {
+		if now := time.Now(); !now.Before(nextStale) {
+			warnIfStale(o.TrailsFile, period, now, log)
+			nextStale = now.Add(staleEvery)
+		}
 		why := "signal"
 		select {
 		case <-ctx.Done():
@@ -516,6 +531,25 @@ func reloadLoop(ctx context.Context, o Options, maps *dataplane.TrailMaps, agent
 		}
 		log.Info("trails reloaded", "file", o.TrailsFile, "why", why, "took", time.Since(start).Round(time.Millisecond))
 	}
+}
+
+// staleEvery is how often a sensor on stale trails says so again.
+const staleEvery = time.Hour
+
+// warnIfStale warns when the trails file is older than twice the update
+// period: a sensor must not run silently on trails nobody renews.
+func warnIfStale(path string, period time.Duration, now time.Time, log *slog.Logger) bool {
+	st, err := os.Stat(path)
+	if err != nil {
+		return false
+	}
+	age := now.Sub(st.ModTime())
+	if age <= 2*period {
+		return false
+	}
+	log.Warn("STALE TRAILS: the trails file is older than twice UPDATE_PERIOD; run `xtrail trails update` and reload",
+		"file", path, "age", age.Round(time.Minute), "update_period", period)
+	return true
 }
 
 // fileVersion identifies the file's content version by inode, size and
