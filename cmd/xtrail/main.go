@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -68,11 +69,15 @@ func main() {
 
 // newLogger logs text to stderr (stdout may carry event lines).
 func newLogger(quiet bool) *slog.Logger {
+	return newLoggerTo(os.Stderr, quiet)
+}
+
+func newLoggerTo(w io.Writer, quiet bool) *slog.Logger {
 	level := slog.LevelInfo
 	if quiet {
 		level = slog.LevelWarn
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
 }
 
 // listFlag collects a repeatable flag.

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/xtrail/xtrail/internal/progress"
 	"github.com/xtrail/xtrail/pkg/dataplane"
 	"github.com/xtrail/xtrail/pkg/feeds"
 	"github.com/xtrail/xtrail/pkg/store"
@@ -82,12 +83,19 @@ func trailsLoadOrDiff(args []string, diff bool) error {
 		m   *trails.Merged
 		err error
 	)
+	bar := progress.New(os.Stderr)
+	var total int64
+	for _, s := range srcs {
+		total += dataplane.FileSource(s.Path, "", 0).Bytes
+	}
+	report := func(read int64) { bar.Update("reading trails", read, total) }
 	if len(srcs) == 1 && srcs[0].Kind == trails.KindTrailsCSV && *out == "" {
 		// one trails.csv: nothing to merge, read it straight into the set
-		set, err = readCSVSet(srcs[0].Path)
-	} else if m, err = trails.Merge(srcs, trails.DefaultWhitelist()); err == nil {
+		set, err = readCSVSet(srcs[0].Path, report)
+	} else if m, err = trails.MergeWith(srcs, trails.MergeOptions{Whitelist: trails.DefaultWhitelist(), Progress: report}); err == nil {
 		set = m.IPSet()
 	}
+	bar.Done()
 	if err != nil {
 		return err
 	}
@@ -400,7 +408,10 @@ func trailsUpdate(ctx context.Context, args []string) error {
 	if len(list) == 0 {
 		return trailsUsageErr()
 	}
-	res, err := feeds.Update(ctx, list, feeds.Options{Dir: *dir, Force: *force, Period: *period, Logger: newLogger(*quiet)})
+	bar := progress.New(os.Stderr)
+	res, err := feeds.Update(ctx, list, feeds.Options{Dir: *dir, Force: *force, Period: *period, Logger: newLoggerTo(bar.Clearing(os.Stderr), *quiet),
+		Progress: func(name string, done, total int64) { bar.Update("downloading "+name, done, total) }})
+	bar.Done()
 	if *asJSON {
 		type row struct {
 			Name, Status string
@@ -439,8 +450,8 @@ func trailsUsageErr() error {
 }
 
 // readCSVSet reads the IP part of one trails.csv.
-func readCSVSet(path string) (*trails.Set, error) {
-	rc, err := trails.Open(path)
+func readCSVSet(path string, progress func(read int64)) (*trails.Set, error) {
+	rc, err := trails.OpenProgress(path, progress)
 	if err != nil {
 		return nil, err
 	}
@@ -479,12 +490,15 @@ func trailsCompile(args []string) error {
 		return fmt.Errorf("trails compile: the store would overwrite its source %s", src)
 	}
 	start := time.Now()
-	rc, err := trails.Open(src)
+	bar := progress.New(os.Stderr)
+	total := dataplane.FileSource(src, "", 0).Bytes
+	rc, err := trails.OpenProgress(src, func(read int64) { bar.Update("reading "+src, read, total) })
 	if err != nil {
 		return fmt.Errorf("trails compile: %w", err)
 	}
 	in, err := store.FromCSV(rc, src, trails.DefaultWhitelist())
 	rc.Close()
+	bar.Done()
 	if err != nil {
 		return fmt.Errorf("trails compile %s: %w", src, err)
 	}

@@ -50,28 +50,71 @@ func (s *Stats) skip(name string, line int, reason string) {
 // Open opens a trails file for ReadCSV or LoadSet, decompressing it when
 // its name ends in ".gz".
 func Open(path string) (io.ReadCloser, error) {
+	return OpenProgress(path, nil)
+}
+
+// OpenProgress is Open that calls progress, when set, with the bytes read
+// from the file so far (before decompression) after each read.
+func OpenProgress(path string, progress func(read int64)) (io.ReadCloser, error) {
+	return (&byteCounter{report: progress}).open(path)
+}
+
+// byteCounter counts the bytes read from the files it opens and reports
+// the running total; a nil one or one without report just opens.
+type byteCounter struct {
+	n      int64
+	report func(int64)
+}
+
+func (c *byteCounter) open(path string) (io.ReadCloser, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("open trails: %w", err)
 	}
-	if !strings.HasSuffix(path, ".gz") {
-		return f, nil
+	var r io.Reader = f
+	if c != nil && c.report != nil {
+		r = &countedFile{f: f, c: c}
 	}
-	zr, err := gzip.NewReader(f)
+	if !strings.HasSuffix(path, ".gz") {
+		if r == io.Reader(f) {
+			return f, nil
+		}
+		return &sourceFile{Reader: r, f: f}, nil
+	}
+	zr, err := gzip.NewReader(r)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("open trails %s: %w", path, err)
 	}
-	return &gzipFile{Reader: zr, f: f}, nil
+	return &sourceFile{Reader: zr, f: f, zr: zr}, nil
 }
 
-type gzipFile struct {
-	*gzip.Reader
+type countedFile struct {
 	f *os.File
+	c *byteCounter
 }
 
-func (g *gzipFile) Close() error {
-	return errors.Join(g.Reader.Close(), g.f.Close())
+func (r *countedFile) Read(p []byte) (int, error) {
+	n, err := r.f.Read(p)
+	r.c.n += int64(n)
+	r.c.report(r.c.n)
+	return n, err
+}
+
+// sourceFile reads through Reader (a gzip reader, a counter, or both) and
+// closes the file under it.
+type sourceFile struct {
+	io.Reader
+	f  *os.File
+	zr *gzip.Reader
+}
+
+func (g *sourceFile) Close() error {
+	var zerr error
+	if g.zr != nil {
+		zerr = g.zr.Close()
+	}
+	return errors.Join(zerr, g.f.Close())
 }
 
 // ReadCSV reads a Maltrail trails.csv from r and calls fn for every row that

@@ -98,6 +98,21 @@ type Merged struct {
 // since an empty trail set would make a sensor that silently detects
 // nothing.
 func Merge(srcs []Source, wl *Whitelist) (*Merged, error) {
+	return MergeWith(srcs, MergeOptions{Whitelist: wl})
+}
+
+// MergeOptions are the options of MergeWith.
+type MergeOptions struct {
+	Whitelist *Whitelist
+	// Progress, when set, is called as the sources' files are read with
+	// the bytes read from them so far (compressed bytes for ".gz").
+	Progress func(read int64)
+}
+
+// MergeWith is Merge with progress reports.
+func MergeWith(srcs []Source, o MergeOptions) (*Merged, error) {
+	wl := o.Whitelist
+	c := &byteCounter{report: o.Progress}
 	if len(srcs) == 0 {
 		return nil, fmt.Errorf("merge trails: %w: no sources given", ErrNoTrails)
 	}
@@ -111,9 +126,9 @@ func Merge(srcs []Source, wl *Whitelist) (*Merged, error) {
 		var err error
 		var st Stats
 		if src.Kind == KindCIDRList {
-			st, err = stageSource(src, cidrs, &m.Stats, func(_ Row, p netip.Prefix) netip.Prefix { return p })
+			st, err = stageSource(src, c, cidrs, &m.Stats, func(_ Row, p netip.Prefix) netip.Prefix { return p })
 		} else {
-			st, err = stageSource(src, names, &m.Stats, func(r Row, _ netip.Prefix) string { return r.Trail })
+			st, err = stageSource(src, c, names, &m.Stats, func(r Row, _ netip.Prefix) string { return r.Trail })
 		}
 		m.Sources = append(m.Sources, SourceStats{Source: src, Stats: st})
 		if err != nil {
@@ -170,11 +185,11 @@ func Merge(srcs []Source, wl *Whitelist) (*Merged, error) {
 // stageSource reads one source into its own ordered map first, so that
 // repeats inside the source replace each other silently (a feed's dict)
 // and only the source's final row of a key meets the merge rules, once.
-func stageSource[K comparable](src Source, mg *merger[K], ms *MergeStats, key func(Row, netip.Prefix) K) (Stats, error) {
+func stageSource[K comparable](src Source, c *byteCounter, mg *merger[K], ms *MergeStats, key func(Row, netip.Prefix) K) (Stats, error) {
 	idx := make(map[K]int)
 	var keys []K
 	var metas []Meta
-	st, err := readSource(src, func(r Row, p netip.Prefix) error {
+	st, err := readSource(src, c, func(r Row, p netip.Prefix) error {
 		ms.Rows++
 		k := key(r, p)
 		if i, ok := idx[k]; ok {

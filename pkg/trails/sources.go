@@ -93,22 +93,22 @@ const (
 // that cannot be opened or read, and any error from fn, ends the reading
 // and is returned with context.
 func ReadSource(src Source, fn func(Row) error) (Stats, error) {
-	return readSource(src, func(r Row, _ netip.Prefix) error { return fn(r) })
+	return readSource(src, nil, func(r Row, _ netip.Prefix) error { return fn(r) })
 }
 
 // readSource is ReadSource that also hands over the parsed prefix of a
 // KindCIDRList row (the zero Prefix for the other kinds), so Merge need
 // not parse the text again.
-func readSource(src Source, fn func(Row, netip.Prefix) error) (Stats, error) {
+func readSource(src Source, c *byteCounter, fn func(Row, netip.Prefix) error) (Stats, error) {
 	var st Stats
 	var err error
 	switch src.Kind {
 	case KindTrailsCSV:
-		err = readCSVSource(src.Path, &st, fn)
+		err = readCSVSource(src.Path, c, &st, fn)
 	case KindStaticDir:
-		err = readStaticDir(src.Path, &st, fn)
+		err = readStaticDir(src.Path, c, &st, fn)
 	case KindCustomList, KindCIDRList:
-		err = readListSource(src, &st, fn)
+		err = readListSource(src, c, &st, fn)
 	default:
 		err = fmt.Errorf("unknown source kind %d", src.Kind)
 	}
@@ -118,8 +118,8 @@ func readSource(src Source, fn func(Row, netip.Prefix) error) (Stats, error) {
 	return st, nil
 }
 
-func readCSVSource(path string, st *Stats, fn func(Row, netip.Prefix) error) error {
-	f, err := Open(path)
+func readCSVSource(path string, c *byteCounter, st *Stats, fn func(Row, netip.Prefix) error) error {
+	f, err := c.open(path)
 	if err != nil {
 		return err
 	}
@@ -132,7 +132,7 @@ func readCSVSource(path string, st *Stats, fn func(Row, netip.Prefix) error) err
 // readStaticDir walks dir in lexical order. Hidden files and directories
 // (".git") and files not ending in ".txt" (Maltrail's __init__.py) are
 // not trail lists.
-func readStaticDir(dir string, st *Stats, fn func(Row, netip.Prefix) error) error {
+func readStaticDir(dir string, c *byteCounter, st *Stats, fn func(Row, netip.Prefix) error) error {
 	info, err := os.Stat(dir)
 	if err != nil {
 		return err
@@ -155,7 +155,7 @@ func readStaticDir(dir string, st *Stats, fn func(Row, netip.Prefix) error) erro
 			return nil
 		}
 		info := staticInfo(dir, path)
-		return readFileLines(path, st, func(line []byte, n int) error {
+		return readFileLines(path, c, st, func(line []byte, n int) error {
 			trail, reason := StaticTrail(string(line))
 			if reason != "" {
 				st.skip(path, n, reason)
@@ -187,7 +187,7 @@ func staticInfo(root, path string) string {
 
 // readListSource reads a custom or CIDR list: one file, or the *.txt
 // files directly in a directory.
-func readListSource(src Source, st *Stats, fn func(Row, netip.Prefix) error) error {
+func readListSource(src Source, c *byteCounter, st *Stats, fn func(Row, netip.Prefix) error) error {
 	info, err := os.Stat(src.Path)
 	if err != nil {
 		return err
@@ -207,7 +207,7 @@ func readListSource(src Source, st *Stats, fn func(Row, netip.Prefix) error) err
 	}
 	for _, path := range files {
 		defInfo := listInfo(path)
-		err := readFileLines(path, st, func(line []byte, n int) error {
+		err := readFileLines(path, c, st, func(line []byte, n int) error {
 			if src.Kind == KindCIDRList {
 				p, text, info, ref, reason := parseCIDRLine(string(line), defInfo)
 				if reason != "" {
@@ -468,8 +468,8 @@ var utf8BOM = []byte{0xef, 0xbb, 0xbf}
 
 // readFileLines opens path (Open: ".gz" is decompressed) and calls fn for
 // each line without its line break.
-func readFileLines(path string, st *Stats, fn func(line []byte, n int) error) error {
-	f, err := Open(path)
+func readFileLines(path string, c *byteCounter, st *Stats, fn func(line []byte, n int) error) error {
+	f, err := c.open(path)
 	if err != nil {
 		return err
 	}

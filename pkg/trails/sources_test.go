@@ -190,7 +190,7 @@ func TestReadSourceCIDRList(t *testing.T) {
 	})
 	var prefixes []netip.Prefix
 	var rows []Row
-	st, err := readSource(Source{Kind: KindCIDRList, Path: filepath.Join(dir, "scanners.txt")}, func(r Row, p netip.Prefix) error {
+	st, err := readSource(Source{Kind: KindCIDRList, Path: filepath.Join(dir, "scanners.txt")}, nil, func(r Row, p netip.Prefix) error {
 		rows = append(rows, r)
 		prefixes = append(prefixes, p)
 		return nil
