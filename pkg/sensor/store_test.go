@@ -100,3 +100,82 @@ func TestRestartKeepsStoreGeneration(t *testing.T) {
 		t.Errorf("the restart rebuilt the trails: generation %d then %d", gens[0], gens[1])
 	}
 }
+
+// TestStoreReload: a sensor on a compiled store picks up a replaced store
+// file: the new store's IP and name trails fire, the old store's stop, and
+// the old mapping is released.
+func TestStoreReload(t *testing.T) {
+	l := lab.New(t)
+	dir := t.TempDir()
+	xts := filepath.Join(dir, "trails"+storeExt)
+	compile := func(csv string) {
+		in, err := store.FromCSV(strings.NewReader(csv), "t.csv", trails.DefaultWhitelist())
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmp := filepath.Join(dir, "next"+storeExt)
+		if _, err := store.Compile(tmp, in); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, xts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	compile("203.0.113.81,lab eight (malware),(custom)\nevil-eight.com,lab eight (malware),(custom)\n")
+	var conn net.PacketConn
+	if err := lab.InNetns(l.Source, func() (err error) { conn, err = net.ListenPacket("udp4", ":0"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c, stop := liveSensor(t, l, Options{TrailsFile: xts, Throttle: throttle.Off, WatchEvery: 100 * time.Millisecond})
+	defer stop()
+
+	port := 31000
+	// fires sends one datagram (a DNS query for name to port 53, else a
+	// plain one) and says whether an event naming trail follows.
+	fires := func(dst, name, trail string) bool {
+		port++
+		payload, dport := []byte("x"), port
+		if name != "" {
+			payload, dport = dnsQuery(name), 53
+		}
+		before := len(c.get())
+		if _, err := conn.WriteTo(payload, &net.UDPAddr{IP: net.ParseIP(dst), Port: dport}); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(time.Second)
+		for time.Now().Before(deadline) {
+			for _, line := range c.get()[before:] {
+				if strings.Contains(line, " "+trail+" ") {
+					return true
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return false
+	}
+	if !fires("203.0.113.81", "", "203.0.113.81") || !fires("198.51.100.53", "evil-eight.com", "evil-eight.com") {
+		t.Fatal("the first store's trails do not fire")
+	}
+	compile("203.0.113.82,lab nine (malware),(custom)\nevil-nine.com,lab nine (malware),(custom)\n")
+	deadline := time.Now().Add(10 * time.Second)
+	for !fires("203.0.113.82", "", "203.0.113.82") {
+		if time.Now().After(deadline) {
+			t.Fatal("the replaced store's IP trail never fired")
+		}
+	}
+	if !fires("198.51.100.53", "evil-nine.com", "evil-nine.com") {
+		t.Error("the replaced store's name trail does not fire")
+	}
+	if fires("203.0.113.81", "", "203.0.113.81") || fires("198.51.100.53", "evil-eight.com", "evil-eight.com") {
+		t.Error("the old store's trails still fire")
+	}
+	// the old store's mapping is gone from the process once replaced
+	maps, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(maps), xts); n != 1 {
+		t.Errorf("%d mappings of %s after the reload, want 1 (the new store)", n, xts)
+	}
+}
