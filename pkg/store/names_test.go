@@ -259,4 +259,44 @@ func BenchmarkNamesStatic(b *testing.B) {
 			}
 		})
 	}
+	// URL trails: requests for URL keys of the store (hits) and for
+	// ordinary pages of clean hosts (misses).
+	var urlHits, urlMisses []*trails.HTTPRequest
+	var scratch trails.URLScratch
+	for k := range s.Keys() {
+		host, path, ok := bytes.Cut(k, []byte("/"))
+		if !ok || len(urlHits) == 4096 {
+			continue
+		}
+		r := &trails.HTTPRequest{Host: host, Path: append([]byte("/"), path...), Method: []byte("GET")}
+		if _, hit := names.CheckURL(&scratch, r); hit {
+			urlHits = append(urlHits, r)
+		}
+	}
+	for i := range 4096 {
+		r := &trails.HTTPRequest{Host: fmt.Appendf(nil, "www.clean-%d.example.org", i), Path: fmt.Appendf(nil, "/a/b/c.php?id=%d&x=2", i), Method: []byte("GET")}
+		if _, hit := names.CheckURL(&scratch, r); !hit {
+			urlMisses = append(urlMisses, r)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		reqs []*trails.HTTPRequest
+		want bool
+	}{{"url_hit", urlHits, true}, {"url_miss", urlMisses, false}} {
+		b.Run(c.name, func(b *testing.B) {
+			if len(c.reqs) == 0 {
+				b.Fatal("no requests")
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				r := c.reqs[i%len(c.reqs)]
+				if _, hit := names.CheckURL(&scratch, r); hit != c.want {
+					b.Fatalf("%s%s: not %v", r.Host, r.Path, c.want)
+				}
+				i++
+			}
+		})
+	}
 }
