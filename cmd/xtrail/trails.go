@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -25,7 +26,7 @@ const trailsUsage = `usage:
   xtrail trails diff   [-pin-dir DIR] [-json] SRC...   (what load would add, remove and change in the kernel)
   xtrail trails stats  [-pin-dir DIR] [-period 24h] [-json]   (counts, kernel memory, store, generation, age, sources)
   xtrail trails update -dir DIR [-force] [-period 24h] [-json] NAME=URL...
-  xtrail trails compile [-o FILE.xts] [-json] SRC.csv[.gz]   (a trail store for TRAILS_FILE)`
+  xtrail trails compile [-o FILE.xts] [-json] SRC.csv[.gz]   (a trail store for TRAILS_FILE; default -o /var/lib/xtrail/trails.xts)`
 
 func runTrails(ctx context.Context, args []string) error {
 	if len(args) == 0 {
@@ -163,7 +164,7 @@ func trailsLoadOrDiff(args []string, diff bool) error {
 func trailsLookup(args []string) error {
 	fs := flag.NewFlagSet("trails lookup", flag.ContinueOnError)
 	pinDir := fs.String("pin-dir", dataplane.DefaultPinDir, "bpffs directory of the sensor's trail maps")
-	file := fs.String("trails", "", "trails.csv for names and URLs")
+	file := fs.String("trails", "", "trails.csv or compiled store for names and URLs (default: the one the live trails came from)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -185,7 +186,9 @@ func trailsLookup(args []string) error {
 		}
 	} else {
 		if *file == "" {
-			return errors.New("trails lookup: a name or URL needs -trails FILE")
+			if *file, err = loadedNamesFile(*pinDir); err != nil {
+				return err
+			}
 		}
 		r, err := lookupName(*file, q)
 		if err != nil {
@@ -213,16 +216,61 @@ func lookupAddr(pinDir string, a netip.Addr, port uint16) (dataplane.LookupResul
 	return maps.Lookup(a, port)
 }
 
-func lookupName(file, q string) (dataplane.LookupResult, error) {
+// loadedNamesFile is the trails file or store the live generation was
+// loaded from, as its origin record says.
+func loadedNamesFile(pinDir string) (string, error) {
+	maps, err := dataplane.OpenTrailMaps(pinDir)
+	if err != nil {
+		return "", err
+	}
+	defer maps.Close()
+	o, ok, err := maps.Origin()
+	if err != nil {
+		return "", err
+	}
+	if ok {
+		for _, s := range o.Sources {
+			if s.Kind == "store" || s.Kind == "trails.csv" {
+				return s.Path, nil
+			}
+		}
+	}
+	return "", errors.New("trails lookup: the live trails name no trails file or store: give -trails FILE for a name or URL")
+}
+
+// openNames loads the name trails of a trails.csv or a compiled store
+// (closed by the returned func).
+func openNames(file string) (*trails.Names, func(), error) {
+	if strings.HasSuffix(file, ".xts") {
+		st, err := store.Open(file)
+		if err != nil {
+			return nil, nil, err
+		}
+		n, _, err := st.Names(trails.DefaultWhitelist())
+		if err != nil {
+			st.Close()
+			return nil, nil, err
+		}
+		return n, func() { st.Close() }, nil
+	}
 	rc, err := trails.Open(file)
 	if err != nil {
-		return dataplane.LookupResult{}, err
+		return nil, nil, err
 	}
 	defer rc.Close()
 	n, err := trails.LoadNames(rc, file, trails.DefaultWhitelist())
 	if err != nil {
+		return nil, nil, err
+	}
+	return n, func() {}, nil
+}
+
+func lookupName(file, q string) (dataplane.LookupResult, error) {
+	n, done, err := openNames(file)
+	if err != nil {
 		return dataplane.LookupResult{}, err
 	}
+	defer done()
 	lower := strings.ToLower(q)
 	if host, path, ok := strings.Cut(strings.TrimPrefix(lower, "http://"), "/"); ok {
 		var s trails.URLScratch
@@ -473,7 +521,7 @@ func readCSVSet(path string, progress func(read int64)) (*trails.Set, error) {
 // drop them.
 func trailsCompile(args []string) error {
 	fs := flag.NewFlagSet("trails compile", flag.ContinueOnError)
-	out := fs.String("o", "", "the store to write (default: SRC without .gz and .csv, plus .xts)")
+	out := fs.String("o", store.DefaultPath, "the store to write (a sensor without TRAILS_FILE uses "+store.DefaultPath+")")
 	asJSON := fs.Bool("json", false, "print the store's stats as JSON")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -481,13 +529,12 @@ func trailsCompile(args []string) error {
 	if fs.NArg() != 1 {
 		return trailsUsageErr()
 	}
-	src := fs.Arg(0)
-	dst := *out
-	if dst == "" {
-		dst = strings.TrimSuffix(strings.TrimSuffix(src, ".gz"), ".csv") + ".xts"
-	}
-	if dst == src {
+	src, dst := fs.Arg(0), *out
+	if filepath.Clean(dst) == filepath.Clean(src) {
 		return fmt.Errorf("trails compile: the store would overwrite its source %s", src)
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return fmt.Errorf("trails compile: %w", err)
 	}
 	start := time.Now()
 	bar := progress.New(os.Stderr)

@@ -76,6 +76,29 @@ func TestTrailsLoadStats(t *testing.T) {
 		}
 	}
 
+	// A name looked up without -trails comes from the loaded trails file;
+	// a compiled store of it answers the same.
+	f, err := loadedNamesFile(pinDir)
+	if err != nil || f != csv {
+		t.Fatalf("names file of the live trails: %q, %v; want %q", f, err, csv)
+	}
+	xts := filepath.Join(dir, "trails.xts")
+	if err := runTrails(context.Background(), []string{"compile", "-o", xts, csv}); err != nil {
+		t.Fatal(err)
+	}
+	for _, file := range []string{csv, xts} {
+		res, err := lookupName(file, "www.evil.example")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.Found || res.Trail != "(www).evil.example" || res.Rule != "parent domain" || res.Info != "malware (test)" {
+			t.Errorf("%s: lookup www.evil.example: %+v", file, res)
+		}
+		if res, _ := lookupName(file, "www.example.org"); res.Found {
+			t.Errorf("%s: a clean name found: %+v", file, res)
+		}
+	}
+
 	// Both sources old: stale, and said loudly.
 	if err := os.Chtimes(cidr, old, old); err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	"github.com/xtrail/xtrail/pkg/certs"
 	"github.com/xtrail/xtrail/pkg/d4"
 	"github.com/xtrail/xtrail/pkg/dataplane"
+	"github.com/xtrail/xtrail/pkg/store"
 	"github.com/xtrail/xtrail/pkg/maltrail"
 	"github.com/xtrail/xtrail/pkg/sink"
 	"github.com/xtrail/xtrail/pkg/throttle"
@@ -89,7 +90,11 @@ func Configure(cfg *maltrail.Config, f Flags, log *slog.Logger) (*Setup, error) 
 			return nil, err
 		}
 	}
-	o.TrailsFile = expandHome(cfg.String("TRAILS_FILE", defaultTrailsFile))
+	def := defaultTrailsFile
+	if _, err := os.Stat(store.DefaultPath); err == nil {
+		def = store.DefaultPath // a compiled store, where trails compile puts it
+	}
+	o.TrailsFile = expandHome(cfg.String("TRAILS_FILE", def))
 	if _, err := os.Stat(o.TrailsFile); err != nil {
 		if _, set := cfg.Get("TRAILS_FILE"); set {
 			return nil, fmt.Errorf("sensor: TRAILS_FILE: %w", err)

@@ -37,6 +37,10 @@ type Info struct {
 	Verified  bool     // the body was checked against SHA256 at open
 }
 
+// DefaultPath is where `xtrail trails compile` writes the store and where
+// a sensor without TRAILS_FILE looks for one.
+const DefaultPath = "/var/lib/xtrail/trails.xts"
+
 // Store is an open, memory-mapped trail store. Its methods are safe for
 // concurrent use and do not allocate unless they say so; Close must not
 // run concurrently with them.
