@@ -17,9 +17,9 @@ import (
 	"github.com/xtrail/xtrail/pkg/certs"
 	"github.com/xtrail/xtrail/pkg/d4"
 	"github.com/xtrail/xtrail/pkg/dataplane"
-	"github.com/xtrail/xtrail/pkg/store"
 	"github.com/xtrail/xtrail/pkg/maltrail"
 	"github.com/xtrail/xtrail/pkg/sink"
+	"github.com/xtrail/xtrail/pkg/store"
 	"github.com/xtrail/xtrail/pkg/throttle"
 	"github.com/xtrail/xtrail/pkg/trails"
 )
