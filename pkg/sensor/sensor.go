@@ -339,13 +339,18 @@ const storeExt = ".xts"
 // mapping: the caller closes it once the Names are no longer used. For a
 // trails.csv the store is nil.
 func loadTrails(path string, maps *dataplane.TrailMaps, wl *trails.Whitelist, log *slog.Logger) (*trails.Names, *store.Store, error) {
+	// The load's garbage (CSV rows, IP rows, map batches) dwarfs the
+	// sensor's steady heap: collect more often while it runs to keep the
+	// peak RSS down.
+	gc := debug.SetGCPercent(25)
+	defer func() {
+		debug.SetGCPercent(gc)
+		// and hand it back to the system now, not over minutes
+		debug.FreeOSMemory()
+	}()
 	if strings.HasSuffix(path, storeExt) {
 		return loadStore(path, maps, wl, log)
 	}
-	// The load's garbage (CSV rows, batches) dwarfs the sensor's steady
-	// heap: collect more often while it runs to keep the peak RSS down.
-	gc := debug.SetGCPercent(25)
-	defer debug.SetGCPercent(gc)
 	set, st, err := maps.LoadFile(path, "sensor")
 	if err != nil {
 		return nil, nil, err

@@ -94,6 +94,11 @@ func OpenWith(path string, opt OpenOptions) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open trail store %s: mmap: %w", path, err)
 	}
+	// The page cache may hold the file in huge (PMD-sized) folios, which
+	// a touch of one byte would map whole: 2 MiB of RSS per random
+	// lookup until the entire file is resident. Page-sized mappings keep
+	// the resident set to what lookups use. Best effort, like MADV_RANDOM.
+	_ = unix.Madvise(data, unix.MADV_NOHUGEPAGE)
 	s, err := parseGuarded(data, opt)
 	if err != nil {
 		unix.Munmap(data)
