@@ -2,16 +2,42 @@
 """Start `xtrail sensor` and time it: exec to the "sensor ready" log line,
 peak RSS (VmHWM) at that point, and, with --reload FILE=NEW, the time of a
 store reload (NEW renamed over FILE, as `trails compile` + mv does) as the
-sensor logs it, with the peak RSS after it. Prints one JSON object.
-usage: sensorbench.py [--reload FILE=NEW] -- CMD..."""
-import json, os, re, signal, subprocess, sys, time
+sensor logs it, with the peak RSS after it. With --traffic IFACE=PCAP the
+capture's frames are sent out of IFACE (the peer of the monitored veth)
+once the sensor is ready, and the RSS after them is reported.
+Prints one JSON object.
+usage: sensorbench.py [--traffic IFACE=PCAP] [--reload FILE=NEW] -- CMD..."""
+import json, os, re, signal, socket, struct, subprocess, sys, time
 
 args = sys.argv[1:]
-reload = None
-if args[:1] == ["--reload"]:
-    reload, args = args[1].split("=", 1), args[2:]
+reload = traffic = None
+while args[:1] in (["--reload"], ["--traffic"]):
+    if args[0] == "--reload":
+        reload = args[1].split("=", 1)
+    else:
+        traffic = args[1].split("=", 1)
+    args = args[2:]
 if args[:1] == ["--"]:
     args = args[1:]
+
+def send_pcap(iface, path):
+    """Send every frame of a classic little-endian Ethernet pcap."""
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((iface, 0))
+    n = 0
+    with open(path, "rb") as f:
+        hdr = f.read(24)
+        if hdr[:4] != b"\xd4\xc3\xb2\xa1" or struct.unpack("<I", hdr[20:24])[0] != 1:
+            sys.exit("sensorbench: %s is not a little-endian Ethernet pcap" % path)
+        while True:
+            rec = f.read(16)
+            if len(rec) < 16:
+                break
+            incl = struct.unpack("<IIII", rec)[2]
+            s.send(f.read(incl))
+            n += 1
+    s.close()
+    return n
 
 def status(pid, key):
     with open(f"/proc/{pid}/status") as f:
@@ -46,6 +72,14 @@ try:
     out["ready_peak_rss_kb"] = hwm(p.pid)
     out["ready_rss_anon_kb"] = status(p.pid, "RssAnon")
     out["ready_rss_file_kb"] = status(p.pid, "RssFile")
+    if traffic:
+        t1 = time.monotonic()
+        out["traffic_frames"] = send_pcap(*traffic)
+        out["traffic_send_s"] = round(time.monotonic() - t1, 3)
+        time.sleep(2)  # the agent drains the ring
+        out["traffic_peak_rss_kb"] = hwm(p.pid)
+        out["traffic_rss_anon_kb"] = status(p.pid, "RssAnon")
+        out["traffic_rss_file_kb"] = status(p.pid, "RssFile")
     if reload:
         os.rename(reload[1], reload[0])
         p.send_signal(signal.SIGHUP)  # rather than wait for the file watch

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/xtrail/xtrail/pkg/trails"
 )
 
@@ -111,6 +113,11 @@ func Compile(path string, in *Input) (st Stats, err error) {
 	if err = f.Sync(); err != nil {
 		return Stats{}, fmt.Errorf("compile %s: sync: %w", path, err)
 	}
+	// Drop the written pages from the page cache. Written in big chunks,
+	// they sit there in huge folios, and a sensor's lookup would map a
+	// whole 2 MiB folio for every byte it touches; read back by the
+	// sensor (see Open), they come in page by page. Best effort.
+	_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
 	if err = f.Close(); err != nil {
 		return Stats{}, fmt.Errorf("compile %s: %w", path, err)
 	}
@@ -180,8 +187,7 @@ func lay(in *Input) (*layout, error) {
 	}
 	st.Names, st.URLs, st.MaxNameKey = nt.names, nt.urls, nt.maxNameKey
 	st.Duplicates, st.MaxProbe = nt.dups, nt.maxProbe
-	st.Slots = len(nt.slots) / slotSize
-	st.KeyBytes = len(nt.keys)
+	st.Slots = len(nt.slots) / buildSlotSize
 
 	// IPs and CIDRs: sorted by key, the last row of each key kept.
 	ips := make([]trails.IPTrail, len(in.IPs))
@@ -263,11 +269,16 @@ func lay(in *Input) (*layout, error) {
 	st.Sources = len(in.Sources)
 	st.StringBytes = len(strs.buf)
 
+	slots, keys, err := nt.pack() // after the regexes' lookups
+	if err != nil {
+		return nil, err
+	}
+	st.KeyBytes = len(keys)
 	l.sections = [numSections][]byte{
 		secStrings: strs.buf,
 		secMetas:   metas,
-		secNames:   nt.slots,
-		secKeys:    nt.keys,
+		secNames:   slots,
+		secKeys:    keys,
 		secIPs:     ipSec,
 		secCIDRs:   cidrSec,
 		secRegexes: rxSec,
@@ -420,7 +431,10 @@ func (t *stringTable) add(s string) (off, n uint32, err error) {
 	return o, uint32(len(s)), nil
 }
 
-// nameTable is the names and keys sections under construction.
+// nameTable is the names and keys sections under construction, with
+// 16-byte slots {tag u32, key off u32, key len u32, meta u32} over the raw
+// key bytes, so that a repeated key can take its new meta in place; pack
+// writes the file's layout.
 type nameTable struct {
 	slots      []byte
 	keys       []byte
@@ -444,7 +458,7 @@ func buildNames(rows []Name, nMetas int, seed uint64) (*nameTable, error) {
 	if n > math.MaxUint32 {
 		return nil, fmt.Errorf("%d name rows: more than the format's 32-bit slots", len(rows))
 	}
-	t := &nameTable{slots: make([]byte, n*slotSize), mask: n - 1, seed: seed}
+	t := &nameTable{slots: make([]byte, n*buildSlotSize), mask: n - 1, seed: seed}
 	for _, r := range rows {
 		if r.Key == "" {
 			return nil, fmt.Errorf("name trail with an empty key")
@@ -459,12 +473,46 @@ func buildNames(rows []Name, nMetas int, seed uint64) (*nameTable, error) {
 	return t, nil
 }
 
+// pack turns the build-time table (16-byte slots over raw key bytes) into
+// the file's layout: 8-byte slots {tag, entry ref} over key entries
+// {meta uvarint, length uvarint, bytes}, written in table order. The
+// slots are rewritten in place (slot i's new bytes lie at or below its
+// old ones, already read).
+func (t *nameTable) pack() ([]byte, []byte, error) {
+	n := len(t.slots) / buildSlotSize
+	keys := make([]byte, 0, len(t.keys)+t.names*4)
+	for i := range n {
+		old := t.slots[i*buildSlotSize : i*buildSlotSize+buildSlotSize]
+		tag := binary.LittleEndian.Uint32(old[0:])
+		off := binary.LittleEndian.Uint32(old[4:])
+		klen := binary.LittleEndian.Uint32(old[8:])
+		meta := binary.LittleEndian.Uint32(old[12:])
+		var ref uint32
+		if klen != 0 {
+			if uint64(len(keys))+1 > math.MaxUint32 {
+				return nil, nil, fmt.Errorf("name keys past the format's 4 GiB")
+			}
+			ref = uint32(len(keys)) + 1
+			keys = binary.AppendUvarint(keys, uint64(meta))
+			keys = binary.AppendUvarint(keys, uint64(klen))
+			keys = append(keys, t.keys[off:off+klen]...)
+		}
+		sl := t.slots[i*slotSize : i*slotSize+slotSize]
+		binary.LittleEndian.PutUint32(sl[0:], tag)
+		binary.LittleEndian.PutUint32(sl[4:], ref)
+	}
+	if uint64(len(keys)) > math.MaxUint32 {
+		return nil, nil, fmt.Errorf("name keys past the format's 4 GiB")
+	}
+	return t.slots[:n*slotSize], keys, nil
+}
+
 func (t *nameTable) insert(key string, meta uint32) error {
 	h := hashKey(key, t.seed)
 	tag := uint32(h >> 32)
 	i := h & t.mask
 	for probe := 0; ; probe++ {
-		s := t.slots[i*slotSize : i*slotSize+slotSize]
+		s := t.slots[i*buildSlotSize : i*buildSlotSize+buildSlotSize]
 		klen := binary.LittleEndian.Uint32(s[8:])
 		if klen == 0 {
 			if uint64(len(t.keys))+uint64(len(key)) > math.MaxUint32 {
@@ -504,7 +552,7 @@ func (t *nameTable) lookup(key string) (uint32, bool) {
 	h := hashKey(key, t.seed)
 	tag := uint32(h >> 32)
 	for i := h & t.mask; ; i = (i + 1) & t.mask {
-		s := t.slots[i*slotSize : i*slotSize+slotSize]
+		s := t.slots[i*buildSlotSize : i*buildSlotSize+buildSlotSize]
 		klen := binary.LittleEndian.Uint32(s[8:])
 		if klen == 0 {
 			return 0, false

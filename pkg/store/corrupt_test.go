@@ -210,7 +210,7 @@ func TestResealedDamage(t *testing.T) {
 	e := c[fixedHeader+secNames*sectionEnt:]
 	off, n := binary.LittleEndian.Uint64(e), binary.LittleEndian.Uint64(e[8:])
 	for p := off; p < off+n; p += slotSize {
-		binary.LittleEndian.PutUint32(c[p+8:], 1) // key len 1
+		binary.LittleEndian.PutUint32(c[p+4:], 1) // the first key entry
 	}
 	try(c)
 }

@@ -7,7 +7,7 @@
 // and reclaimable, instead of on the Go heap. Maltrail's Python sensor
 // does the same with its trails.csv.bin (spec §7).
 //
-// # File format, version 1
+// # File format, version 2
 //
 // All integers are little-endian. The file is a fixed header followed by
 // sections, each starting at an offset that is a multiple of 8 (the gaps
@@ -15,7 +15,7 @@
 //
 //	off  size  field
 //	  0     8  magic "XTRAILS\x00"
-//	  8     4  format version (1)
+//	  8     4  format version (2)
 //	 12     4  flags (none are defined; a reader refuses bits it does not know)
 //	 16     8  build time, Unix nanoseconds
 //	 24     8  file size in bytes
@@ -43,14 +43,17 @@
 //     (spec §1.3, §1.3.1) need not search strings per hit.
 //  2. names: the open-addressing hash table of domain and URL keys, exactly
 //     the keys trails.LoadNames keeps (regex trail keys included, as
-//     Maltrail's one dict holds them). A power-of-two count of 16-byte
-//     slots {tag u32, key off u32, key len u32, meta u32}; key off indexes
-//     section 3. A slot with key len 0 is empty (keys are never empty).
-//     The slot of a key is hash & (slots-1), then linear probing; the tag
-//     is the hash's high 32 bits, compared before the key bytes. The key
-//     length is 32 bits, not 16, because a trails.csv key may be up to the
-//     reader's 1 MiB record limit and LoadNames keeps such keys.
-//  3. keys: the key bytes of section 2, each distinct key once.
+//     Maltrail's one dict holds them). A power-of-two count of 8-byte
+//     slots {tag u32, ref u32}; ref is 1 + the offset of the key's entry
+//     in section 3, 0 for an empty slot. The slot of a key is
+//     hash & (slots-1), then linear probing; the tag is the hash's high
+//     32 bits, compared before the entry is read, so a miss reads only
+//     slots. (Version 1 had 16-byte slots holding the length and meta; 8
+//     bytes halve the table that random lookups keep resident.)
+//  3. keys: one entry per distinct key, {meta uvarint, key length uvarint,
+//     key bytes}. The length is unbounded by the format because a
+//     trails.csv key may be up to the reader's 1 MiB record limit and
+//     LoadNames keeps such keys.
 //  4. ips: IP and IP:port trails, 24 bytes each, {family u8 (4 or 6),
 //     zero u8, port u16 (0 = bare IP), meta u32, addr [16]byte (IPv4 in
 //     the first 4 bytes, the rest zero)}, sorted by address (IPv4 first)
@@ -83,7 +86,7 @@ import (
 
 const (
 	magic   = "XTRAILS\x00"
-	version = 1
+	version = 2
 
 	fixedHeader = 88 // bytes before the section table
 	sectionEnt  = 16 // one section table entry
@@ -102,7 +105,7 @@ const (
 	hCRC       = 80
 	hReserved  = 84
 
-	knownFlags = 0 // no flag bits are defined in version 1
+	knownFlags = 0 // no flag bits are defined in version 2
 )
 
 // Section indexes, in section-table order.
@@ -168,12 +171,13 @@ func entrySize(i int) int {
 const (
 	headerSize = fixedHeader + sectionEnt*numSections
 
-	metaSize   = 20
-	slotSize   = 16
-	ipSize     = 24
-	cidrSize   = 24
-	regexSize  = 24
-	sourceSize = 16
+	metaSize      = 20
+	slotSize      = 8
+	buildSlotSize = 16 // the builder's slots (see nameTable)
+	ipSize        = 24
+	cidrSize      = 24
+	regexSize     = 24
+	sourceSize    = 16
 
 	minSlots = 8
 )

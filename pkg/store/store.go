@@ -99,7 +99,11 @@ func OpenWith(path string, opt OpenOptions) (*Store, error) {
 	// lookup until the entire file is resident. Page-sized mappings keep
 	// the resident set to what lookups use. Best effort, like MADV_RANDOM.
 	_ = unix.Madvise(data, unix.MADV_NOHUGEPAGE)
-	s, err := parseGuarded(data, opt)
+	var verify func([32]byte) error
+	if opt.Verify {
+		verify = func(sum [32]byte) error { return verifyFile(f, size, sum) }
+	}
+	s, err := parseGuarded(data, verify)
 	if err != nil {
 		unix.Munmap(data)
 		return nil, fmt.Errorf("open trail store %s: %w", path, err)
@@ -131,7 +135,7 @@ type faultAddr interface{ Addr() uintptr }
 // parseGuarded is parse with a fault on the mapping (the file was
 // truncated while mapped) turned into an error. Other panics are bugs and
 // are not hidden.
-func parseGuarded(data []byte, opt OpenOptions) (s *Store, err error) {
+func parseGuarded(data []byte, verify func([32]byte) error) (s *Store, err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
@@ -141,7 +145,7 @@ func parseGuarded(data []byte, opt OpenOptions) (s *Store, err error) {
 			s, err = nil, fmt.Errorf("%w: the file changed while it was read (replace it by rename, never rewrite it in place)", ErrCorrupt)
 		}
 	}()
-	return parse(data, opt)
+	return parse(data, verify)
 }
 
 func corrupt(format string, a ...any) error {
@@ -149,8 +153,9 @@ func corrupt(format string, a ...any) error {
 }
 
 // parse validates the header, the section table and the small tables, and
-// the checksum when asked. data is a read-only mapping.
-func parse(data []byte, opt OpenOptions) (*Store, error) {
+// has verify check the body's checksum when it is set. data is a
+// read-only mapping.
+func parse(data []byte, verify func(sum [32]byte) error) (*Store, error) {
 	if len(data) < fixedHeader {
 		return nil, corrupt("%d bytes, shorter than the header", len(data))
 	}
@@ -202,8 +207,8 @@ func parse(data []byte, opt OpenOptions) (*Store, error) {
 		secs[i] = data[off : off+n : off+n]
 	}
 
-	if opt.Verify {
-		if err := verifyBody(data, s.info.SHA256); err != nil {
+	if verify != nil {
+		if err := verify(s.info.SHA256); err != nil {
 			return nil, err
 		}
 		s.info.Verified = true
@@ -290,19 +295,22 @@ func (s *Store) str(b []byte) []byte {
 	return s.strs[off : off+n : off+n]
 }
 
-// verifyBody checks the body's SHA-256. It hashes in chunks and drops
-// each hashed chunk from the process's page tables (the pages stay in the
-// page cache), so that verifying a 60 MB store does not leave 60 MB of
-// resident mapping behind: afterwards only the pages lookups touch count.
-func verifyBody(data []byte, want [32]byte) error {
-	const chunk = 4 << 20 // a multiple of any page size, so chunk starts are page-aligned
+// verifyFile checks the body's SHA-256, reading the file in 1 MiB chunks.
+func verifyFile(f *os.File, size int64, want [32]byte) error {
+	// Read exactly what is asked, without read-ahead: pages read this
+	// way enter the page cache one by one, so the lookups that follow
+	// map 4 KiB at a time, not whole huge folios. Reading through the
+	// file rather than the mapping also keeps the pass out of the RSS.
+	_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_RANDOM)
+	buf := make([]byte, 1<<20)
 	h := sha256.New()
-	for off := headerSize; off < len(data); {
-		end := min((off/chunk+1)*chunk, len(data))
-		h.Write(data[off:end])
-		// Best effort: a failure only costs resident memory.
-		_ = unix.Madvise(data[off/chunk*chunk:end], unix.MADV_DONTNEED)
-		off = end
+	for off := int64(headerSize); off < size; {
+		n, err := f.ReadAt(buf[:min(int64(len(buf)), size-off)], off)
+		h.Write(buf[:n])
+		off += int64(n)
+		if err != nil && off < size {
+			return fmt.Errorf("%w: reading the body at %d: %v", ErrCorrupt, off, err)
+		}
 	}
 	var got [32]byte
 	h.Sum(got[:0])
@@ -377,22 +385,40 @@ func lookupName[T ~string | ~[]byte](s *Store, key T) (uint32, bool) {
 	i := h & s.mask
 	for probe := uint64(0); probe <= s.maxProbe; probe++ {
 		sl := s.slots[i*slotSize : i*slotSize+slotSize]
-		klen := binary.LittleEndian.Uint32(sl[8:])
-		if klen == 0 {
+		ref := binary.LittleEndian.Uint32(sl[4:])
+		if ref == 0 {
 			return 0, false
 		}
-		if binary.LittleEndian.Uint32(sl) == tag && int(klen) == len(key) {
-			off := uint64(binary.LittleEndian.Uint32(sl[4:]))
-			// Bounds are checked here, not at open: the table is
+		if binary.LittleEndian.Uint32(sl) == tag {
+			// Entries are checked here, not at open: the table is
 			// too big to walk at every start.
-			if end := off + uint64(klen); end <= uint64(len(s.keys)) && string(s.keys[off:end]) == string(key) {
-				mi := binary.LittleEndian.Uint32(sl[12:])
+			if mi, k, ok := s.entry(ref); ok && string(k) == string(key) {
 				return mi, mi < s.nMetas
 			}
 		}
 		i = (i + 1) & s.mask
 	}
 	return 0, false
+}
+
+// entry decodes the key entry a slot's ref names; ok is false when it
+// does not lie within the keys section (a damaged, unverified store).
+func (s *Store) entry(ref uint32) (meta uint32, key []byte, ok bool) {
+	off := uint64(ref - 1)
+	if off >= uint64(len(s.keys)) {
+		return 0, nil, false
+	}
+	e := s.keys[off:]
+	m, n := binary.Uvarint(e)
+	if n <= 0 || m > math.MaxUint32 {
+		return 0, nil, false
+	}
+	e = e[n:]
+	l, n := binary.Uvarint(e)
+	if n <= 0 || l == 0 || l > uint64(len(e)-n) {
+		return 0, nil, false
+	}
+	return uint32(m), e[n : n+int(l) : n+int(l)], true
 }
 
 // MaxNameKey is the length of the longest name key without '/'. A
@@ -433,16 +459,15 @@ func (s *Store) Flags(idx uint32) Flags {
 func (s *Store) Keys() iter.Seq2[[]byte, uint32] {
 	return func(yield func([]byte, uint32) bool) {
 		for i := 0; i+slotSize <= len(s.slots); i += slotSize {
-			sl := s.slots[i : i+slotSize]
-			klen := uint64(binary.LittleEndian.Uint32(sl[8:]))
-			if klen == 0 {
+			ref := binary.LittleEndian.Uint32(s.slots[i+4:])
+			if ref == 0 {
 				continue
 			}
-			off := uint64(binary.LittleEndian.Uint32(sl[4:]))
-			if off+klen > uint64(len(s.keys)) {
+			mi, k, ok := s.entry(ref)
+			if !ok {
 				continue // damaged; a verified store has none
 			}
-			if !yield(s.keys[off:off+klen:off+klen], binary.LittleEndian.Uint32(sl[12:])) {
+			if !yield(k, mi) {
 				return
 			}
 		}

@@ -180,12 +180,14 @@ func TestOpenErrors(t *testing.T) {
 	if _, err := Open(csv); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "magic") {
 		t.Errorf("a CSV file: %v", err)
 	}
-	b := buildBytes(t, &Input{})
-	b[hVersion] = 2
-	if _, err := openBytes(t, b, OpenOptions{}); !errors.Is(err, ErrVersion) {
-		t.Errorf("version 2: %v", err)
+	for _, v := range []byte{1, version + 1} { // version 1 had 16-byte slots
+		b := buildBytes(t, &Input{})
+		b[hVersion] = v
+		if _, err := openBytes(t, b, OpenOptions{}); !errors.Is(err, ErrVersion) || !strings.Contains(err.Error(), "recompile") {
+			t.Errorf("version %d: %v", v, err)
+		}
 	}
-	b = buildBytes(t, &Input{})
+	b := buildBytes(t, &Input{})
 	b[hFlags] = 1
 	reseal(b)
 	if _, err := openBytes(t, b, OpenOptions{}); !errors.Is(err, ErrVersion) {
