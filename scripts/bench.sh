@@ -98,6 +98,8 @@ fmt_start "sensor first start (verify program, fill maps)" "$(startup)"
 for run in 1 2 3 4 5; do
 	fmt_start "sensor restart $run (pinned program, same store)" "$(startup)"
 done
+startup --traffic "${V}b=$T/mix200000.pcap" | python3 -c 'import json,sys; d=json.load(sys.stdin); print("  sensor after the 200k-packet mix sent into its veth (%d frames in %.1f s): peak RSS %d kB (anon %d kB, file-backed %d kB)" % (d["traffic_frames"], d["traffic_send_s"], d["traffic_peak_rss_kb"], d["traffic_rss_anon_kb"], d["traffic_rss_file_kb"]))'
+echo "  (file-backed RSS includes the 8 MiB ring buffer mapped twice, 16 MiB, which is kernel map memory, and the binary's pages)"
 "$XT" trails stats -pin-dir "$P" -json | python3 -c 'import json,sys; m=json.load(sys.stdin)["kernel_memory"]; print("  kernel map memory (not in RSS): %.1f MiB (live generation %.1f, info/reference %.1f)" % (sum(m.values())/2**20, m["live_generation"]/2**20, m["metas"]/2**20))'
 startup --reload "$T/static.xts=$T/static2.xts" | python3 -c 'import json,sys; d=json.load(sys.stdin); print("  sensor reload of a replaced store: took %s (sensor log), peak RSS %d kB after it" % (d["reload_took"], d["reload_peak_rss_kb"]))'
 echo "  lookups in the store-backed matcher (random keys: cache-cold; ns/op):"
