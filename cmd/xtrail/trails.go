@@ -398,6 +398,9 @@ func printStats(w io.Writer, r trailStats, period time.Duration) {
 	m := r.Memory
 	fmt.Fprintf(w, "kernel memory %s (live generation %s, info/reference %s, other %s)\n",
 		mib(int64(m.Total())), mib(int64(m.Live)), mib(int64(m.Metas)), mib(int64(m.Other)))
+	if m.Idle > 0 {
+		fmt.Fprintf(w, "  and %s in the idle generation: a load is running, or one failed before freeing it\n", mib(int64(m.Idle)))
+	}
 	if s := r.Store; s != nil {
 		if s.Err != "" {
 			fmt.Fprintf(w, "store    %s: %s\n", s.Path, s.Err)

@@ -63,6 +63,10 @@ func TestReloadUnderTraffic(t *testing.T) {
 		seen = append(seen, ids...)
 	}
 	record()
+	mem0, err := maps.Memory()
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	// traffic: one datagram per destination port, so no two share a tuple
 	var conn net.PacketConn
@@ -145,6 +149,15 @@ func TestReloadUnderTraffic(t *testing.T) {
 	}
 	if !otherFree || len(ids) != 6 {
 		t.Fatalf("live maps %v, other generation freed %v", ids, otherFree)
+	}
+	// and the kernel memory of the trail maps is one generation's, as
+	// before the reloads (A and B are the same size)
+	mem, err := maps.Memory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mem0.Live == 0 || mem.Idle != 0 || mem.Total() != mem0.Total() {
+		t.Errorf("trail map memory %+v after 20 reloads, %+v before", mem, mem0)
 	}
 	live := map[ebpf.MapID]bool{}
 	for _, id := range ids {
