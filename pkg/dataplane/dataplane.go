@@ -96,6 +96,7 @@ func Load(opts Options) (*Dataplane, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	began := time.Now()
 	spec, err := loadXtrail()
 	if err != nil {
 		return nil, fmt.Errorf("read embedded BPF object: %w", err)
@@ -162,6 +163,7 @@ func Load(opts Options) (*Dataplane, error) {
 		d.Close()
 		return nil, err
 	}
+	log.Info("XDP program loaded", "verified_before", d.cached, "pin_dir", opts.PinDir, "took", time.Since(began).Round(time.Millisecond))
 	if opts.Replay {
 		// the clock field is the first of struct xt_config
 		if d.cfgMem, err = d.objs.XtCfg.Memory(); err != nil {

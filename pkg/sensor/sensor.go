@@ -92,7 +92,15 @@ func Run(ctx context.Context, o Options) error {
 	if !replay {
 		dopts.PinDir = o.PinDir
 	}
-	dp, err := dataplane.Load(dopts)
+	var loadedVersion string
+	if o.TrailsFile != "" {
+		// the version read before the load: a file replaced during or
+		// after it is reloaded by the watcher
+		loadedVersion, _ = fileVersion(o.TrailsFile)
+	} else if replay {
+		log.Warn("replaying without a trails file: no trail can match")
+	}
+	dp, loaded, err := loadPlane(dopts, o.TrailsFile, o.Rules.Whitelist, log)
 	if err != nil {
 		return err
 	}
@@ -103,10 +111,11 @@ func Run(ctx context.Context, o Options) error {
 	}()
 	maps := dp.Trails()
 	rules := o.Rules
+	rules.Names = loaded.names
 	// st is the open trail store the Names read, when TrailsFile is a
 	// compiled store; reloadLoop replaces it, and it is closed once the
 	// sensor loop (and reloadLoop, deferred later) is over.
-	var st *store.Store
+	st := loaded.store
 	defer func() {
 		if st != nil {
 			if cerr := st.Close(); cerr != nil {
@@ -114,17 +123,6 @@ func Run(ctx context.Context, o Options) error {
 			}
 		}
 	}()
-	var loadedVersion string
-	if o.TrailsFile != "" {
-		// the version read before the load: a file replaced during or
-		// after it is reloaded by the watcher
-		loadedVersion, _ = fileVersion(o.TrailsFile)
-		if rules.Names, st, err = loadTrails(o.TrailsFile, maps, rules.Whitelist, log); err != nil {
-			return err
-		}
-	} else if replay {
-		log.Warn("replaying without a trails file: no trail can match")
-	}
 	rd, err := dp.NewRingReader()
 	if err != nil {
 		return err
@@ -176,6 +174,59 @@ func Run(ctx context.Context, o Options) error {
 	agent.Flush()
 	report(log, dp, agent)
 	return err
+}
+
+// loadedTrails is what loadTrails returns.
+type loadedTrails struct {
+	names *trails.Names
+	store *store.Store
+}
+
+// loadPlane loads the XDP program and the trails file (if any). With a
+// pin dir the trail maps exist apart from the program, so the trails are
+// loaded into them while the kernel verifies the program: the two are the
+// bulk of a first start and need different CPUs. Without one (replay) the
+// maps are the program's own, and the trails follow the program.
+func loadPlane(dopts dataplane.Options, file string, wl *trails.Whitelist, log *slog.Logger) (*dataplane.Dataplane, loadedTrails, error) {
+	var lt loadedTrails
+	if file == "" {
+		dp, err := dataplane.Load(dopts)
+		return dp, lt, err
+	}
+	if dopts.PinDir == "" {
+		dp, err := dataplane.Load(dopts)
+		if err != nil {
+			return nil, lt, err
+		}
+		if lt.names, lt.store, err = loadTrails(file, dp.Trails(), wl, log); err != nil {
+			dp.Close()
+			return nil, lt, err
+		}
+		return dp, lt, nil
+	}
+	maps, err := dataplane.OpenTrailMaps(dopts.PinDir)
+	if err != nil {
+		return nil, lt, err
+	}
+	done := make(chan error, 1)
+	go func() {
+		var err error
+		lt.names, lt.store, err = loadTrails(file, maps, wl, log)
+		done <- err
+	}()
+	dp, err := dataplane.Load(dopts)
+	terr := <-done
+	maps.Close()
+	if err = errors.Join(err, terr); err != nil {
+		if dp != nil {
+			dp.Close()
+		}
+		if lt.store != nil {
+			lt.store.Close()
+		}
+		return nil, loadedTrails{}, err
+	}
+	return dp, lt, nil
 }
 
 // runLive reads records until ctx is done, and warns when the kernel
@@ -363,7 +414,8 @@ func loadTrails(path string, maps *dataplane.TrailMaps, wl *trails.Whitelist, lo
 func logIPLoad(log *slog.Logger, path string, set *trails.Set, st dataplane.LoadStats) {
 	log.Info("IP trails loaded", "file", path, "rows", set.Stats.Rows,
 		"skipped_rows", set.Stats.Skipped, "ipv4", st.IP4, "ipv4_port", st.Port4,
-		"ipv6", st.IP6, "ipv6_port", st.Port6, "cidr4", st.CIDR4, "cidr6", st.CIDR6, "generation", st.Generation)
+		"ipv6", st.IP6, "ipv6_port", st.Port6, "cidr4", st.CIDR4, "cidr6", st.CIDR6, "generation", st.Generation,
+		"switched_after", st.Switch.Round(time.Millisecond))
 }
 
 // loadStore opens a compiled trail store (checksum verified), loads its IP
