@@ -182,3 +182,34 @@ func loadStaticSet(b *testing.B) (*trails.Set, error) {
 	defer rc.Close()
 	return trails.LoadSet(rc, path)
 }
+
+// BenchmarkReplaceStatic: one reload of every IP and IP:port trail of
+// trails-static.csv.gz into a loaded program: fill the idle generation,
+// switch, free the old one.
+func BenchmarkReplaceStatic(b *testing.B) {
+	testenv.RequireRoot(b)
+	path := filepath.Join(testenv.SharedDir(b), "data", "trails-static.csv.gz")
+	rc, err := trails.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	set, err := trails.LoadSet(rc, path)
+	rc.Close()
+	if err != nil {
+		b.Fatal(err)
+	}
+	dp, err := Load(Options{Replay: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer dp.Close()
+	var sw time.Duration
+	for b.Loop() {
+		st, err := dp.Trails().Replace(set)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sw += st.Switch
+	}
+	b.ReportMetric(float64(sw.Milliseconds())/float64(b.N), "ms-to-switch/op")
+}

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -335,18 +337,36 @@ func (t *TrailMaps) ReplaceFrom(set *trails.Set, o Origin) (LoadStats, error) {
 			return st, fmt.Errorf("create %s generation: %w", outerNames[i], err)
 		}
 	}
-	fills := []error{
-		upsert(fresh[kindIP4], k4, v4), upsert(fresh[kindIP6], k6, v6),
-		upsert(fresh[kindPort4], kp4, vp4), upsert(fresh[kindPort6], kp6, vp6),
-		upsert(fresh[kindCIDR4], kc4, vc4), upsert(fresh[kindCIDR6], kc6, vc6),
-	}
-	if err := errors.Join(fills...); err != nil {
+	// The batches go to all CPUs: inserts into the kernel's hash maps
+	// cost about a microsecond each, and the IP:port map alone holds most
+	// of a large trail set.
+	var fills []func() error
+	fills = appendBatches(fills, fresh[kindIP4], k4, v4)
+	fills = appendBatches(fills, fresh[kindIP6], k6, v6)
+	fills = appendBatches(fills, fresh[kindPort4], kp4, vp4)
+	fills = appendBatches(fills, fresh[kindPort6], kp6, vp6)
+	fills = appendBatches(fills, fresh[kindCIDR4], kc4, vc4)
+	fills = appendBatches(fills, fresh[kindCIDR6], kc6, vc6)
+	if err := runParallel(fills, runtime.NumCPU()); err != nil {
 		return st, fmt.Errorf("fill the next trail generation: %w", err)
 	}
+	// Each write into a map of maps waits for an RCU grace period in the
+	// kernel; written side by side, the six waits overlap.
+	installs := make([]func() error, nKinds)
 	for i, m := range fresh {
-		if err := t.outer[i].Put(nextGen, m); err != nil {
-			return st, fmt.Errorf("install %s generation %d: %w", outerNames[i], nextGen, err)
+		installs[i] = func() error {
+			if err := t.outer[i].Put(nextGen, m); err != nil {
+				return fmt.Errorf("install %s generation %d: %w", outerNames[i], nextGen, err)
+			}
+			return nil
 		}
+	}
+	if err := runParallel(installs, nKinds); err != nil {
+		return st, err
+	}
+	old, err := t.generationInstalled(live)
+	if err != nil {
+		return st, err
 	}
 	// The switch: one write, read once per packet by the program.
 	if err := t.gen.Put(uint32(0), nextGen); err != nil {
@@ -367,11 +387,22 @@ func (t *TrailMaps) ReplaceFrom(set *trails.Set, o Origin) (LoadStats, error) {
 		return st, fmt.Errorf("record trail origin: %w", err)
 	}
 	st.Generation, st.Switch = nextGen, time.Since(start)
-	// Free the previous generation once no packet can be using it.
-	time.Sleep(t.Grace)
-	for i := range t.outer {
-		if err := t.outer[i].Delete(live); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return st, fmt.Errorf("free %s generation %d: %w", outerNames[i], live, err)
+	// Free the previous generation once no packet can be using it: a
+	// packet that read the old generation number finishes its lookups
+	// well within Grace. A first load has nothing to free.
+	if old {
+		time.Sleep(t.Grace)
+		frees := make([]func() error, nKinds)
+		for i := range t.outer {
+			frees[i] = func() error {
+				if err := t.outer[i].Delete(live); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+					return fmt.Errorf("free %s generation %d: %w", outerNames[i], live, err)
+				}
+				return nil
+			}
+		}
+		if err := runParallel(frees, nKinds); err != nil {
+			return st, err
 		}
 	}
 	for id := range used {
@@ -409,22 +440,75 @@ func htons(p uint16) uint16 { return p>>8 | p<<8 }
 
 const batchSize = 4096
 
-// upsert writes keys and values in batches (one syscall per batch).
-func upsert[K comparable](m *ebpf.Map, keys []K, vals []trailValue) error {
+// appendBatches adds one job per batch of keys and values to jobs; a job
+// writes its batch with one system call.
+func appendBatches[K comparable](jobs []func() error, m *ebpf.Map, keys []K, vals []trailValue) []func() error {
 	for i := 0; i < len(keys); i += batchSize {
 		j := min(i+batchSize, len(keys))
-		if _, err := m.BatchUpdate(keys[i:j], vals[i:j], nil); err != nil {
-			if !errors.Is(err, ebpf.ErrNotSupported) {
-				return fmt.Errorf("batch update of %d trails: %w", j-i, err)
-			}
-			for n := i; n < j; n++ {
-				if err := m.Update(keys[n], vals[n], ebpf.UpdateAny); err != nil {
-					return fmt.Errorf("update trail: %w", err)
-				}
+		jobs = append(jobs, func() error { return upsert(m, keys[i:j], vals[i:j]) })
+	}
+	return jobs
+}
+
+// upsert writes keys and values in one batch, or one by one where the
+// kernel has no batch updates for the map type.
+func upsert[K comparable](m *ebpf.Map, keys []K, vals []trailValue) error {
+	if _, err := m.BatchUpdate(keys, vals, nil); err != nil {
+		if !errors.Is(err, ebpf.ErrNotSupported) {
+			return fmt.Errorf("batch update of %d trails: %w", len(keys), err)
+		}
+		for n := range keys {
+			if err := m.Update(keys[n], vals[n], ebpf.UpdateAny); err != nil {
+				return fmt.Errorf("update trail: %w", err)
 			}
 		}
 	}
 	return nil
+}
+
+// runParallel runs the jobs on up to workers goroutines and returns
+// once all are done, with their errors joined.
+func runParallel(jobs []func() error, workers int) error {
+	next := make(chan func() error)
+	errs := make(chan error, len(jobs))
+	var wg sync.WaitGroup
+	for range max(1, min(workers, len(jobs))) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for job := range next {
+				errs <- job()
+			}
+		}()
+	}
+	for _, job := range jobs {
+		next <- job
+	}
+	close(next)
+	wg.Wait()
+	close(errs)
+	var all []error
+	for err := range errs {
+		all = append(all, err)
+	}
+	return errors.Join(all...)
+}
+
+// generationInstalled says whether any kind has maps in generation g.
+func (t *TrailMaps) generationInstalled(g uint32) (bool, error) {
+	for i := range t.outer {
+		var m *ebpf.Map
+		err := t.outer[i].Lookup(g, &m)
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			continue
+		}
+		if err != nil {
+			return false, fmt.Errorf("read %s generation %d: %w", outerNames[i], g, err)
+		}
+		m.Close()
+		return true, nil
+	}
+	return false, nil
 }
 
 // LoadFile reads a Maltrail trails.csv (gzip when named .gz) and makes the
