@@ -242,17 +242,25 @@ func BenchmarkNamesStatic(b *testing.B) {
 			hitNames = append(hitNames, k)
 		}
 	}
+	// the same names against the Go-map Names of the same file, for
+	// comparison
+	gomap, err := trails.LoadNames(bytes.NewReader(staticCSV(b)), "trails-static.csv", trails.DefaultWhitelist())
+	if err != nil {
+		b.Fatal(err)
+	}
 	for _, c := range []struct {
 		name  string
+		n     *trails.Names
 		names [][]byte
 		want  bool
-	}{{"domain_hit", hitNames, true}, {"domain_miss", misses, false}} {
+	}{{"domain_hit", names, hitNames, true}, {"domain_miss", names, misses, false},
+		{"gomap_domain_hit", gomap, hitNames, true}, {"gomap_domain_miss", gomap, misses, false}} {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
 				k := c.names[i%len(c.names)]
-				if names.CheckDomain(k, &res) != c.want {
+				if c.n.CheckDomain(k, &res) != c.want {
 					b.Fatalf("%q: not %v", k, c.want)
 				}
 				i++
