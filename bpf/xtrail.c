@@ -322,6 +322,8 @@ static __always_inline void fill_rec(struct pkt *p, struct xt_rec *r, __u8 kind)
 	r->dport = xt_ntohs(p->dport);
 	r->cap_len = 0;
 	r->orig_len = p->l4_len;
+	r->gen = p->gen;
+	r->pad = 0;
 	r->meta = 0;
 	r->ifindex = p->ctx->ingress_ifindex;
 	__builtin_memcpy(r->src, p->src, 16);

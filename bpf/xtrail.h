@@ -61,7 +61,9 @@ struct xt_rec {
 	__u16 sport;     /* host order; 0 when the protocol has no ports */
 	__u16 dport;     /* host order */
 	__u16 cap_len;   /* payload bytes following this header */
-	__u32 orig_len;  /* payload bytes in the packet */
+	__u16 orig_len;  /* payload bytes in the packet (from a 16-bit IP length) */
+	__u8 gen;        /* the trail generation (xt_gen) the packet was matched against */
+	__u8 pad;
 	__u32 meta;      /* IP records: the trail's xt_trail.meta */
 	__u32 ifindex;   /* ingress interface */
 	__u8 src[16];

@@ -5,8 +5,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/xtrail/xtrail/internal/testenv"
+	"github.com/xtrail/xtrail/pkg/trails"
 )
 
 // pinnedPlane loads the program with a pin dir (replay clock, so frames
@@ -113,5 +115,30 @@ func TestProgramCache(t *testing.T) {
 	}
 	if len(caches) != 1 {
 		t.Errorf("program caches after a ring size change: %v, want one", caches)
+	}
+}
+
+// TestRecordGeneration: every record names the trail generation the
+// program matched its packet against, so the agent can match names of
+// the same generation.
+func TestRecordGeneration(t *testing.T) {
+	p := newPlane(t, testTrails, ActionPass)
+	maps := p.dp.Trails()
+	set, err := trails.LoadSet(strings.NewReader(testTrails), "t.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		g, err := maps.Generation()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, recs := p.run(t, syn(clean, bad, 5000, 80).Bytes(), t0.Add(time.Duration(i)*5*time.Second))
+		if len(recs) != 1 || uint32(recs[0].Gen) != g {
+			t.Fatalf("reload %d: records %+v, want one of generation %d", i, recs, g)
+		}
+		if _, err := maps.Replace(set); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -45,6 +45,7 @@ type Record struct {
 	Dport     uint16
 	CapLen    uint16
 	OrigLen   uint32
+	Gen       uint8 // the trail generation (0 or 1) the kernel matched the packet against
 	Meta      uint32
 	Ifindex   uint32
 	Src, Dst  [16]byte
@@ -74,7 +75,8 @@ func (r *Record) Decode(b []byte) error {
 	r.Sport = le.Uint16(b[14:])
 	r.Dport = le.Uint16(b[16:])
 	r.CapLen = le.Uint16(b[18:])
-	r.OrigLen = le.Uint32(b[20:])
+	r.OrigLen = uint32(le.Uint16(b[20:]))
+	r.Gen = b[22] & 1
 	r.Meta = le.Uint32(b[24:])
 	r.Ifindex = le.Uint32(b[28:])
 	copy(r.Src[:], b[32:48])

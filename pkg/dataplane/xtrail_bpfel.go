@@ -52,7 +52,9 @@ type xtrailXtRec struct {
 	Sport     uint16
 	Dport     uint16
 	CapLen    uint16
-	OrigLen   uint32
+	OrigLen   uint16
+	Gen       uint8
+	Pad       uint8
 	Meta      uint32
 	Ifindex   uint32
 	Src       [16]uint8
