@@ -49,8 +49,12 @@ type Stats struct {
 type Agent struct {
 	meta  MetaSource
 	rules NameRules
-	names atomic.Pointer[trails.Names] // swapped by a trail reload
-	// handling is odd while Handle runs. SwapNames reads it to know when
+	// names holds the name trails per kernel trail generation (the slot
+	// xt_gen names): a record is matched against the names of the
+	// generation the kernel matched its packet against, so a reload
+	// switches kernel and agent trails for the same packet.
+	names [2]atomic.Pointer[trails.Names]
+	// handling is odd while Handle runs. StageNames reads it to know when
 	// no Handle can still use the Names it replaced, whose trail store
 	// may then be unmapped.
 	handling atomic.Uint64
@@ -84,21 +88,26 @@ func NewAgent(c AgentConfig) *Agent {
 		log = slog.Default()
 	}
 	a := &Agent{meta: c.Meta, rules: c.Rules, log: log}
-	a.names.Store(c.Rules.Names)
+	a.SetNames(c.Rules.Names)
 	a.out = &lineOut{render: c.Render, out: c.Out, stats: &a.stats, line: make([]byte, 0, 512)}
 	a.sup = throttle.New(c.Throttle, c.Processes, a.out)
 	return a
 }
 
-// SetNames switches the name trails (a reload); safe from any goroutine.
-func (a *Agent) SetNames(n *trails.Names) { a.names.Store(n) }
+// SetNames makes n the name trails of both generations; safe from any
+// goroutine.
+func (a *Agent) SetNames(n *trails.Names) {
+	a.names[0].Store(n)
+	a.names[1].Store(n)
+}
 
-// SwapNames is SetNames that returns once no Handle can still be using
-// the previous Names, so that memory the old Names reads (a mapped trail
-// store) can be released. It returns false, without waiting longer, when
-// ctx ends first; the old Names must then be kept.
-func (a *Agent) SwapNames(ctx context.Context, n *trails.Names) bool {
-	a.names.Store(n)
+// StageNames makes n the name trails of kernel generation gen, before the
+// kernel switches to it, and returns once no Handle can still be using
+// the Names it replaced there, so that memory they read (a mapped trail
+// store) may be released. It returns false if ctx ends first; the old
+// Names must then be kept.
+func (a *Agent) StageNames(ctx context.Context, gen uint32, n *trails.Names) bool {
+	a.names[gen&1].Store(n)
 	seq := a.handling.Load()
 	if seq%2 == 0 {
 		return true // idle: the next Handle loads n
@@ -112,6 +121,9 @@ func (a *Agent) SwapNames(ctx context.Context, n *trails.Names) bool {
 	}
 	return true
 }
+
+// namesFor returns the name trails for a record of kernel generation gen.
+func (a *Agent) namesFor(gen uint8) *trails.Names { return a.names[gen&1].Load() }
 
 // Tick advances the suppression clock (live: wall time, once a second).
 func (a *Agent) Tick(now time.Time) { a.sup.Tick(now) }

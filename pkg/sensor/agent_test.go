@@ -1,6 +1,7 @@
 package sensor
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"net/netip"
@@ -12,6 +13,7 @@ import (
 	"github.com/xtrail/xtrail/pkg/dataplane"
 	"github.com/xtrail/xtrail/pkg/maltrail"
 	"github.com/xtrail/xtrail/pkg/throttle"
+	"github.com/xtrail/xtrail/pkg/trails"
 )
 
 type fakeMeta map[uint32][2]string
@@ -39,7 +41,7 @@ func rec(kind, side, ttype, proto uint8, src, dst netip.Addr, sport, dport uint1
 	le.PutUint16(b[14:], sport)
 	le.PutUint16(b[16:], dport)
 	le.PutUint16(b[18:], uint16(len(payload)))
-	le.PutUint32(b[20:], uint32(len(payload)))
+	le.PutUint16(b[20:], uint16(len(payload)))
 	le.PutUint32(b[24:], meta)
 	if src.Is4() {
 		a, d := src.As4(), dst.As4()
@@ -176,4 +178,43 @@ func TestConfigure(t *testing.T) {
 
 func writeFile(path, text string) error {
 	return os.WriteFile(path, []byte(text), 0o644)
+}
+
+// TestAgentNamesPerGeneration: a record is matched against the name
+// trails of the kernel generation it names, so names staged for the
+// generation the kernel switches to never meet packets of the old one.
+func TestAgentNamesPerGeneration(t *testing.T) {
+	load := func(csv string) *trails.Names {
+		n, err := trails.LoadNames(strings.NewReader(csv), "t.csv", trails.DefaultWhitelist())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	oldNames := load("evil-old-test.com,old (malware),(static)\n")
+	newNames := load("evil-new-test.com,new (malware),(static)\n")
+	out := newCapture()
+	a := NewAgent(AgentConfig{Meta: fakeMeta{}, Rules: NameRules{Names: oldNames, Whitelist: trails.DefaultWhitelist()},
+		Render: &maltrail.Renderer{Loc: time.UTC}, Out: out, Throttle: throttle.Off})
+	if !a.StageNames(context.Background(), 1, newNames) {
+		t.Fatal("StageNames on an idle agent did not return at once")
+	}
+	at := time.Unix(1700000000, 0)
+	src, dst := netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("10.0.0.53")
+	query := func(gen uint8, name string) {
+		r := rec(dataplane.KindDNS, 0, 0, 17, src, dst, 5000, 53, 0, at, dnsQuery(name))
+		r[22] = gen
+		a.Handle(r)
+		at = at.Add(time.Second)
+	}
+	query(0, "evil-old-test.com") // generation 0 holds the old names
+	query(0, "evil-new-test.com")
+	query(1, "evil-new-test.com") // generation 1 the staged ones
+	query(1, "evil-old-test.com")
+	a.Flush()
+	got := strings.Join(out.get(), "")
+	if strings.Count(got, "\n") != 2 || !strings.Contains(got, "evil-old-test.com \"old (malware)\"") ||
+		!strings.Contains(got, "evil-new-test.com \"new (malware)\"") {
+		t.Fatalf("events:\n%s", got)
+	}
 }

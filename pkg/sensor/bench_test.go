@@ -33,7 +33,10 @@ func loadStatic(b *testing.B) *trails.Names {
 	b.Helper()
 	path := filepath.Join(testenv.SharedDir(b), "data", "trails-static.csv.gz")
 	staticOnce.Do(func() {
-		staticNames, staticErr = loadNames(path, trails.DefaultWhitelist(), slog.New(slog.DiscardHandler))
+		var ts *trailSet
+		if ts, staticErr = readTrails(path, trails.DefaultWhitelist(), slog.New(slog.DiscardHandler)); staticErr == nil {
+			staticNames = ts.names
+		}
 	})
 	if staticErr != nil {
 		b.Fatal(staticErr)

@@ -132,7 +132,7 @@ func (a *Agent) handleDNS(r *dataplane.Record) {
 
 // checkDomain reports a domain-check hit on name as a DNS event.
 func (a *Agent) checkDomain(r *dataplane.Record, name []byte, pname string) {
-	n := a.names.Load()
+	n := a.namesFor(r.Gen)
 	if n == nil || !n.CheckDomain(name, &a.ns.hit) {
 		return
 	}
@@ -216,7 +216,7 @@ func (a *Agent) handleHTTP(r *dataplane.Record) {
 		url = st.path
 		a.checkDomain(r, st.path, "TCP")
 	}
-	names := a.names.Load()
+	names := a.namesFor(r.Gen)
 	if names == nil {
 		return
 	}
