@@ -8,7 +8,7 @@
 #     cost = the slope between them.
 #  3. Trail management: store compile, sensor start to ready (first start
 #     and restarts on the same store), kernel map memory, store reload,
-#     store lookups; `trails load` of the CSV into pinned maps.
+#     store lookups; `trails load` of the CSV (store and pinned maps).
 #  4. Go micro-benchmarks of the per-event and per-frame paths.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -65,10 +65,10 @@ awk -v a="${cpu[20000]}" -v b="${cpu[200000]}" 'BEGIN {
 	printf "  per-packet CPU (slope 20k->200k): %.0f ns  (Maltrail Python sensor on the same captures: 15,100 ns)\n", s }'
 echo "  (startup + trail load is the intercept: the 20k run's CPU minus 20k x slope)"
 
-echo "== trail loads: xtrail trails load of trails-static.csv.gz into pinned maps (wall s, CPU s, peak RSS kB)"
+echo "== trail loads: xtrail trails load of trails-static.csv.gz, no sensor running: read, compile the store, fill the pinned maps (wall s, CPU s, peak RSS kB)"
 P=/sys/fs/bpf/xtrail-bench-$$
 for what in "first load" "reload (next generation, switch, free)"; do
-	read -r c r w < <(measure "$XT" trails load -q -pin-dir "$P" "$SHARED/data/trails-static.csv.gz")
+	read -r c r w < <(measure "$XT" trails load -q -pin-dir "$P" -store "$T/load.xts" "$SHARED/data/trails-static.csv.gz")
 	printf "  %-40s wall %6.3f  CPU %6.3f  RSS %6d\n" "$what" "$w" "$c" "$r"
 done
 rm -rf "$P"

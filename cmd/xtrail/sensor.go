@@ -5,8 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/xtrail/xtrail/pkg/maltrail"
 	"github.com/xtrail/xtrail/pkg/sensor"
@@ -51,23 +49,8 @@ func runSensor(ctx context.Context, args []string) error {
 	}
 	defer st.Sinks.Close()
 	// SIGHUP reloads the trails, as operators expect of a daemon.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	reload := make(chan struct{}, 1)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				select {
-				case reload <- struct{}{}:
-				default: // a reload is already pending
-				}
-			}
-		}
-	}()
-	st.Options.Reload = reload
+	hctx, stop := context.WithCancel(ctx)
+	defer stop()
+	st.Options.Reload = sensor.ReloadOnHangup(hctx)
 	return sensor.Run(ctx, st.Options)
 }

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -15,13 +16,16 @@ import (
 
 	"github.com/xtrail/xtrail/internal/progress"
 	"github.com/xtrail/xtrail/pkg/dataplane"
+	"github.com/xtrail/xtrail/pkg/deploy"
 	"github.com/xtrail/xtrail/pkg/feeds"
 	"github.com/xtrail/xtrail/pkg/store"
 	"github.com/xtrail/xtrail/pkg/trails"
 )
 
 const trailsUsage = `usage:
-  xtrail trails load   [-pin-dir DIR] [-o merged.csv] [-json] SRC...   (SRC: trails.csv, csv:F, static:DIR, custom:F|DIR, cidr:F|DIR)
+  xtrail trails load   [-pin-dir DIR] [-store FILE.xts] [-o merged.csv] [-wait 30s] [-json] SRC...
+                       (SRC: trails.csv, csv:F, static:DIR, custom:F|DIR, cidr:F|DIR; compiles the store and makes
+                       it live: a running sensor switches to it, else the kernel maps are loaded for the next one)
   xtrail trails lookup [-pin-dir DIR] [-trails FILE] [-json] IP|IP:PORT|DOMAIN|URL
   xtrail trails diff   [-pin-dir DIR] [-json] SRC...   (what load would add, remove and change in the kernel)
   xtrail trails stats  [-pin-dir DIR] [-period 24h] [-json]   (counts, kernel memory, store, generation, age, sources)
@@ -34,7 +38,7 @@ func runTrails(ctx context.Context, args []string) error {
 	}
 	switch args[0] {
 	case "load":
-		return trailsLoadOrDiff(args[1:], false)
+		return trailsLoad(ctx, args[1:])
 	case "lookup":
 		return trailsLookup(args[1:])
 	case "stats":
@@ -42,7 +46,7 @@ func runTrails(ctx context.Context, args []string) error {
 	case "update":
 		return trailsUpdate(ctx, args[1:])
 	case "diff":
-		return trailsLoadOrDiff(args[1:], true)
+		return trailsDiff(args[1:])
 	case "compile":
 		return trailsCompile(args[1:])
 	}
@@ -55,46 +59,135 @@ func printJSON(v any) error {
 	return enc.Encode(v)
 }
 
-// trailsLoadOrDiff merges the sources (later ones win on duplicates) and
-// makes the pinned kernel maps hold their IP, IP:port and CIDR trails, or
-// (diff) says what that would change.
-func trailsLoadOrDiff(args []string, diff bool) error {
-	fs := flag.NewFlagSet("trails load", flag.ContinueOnError)
-	pinDir := fs.String("pin-dir", dataplane.DefaultPinDir, "bpffs directory of the sensor's trail maps")
-	out := fs.String("o", "", "also write the merged trails as a Maltrail trails.csv (for TRAILS_FILE)")
-	asJSON := fs.Bool("json", false, "print the result as JSON")
-	quiet := fs.Bool("q", false, "log warnings and errors only")
+// parseSources parses the flags and reads the SRC arguments (later ones
+// win on duplicates); quiet is the -q flag.
+func parseSources(fs *flag.FlagSet, args []string, quiet *bool) ([]trails.Source, *slog.Logger, error) {
 	if err := fs.Parse(args); err != nil {
-		return err
+		return nil, nil, err
 	}
 	if fs.NArg() == 0 {
-		return trailsUsageErr()
+		return nil, nil, trailsUsageErr()
 	}
-	log := newLogger(*quiet)
 	var srcs []trails.Source
 	for i, a := range fs.Args() {
 		s, err := trails.ParseSource(a, i)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		srcs = append(srcs, s)
 	}
-	var (
-		set *trails.Set
-		m   *trails.Merged
-		err error
-	)
+	return srcs, newLogger(*quiet), nil
+}
+
+// sourceBar is a progress bar over the bytes of the sources' files.
+func sourceBar(srcs []trails.Source) (*progress.Bar, func(int64)) {
 	bar := progress.New(os.Stderr)
 	var total int64
 	for _, s := range srcs {
 		total += dataplane.FileSource(s.Path, "", 0).Bytes
 	}
-	report := func(read int64) { bar.Update("reading trails", read, total) }
+	return bar, func(read int64) { bar.Update("reading trails", read, total) }
+}
+
+// trailsLoad merges the sources into the next compiled store and makes it
+// live: a sensor running on the pin dir switches its kernel generation
+// and its name trails to it at once; with none running, the kernel maps
+// are loaded for the next sensor to start on the store.
+func trailsLoad(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("trails load", flag.ContinueOnError)
+	pinDir := fs.String("pin-dir", dataplane.DefaultPinDir, "bpffs directory of the sensor's trail maps")
+	storePath := fs.String("store", store.DefaultPath, "the compiled store to write (the sensor's TRAILS_FILE)")
+	out := fs.String("o", "", "also write the merged trails as a Maltrail trails.csv")
+	wait := fs.Duration("wait", 30*time.Second, "how long to wait for a running sensor to switch")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	quiet := fs.Bool("q", false, "log warnings and errors only")
+	srcs, log, err := parseSources(fs, args, quiet)
+	if err != nil {
+		return err
+	}
+	wl := trails.DefaultWhitelist()
+	bar, report := sourceBar(srcs)
+	var (
+		in *store.Input
+		m  *trails.Merged
+	)
 	if len(srcs) == 1 && srcs[0].Kind == trails.KindTrailsCSV && *out == "" {
-		// one trails.csv: nothing to merge, read it straight into the set
+		// one trails.csv: nothing to merge
+		var rc io.ReadCloser
+		if rc, err = trails.OpenProgress(srcs[0].Path, report); err == nil {
+			in, err = store.FromCSV(rc, srcs[0].Path, wl)
+			rc.Close()
+		}
+	} else if m, err = trails.MergeWith(srcs, trails.MergeOptions{Whitelist: wl, Progress: report}); err == nil {
+		in = store.FromMerged(m, wl)
+	}
+	bar.Done()
+	if err != nil {
+		return err
+	}
+	for _, s := range in.Load.Samples {
+		log.Warn("skipped trail row", "where", s)
+	}
+	if in.Load.Rows == 0 {
+		return fmt.Errorf("trails load: the sources hold no trail rows (%d malformed): keeping the loaded trails", in.Load.Skipped)
+	}
+	if m != nil && *out != "" {
+		if err := m.WriteFile(*out); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(*storePath), 0o755); err != nil {
+		return fmt.Errorf("trails load: %w", err)
+	}
+	st, err := store.Compile(*storePath, in)
+	if err != nil {
+		return err
+	}
+	res, err := deploy.Deploy(ctx, *pinDir, *storePath, *wait)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		out := map[string]any{"pin_dir": *pinDir, "store_stats": st, "deploy": res}
+		if m != nil {
+			out["merge"] = m.Stats
+		}
+		return printJSON(out)
+	}
+	fmt.Printf("store %s: rows %d (malformed %d, whitelisted %d)  names %d (URLs %d)  IPs %d  CIDRs %d\n",
+		*storePath, st.Load.Rows, st.Load.Skipped, st.Load.Whitelisted, st.Names, st.URLs, st.IPs, st.CIDRs)
+	if k := res.Kernel; k != nil {
+		fmt.Printf("no sensor running: kernel maps loaded, generation %d (ipv4 %d  ipv4:port %d  ipv6 %d  ipv6:port %d  cidr4 %d  cidr6 %d, switched after %s)\n",
+			res.Generation, k.IP4, k.Port4, k.IP6, k.Port6, k.CIDR4, k.CIDR6, k.Switch.Round(time.Millisecond))
+		if k.Skipped > 0 {
+			log.Warn("trails with info or reference too long for the kernel record were not loaded", "count", k.Skipped)
+		}
+		return nil
+	}
+	fmt.Printf("sensor %d switched its kernel maps and name trails to generation %d in %s\n", res.Sensor, res.Generation, res.Took.Round(time.Millisecond))
+	return nil
+}
+
+// trailsDiff says what loading the sources would add, remove and change
+// in the kernel's IP, IP:port and CIDR trails.
+func trailsDiff(args []string) error {
+	fs := flag.NewFlagSet("trails diff", flag.ContinueOnError)
+	pinDir := fs.String("pin-dir", dataplane.DefaultPinDir, "bpffs directory of the sensor's trail maps")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	quiet := fs.Bool("q", false, "log warnings and errors only")
+	srcs, log, err := parseSources(fs, args, quiet)
+	if err != nil {
+		return err
+	}
+	bar, report := sourceBar(srcs)
+	var set *trails.Set
+	if len(srcs) == 1 && srcs[0].Kind == trails.KindTrailsCSV {
 		set, err = readCSVSet(srcs[0].Path, report)
-	} else if m, err = trails.MergeWith(srcs, trails.MergeOptions{Whitelist: trails.DefaultWhitelist(), Progress: report}); err == nil {
-		set = m.IPSet()
+	} else {
+		var m *trails.Merged
+		if m, err = trails.MergeWith(srcs, trails.MergeOptions{Whitelist: trails.DefaultWhitelist(), Progress: report}); err == nil {
+			set = m.IPSet()
+		}
 	}
 	bar.Done()
 	if err != nil {
@@ -108,53 +201,16 @@ func trailsLoadOrDiff(args []string, diff bool) error {
 		return err
 	}
 	defer maps.Close()
-	if diff {
-		d, err := maps.Diff(set)
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			return printJSON(d)
-		}
-		fmt.Printf("added %d  removed %d  changed %d\n", d.Added, d.Removed, d.Changed)
-		for _, s := range d.Samples {
-			fmt.Println("  " + s)
-		}
-		return nil
-	}
-	if m != nil && *out != "" {
-		if err := m.WriteFile(*out); err != nil {
-			return err
-		}
-	}
-	origin := dataplane.Origin{By: "trails load"}
-	for _, src := range srcs {
-		rows := set.Stats.Rows
-		if m != nil {
-			for _, ss := range m.Sources {
-				if ss.Source == src {
-					rows = ss.Stats.Rows
-				}
-			}
-		}
-		origin.Sources = append(origin.Sources, dataplane.FileSource(src.Path, src.Kind.String(), rows))
-	}
-	st, err := maps.ReplaceFrom(set, origin)
+	d, err := maps.Diff(set)
 	if err != nil {
 		return err
 	}
 	if *asJSON {
-		res := map[string]any{"pin_dir": *pinDir, "rows": set.Stats.Rows, "skipped_rows": set.Stats.Skipped,
-			"name_trails": set.Other, "kernel": st}
-		if m != nil {
-			res["merge"] = m.Stats
-		}
-		return printJSON(res)
+		return printJSON(d)
 	}
-	fmt.Printf("rows %d (skipped %d)  ipv4 %d  ipv4:port %d  ipv6 %d  ipv6:port %d  cidr4 %d  cidr6 %d  name trails %d  generation %d (switched after %s)\n",
-		set.Stats.Rows, set.Stats.Skipped, st.IP4, st.Port4, st.IP6, st.Port6, st.CIDR4, st.CIDR6, set.Other, st.Generation, st.Switch.Round(time.Millisecond))
-	if st.Skipped > 0 {
-		log.Warn("trails with info or reference too long for the kernel record were not loaded", "count", st.Skipped)
+	fmt.Printf("added %d  removed %d  changed %d\n", d.Added, d.Removed, d.Changed)
+	for _, s := range d.Samples {
+		fmt.Println("  " + s)
 	}
 	return nil
 }
@@ -355,12 +411,21 @@ func collectStats(maps *dataplane.TrailMaps, period time.Duration) (trailStats, 
 		return r, nil
 	}
 	r.Origin = &o
+	// The age of the trails is that of their newest source file; for a
+	// store, of the files it was compiled from, when they are known.
+	compiled := false
 	for _, src := range o.Sources {
-		if src.Modified.After(r.Newest) {
-			r.Newest = src.Modified
-		}
+		compiled = compiled || strings.HasPrefix(src.Kind, deploy.CompiledKind) && !src.Modified.IsZero()
+	}
+	for _, src := range o.Sources {
 		if src.Kind == "store" && r.Store == nil {
 			r.Store = openStoreStats(src.Path)
+		}
+		if compiled && !strings.HasPrefix(src.Kind, deploy.CompiledKind) {
+			continue
+		}
+		if src.Modified.After(r.Newest) {
+			r.Newest = src.Modified
 		}
 	}
 	if !r.Newest.IsZero() {

@@ -30,7 +30,9 @@ func TestTrailsLoadStats(t *testing.T) {
 	if err := os.Chtimes(csv, old, old); err != nil {
 		t.Fatal(err)
 	}
-	if err := runTrails(context.Background(), []string{"load", "-q", "-pin-dir", pinDir, csv, "cidr:" + cidr}); err != nil {
+	storePath := filepath.Join(dir, "trails.xts")
+	load := []string{"load", "-q", "-pin-dir", pinDir, "-store", storePath, csv, "cidr:" + cidr}
+	if err := runTrails(context.Background(), load); err != nil {
 		t.Fatal(err)
 	}
 	maps, err := dataplane.OpenTrailMaps(pinDir)
@@ -57,12 +59,17 @@ func TestTrailsLoadStats(t *testing.T) {
 	if o.By != "trails load" || o.Generation != r.Generation || time.Since(o.LoadedAt) > time.Minute {
 		t.Errorf("origin %+v (live generation %d)", o, r.Generation)
 	}
-	if len(o.Sources) != 2 || o.Sources[0].Path != csv || o.Sources[0].Kind != "trails.csv" ||
-		o.Sources[1].Path != cidr || o.Sources[1].Kind != "cidr" || o.Sources[1].Bytes == 0 {
+	// the store, then the files it was compiled from
+	if len(o.Sources) != 3 || o.Sources[0].Path != storePath || o.Sources[0].Kind != "store" ||
+		o.Sources[1].Path != csv || o.Sources[1].Kind != "compiled into the store (trails.csv)" ||
+		o.Sources[2].Path != cidr || o.Sources[2].Kind != "compiled into the store (cidr)" || o.Sources[2].Bytes == 0 {
 		t.Fatalf("sources %+v", o.Sources)
 	}
-	if !o.Sources[0].Modified.Equal(old.UTC().Truncate(time.Microsecond)) && o.Sources[0].Modified.Sub(old).Abs() > time.Second {
-		t.Errorf("source modified %v, want %v", o.Sources[0].Modified, old)
+	if o.Sources[1].Modified.Sub(old).Abs() > time.Second {
+		t.Errorf("source modified %v, want %v", o.Sources[1].Modified, old)
+	}
+	if r.Store == nil || r.Store.Err != "" || r.Store.Stats.Names != 2 || r.Store.Stats.CIDRs != 2 || r.Store.Stats.IPs != 2 {
+		t.Errorf("store stats %+v", r.Store)
 	}
 	// the CIDR list is new, so the newest source is fresh
 	if r.Stale {
@@ -76,17 +83,17 @@ func TestTrailsLoadStats(t *testing.T) {
 		}
 	}
 
-	// A name looked up without -trails comes from the loaded trails file;
-	// a compiled store of it answers the same.
+	// A name looked up without -trails comes from the loaded store; the
+	// CSV and a store compiled from it alone answer the same.
 	f, err := loadedNamesFile(pinDir)
-	if err != nil || f != csv {
-		t.Fatalf("names file of the live trails: %q, %v; want %q", f, err, csv)
+	if err != nil || f != storePath {
+		t.Fatalf("names file of the live trails: %q, %v; want %q", f, err, storePath)
 	}
 	xts := filepath.Join(dir, "trails.xts")
 	if err := runTrails(context.Background(), []string{"compile", "-o", xts, csv}); err != nil {
 		t.Fatal(err)
 	}
-	for _, file := range []string{csv, xts} {
+	for _, file := range []string{csv, xts, storePath} {
 		res, err := lookupName(file, "www.evil.example")
 		if err != nil {
 			t.Fatal(err)
@@ -103,7 +110,7 @@ func TestTrailsLoadStats(t *testing.T) {
 	if err := os.Chtimes(cidr, old, old); err != nil {
 		t.Fatal(err)
 	}
-	if err := runTrails(context.Background(), []string{"load", "-q", "-pin-dir", pinDir, csv, "cidr:" + cidr}); err != nil {
+	if err := runTrails(context.Background(), load); err != nil {
 		t.Fatal(err)
 	}
 	if r, err = collectStats(maps, 24*time.Hour); err != nil {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/cilium/ebpf"
@@ -173,4 +174,36 @@ func clearProgCaches(pinDir string) error {
 		}
 	}
 	return nil
+}
+
+// PinDirHolder returns the pid of the process holding the pin dir's
+// program-cache lock, a running sensor, or 0 when none does. It reads
+// /proc/locks, so the pid is as this process's pid namespace sees it.
+func PinDirHolder(dir string) (int, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("pin dir %s: %w", dir, err)
+	}
+	// /proc/locks names the file as MAJOR:MINOR:INODE, the device in hex
+	want := fmt.Sprintf("%02x:%02x:%d", unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino)
+	locks, err := os.ReadFile("/proc/locks")
+	if err != nil {
+		return 0, fmt.Errorf("read the lock table: %w", err)
+	}
+	for line := range strings.Lines(string(locks)) {
+		// "1: FLOCK  ADVISORY  WRITE 1234 00:27:1 0 EOF"; a waiter's
+		// line has "->" after the number and holds nothing
+		f := strings.Fields(line)
+		if len(f) >= 6 && f[1] == "FLOCK" && f[5] == want {
+			pid, err := strconv.Atoi(f[4])
+			if err != nil {
+				return 0, fmt.Errorf("lock table line %q: %w", strings.TrimSpace(line), err)
+			}
+			return pid, nil
+		}
+	}
+	return 0, nil
 }

@@ -2,6 +2,8 @@ package sensor
 
 import (
 	"context"
+	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,4 +62,49 @@ func liveSensor(t *testing.T, l *lab.Lab, o Options) (c *capture, stop func() er
 	}
 	t.Cleanup(func() { stop() })
 	return c, stop
+}
+
+// prober sends datagrams from the lab's source side and watches a
+// sensor's events for them.
+type prober struct {
+	t    *testing.T
+	c    *capture
+	conn net.PacketConn
+	port int
+}
+
+func newProber(t *testing.T, l *lab.Lab, c *capture) *prober {
+	t.Helper()
+	p := &prober{t: t, c: c, port: 31000}
+	if err := lab.InNetns(l.Source, func() (err error) { p.conn, err = net.ListenPacket("udp4", ":0"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.conn.Close() })
+	return p
+}
+
+// fires sends one datagram to dst (a DNS query for name to port 53, else
+// a plain one to a fresh port) and says whether an event naming trail
+// follows within a second.
+func (p *prober) fires(dst, name, trail string) bool {
+	p.t.Helper()
+	p.port++
+	payload, dport := []byte("x"), p.port
+	if name != "" {
+		payload, dport = dnsQuery(name), 53
+	}
+	before := len(p.c.get())
+	if _, err := p.conn.WriteTo(payload, &net.UDPAddr{IP: net.ParseIP(dst), Port: dport}); err != nil {
+		p.t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		for _, line := range p.c.get()[before:] {
+			if strings.Contains(line, " "+trail+" ") {
+				return true
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return false
 }

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
 	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/xtrail/xtrail/pkg/dataplane"
+	"github.com/xtrail/xtrail/pkg/deploy"
 	"github.com/xtrail/xtrail/pkg/store"
 	"github.com/xtrail/xtrail/pkg/trails"
 )
@@ -106,7 +108,7 @@ func (ts *trailSet) loadKernel(maps *dataplane.TrailMaps, log *slog.Logger) (uin
 		origin dataplane.Origin
 	)
 	if ts.store != nil {
-		set, origin = storeSet(ts.store), storeOrigin(ts.path, ts.store)
+		set, origin = ts.store.IPSet(), deploy.Origin(ts.path, ts.store, "sensor")
 	} else {
 		set = ts.ips
 		origin = dataplane.Origin{By: "sensor", Sources: []dataplane.OriginSource{
@@ -136,49 +138,6 @@ func (ts *trailSet) close(log *slog.Logger) {
 		log.Warn("closing a trail store", "file", ts.path, "err", err)
 	}
 	ts.store = nil
-}
-
-// storeOrigin describes a load from store s at path: the store file, then
-// the sources it was compiled from.
-func storeOrigin(path string, s *store.Store) dataplane.Origin {
-	o := dataplane.Origin{ID: s.Info().SHA256, By: "sensor",
-		Sources: []dataplane.OriginSource{dataplane.FileSource(path, "store", s.Stats().Load.Rows)}}
-	for _, src := range s.Sources() {
-		o.Sources = append(o.Sources, dataplane.OriginSource{Path: src.Name, Kind: "compiled into the store", Rows: src.Rows})
-	}
-	return o
-}
-
-// storeSet builds the kernel maps' Set from a store's IP and CIDR trails,
-// with only the metas they use: the store's metas also serve the name
-// trails, and every Set meta takes a slot in the kernel's meta map.
-func storeSet(s *store.Store) *trails.Set {
-	st := s.Stats()
-	set := &trails.Set{
-		IPs:   make([]trails.IPTrail, 0, st.IPs),
-		CIDRs: make([]trails.CIDRTrail, 0, st.CIDRs),
-		Stats: trails.Stats{Rows: st.Load.Rows, Skipped: st.Load.Skipped},
-	}
-	remap := make(map[uint32]uint32)
-	meta := func(mi uint32) uint32 {
-		if id, ok := remap[mi]; ok {
-			return id
-		}
-		id := uint32(len(set.Metas))
-		info, ref := s.Meta(mi)
-		set.Metas = append(set.Metas, trails.Meta{Info: info, Reference: ref})
-		remap[mi] = id
-		return id
-	}
-	for t := range s.IPs() {
-		t.Meta = meta(t.Meta)
-		set.IPs = append(set.IPs, t)
-	}
-	for c := range s.CIDRs() {
-		c.Meta = meta(c.Meta)
-		set.CIDRs = append(set.CIDRs, c)
-	}
-	return set
 }
 
 // lowGC runs a load with the collector working harder: the load's garbage
@@ -413,6 +372,29 @@ func reload(ctx context.Context, o Options, maps *dataplane.TrailMaps, agent *Ag
 		return true, -1
 	}
 	return true, liveGen
+}
+
+// ReloadOnHangup returns a channel for Options.Reload that receives once
+// per SIGHUP (one pending reload at most) until ctx ends.
+func ReloadOnHangup(ctx context.Context) <-chan struct{} {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	reload := make(chan struct{}, 1)
+	go func() {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				select {
+				case reload <- struct{}{}:
+				default: // a reload is already pending
+				}
+			}
+		}
+	}()
+	return reload
 }
 
 // staleEvery is how often a sensor on stale trails says so again.

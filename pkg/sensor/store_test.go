@@ -122,38 +122,9 @@ func TestStoreReload(t *testing.T) {
 		}
 	}
 	compile("203.0.113.81,lab eight (malware),(custom)\nevil-eight.com,lab eight (malware),(custom)\n")
-	var conn net.PacketConn
-	if err := lab.InNetns(l.Source, func() (err error) { conn, err = net.ListenPacket("udp4", ":0"); return err }); err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	c, stop := liveSensor(t, l, Options{TrailsFile: xts, Throttle: throttle.Off, WatchEvery: 100 * time.Millisecond})
 	defer stop()
-
-	port := 31000
-	// fires sends one datagram (a DNS query for name to port 53, else a
-	// plain one) and says whether an event naming trail follows.
-	fires := func(dst, name, trail string) bool {
-		port++
-		payload, dport := []byte("x"), port
-		if name != "" {
-			payload, dport = dnsQuery(name), 53
-		}
-		before := len(c.get())
-		if _, err := conn.WriteTo(payload, &net.UDPAddr{IP: net.ParseIP(dst), Port: dport}); err != nil {
-			t.Fatal(err)
-		}
-		deadline := time.Now().Add(time.Second)
-		for time.Now().Before(deadline) {
-			for _, line := range c.get()[before:] {
-				if strings.Contains(line, " "+trail+" ") {
-					return true
-				}
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		return false
-	}
+	fires := newProber(t, l, c).fires
 	if !fires("203.0.113.81", "", "203.0.113.81") || !fires("198.51.100.53", "evil-eight.com", "evil-eight.com") {
 		t.Fatal("the first store's trails do not fire")
 	}

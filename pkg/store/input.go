@@ -68,6 +68,16 @@ type LoadStats struct {
 	// are dropped; the others stay name keys, as LoadNames keeps them.
 	NonCanonical int
 	IPRows       int // rows that are IP or IP:port trails
+	// Samples are "file:line: reason" strings for some malformed rows
+	// (not stored in the file).
+	Samples []string `json:",omitempty"`
+}
+
+// maxSamples bounds LoadStats.Samples.
+const maxSamples = 20
+
+func (l *LoadStats) addSamples(s []string) {
+	l.Samples = append(l.Samples, s[:min(len(s), maxSamples-len(l.Samples))]...)
 }
 
 // Collector fills an Input from trails.csv rows, classifying each key as
@@ -112,6 +122,7 @@ func (c *Collector) ReadCSV(r io.Reader, name string) error {
 	c.in.Sources = append(c.in.Sources, Source{Name: name, Rows: st.Rows})
 	c.in.Load.Rows += st.Rows
 	c.in.Load.Skipped += st.Skipped
+	c.in.Load.addSamples(st.Samples)
 	return nil
 }
 
@@ -246,4 +257,30 @@ func isHexDigit(c byte) bool {
 // applies it.
 func isRegexCandidate(key, ref string) bool {
 	return trails.IsRegexCandidate([]byte(key), []byte(ref))
+}
+
+// FromMerged collects merged sources (trails.Merge): the trails.csv rows
+// in the merged order, the CIDR trails, and the sources. Merge already
+// dropped what its whitelist holds; wl is applied again to the rows, as
+// the sensor's loaders apply it. Merged rows keep no source line, so a
+// regex trail is attributed to the first source, line 0.
+func FromMerged(m *trails.Merged, wl *trails.Whitelist) *Input {
+	c := NewCollector(wl)
+	for _, s := range m.Sources {
+		c.in.Sources = append(c.in.Sources, Source{Name: s.Source.String(), Rows: s.Stats.Rows})
+		c.in.Load.Skipped += s.Stats.Skipped
+		c.in.Load.addSamples(s.Stats.Samples)
+	}
+	c.source = 0
+	for _, t := range m.Trails {
+		mt := m.Metas[t.Meta]
+		c.Add(trails.Row{Trail: t.Key, Info: mt.Info, Reference: mt.Reference})
+	}
+	for _, p := range m.CIDRs {
+		mt := m.Metas[p.Meta]
+		c.AddCIDR(p.Prefix, mt.Info, mt.Reference)
+	}
+	c.in.Load.Rows = m.Stats.Rows
+	c.in.Load.Whitelisted += m.Stats.Whitelisted
+	return c.Input()
 }

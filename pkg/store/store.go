@@ -597,3 +597,36 @@ func (s *Store) Sources() []Source {
 	}
 	return out
 }
+
+// IPSet returns the store's IP and CIDR trails as the kernel maps take
+// them, with only the metas they use: the store's metas also serve the
+// name trails, and every Set meta takes a slot in the kernel's meta map.
+// It allocates the Set.
+func (s *Store) IPSet() *trails.Set {
+	st := s.Stats()
+	set := &trails.Set{
+		IPs:   make([]trails.IPTrail, 0, st.IPs),
+		CIDRs: make([]trails.CIDRTrail, 0, st.CIDRs),
+		Stats: trails.Stats{Rows: st.Load.Rows, Skipped: st.Load.Skipped},
+	}
+	remap := make(map[uint32]uint32)
+	meta := func(mi uint32) uint32 {
+		if id, ok := remap[mi]; ok {
+			return id
+		}
+		id := uint32(len(set.Metas))
+		info, ref := s.Meta(mi)
+		set.Metas = append(set.Metas, trails.Meta{Info: info, Reference: ref})
+		remap[mi] = id
+		return id
+	}
+	for t := range s.IPs() {
+		t.Meta = meta(t.Meta)
+		set.IPs = append(set.IPs, t)
+	}
+	for c := range s.CIDRs() {
+		c.Meta = meta(c.Meta)
+		set.CIDRs = append(set.CIDRs, c)
+	}
+	return set
+}
