@@ -10,6 +10,19 @@ import (
 	"github.com/xtrail/xtrail/pkg/sensor"
 )
 
+// readConfig reads a maltrail.conf; an empty path is an empty config.
+func readConfig(path string) (*maltrail.Config, error) {
+	if path == "" {
+		return &maltrail.Config{}, nil
+	}
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	return maltrail.ParseConfig(fh, path, os.LookupEnv)
+}
+
 func runSensor(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("sensor", flag.ContinueOnError)
 	conf := fs.String("c", "", "maltrail.conf (Maltrail's keys plus xtrail's D4_*/XDP_* keys)")
@@ -31,17 +44,9 @@ func runSensor(ctx context.Context, args []string) error {
 	}
 	f.Pcaps = pcaps
 	log := newLogger(*quiet)
-	cfg := &maltrail.Config{}
-	if *conf != "" {
-		fh, err := os.Open(*conf)
-		if err != nil {
-			return err
-		}
-		cfg, err = maltrail.ParseConfig(fh, *conf, os.LookupEnv)
-		fh.Close()
-		if err != nil {
-			return err
-		}
+	cfg, err := readConfig(*conf)
+	if err != nil {
+		return err
 	}
 	st, err := sensor.Configure(cfg, f, log)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"github.com/xtrail/xtrail/pkg/dataplane"
 	"github.com/xtrail/xtrail/pkg/deploy"
 	"github.com/xtrail/xtrail/pkg/feeds"
+	"github.com/xtrail/xtrail/pkg/maltrail"
 	"github.com/xtrail/xtrail/pkg/store"
 	"github.com/xtrail/xtrail/pkg/trails"
 )
@@ -29,7 +31,7 @@ const trailsUsage = `usage:
   xtrail trails lookup [-pin-dir DIR] [-trails FILE] [-json] IP|IP:PORT|DOMAIN|URL
   xtrail trails diff   [-pin-dir DIR] [-json] SRC...   (what load would add, remove and change in the kernel)
   xtrail trails stats  [-pin-dir DIR] [-period 24h] [-json]   (counts, kernel memory, store, generation, age, sources)
-  xtrail trails update -dir DIR [-force] [-period 24h] [-json] NAME=URL...
+  xtrail trails update [-c maltrail.conf] [-dir DIR] [-force] [-period 24h] [-json] [NAME=URL...]
   xtrail trails compile [-o FILE.xts] [-json] SRC.csv[.gz]   (a trail store for TRAILS_FILE; default -o /var/lib/xtrail/trails.xts)`
 
 func runTrails(ctx context.Context, args []string) error {
@@ -505,15 +507,23 @@ func mib(n int64) string {
 // trailsUpdate downloads feeds into -dir, keeping the last good copy of each.
 func trailsUpdate(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("trails update", flag.ContinueOnError)
-	dir := fs.String("dir", "/var/lib/xtrail/feeds", "where the feed copies live")
+	conf := fs.String("c", "", "maltrail.conf: feeds from UPDATE_SERVER, CUSTOM_TRAILS_URL and TRAILS_FEEDS, UPDATE_PERIOD, TRAILS_FEED_DIR")
+	dir := fs.String("dir", "", "where the feed copies live (default TRAILS_FEED_DIR, else "+defaultFeedDir+")")
 	force := fs.Bool("force", false, "accept a feed under half the size of the current copy")
-	period := fs.Duration("period", feeds.DefaultPeriod, "update period (UPDATE_PERIOD): copies older than twice this are reported stale")
+	period := fs.Duration("period", 0, "update period: copies older than twice this are reported stale (default UPDATE_PERIOD, else 24h)")
 	asJSON := fs.Bool("json", false, "print the results as JSON")
 	quiet := fs.Bool("q", false, "log warnings and errors only")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	var list []feeds.Feed
+	cfg, err := readConfig(*conf)
+	if err != nil {
+		return err
+	}
+	list, err := configuredFeeds(cfg)
+	if err != nil {
+		return err
+	}
 	for _, a := range fs.Args() {
 		name, url, ok := strings.Cut(a, "=")
 		if !ok {
@@ -522,7 +532,17 @@ func trailsUpdate(ctx context.Context, args []string) error {
 		list = append(list, feeds.Feed{Name: name, URL: url})
 	}
 	if len(list) == 0 {
-		return trailsUsageErr()
+		return fmt.Errorf("trails update: no feeds: give NAME=URL arguments or a config (-c) that lists them: %w", trailsUsageErr())
+	}
+	if *dir == "" {
+		*dir = cfg.String("TRAILS_FEED_DIR", defaultFeedDir)
+	}
+	if *period == 0 {
+		secs, err := cfg.Int("UPDATE_PERIOD", int(feeds.DefaultPeriod/time.Second))
+		if err != nil || secs <= 0 {
+			return fmt.Errorf("UPDATE_PERIOD: want a positive number of seconds")
+		}
+		*period = time.Duration(secs) * time.Second
 	}
 	bar := progress.New(os.Stderr)
 	res, err := feeds.Update(ctx, list, feeds.Options{Dir: *dir, Force: *force, Period: *period, Logger: newLoggerTo(bar.Clearing(os.Stderr), *quiet),
@@ -557,6 +577,36 @@ func trailsUpdate(ctx context.Context, args []string) error {
 		}
 	}
 	return err
+}
+
+const defaultFeedDir = "/var/lib/xtrail/feeds"
+
+// configuredFeeds lists the feeds a maltrail.conf names: Maltrail's
+// UPDATE_SERVER (a server's trails.csv: a URL, or HOST[:PORT] for
+// http://HOST:PORT/trails, port 8338 by default) and CUSTOM_TRAILS_URL,
+// and xtrail's TRAILS_FEEDS ("NAME=URL NAME=URL ...").
+func configuredFeeds(cfg *maltrail.Config) ([]feeds.Feed, error) {
+	var list []feeds.Feed
+	if v := cfg.String("UPDATE_SERVER", ""); v != "" {
+		if !strings.Contains(v, "://") {
+			if _, _, err := net.SplitHostPort(v); err != nil {
+				v = net.JoinHostPort(v, "8338")
+			}
+			v = "http://" + v + "/trails"
+		}
+		list = append(list, feeds.Feed{Name: "trails.csv", URL: v})
+	}
+	if v := cfg.String("CUSTOM_TRAILS_URL", ""); v != "" {
+		list = append(list, feeds.Feed{Name: "custom_trails.txt", URL: v})
+	}
+	for _, f := range strings.FieldsFunc(cfg.String("TRAILS_FEEDS", ""), func(r rune) bool { return r == ' ' || r == ',' || r == '\t' }) {
+		name, url, ok := strings.Cut(f, "=")
+		if !ok || name == "" || url == "" {
+			return nil, fmt.Errorf("TRAILS_FEEDS: %q: want NAME=URL", f)
+		}
+		list = append(list, feeds.Feed{Name: name, URL: url})
+	}
+	return list, nil
 }
 
 // trailsUsageErr prints the trails usage and returns the error to exit with.
