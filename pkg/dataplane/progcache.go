@@ -202,6 +202,10 @@ func PinDirHolder(dir string) (int, error) {
 			if err != nil {
 				return 0, fmt.Errorf("lock table line %q: %w", strings.TrimSpace(line), err)
 			}
+			if pid <= 0 {
+				// the holder lives in a pid namespace this one cannot see
+				return 0, fmt.Errorf("pin dir %s is held by a process outside this pid namespace", dir)
+			}
 			return pid, nil
 		}
 	}
