@@ -5,6 +5,7 @@
 package dataplane
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -163,7 +164,11 @@ func Load(opts Options) (*Dataplane, error) {
 		d.Close()
 		return nil, err
 	}
-	log.Info("XDP program loaded", "verified_before", d.cached, "pin_dir", opts.PinDir, "took", time.Since(began).Round(time.Millisecond))
+	level := slog.LevelInfo
+	if opts.PinDir == "" {
+		level = slog.LevelDebug // a private program (replay, tests): nothing to tell an operator
+	}
+	log.Log(context.Background(), level, "XDP program loaded", "verified_before", d.cached, "pin_dir", opts.PinDir, "took", time.Since(began).Round(time.Millisecond))
 	if opts.Replay {
 		// the clock field is the first of struct xt_config
 		if d.cfgMem, err = d.objs.XtCfg.Memory(); err != nil {
