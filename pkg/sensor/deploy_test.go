@@ -5,7 +5,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -13,9 +12,7 @@ import (
 	"github.com/xtrail/xtrail/internal/testenv"
 	"github.com/xtrail/xtrail/pkg/dataplane"
 	"github.com/xtrail/xtrail/pkg/deploy"
-	"github.com/xtrail/xtrail/pkg/store"
 	"github.com/xtrail/xtrail/pkg/throttle"
-	"github.com/xtrail/xtrail/pkg/trails"
 )
 
 // TestDeploy: `xtrail trails load` without a sensor loads the kernel maps
@@ -27,22 +24,7 @@ func TestDeploy(t *testing.T) {
 	pinDir := testenv.PinDir(t)
 	dir := t.TempDir()
 	xts := filepath.Join(dir, "trails"+storeExt)
-	compile := func(path, csv string) [32]byte {
-		t.Helper()
-		in, err := store.FromCSV(strings.NewReader(csv), "t.csv", trails.DefaultWhitelist())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := store.Compile(path, in); err != nil {
-			t.Fatal(err)
-		}
-		s, err := store.Open(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
-		return s.Info().SHA256
-	}
+	compile := func(path, csv string) [32]byte { return compileStore(t, path, csv) }
 	ctx := context.Background()
 	maps, err := dataplane.OpenTrailMaps(pinDir)
 	if err != nil {
@@ -72,7 +54,7 @@ func TestDeploy(t *testing.T) {
 		t.Errorf("the sensor rebuilt the generation deploy loaded: %d, then %d", genA, g)
 	}
 	p := newProber(t, l, c)
-	if !p.fires("203.0.113.93", "", "203.0.113.93") || !p.fires("198.51.100.53", "evil-a-test.com", "evil-a-test.com") {
+	if !p.ip("203.0.113.93") || !p.dns("evil-a-test.com") {
 		t.Fatal("the deployed store's trails do not fire")
 	}
 
@@ -87,10 +69,10 @@ func TestDeploy(t *testing.T) {
 	if id, live := maps.LiveID(); !live || id != sumB || id == sumA {
 		t.Fatalf("after deploy the live generation records %x, want the new store's %x", id[:4], sumB[:4])
 	}
-	if !p.fires("203.0.113.94", "", "203.0.113.94") || !p.fires("198.51.100.53", "evil-b-test.com", "evil-b-test.com") {
+	if !p.ip("203.0.113.94") || !p.dns("evil-b-test.com") {
 		t.Error("the new store's trails do not fire right after the deploy returned")
 	}
-	if p.fires("203.0.113.93", "", "203.0.113.93") || p.fires("198.51.100.53", "evil-a-test.com", "evil-a-test.com") {
+	if p.ip("203.0.113.93") || p.dns("evil-a-test.com") {
 		t.Error("the replaced store's trails still fire")
 	}
 

@@ -11,6 +11,8 @@ import (
 	"github.com/xtrail/xtrail/internal/testenv"
 	"github.com/xtrail/xtrail/pkg/dataplane"
 	"github.com/xtrail/xtrail/pkg/maltrail"
+	"github.com/xtrail/xtrail/pkg/store"
+	"github.com/xtrail/xtrail/pkg/trails"
 )
 
 // liveSensor runs a sensor on the lab's sensor-side veth until stop is
@@ -83,16 +85,27 @@ func newProber(t *testing.T, l *lab.Lab, c *capture) *prober {
 	return p
 }
 
-// fires sends one datagram to dst (a DNS query for name to port 53, else
-// a plain one to a fresh port) and says whether an event naming trail
-// follows within a second.
-func (p *prober) fires(dst, name, trail string) bool {
+// ip sends a datagram to dst on a fresh port and says whether an event
+// for the IP trail dst follows within a second.
+func (p *prober) ip(dst string) bool {
 	p.t.Helper()
 	p.port++
-	payload, dport := []byte("x"), p.port
-	if name != "" {
-		payload, dport = dnsQuery(name), 53
-	}
+	return p.send([]byte("x"), dst, p.port, dst)
+}
+
+// dns sends a DNS query for name and says whether an event for the
+// domain trail name follows within a second. Each query goes to a fresh
+// resolver address in 198.51.100.0/24: the kernel drops a UDP datagram
+// with the previous one's addresses and ports in the same second, as
+// Maltrail does.
+func (p *prober) dns(name string) bool {
+	p.t.Helper()
+	p.port++
+	return p.send(dnsQuery(name), net.IPv4(198, 51, 100, byte(1+p.port%250)).String(), 53, name)
+}
+
+func (p *prober) send(payload []byte, dst string, dport int, trail string) bool {
+	p.t.Helper()
 	before := len(p.c.get())
 	if _, err := p.conn.WriteTo(payload, &net.UDPAddr{IP: net.ParseIP(dst), Port: dport}); err != nil {
 		p.t.Fatal(err)
@@ -107,4 +120,34 @@ func (p *prober) fires(dst, name, trail string) bool {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return false
+}
+
+// compileStore compiles the trails.csv text into a store at path (by
+// rename, as trails compile does) and returns the store's checksum.
+func compileStore(t *testing.T, path, csv string) [32]byte {
+	t.Helper()
+	in, err := store.FromCSV(strings.NewReader(csv), "t.csv", trails.DefaultWhitelist())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Compile(path, in); err != nil {
+		t.Fatal(err)
+	}
+	s, err := store.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	return s.Info().SHA256
+}
+
+// count is how many captured lines contain sub.
+func (c *capture) count(sub string) int {
+	n := 0
+	for _, line := range c.get() {
+		if strings.Contains(line, sub) {
+			n++
+		}
+	}
+	return n
 }

@@ -2,6 +2,7 @@ package sensor
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -276,4 +277,113 @@ func TestReloadTriggers(t *testing.T) {
 	}
 	reload <- struct{}{}
 	eventually(c, "203.0.113.65", true)
+}
+
+// TestNameReloadUnderTraffic is TestReloadUnderTraffic for name trails and
+// the sensor's own reloads: DNS queries for a domain both stores hold go on
+// while the sensor switches stores back and forth; every query is
+// detected exactly once, and a domain only the old store held stops
+// firing.
+func TestNameReloadUnderTraffic(t *testing.T) {
+	l := lab.New(t)
+	dir := t.TempDir()
+	xts := filepath.Join(dir, "trails"+storeExt)
+	const (
+		queries = 800
+		reloads = 6
+	)
+	stores := [2]string{
+		"both-test.com,lab both (malware),(custom)\nonly-a-test.com,lab a (malware),(custom)\n",
+		"both-test.com,lab both (malware),(custom)\nonly-b-test.com,lab b (malware),(custom)\n",
+	}
+	compile := func(csv string) [32]byte { return compileStore(t, xts, csv) }
+	compile(stores[0])
+	pinDir := testenv.PinDir(t)
+	reload := make(chan struct{}, 1)
+	c, stop := liveSensor(t, l, Options{PinDir: pinDir, TrailsFile: xts, Throttle: throttle.Off, Reload: reload, WatchEvery: -1})
+	maps, err := dataplane.OpenTrailMaps(pinDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer maps.Close()
+
+	// The kernel drops a UDP datagram with the previous one's addresses
+	// and ports in the same second, as Maltrail does: the queries go to a
+	// different resolver address each, and the two probes at the end from
+	// two sockets.
+	var conns [2]net.PacketConn
+	for i := range conns {
+		if err := lab.InNetns(l.Source, func() (err error) { conns[i], err = net.ListenPacket("udp4", ":0"); return err }); err != nil {
+			t.Fatal(err)
+		}
+		defer conns[i].Close()
+	}
+	resolver := &net.UDPAddr{IP: net.ParseIP("198.51.100.53"), Port: 53}
+	resolverN := func(i int) *net.UDPAddr {
+		return &net.UDPAddr{IP: net.IPv4(198, 51, 100, byte(1+i%250)), Port: 53}
+	}
+	var wg sync.WaitGroup
+	var sendErr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		// a distinct subdomain per query, so no two events are alike
+		for i := range queries {
+			if _, err := conns[0].WriteTo(dnsQuery(fmt.Sprintf("q%d.both-test.com", i)), resolverN(i)); err != nil {
+				sendErr = err
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	for i := 1; i <= reloads; i++ {
+		sum := compile(stores[i%2])
+		reload <- struct{}{}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if id, live := maps.LiveID(); live && id == sum {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("reload %d: the sensor did not switch within 10 s", i)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	wg.Wait()
+	if sendErr != nil {
+		t.Fatal(sendErr)
+	}
+	count := c.count
+	deadline := time.Now().Add(10 * time.Second)
+	for count(".both-test.com ") < queries && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // and nothing more arrives
+	if n := count(".both-test.com "); n != queries {
+		t.Errorf("%d events for the domain in both stores, want exactly %d (one per query)", n, queries)
+	}
+	// reload i loaded stores[i%2]: the live store's own domain fires,
+	// the other's does not
+	live, gone := " only-a-test.com ", " only-b-test.com "
+	if reloads%2 == 1 {
+		live, gone = gone, live
+	}
+	for i, name := range []string{live, gone} {
+		if _, err := conns[i].WriteTo(dnsQuery(strings.TrimSpace(name)), resolver); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for count(live) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if count(live) != 1 || count(gone) != 0 {
+		t.Errorf("after the last reload: %d events for the live store's own domain (want 1), %d for the replaced store's (want 0)",
+			count(live), count(gone))
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
 }

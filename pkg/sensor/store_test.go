@@ -124,21 +124,21 @@ func TestStoreReload(t *testing.T) {
 	compile("203.0.113.81,lab eight (malware),(custom)\nevil-eight.com,lab eight (malware),(custom)\n")
 	c, stop := liveSensor(t, l, Options{TrailsFile: xts, Throttle: throttle.Off, WatchEvery: 100 * time.Millisecond})
 	defer stop()
-	fires := newProber(t, l, c).fires
-	if !fires("203.0.113.81", "", "203.0.113.81") || !fires("198.51.100.53", "evil-eight.com", "evil-eight.com") {
+	p := newProber(t, l, c)
+	if !p.ip("203.0.113.81") || !p.dns("evil-eight.com") {
 		t.Fatal("the first store's trails do not fire")
 	}
 	compile("203.0.113.82,lab nine (malware),(custom)\nevil-nine.com,lab nine (malware),(custom)\n")
 	deadline := time.Now().Add(10 * time.Second)
-	for !fires("203.0.113.82", "", "203.0.113.82") {
+	for !p.ip("203.0.113.82") {
 		if time.Now().After(deadline) {
 			t.Fatal("the replaced store's IP trail never fired")
 		}
 	}
-	if !fires("198.51.100.53", "evil-nine.com", "evil-nine.com") {
+	if !p.dns("evil-nine.com") {
 		t.Error("the replaced store's name trail does not fire")
 	}
-	if fires("203.0.113.81", "", "203.0.113.81") || fires("198.51.100.53", "evil-eight.com", "evil-eight.com") {
+	if p.ip("203.0.113.81") || p.dns("evil-eight.com") {
 		t.Error("the old store's trails still fire")
 	}
 	// the old store's mapping is released once records of its
