@@ -25,7 +25,7 @@ import (
 )
 
 const trailsUsage = `usage:
-  xtrail trails load   [-pin-dir DIR] [-store FILE.xts] [-o merged.csv] [-wait 30s] [-json] SRC...
+  xtrail trails load   [-pin-dir DIR] [-store FILE.xts] [-o merged.csv] [-wait 30s] [-force] [-json] SRC...
                        (SRC: trails.csv, csv:F, static:DIR, custom:F|DIR, cidr:F|DIR; compiles the store and makes
                        it live: a running sensor switches to it, else the kernel maps are loaded for the next one)
   xtrail trails lookup [-pin-dir DIR] [-trails FILE] [-json] IP|IP:PORT|DOMAIN|URL
@@ -101,6 +101,7 @@ func trailsLoad(ctx context.Context, args []string) error {
 	storePath := fs.String("store", store.DefaultPath, "the compiled store to write (the sensor's TRAILS_FILE)")
 	out := fs.String("o", "", "also write the merged trails as a Maltrail trails.csv")
 	wait := fs.Duration("wait", 30*time.Second, "how long to wait for a running sensor to switch")
+	force := fs.Bool("force", false, "load a set under half the size of the live one")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	quiet := fs.Bool("q", false, "log warnings and errors only")
 	srcs, log, err := parseSources(fs, args, quiet)
@@ -132,6 +133,11 @@ func trailsLoad(ctx context.Context, args []string) error {
 	}
 	if in.Load.Rows == 0 {
 		return fmt.Errorf("trails load: the sources hold no trail rows (%d malformed): keeping the loaded trails", in.Load.Skipped)
+	}
+	if !*force {
+		if err := deploy.CheckSize(*pinDir, in.Load.Rows); err != nil {
+			return fmt.Errorf("trails load: %w (-force loads it anyway)", err)
+		}
 	}
 	if m != nil && *out != "" {
 		if err := m.WriteFile(*out); err != nil {

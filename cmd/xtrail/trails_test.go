@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/xtrail/xtrail/internal/testenv"
 	"github.com/xtrail/xtrail/pkg/dataplane"
+	"github.com/xtrail/xtrail/pkg/deploy"
 	"github.com/xtrail/xtrail/pkg/feeds"
 	"github.com/xtrail/xtrail/pkg/maltrail"
 )
@@ -107,6 +109,27 @@ func TestTrailsLoadStats(t *testing.T) {
 		if res, _ := lookupName(file, "www.example.org"); res.Found {
 			t.Errorf("%s: a clean name found: %+v", file, res)
 		}
+	}
+
+	// A set under half the live one is refused, and the live trails stay;
+	// -force loads it.
+	tiny := filepath.Join(dir, "tiny.csv")
+	if err := os.WriteFile(tiny, []byte("203.0.113.200,tiny (malware),(static)\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gen := r.Generation
+	err = runTrails(context.Background(), []string{"load", "-q", "-pin-dir", pinDir, "-store", storePath, tiny})
+	if !errors.Is(err, deploy.ErrShrunk) {
+		t.Fatalf("a 1-row set against 5 live rows: %v", err)
+	}
+	if g, _ := maps.Generation(); g != gen {
+		t.Fatal("a refused load switched the generation")
+	}
+	if err := runTrails(context.Background(), []string{"load", "-q", "-force", "-pin-dir", pinDir, "-store", storePath, tiny}); err != nil {
+		t.Fatalf("-force: %v", err)
+	}
+	if c, _ := maps.Counts(); c.IP4 != 1 || c.CIDR4 != 0 {
+		t.Fatalf("after the forced load: %+v", c)
 	}
 
 	// Both sources old: stale, and said loudly.
