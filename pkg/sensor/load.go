@@ -71,6 +71,9 @@ func readTrails(path string, wl *trails.Whitelist, log *slog.Logger) (*trailSet,
 		if ts.ips.Stats.Rows == 0 {
 			return nil, fmt.Errorf("trails file %s has no trail rows: keeping the loaded trails", path)
 		}
+		// as a compiled store drops them at compile time: a whitelisted
+		// address never makes a kernel record
+		ts.ips.DropWhitelisted(wl)
 		if rc, err = trails.Open(path); err != nil {
 			return nil, fmt.Errorf("trails file: %w", err)
 		}
