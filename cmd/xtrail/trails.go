@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -19,7 +18,6 @@ import (
 	"github.com/xtrail/xtrail/pkg/dataplane"
 	"github.com/xtrail/xtrail/pkg/deploy"
 	"github.com/xtrail/xtrail/pkg/feeds"
-	"github.com/xtrail/xtrail/pkg/maltrail"
 	"github.com/xtrail/xtrail/pkg/store"
 	"github.com/xtrail/xtrail/pkg/trails"
 )
@@ -368,7 +366,7 @@ func trailsStats(args []string) error {
 		return err
 	}
 	defer maps.Close()
-	r, err := collectStats(maps, *period)
+	r, err := deploy.ReadStatus(maps, *period)
 	if err != nil {
 		return err
 	}
@@ -379,85 +377,7 @@ func trailsStats(args []string) error {
 	return nil
 }
 
-// trailStats is what `trails stats` reports.
-type trailStats struct {
-	Generation uint32                  `json:"generation"`
-	Kernel     dataplane.Counts        `json:"kernel"`
-	Memory     dataplane.Memory        `json:"kernel_memory"`
-	Origin     *dataplane.LoadedOrigin `json:"origin,omitempty"`
-	Store      *storeStats             `json:"store,omitempty"`
-	// Newest is the modification time of the newest source; Age is its
-	// age, Stale whether that is over twice the update period.
-	Newest time.Time     `json:"newest_source,omitzero"`
-	Age    time.Duration `json:"age_ns,omitempty"`
-	Stale  bool          `json:"stale"`
-}
-
-type storeStats struct {
-	Path     string      `json:"path"`
-	Built    time.Time   `json:"built"`
-	Verified bool        `json:"verified"`
-	Stats    store.Stats `json:"stats"`
-	Err      string      `json:"error,omitempty"`
-}
-
-func collectStats(maps *dataplane.TrailMaps, period time.Duration) (trailStats, error) {
-	var r trailStats
-	var err error
-	if r.Kernel, err = maps.Counts(); err != nil {
-		return r, err
-	}
-	r.Generation = r.Kernel.Generation
-	if r.Memory, err = maps.Memory(); err != nil {
-		return r, err
-	}
-	o, ok, err := maps.Origin()
-	if err != nil {
-		return r, err
-	}
-	if !ok {
-		return r, nil
-	}
-	r.Origin = &o
-	// The age of the trails is that of their newest source file; for a
-	// store, of the files it was compiled from, when they are known.
-	compiled := false
-	for _, src := range o.Sources {
-		compiled = compiled || strings.HasPrefix(src.Kind, deploy.CompiledKind) && !src.Modified.IsZero()
-	}
-	for _, src := range o.Sources {
-		if src.Kind == "store" && r.Store == nil {
-			r.Store = openStoreStats(src.Path)
-		}
-		if compiled && !strings.HasPrefix(src.Kind, deploy.CompiledKind) {
-			continue
-		}
-		if src.Modified.After(r.Newest) {
-			r.Newest = src.Modified
-		}
-	}
-	if !r.Newest.IsZero() {
-		r.Age = time.Since(r.Newest)
-		r.Stale = r.Age > 2*period
-	}
-	return r, nil
-}
-
-// openStoreStats reads the stats of the store a sensor loaded (checksum
-// verified, as the sensor does).
-func openStoreStats(path string) *storeStats {
-	ss := &storeStats{Path: path}
-	st, err := store.Open(path)
-	if err != nil {
-		ss.Err = err.Error()
-		return ss
-	}
-	defer st.Close()
-	ss.Built, ss.Verified, ss.Stats = st.Info().BuildTime, st.Info().Verified, st.Stats()
-	return ss
-}
-
-func printStats(w io.Writer, r trailStats, period time.Duration) {
+func printStats(w io.Writer, r deploy.Status, period time.Duration) {
 	k := r.Kernel
 	fmt.Fprintf(w, "generation %d", r.Generation)
 	if o := r.Origin; o != nil {
@@ -526,7 +446,7 @@ func trailsUpdate(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	list, err := configuredFeeds(cfg)
+	list, err := feeds.Configured(cfg)
 	if err != nil {
 		return err
 	}
@@ -586,34 +506,6 @@ func trailsUpdate(ctx context.Context, args []string) error {
 }
 
 const defaultFeedDir = "/var/lib/xtrail/feeds"
-
-// configuredFeeds lists the feeds a maltrail.conf names: Maltrail's
-// UPDATE_SERVER (a server's trails.csv: a URL, or HOST[:PORT] for
-// http://HOST:PORT/trails, port 8338 by default) and CUSTOM_TRAILS_URL,
-// and xtrail's TRAILS_FEEDS ("NAME=URL NAME=URL ...").
-func configuredFeeds(cfg *maltrail.Config) ([]feeds.Feed, error) {
-	var list []feeds.Feed
-	if v := cfg.String("UPDATE_SERVER", ""); v != "" {
-		if !strings.Contains(v, "://") {
-			if _, _, err := net.SplitHostPort(v); err != nil {
-				v = net.JoinHostPort(v, "8338")
-			}
-			v = "http://" + v + "/trails"
-		}
-		list = append(list, feeds.Feed{Name: "trails.csv", URL: v})
-	}
-	if v := cfg.String("CUSTOM_TRAILS_URL", ""); v != "" {
-		list = append(list, feeds.Feed{Name: "custom_trails.txt", URL: v})
-	}
-	for _, f := range strings.FieldsFunc(cfg.String("TRAILS_FEEDS", ""), func(r rune) bool { return r == ' ' || r == ',' || r == '\t' }) {
-		name, url, ok := strings.Cut(f, "=")
-		if !ok || name == "" || url == "" {
-			return nil, fmt.Errorf("TRAILS_FEEDS: %q: want NAME=URL", f)
-		}
-		list = append(list, feeds.Feed{Name: name, URL: url})
-	}
-	return list, nil
-}
 
 // trailsUsageErr prints the trails usage and returns the error to exit with.
 func trailsUsageErr() error {

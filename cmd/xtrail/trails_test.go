@@ -5,7 +5,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -13,8 +12,6 @@ import (
 	"github.com/xtrail/xtrail/internal/testenv"
 	"github.com/xtrail/xtrail/pkg/dataplane"
 	"github.com/xtrail/xtrail/pkg/deploy"
-	"github.com/xtrail/xtrail/pkg/feeds"
-	"github.com/xtrail/xtrail/pkg/maltrail"
 )
 
 // TestTrailsLoadStats loads two sources with the CLI and reads back what
@@ -46,7 +43,7 @@ func TestTrailsLoadStats(t *testing.T) {
 	}
 	defer maps.Close()
 
-	r, err := collectStats(maps, 24*time.Hour)
+	r, err := deploy.ReadStatus(maps, 24*time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +136,7 @@ func TestTrailsLoadStats(t *testing.T) {
 	if err := runTrails(context.Background(), load); err != nil {
 		t.Fatal(err)
 	}
-	if r, err = collectStats(maps, 24*time.Hour); err != nil {
+	if r, err = deploy.ReadStatus(maps, 24*time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	if !r.Stale || r.Age < 71*time.Hour {
@@ -149,40 +146,5 @@ func TestTrailsLoadStats(t *testing.T) {
 	printStats(&out, r, 24*time.Hour)
 	if !strings.Contains(out.String(), "STALE") {
 		t.Errorf("stale trails not reported:\n%s", out.String())
-	}
-}
-
-func TestConfiguredFeeds(t *testing.T) {
-	conf := "UPDATE_SERVER 192.0.2.10\nCUSTOM_TRAILS_URL https://example.org/custom.txt\n" +
-		"TRAILS_FEEDS blocklist=https://example.org/a.txt, abuse=http://example.net/b.txt\n"
-	cfg, err := maltrail.ParseConfig(strings.NewReader(conf), "test.conf", func(string) (string, bool) { return "", false })
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := configuredFeeds(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []feeds.Feed{
-		{Name: "trails.csv", URL: "http://192.0.2.10:8338/trails"},
-		{Name: "custom_trails.txt", URL: "https://example.org/custom.txt"},
-		{Name: "blocklist", URL: "https://example.org/a.txt"},
-		{Name: "abuse", URL: "http://example.net/b.txt"},
-	}
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("feeds %+v\nwant  %+v", got, want)
-	}
-	for _, c := range []struct{ conf, url string }{
-		{"UPDATE_SERVER srv.example:9000\n", "http://srv.example:9000/trails"},
-		{"UPDATE_SERVER https://srv.example/trails\n", "https://srv.example/trails"},
-	} {
-		cfg, _ := maltrail.ParseConfig(strings.NewReader(c.conf), "t.conf", func(string) (string, bool) { return "", false })
-		if got, err := configuredFeeds(cfg); err != nil || len(got) != 1 || got[0].URL != c.url {
-			t.Errorf("%q: %+v, %v; want %s", c.conf, got, err, c.url)
-		}
-	}
-	cfg, _ = maltrail.ParseConfig(strings.NewReader("TRAILS_FEEDS just-a-name\n"), "t.conf", func(string) (string, bool) { return "", false })
-	if _, err := configuredFeeds(cfg); err == nil {
-		t.Error("a TRAILS_FEEDS entry without a URL was accepted")
 	}
 }

@@ -1,4 +1,5 @@
-// Package deploy makes a compiled trail store the trails of a sensor host.
+// Package deploy makes a compiled trail store the trails of a sensor host,
+// and reports what is live (Status).
 // With a sensor running on the pin dir, the sensor itself switches to the
 // store: it stages the store's name trails for the kernel's idle
 // generation, fills that generation and switches both at once (see
