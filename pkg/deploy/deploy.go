@@ -139,49 +139,15 @@ func sensorFile(maps *dataplane.TrailMaps) string {
 	return o.Sources[0].Path
 }
 
-// sameFile says whether two paths name one file: the store is replaced by
-// rename, so its inode changes; the paths are compared cleaned and
-// absolute.
+// sameFile says whether two paths name one file: the same absolute path,
+// or two that lead to the same file now (a symlink on the way).
 func sameFile(a, b string) bool {
 	aa, err1 := filepath.Abs(a)
 	bb, err2 := filepath.Abs(b)
-	if err1 != nil || err2 != nil {
-		return a == b
-	}
-	if aa == bb {
+	if err1 == nil && err2 == nil && aa == bb {
 		return true
 	}
-	// a symlinked directory, for instance
-	ra, err1 := filepath.EvalSymlinks(filepath.Dir(aa))
-	rb, err2 := filepath.EvalSymlinks(filepath.Dir(bb))
-	return err1 == nil && err2 == nil && filepath.Join(ra, filepath.Base(aa)) == filepath.Join(rb, filepath.Base(bb)) && fileExists(bb)
-}
-
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
-}
-
-// ErrShrunk is returned for a trail set under half the size of the live
-// one: what a truncated download or a failed source gives. Refusing it
-// keeps the live trails; the operator may force it.
-var ErrShrunk = errors.New("the new trails are under half the live ones")
-
-// CheckSize compares the rows of a new trail set with those the live
-// generation was loaded from (its origin record): under half is
-// refused. Without a live origin there is nothing to compare.
-func CheckSize(pinDir string, rows int) error {
-	maps, err := dataplane.OpenTrailMaps(pinDir)
-	if err != nil {
-		return err
-	}
-	defer maps.Close()
-	o, ok, err := maps.Origin()
-	if err != nil || !ok || len(o.Sources) == 0 {
-		return err
-	}
-	if live := o.Sources[0].Rows; rows*2 < live {
-		return fmt.Errorf("%w: %d rows against %d from %s: keeping the live trails", ErrShrunk, rows, live, o.Sources[0].Path)
-	}
-	return nil
+	fa, err1 := os.Stat(a)
+	fb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(fa, fb)
 }
