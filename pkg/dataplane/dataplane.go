@@ -191,6 +191,7 @@ func (d *Dataplane) setup(spec *ebpf.CollectionSpec) error {
 		origin.Close()
 		return err
 	}
+	d.trails.pinDir = d.opts.PinDir
 	d.cfg = xtrailXtConfig{Action: uint32(d.opts.Action), Snap: d.opts.Snap}
 	if d.opts.Replay {
 		d.cfg.Flags |= cfgReplay

@@ -1,9 +1,12 @@
 package dataplane
 
 import (
+	"errors"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -139,6 +142,63 @@ func TestRecordGeneration(t *testing.T) {
 		}
 		if _, err := maps.Replace(set); err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// TestConcurrentLoaders: two processes' loads (here two handles on the
+// pins) into the same trail maps never mix: after each round every kind
+// holds the same set.
+func TestConcurrentLoaders(t *testing.T) {
+	testenv.RequireRoot(t)
+	dir := testenv.PinDir(t)
+	var handles [2]*TrailMaps
+	for i := range handles {
+		m, err := OpenTrailMaps(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		m.Grace = time.Millisecond
+		handles[i] = m
+	}
+	sets := [2]string{
+		"192.0.2.1,set a (malware),(static)\n192.0.2.1:443,set a (malware),(static)\n[2001:db8::1]:443,set a (malware),(static)\n",
+		"192.0.2.2,set b (malware),(static)\n192.0.2.2:443,set b (malware),(static)\n[2001:db8::2]:443,set b (malware),(static)\n",
+	}
+	for round := range 15 {
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		for i := range 2 {
+			set, err := trails.LoadSet(strings.NewReader(sets[i]), "t.csv")
+			if err != nil {
+				t.Fatal(err)
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[i] = handles[i].Replace(set)
+			}()
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			t.Fatal(err)
+		}
+		var from []string
+		for _, q := range []struct {
+			addr string
+			port uint16
+		}{{"192.0.2.1", 0}, {"192.0.2.1", 443}, {"2001:db8::1", 443}, {"192.0.2.2", 0}, {"192.0.2.2", 443}, {"2001:db8::2", 443}} {
+			r, err := handles[0].Lookup(netip.MustParseAddr(q.addr), q.port)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Found && r.Info != "" {
+				from = append(from, r.Info)
+			}
+		}
+		if len(from) != 3 || from[0] != from[1] || from[1] != from[2] {
+			t.Fatalf("round %d: the live generation mixes the sets: %q", round, from)
 		}
 	}
 }

@@ -4,12 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 
 	"github.com/xtrail/xtrail/pkg/maltrail"
 	"github.com/xtrail/xtrail/pkg/trails"
@@ -54,6 +57,10 @@ type TrailMaps struct {
 	// the program never reads it.
 	origin *ebpf.Map
 	owned  bool
+	// pinDir, when the maps are pinned, holds the lock that keeps loads
+	// from two processes (a starting sensor, `xtrail trails load`) from
+	// filling the same idle generation at once.
+	pinDir string
 	// Grace is how long the previous generation stays reachable after a
 	// switch: a packet that read the old generation number finishes its
 	// lookups well within it.
@@ -112,6 +119,7 @@ func OpenTrailMaps(pinDir string) (*TrailMaps, error) {
 		}
 		return nil, err
 	}
+	t.pinDir = pinDir
 	return t, nil
 }
 
@@ -218,6 +226,11 @@ func (t *TrailMaps) LiveID() ([32]byte, bool) {
 func (t *TrailMaps) ReplaceFrom(set *trails.Set, o Origin) (LoadStats, error) {
 	var st LoadStats
 	start := time.Now()
+	unlock, err := t.lockLoads()
+	if err != nil {
+		return st, err
+	}
+	defer unlock()
 	// Reuse the ids of (info, reference) pairs already in the kernel, so
 	// records in flight during a reload still name the right text.
 	known := map[trails.Meta]uint32{}
@@ -492,6 +505,30 @@ func runParallel(jobs []func() error, workers int) error {
 		all = append(all, err)
 	}
 	return errors.Join(all...)
+}
+
+// loaderLock is the directory in the pin dir whose flock serializes loads.
+const loaderLock = "loader" // bpffs refuses names holding a dot
+
+// lockLoads waits for the pin dir's loader lock; the returned func
+// releases it. Private maps need none.
+func (t *TrailMaps) lockLoads() (func(), error) {
+	if t.pinDir == "" {
+		return func() {}, nil
+	}
+	dir := filepath.Join(t.pinDir, loaderLock)
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("trail loader lock: %w", err)
+	}
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("trail loader lock: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("trail loader lock %s: %w", dir, err)
+	}
+	return func() { f.Close() }, nil // closing the last descriptor releases it
 }
 
 // generationInstalled says whether any kind has maps in generation g.

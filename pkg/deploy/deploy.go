@@ -151,3 +151,27 @@ func sameFile(a, b string) bool {
 	fb, err2 := os.Stat(b)
 	return err1 == nil && err2 == nil && os.SameFile(fa, fb)
 }
+
+// ErrShrunk is returned for a trail set under half the size of the live
+// one: what a truncated download or a failed source gives. Refusing it
+// keeps the live trails; the operator may force it.
+var ErrShrunk = errors.New("the new trails are under half the live ones")
+
+// CheckSize compares the rows of a new trail set with those the live
+// generation was loaded from (its origin record): under half is
+// refused. Without a live origin there is nothing to compare.
+func CheckSize(pinDir string, rows int) error {
+	maps, err := dataplane.OpenTrailMaps(pinDir)
+	if err != nil {
+		return err
+	}
+	defer maps.Close()
+	o, ok, err := maps.Origin()
+	if err != nil || !ok || len(o.Sources) == 0 {
+		return err
+	}
+	if live := o.Sources[0].Rows; rows*2 < live {
+		return fmt.Errorf("%w: %d rows against %d from %s: keeping the live trails", ErrShrunk, rows, live, o.Sources[0].Path)
+	}
+	return nil
+}
