@@ -57,25 +57,21 @@ func FileSource(path, kind string, rows int) OriginSource {
 }
 
 // originSpec is xt_origin: one record, {gen u32, len u32, JSON}.
-var originSpec = ebpf.MapSpec{
-	Name:       "xt_origin",
-	Type:       ebpf.Array,
-	KeySize:    4,
-	ValueSize:  originSize,
-	MaxEntries: 1,
+func originSpec() *ebpf.MapSpec {
+	return &ebpf.MapSpec{Name: "xt_origin", Type: ebpf.Array, KeySize: 4, ValueSize: originSize, MaxEntries: 1}
 }
 
 const originSize = 8192
 
 // openOrigin creates or opens (pinned in pinDir, when set) the origin map.
 func openOrigin(pinDir string) (*ebpf.Map, error) {
-	spec := originSpec
+	spec := originSpec()
 	opts := ebpf.MapOptions{}
 	if pinDir != "" {
 		spec.Pinning = ebpf.PinByName
 		opts.PinPath = pinDir
 	}
-	m, err := ebpf.NewMapWithOptions(&spec, opts)
+	m, err := ebpf.NewMapWithOptions(spec, opts)
 	if err != nil {
 		return nil, fmt.Errorf("open trail origin map in %q: %w", pinDir, err)
 	}
