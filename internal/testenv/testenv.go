@@ -4,12 +4,16 @@
 package testenv
 
 import (
+	"compress/gzip"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"testing"
 )
 
@@ -70,4 +74,46 @@ func PinDir(t testing.TB) string {
 	dir := "/sys/fs/bpf/xtrail-test-" + hex.EncodeToString(b)
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
+}
+
+// StaticTrails returns ../shared/data/trails-static.csv.gz decompressed
+// (the real 1.63M-row trails file), read once per test binary; a missing
+// file skips the test (fails it in CI).
+func StaticTrails(t testing.TB) []byte {
+	t.Helper()
+	path := StaticTrailsPath(t)
+	if _, err := os.Stat(path); err != nil {
+		skipOrFail(t, path+" is missing: "+err.Error())
+	}
+	static.once.Do(func() { static.data, static.err = readGzip(path) })
+	if static.err != nil {
+		t.Fatal(static.err)
+	}
+	return static.data
+}
+
+// StaticTrailsPath is the path of the real trails file.
+func StaticTrailsPath(t testing.TB) string {
+	return filepath.Join(SharedDir(t), "data", "trails-static.csv.gz")
+}
+
+// static caches StaticTrails: ~110 MB that a test binary's tests and
+// benchmarks share rather than decompress each.
+var static struct {
+	once sync.Once
+	data []byte
+	err  error
+}
+
+func readGzip(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return io.ReadAll(zr)
 }

@@ -2,7 +2,6 @@ package dataplane
 
 import (
 	"net/netip"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -30,7 +29,7 @@ var (
 func loadFull(b *testing.B) *Dataplane {
 	b.Helper()
 	testenv.RequireRoot(b)
-	path := filepath.Join(testenv.SharedDir(b), "data", "trails-static.csv.gz")
+	path := testenv.StaticTrailsPath(b)
 	fullOnce.Do(func() {
 		var dp *Dataplane
 		if dp, fullErr = Load(Options{Replay: true, Snap: [8]uint16{7: uint16(benchSnap7)}}); fullErr != nil {
@@ -105,13 +104,7 @@ func BenchmarkXDP(b *testing.B) {
 
 func BenchmarkLoadStaticTrails(b *testing.B) {
 	testenv.RequireRoot(b)
-	path := filepath.Join(testenv.SharedDir(b), "data", "trails-static.csv.gz")
-	rc, err := trails.Open(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	set, err := trails.LoadSet(rc, path)
-	rc.Close()
+	set, err := loadStaticSet(b)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -174,7 +167,7 @@ var (
 )
 
 func loadStaticSet(b *testing.B) (*trails.Set, error) {
-	path := filepath.Join(testenv.SharedDir(b), "data", "trails-static.csv.gz")
+	path := testenv.StaticTrailsPath(b)
 	rc, err := trails.Open(path)
 	if err != nil {
 		return nil, err
@@ -188,13 +181,7 @@ func loadStaticSet(b *testing.B) (*trails.Set, error) {
 // switch, free the old one.
 func BenchmarkReplaceStatic(b *testing.B) {
 	testenv.RequireRoot(b)
-	path := filepath.Join(testenv.SharedDir(b), "data", "trails-static.csv.gz")
-	rc, err := trails.Open(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	set, err := trails.LoadSet(rc, path)
-	rc.Close()
+	set, err := loadStaticSet(b)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -187,11 +187,10 @@ func (d *Dataplane) setup(spec *ebpf.CollectionSpec) error {
 		return err
 	}
 	if d.trails, err = newTrailMaps(spec, [nKinds]*ebpf.Map{o.XtIp4, o.XtIp6, o.XtPort4, o.XtPort6, o.XtCidr4, o.XtCidr6},
-		o.XtGen, o.XtLive, o.XtInfo, origin, false); err != nil {
+		o.XtGen, o.XtLive, o.XtInfo, origin, false, d.opts.PinDir); err != nil {
 		origin.Close()
 		return err
 	}
-	d.trails.pinDir = d.opts.PinDir
 	d.cfg = xtrailXtConfig{Action: uint32(d.opts.Action), Snap: d.opts.Snap}
 	if d.opts.Replay {
 		d.cfg.Flags |= cfgReplay

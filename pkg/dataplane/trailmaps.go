@@ -67,8 +67,8 @@ type TrailMaps struct {
 	Grace time.Duration
 }
 
-func newTrailMaps(spec *ebpf.CollectionSpec, outer [nKinds]*ebpf.Map, gen, live, info, origin *ebpf.Map, owned bool) (*TrailMaps, error) {
-	t := &TrailMaps{outer: outer, gen: gen, live: live, info: info, origin: origin, owned: owned, Grace: 50 * time.Millisecond}
+func newTrailMaps(spec *ebpf.CollectionSpec, outer [nKinds]*ebpf.Map, gen, live, info, origin *ebpf.Map, owned bool, pinDir string) (*TrailMaps, error) {
+	t := &TrailMaps{outer: outer, gen: gen, live: live, info: info, origin: origin, owned: owned, pinDir: pinDir, Grace: 50 * time.Millisecond}
 	for i, name := range outerNames {
 		ms := spec.Maps[name]
 		if ms == nil || ms.InnerMap == nil {
@@ -112,14 +112,13 @@ func OpenTrailMaps(pinDir string) (*TrailMaps, error) {
 		}
 		return nil, err
 	}
-	t, err := newTrailMaps(spec, [nKinds]*ebpf.Map(ms[:nKinds]), ms[nKinds], ms[nKinds+1], ms[nKinds+2], origin, true)
+	t, err := newTrailMaps(spec, [nKinds]*ebpf.Map(ms[:nKinds]), ms[nKinds], ms[nKinds+1], ms[nKinds+2], origin, true, pinDir)
 	if err != nil {
 		for _, m := range append(ms, origin) {
 			m.Close()
 		}
 		return nil, err
 	}
-	t.pinDir = pinDir
 	return t, nil
 }
 

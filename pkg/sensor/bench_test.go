@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -31,7 +30,7 @@ var (
 // loadStatic loads the name trails of the real 1.63M-row trails file.
 func loadStatic(b *testing.B) *trails.Names {
 	b.Helper()
-	path := filepath.Join(testenv.SharedDir(b), "data", "trails-static.csv.gz")
+	path := testenv.StaticTrailsPath(b)
 	staticOnce.Do(func() {
 		var ts *trailSet
 		if ts, staticErr = readTrails(path, trails.DefaultWhitelist(), slog.New(slog.DiscardHandler)); staticErr == nil {

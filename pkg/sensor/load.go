@@ -240,6 +240,19 @@ func (l *liveTrails) replace(slot uint32, ts *trailSet) (unused *trailSet) {
 	return old
 }
 
+// stage makes ts the trail set of generation slot, for the agent too,
+// and releases the store only that slot held once no record handler can
+// use it. It returns false when ctx ended first (the old store is then
+// left to the process exit rather than unmapped under a handler).
+func (l *liveTrails) stage(ctx context.Context, agent *Agent, slot uint32, ts *trailSet, log *slog.Logger) bool {
+	unused := l.replace(slot, ts)
+	if !agent.StageNames(ctx, slot, ts.names) {
+		return false
+	}
+	unused.close(log)
+	return true
+}
+
 func (l *liveTrails) close(log *slog.Logger) {
 	l.slots[0].close(log)
 	if l.slots[1] != l.slots[0] {
@@ -314,13 +327,7 @@ func settle(ctx context.Context, agent *Agent, live *liveTrails, gen uint32, log
 		return false
 	case <-time.After(settleAfter):
 	}
-	ts := live.slots[gen&1]
-	unused := live.replace(gen^1, ts)
-	if !agent.StageNames(ctx, gen^1, ts.names) {
-		return false
-	}
-	unused.close(log)
-	return true
+	return live.stage(ctx, agent, gen^1, live.slots[gen&1], log)
 }
 
 // reload reads the trails file, stages its names in the agent's slot of
@@ -345,13 +352,9 @@ func reload(ctx context.Context, o Options, maps *dataplane.TrailMaps, agent *Ag
 			// live: only the names follow
 			slot, switchKernel = gen, false
 		}
-		unused := live.replace(slot, ts)
-		if !agent.StageNames(ctx, slot, ts.names) {
-			// Shutting down while a record is handled: leave the old
-			// mapping to the process exit rather than fault under it.
+		if !live.stage(ctx, agent, slot, ts, log) {
 			return context.Canceled
 		}
-		unused.close(log)
 		if !switchKernel {
 			liveGen = int(slot)
 			return nil

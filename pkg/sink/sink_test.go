@@ -216,14 +216,26 @@ func TestFileEmitAfterClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := f.Close(); err != nil {
+	emitAfterClose(t, f)
+}
+
+// emitAfterClose closes s and requires an Emit after it to fail and be
+// counted.
+func emitAfterClose(t *testing.T, s interface {
+	Emit(int64, []byte) error
+	Close() error
+	Errors() uint64
+}) {
+	t.Helper()
+	before := s.Errors()
+	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.Emit(1, []byte("x\n")); err == nil {
-		t.Fatal("Emit after Close succeeded")
+	if err := s.Emit(8, []byte("y\n")); err == nil {
+		t.Error("Emit after Close succeeded")
 	}
-	if f.Errors() != 1 {
-		t.Errorf("Errors = %d", f.Errors())
+	if n := s.Errors(); n != before+1 {
+		t.Errorf("Errors = %d, want %d", n, before+1)
 	}
 }
 
@@ -315,15 +327,10 @@ func TestUDPRecreatesSocketOnce(t *testing.T) {
 	if got := readDatagram(t, ln); string(got) != "7 x\n" {
 		t.Errorf("datagram = %q", got)
 	}
-	if err := u.Close(); err != nil {
-		t.Fatal(err)
+	if u.Errors() != 0 {
+		t.Errorf("Errors = %d after a recovered send", u.Errors())
 	}
-	if err := u.Emit(8, []byte("y\n")); err == nil {
-		t.Error("Emit after Close succeeded")
-	}
-	if u.Errors() != 1 {
-		t.Errorf("Errors = %d, want 1", u.Errors())
-	}
+	emitAfterClose(t, u)
 }
 
 func TestNewUDPAddressRules(t *testing.T) {

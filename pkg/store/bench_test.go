@@ -95,7 +95,7 @@ var compiled struct {
 
 func staticStore(b *testing.B) (string, Stats) {
 	b.Helper()
-	csv := staticCSV(b)
+	csv := testenv.StaticTrails(b)
 	compiled.once.Do(func() {
 		compiled.dir, compiled.err = os.MkdirTemp("", "xtrail-store-bench-")
 		if compiled.err != nil {
@@ -120,8 +120,8 @@ func staticStore(b *testing.B) (string, Stats) {
 // BenchmarkCompileStatic compiles trails-static.csv.gz from the file:
 // gunzip, parse, classify, build, write, fsync, rename.
 func BenchmarkCompileStatic(b *testing.B) {
-	staticCSV(b) // skip when absent
-	src := filepath.Join(testenv.SharedDir(b), "data", "trails-static.csv.gz")
+	testenv.StaticTrails(b) // skip when absent
+	src := testenv.StaticTrailsPath(b)
 	dst := filepath.Join(b.TempDir(), "trails.xts")
 	var st Stats
 	for b.Loop() {
@@ -291,7 +291,7 @@ func BenchmarkOpenFreshProcess(b *testing.B) {
 // BenchmarkLoadNamesStatic is the baseline the store replaces:
 // trails.LoadNames on the same file, with its retained heap.
 func BenchmarkLoadNamesStatic(b *testing.B) {
-	csv := staticCSV(b)
+	csv := testenv.StaticTrails(b)
 	for b.Loop() {
 		runtime.GC()
 		var before, after runtime.MemStats
@@ -319,7 +319,7 @@ func BenchmarkLookupNameBaseline(b *testing.B) {
 	}
 	defer s.Close()
 	hits, misses := lookupKeys(b, s, 1<<16)
-	names, err := trails.LoadNames(bytes.NewReader(staticCSV(b)), "trails-static.csv", trails.DefaultWhitelist())
+	names, err := trails.LoadNames(bytes.NewReader(testenv.StaticTrails(b)), "trails-static.csv", trails.DefaultWhitelist())
 	if err != nil {
 		b.Fatal(err)
 	}

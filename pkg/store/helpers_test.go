@@ -5,18 +5,15 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
-	"io"
 	"math"
 	"math/rand/v2"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/xtrail/xtrail/internal/testenv"
 	"github.com/xtrail/xtrail/pkg/trails"
 )
 
@@ -337,34 +334,22 @@ func exercise(s *Store, probes [][]byte) {
 	s.Info()
 }
 
-// staticCSV returns the decompressed real trails file, read once per
-// test binary, or skips (fails in CI) when it is absent.
-func staticCSV(t testing.TB) []byte {
+// compileCSV compiles a trails.csv into a store file in a temp dir and
+// opens it (closed at cleanup).
+func compileCSV(t testing.TB, csv []byte, wl *trails.Whitelist) (*Input, *Store) {
 	t.Helper()
-	path := filepath.Join(testenv.SharedDir(t), "data", "trails-static.csv.gz")
-	if _, err := os.Stat(path); err != nil {
-		if testenv.InCI() {
-			t.Fatalf("CI=true and %s is missing: %v", path, err)
-		}
-		t.Skipf("skipped outside CI: %v", err)
+	in, err := FromCSV(bytes.NewReader(csv), "trails.csv", wl)
+	if err != nil {
+		t.Fatal(err)
 	}
-	static.once.Do(func() {
-		f, err := trails.Open(path)
-		if err != nil {
-			static.err = err
-			return
-		}
-		defer f.Close()
-		static.data, static.err = io.ReadAll(f)
-	})
-	if static.err != nil {
-		t.Fatal(static.err)
+	path := filepath.Join(t.TempDir(), "trails.xts")
+	if _, err := Compile(path, in); err != nil {
+		t.Fatal(err)
 	}
-	return static.data
-}
-
-var static struct {
-	once sync.Once
-	data []byte
-	err  error
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return in, s
 }

@@ -88,7 +88,8 @@ type Collector struct {
 	wl      *trails.Whitelist
 	metaIdx map[string]uint32
 	mkey    []byte
-	kbuf    []byte
+	kbuf    []byte // the key and reference as bytes, for the whitelist and regex tests
+	rbuf    []byte
 	source  int // index of the source being read
 }
 
@@ -139,15 +140,9 @@ func (c *Collector) Add(row trails.Row) {
 		c.in.Load.Empty++
 		return
 	}
-	shaped := addressShaped(key)
-	var addr netip.Addr
-	var port uint16
-	isIP := false
-	if shaped {
-		addr, port, isIP = trails.ParseIPKey(key)
-		if !isIP {
-			c.in.Load.NonCanonical++
-		}
+	addr, port, isIP, shaped := trails.ParseIPKeyShape(key)
+	if shaped && !isIP {
+		c.in.Load.NonCanonical++
 	}
 	hasColon := strings.IndexByte(key, ':') >= 0
 	if shaped && hasColon && !isIP {
@@ -167,7 +162,8 @@ func (c *Collector) Add(row trails.Row) {
 		}
 	}
 	c.in.Names = append(c.in.Names, Name{Key: key, Meta: mi})
-	if isRegexCandidate(key, row.Reference) {
+	c.rbuf = append(c.rbuf[:0], row.Reference...)
+	if trails.IsRegexCandidate(c.kbuf, c.rbuf) { // spec §1.2, as trails applies it
 		c.in.Regexes = append(c.in.Regexes, Regex{Key: key, Meta: mi, Line: row.Line, Source: c.source})
 	}
 }
@@ -201,62 +197,6 @@ func (c *Collector) Meta(info, ref string) uint32 {
 func (c *Collector) Input() *Input {
 	in := c.in
 	return &in
-}
-
-// addressShaped reports whether trails' key classifier would take key for
-// an address, canonical or not, rather than for a domain, URL or regex
-// (its kindOther). pkg/trails does not export that distinction, and
-// LoadNames drops a non-canonical address key that holds ':' while it
-// keeps "evil.com:8080" as a name, so it is restated here, rule for rule.
-func addressShaped(key string) bool {
-	if key == "" {
-		return false
-	}
-	if key[0] == '[' {
-		// "[v6]:port" is shaped like an address; "[a-z]{1}\.x\.com"
-		// is not.
-		end := -1
-		for i := 1; i < len(key); i++ {
-			c := key[i]
-			if c == ']' {
-				end = i
-				break
-			}
-			if !isHexDigit(c) && c != ':' && c != '.' {
-				return false
-			}
-		}
-		return end >= 0 && end+1 < len(key) && key[end+1] == ':'
-	}
-	colon, onlyDecimal, dot := false, true, false
-	for i := 0; i < len(key); i++ {
-		c := key[i]
-		switch {
-		case c >= '0' && c <= '9':
-		case c == '.':
-			dot = true
-		case c == ':':
-			colon = true
-		case isHexDigit(c):
-			onlyDecimal = false
-		default:
-			return false
-		}
-	}
-	if !colon {
-		return onlyDecimal && dot // "1.2.3.4", "1.2.3"; not "cafe.be", "12345"
-	}
-	return true
-}
-
-func isHexDigit(c byte) bool {
-	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
-}
-
-// isRegexCandidate is spec §1.2's test for a regex trail, as trails
-// applies it.
-func isRegexCandidate(key, ref string) bool {
-	return trails.IsRegexCandidate([]byte(key), []byte(ref))
 }
 
 // FromMerged collects merged sources (trails.Merge): the trails.csv rows

@@ -21,19 +21,7 @@ func storeNames(t testing.TB, csv []byte, wl *trails.Whitelist) (want, got *trai
 	if err != nil {
 		t.Fatal(err)
 	}
-	in, err := FromCSV(bytes.NewReader(csv), "trails.csv", wl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "trails.xts")
-	if _, err := Compile(path, in); err != nil {
-		t.Fatal(err)
-	}
-	s, err := Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	_, s := compileCSV(t, csv, wl)
 	got, probs, err := s.Names(wl)
 	if err != nil {
 		t.Fatal(err)
@@ -244,7 +232,7 @@ func BenchmarkNamesStatic(b *testing.B) {
 	}
 	// the same names against the Go-map Names of the same file, for
 	// comparison
-	gomap, err := trails.LoadNames(bytes.NewReader(staticCSV(b)), "trails-static.csv", trails.DefaultWhitelist())
+	gomap, err := trails.LoadNames(bytes.NewReader(testenv.StaticTrails(b)), "trails-static.csv", trails.DefaultWhitelist())
 	if err != nil {
 		b.Fatal(err)
 	}

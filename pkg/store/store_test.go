@@ -208,19 +208,7 @@ func collectNames(t *testing.T, csv []byte, wl *trails.Whitelist) (*trails.Names
 		t.Fatal(err)
 	}
 	set.DropWhitelisted(wl)
-	in, err := FromCSV(bytes.NewReader(csv), "trails.csv", wl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "trails.xts")
-	if _, err := Compile(path, in); err != nil {
-		t.Fatal(err)
-	}
-	s, err := Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	in, s := compileCSV(t, csv, wl)
 	return names, set, in, s
 }
 
@@ -361,7 +349,7 @@ func TestStaticMatchesLoadNames(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		t.Skip("-short or -race: the full trails file takes seconds (~40 s under -race), and this test has no concurrency")
 	}
-	csv := staticCSV(t)
+	csv := testenv.StaticTrails(t)
 	names, set, _, s := collectNames(t, csv, trails.DefaultWhitelist())
 	sameAsTrails(t, names, set, s)
 	st := s.Stats()

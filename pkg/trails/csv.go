@@ -75,18 +75,16 @@ func (c *byteCounter) open(path string) (io.ReadCloser, error) {
 	if c != nil && c.report != nil {
 		r = &countedFile{f: f, c: c}
 	}
-	if !strings.HasSuffix(path, ".gz") {
-		if r == io.Reader(f) {
-			return f, nil
+	sf := &sourceFile{Reader: r, f: f}
+	if strings.HasSuffix(path, ".gz") {
+		zr, err := gzip.NewReader(r)
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("open trails %s: %w", path, err)
 		}
-		return &sourceFile{Reader: r, f: f}, nil
+		sf.Reader, sf.zr = zr, zr
 	}
-	zr, err := gzip.NewReader(r)
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("open trails %s: %w", path, err)
-	}
-	return &sourceFile{Reader: zr, f: f, zr: zr}, nil
+	return sf, nil
 }
 
 type countedFile struct {

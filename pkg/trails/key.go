@@ -28,6 +28,15 @@ func ParseIPKey(key string) (addr netip.Addr, port uint16, ok bool) {
 	return addr, port, kind == kindIP
 }
 
+// ParseIPKeyShape is ParseIPKey that also says whether the key is shaped
+// like an address at all: a rejected key that is ("1.2.3", "01.2.3.4",
+// "1.2.3.4:0") is a spelling Maltrail never matches, not a domain, URL or
+// regex.
+func ParseIPKeyShape(key string) (addr netip.Addr, port uint16, ok, shaped bool) {
+	addr, port, kind := classifyKey(key)
+	return addr, port, kind == kindIP, kind != kindOther
+}
+
 // classifyKey is ParseIPKey plus the shape of rejected keys. It is generic
 // so LoadSet can classify the reader's []byte fields without converting
 // every key to a string.

@@ -307,7 +307,7 @@ var staticNames struct {
 
 func loadStaticNames(t testing.TB) *Names {
 	t.Helper()
-	data := staticTrails(t)
+	data := testenv.StaticTrails(t)
 	staticNames.once.Do(func() {
 		staticNames.n, staticNames.err = LoadNames(bytes.NewReader(data), "trails-static.csv", DefaultWhitelist())
 	})
@@ -427,7 +427,7 @@ func BenchmarkCheckDomainHit(b *testing.B) {
 // BenchmarkLoadNamesStatic loads the real file from memory and reports the
 // heap the loaded Names keeps.
 func BenchmarkLoadNamesStatic(b *testing.B) {
-	data := staticTrails(b)
+	data := testenv.StaticTrails(b)
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	var keep *Names

@@ -2,14 +2,11 @@ package trails
 
 import (
 	"bytes"
-	"io"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -220,37 +217,6 @@ func TestLoadSetCorpus(t *testing.T) {
 	}
 }
 
-var static struct {
-	once sync.Once
-	data []byte
-	err  error
-}
-
-// staticTrails returns the decompressed real trails.csv, read once.
-func staticTrails(t testing.TB) []byte {
-	t.Helper()
-	path := filepath.Join(testenv.SharedDir(t), "data", "trails-static.csv.gz")
-	if _, err := os.Stat(path); err != nil {
-		if testenv.InCI() {
-			t.Fatalf("CI=true and %s is missing: %v", path, err)
-		}
-		t.Skipf("skipped outside CI: %v", err)
-	}
-	static.once.Do(func() {
-		f, err := Open(path)
-		if err != nil {
-			static.err = err
-			return
-		}
-		defer f.Close()
-		static.data, static.err = io.ReadAll(f)
-	})
-	if static.err != nil {
-		t.Fatal(static.err)
-	}
-	return static.data
-}
-
 // TestStaticTrails checks the real 1.63M-row file (spec §1.1). The figures
 // were measured on it (and cross-checked with Python's csv module):
 //
@@ -268,7 +234,7 @@ func staticTrails(t testing.TB) []byte {
 //     the IP trails;
 //   - 304,047 IP trails, no duplicate keys.
 func TestStaticTrails(t *testing.T) {
-	data := staticTrails(t)
+	data := testenv.StaticTrails(t)
 	var v4, v4port, v6, v6port, nonCanonical, other int
 	var shapeV6, shapeV6Port int
 	pairs := make(map[Meta]struct{})
@@ -341,7 +307,7 @@ func isDecimalPort(k string) bool { return ipv4PortShape.MatchString(k) }
 // BenchmarkLoadSetStatic loads the real trails file from memory (the gzip
 // step is left out: it is the same for any loader).
 func BenchmarkLoadSetStatic(b *testing.B) {
-	data := staticTrails(b)
+	data := testenv.StaticTrails(b)
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	var rows int
@@ -359,7 +325,7 @@ func BenchmarkLoadSetStatic(b *testing.B) {
 // BenchmarkReadCSVStatic is ReadCSV alone over the real file, with a Row
 // per line.
 func BenchmarkReadCSVStatic(b *testing.B) {
-	data := staticTrails(b)
+	data := testenv.StaticTrails(b)
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	var rows int
@@ -377,8 +343,8 @@ func BenchmarkReadCSVStatic(b *testing.B) {
 // BenchmarkOpenLoadSetStatic includes gunzip, as `xtrail trails load`
 // pays it.
 func BenchmarkOpenLoadSetStatic(b *testing.B) {
-	staticTrails(b)
-	path := filepath.Join(testenv.SharedDir(b), "data", "trails-static.csv.gz")
+	testenv.StaticTrails(b)
+	path := testenv.StaticTrailsPath(b)
 	b.ReportAllocs()
 	for b.Loop() {
 		f, err := Open(path)

@@ -157,17 +157,24 @@ func readStaticDir(dir string, c *byteCounter, st *Stats, fn func(Row, netip.Pre
 		info := staticInfo(dir, path)
 		return readFileLines(path, c, st, func(line []byte, n int) error {
 			trail, reason := StaticTrail(string(line))
-			if reason != "" {
-				st.skip(path, n, reason)
-				return nil
-			}
-			if trail == "" {
-				return nil
-			}
-			st.Rows++
-			return fn(Row{Trail: trail, Info: info, Reference: staticReference, Line: n}, netip.Prefix{})
+			return st.take(path, n, reason, Row{Trail: trail, Info: info, Reference: staticReference, Line: n}, netip.Prefix{}, fn)
 		})
 	})
+}
+
+// take hands one parsed list line to fn and counts it. A line with a
+// reason is malformed (counted and sampled); one without a trail is blank
+// or a comment.
+func (st *Stats) take(path string, n int, reason string, row Row, p netip.Prefix, fn func(Row, netip.Prefix) error) error {
+	if reason != "" {
+		st.skip(path, n, reason)
+		return nil
+	}
+	if row.Trail == "" {
+		return nil
+	}
+	st.Rows++
+	return fn(row, p)
 }
 
 // staticInfo derives a static file's info (spec §1.1): "asyncrat
@@ -210,26 +217,10 @@ func readListSource(src Source, c *byteCounter, st *Stats, fn func(Row, netip.Pr
 		err := readFileLines(path, c, st, func(line []byte, n int) error {
 			if src.Kind == KindCIDRList {
 				p, text, info, ref, reason := parseCIDRLine(string(line), defInfo)
-				if reason != "" {
-					st.skip(path, n, reason)
-					return nil
-				}
-				if text == "" {
-					return nil
-				}
-				st.Rows++
-				return fn(Row{Trail: text, Info: info, Reference: ref, Line: n}, p)
+				return st.take(path, n, reason, Row{Trail: text, Info: info, Reference: ref, Line: n}, p, fn)
 			}
 			trail, info, ref, reason := parseCustomLine(string(line), defInfo)
-			if reason != "" {
-				st.skip(path, n, reason)
-				return nil
-			}
-			if trail == "" {
-				return nil
-			}
-			st.Rows++
-			return fn(Row{Trail: trail, Info: info, Reference: ref, Line: n}, netip.Prefix{})
+			return st.take(path, n, reason, Row{Trail: trail, Info: info, Reference: ref, Line: n}, netip.Prefix{}, fn)
 		})
 		if err != nil {
 			return err
