@@ -39,6 +39,15 @@ func redisFixture(t *testing.T) fixture {
 	return fixture{store: s, queue: s.Queue("maltrail", queue), raw: raw}
 }
 
+// register registers the exporter's queue, as the server does for a
+// `-export` destination.
+func (f fixture) register(t *testing.T) {
+	t.Helper()
+	if _, err := f.store.RegisterQueue(context.Background(), "maltrail", queue, ""); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func memFixture(*testing.T) fixture {
 	s := d4server.NewMemStore(0)
 	return fixture{store: s, queue: s.Queue("maltrail", queue)}
@@ -142,9 +151,7 @@ func TestRunDeliversOldestFirst(t *testing.T) {
 func TestRunResendsInFlight(t *testing.T) {
 	f := redisFixture(t)
 	ctx := context.Background()
-	if _, err := f.store.RegisterQueue(ctx, "maltrail", queue, ""); err != nil {
-		t.Fatal(err)
-	}
+	f.register(t)
 	inflight := "analyzer:maltrail:" + queue + ":inflight"
 	// The older crash victim is at the right, as BLMOVE ... LEFT leaves it.
 	if err := f.raw.LPush(ctx, inflight, "lost-1", "lost-2").Err(); err != nil {
@@ -183,10 +190,7 @@ func TestRunRetriesFailedSend(t *testing.T) {
 	for name, mk := range stores() {
 		t.Run(name, func(t *testing.T) {
 			f := mk(t)
-			ctx := context.Background()
-			if _, err := f.store.RegisterQueue(ctx, "maltrail", queue, ""); err != nil {
-				t.Fatal(err)
-			}
+			f.register(t)
 			push(t, f.store, "precious", "next")
 			pc := listen(t)
 			c := &flaky{Conn: dial(t, pc)}
@@ -209,9 +213,7 @@ func TestRunKeepsElementOnShutdown(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			f := mk(t)
 			ctx := context.Background()
-			if _, err := f.store.RegisterQueue(ctx, "maltrail", queue, ""); err != nil {
-				t.Fatal(err)
-			}
+			f.register(t)
 			push(t, f.store, "precious")
 			pc := listen(t)
 			c := &flaky{Conn: dial(t, pc)}
@@ -240,9 +242,7 @@ func TestRunKeepsElementOnShutdown(t *testing.T) {
 func TestRunBuriesOversizedElement(t *testing.T) {
 	f := redisFixture(t)
 	ctx := context.Background()
-	if _, err := f.store.RegisterQueue(ctx, "maltrail", queue, ""); err != nil {
-		t.Fatal(err)
-	}
+	f.register(t)
 	huge := strings.Repeat("x", 70000)
 	push(t, f.store, huge, "after")
 	pc := listen(t)
