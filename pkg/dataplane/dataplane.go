@@ -126,38 +126,9 @@ func Load(opts Options) (*Dataplane, error) {
 			m.Pinning = ebpf.PinNone
 		}
 	}
-	if cache != "" {
-		if _, err := os.Stat(cache); err == nil {
-			if err := openProgCache(spec, opts.PinDir, cache, &d.objs); err != nil {
-				log.Info("the pinned verified program is not usable: loading afresh", "dir", cache, "err", err)
-			} else {
-				d.cached = true
-				log.Debug("reusing the pinned verified program", "dir", cache)
-			}
-		}
-	}
-	if !d.cached {
-		if err := spec.LoadAndAssign(&d.objs, &colOpts); err != nil {
-			d.unlock()
-			var ve *ebpf.VerifierError
-			if errors.As(err, &ve) {
-				return nil, fmt.Errorf("load XDP program: %+v", ve)
-			}
-			if errors.Is(err, ebpf.ErrMapIncompatible) {
-				return nil, fmt.Errorf("pinned maps in %s were made by another version of xtrail (remove that directory, or set XDP_PIN_DIR): %w", opts.PinDir, err)
-			}
-			return nil, fmt.Errorf("load XDP program (pin dir %q): %w", opts.PinDir, err)
-		}
-		if cache != "" {
-			if err := saveProgCache(spec, opts.PinDir, cache, &d.objs); err != nil {
-				log.Warn("the verified program is not kept for the next start", "err", err)
-				if err := clearProgCaches(opts.PinDir); err != nil {
-					log.Warn("removing a partial program cache", "err", err)
-				}
-			}
-		}
-	} else if err := d.resetCounters(); err != nil {
-		d.Close()
+	if err := d.loadObjects(spec, &colOpts, cache); err != nil {
+		d.objs.Close()
+		d.unlock()
 		return nil, err
 	}
 	if err := d.setup(spec); err != nil {
@@ -177,6 +148,41 @@ func Load(opts Options) (*Dataplane, error) {
 		}
 	}
 	return d, nil
+}
+
+// loadObjects fills d.objs: from the verified program cache (see
+// progcache.go) when it holds this program, else by loading and verifying
+// the program afresh and keeping it there.
+func (d *Dataplane) loadObjects(spec *ebpf.CollectionSpec, colOpts *ebpf.CollectionOptions, cache string) error {
+	if cache != "" {
+		if _, err := os.Stat(cache); err == nil {
+			err := openProgCache(spec, d.opts.PinDir, cache, &d.objs)
+			if err == nil {
+				d.cached = true
+				return d.resetCounters()
+			}
+			d.log.Info("the pinned verified program is not usable: loading afresh", "dir", cache, "err", err)
+		}
+	}
+	if err := spec.LoadAndAssign(&d.objs, colOpts); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return fmt.Errorf("load XDP program: %+v", ve)
+		}
+		if errors.Is(err, ebpf.ErrMapIncompatible) {
+			return fmt.Errorf("pinned maps in %s were made by another version of xtrail (remove that directory, or set XDP_PIN_DIR): %w", d.opts.PinDir, err)
+		}
+		return fmt.Errorf("load XDP program (pin dir %q): %w", d.opts.PinDir, err)
+	}
+	if cache != "" {
+		if err := saveProgCache(spec, d.opts.PinDir, cache, &d.objs); err != nil {
+			d.log.Warn("the verified program is not kept for the next start", "err", err)
+			if err := clearProgCaches(d.opts.PinDir); err != nil {
+				d.log.Warn("removing a partial program cache", "err", err)
+			}
+		}
+	}
+	return nil
 }
 
 // setup opens the trail maps' view and writes the program's config.
