@@ -41,6 +41,7 @@ demo: build
 	scripts/demo.sh
 
 lint:
+	scripts/checkfiles.sh
 	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt: $$out"; exit 1; }
 	$(GO) vet $(PKGS)
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
