@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/xtrail/xtrail/pkg/d4server"
 	"github.com/xtrail/xtrail/pkg/export"
 )
@@ -86,7 +88,7 @@ func runServer(ctx context.Context, args []string) error {
 	}
 	log.Info("D4 server listening", "addr", ln.Addr().String(), "mode", *mode, "sensors", len(keys))
 
-	g, gctx := newGroup(ctx)
+	g, gctx := errgroup.WithContext(ctx)
 	for _, spec := range exports {
 		metaType, dest, ok := strings.Cut(spec, "=")
 		if !ok || metaType != d4server.MetaTypeMaltrail {
