@@ -99,7 +99,7 @@ func trailsLoad(ctx context.Context, args []string) error {
 	storePath := fs.String("store", store.DefaultPath, "the compiled store to write (the sensor's TRAILS_FILE)")
 	out := fs.String("o", "", "also write the merged trails as a Maltrail trails.csv")
 	wait := fs.Duration("wait", 30*time.Second, "how long to wait for a running sensor to switch")
-	force := fs.Bool("force", false, "load a set under half the size of the live one")
+	force := fs.Bool("force", false, "load a set under half the size of the live one, or with more malformed rows than good ones")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	quiet := fs.Bool("q", false, "log warnings and errors only")
 	srcs, log, err := parseSources(fs, args, quiet)
@@ -133,7 +133,11 @@ func trailsLoad(ctx context.Context, args []string) error {
 		return fmt.Errorf("trails load: the sources hold no trail rows (%d malformed): keeping the loaded trails", in.Load.Skipped)
 	}
 	if !*force {
-		if err := deploy.CheckSize(*pinDir, in.Load.Rows); err != nil {
+		err := deploy.CheckMalformed(in.Load.Rows, in.Load.Skipped, in.Load.Samples)
+		if err == nil {
+			err = deploy.CheckSize(*pinDir, in.Load.Rows)
+		}
+		if err != nil {
 			return fmt.Errorf("trails load: %w (-force loads it anyway)", err)
 		}
 	}
@@ -502,7 +506,20 @@ func trailsUpdate(ctx context.Context, args []string) error {
 			fmt.Println()
 		}
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	// A cron job or a unit must see a feed that is not current.
+	bad := 0
+	for _, r := range res {
+		if r.Status == feeds.StatusFailed || r.Status == feeds.StatusRefused {
+			bad++
+		}
+	}
+	if bad > 0 {
+		return fmt.Errorf("%d of %d feeds failed or were refused: their last good copies are kept", bad, len(res))
+	}
+	return nil
 }
 
 const defaultFeedDir = "/var/lib/xtrail/feeds"

@@ -175,3 +175,26 @@ func CheckSize(pinDir string, rows int) error {
 	}
 	return nil
 }
+
+// ErrMalformed is returned for a trail set with more malformed rows than
+// good ones: what a binary file, an HTML error page or another format
+// named .csv gives. Its few rows that happen to have three fields are junk,
+// so refusing it keeps the live trails; the operator may force it.
+var ErrMalformed = errors.New("the new trails have more malformed rows than good ones")
+
+// maxWhere bounds how many malformed rows CheckMalformed names.
+const maxWhere = 3
+
+// CheckMalformed refuses a set whose malformed rows outnumber its good
+// ones; samples ("file:line: reason", trails.Stats.Samples) say where the
+// first ones are.
+func CheckMalformed(rows, malformed int, samples []string) error {
+	if malformed <= rows {
+		return nil
+	}
+	where := ""
+	if len(samples) > 0 {
+		where = " (first: " + strings.Join(samples[:min(len(samples), maxWhere)], "; ") + ")"
+	}
+	return fmt.Errorf("%w: %d malformed against %d good%s: keeping the live trails", ErrMalformed, malformed, rows, where)
+}
