@@ -20,10 +20,13 @@ import (
 // InCI reports whether the tests run in CI, where nothing may be skipped.
 func InCI() bool { return os.Getenv("CI") == "true" }
 
-func skipOrFail(t testing.TB, reason string) {
+// SkipOrFail skips the test outside CI and fails it in CI: for a
+// prerequisite the machine lacks (a tool, a device, a file).
+func SkipOrFail(t testing.TB, reason string) {
 	t.Helper()
 	if InCI() {
 		t.Fatalf("CI=true and a prerequisite is missing: %s", reason)
+		return
 	}
 	t.Skipf("skipped outside CI: %s", reason)
 }
@@ -32,7 +35,7 @@ func skipOrFail(t testing.TB, reason string) {
 func RequireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		skipOrFail(t, "needs root for BPF, XDP and network namespaces")
+		SkipOrFail(t, "needs root for BPF, XDP and network namespaces")
 	}
 }
 
@@ -42,28 +45,38 @@ func RequireBinary(t testing.TB, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
-		skipOrFail(t, name+" is not installed (scripts/deps.sh installs it)")
+		SkipOrFail(t, name+" is not installed (scripts/deps.sh installs it)")
 	}
 	return p
 }
 
-// SharedDir returns the read-only ../shared folder next to the project
-// (the replay corpus and the real trails file live there).
+// SharedDir returns the read-only shared folder (the replay corpus and the
+// real trails file live there): $XTRAIL_SHARED when set, else ../shared
+// next to the project.
 func SharedDir(t testing.TB) string {
 	t.Helper()
-	_, file, _, ok := runtime.Caller(0)
-	if ok {
+	if d := os.Getenv("XTRAIL_SHARED"); d != "" {
+		// an explicit setting wins, and a wrong one is not papered over
+		if hasCorpus(d) {
+			return d
+		}
+		SkipOrFail(t, "XTRAIL_SHARED="+d+" has no corpus folder")
+		return ""
+	}
+	if _, file, _, ok := runtime.Caller(0); ok {
 		// internal/testenv/testenv.go -> project root -> ../shared
 		dir := filepath.Join(filepath.Dir(file), "..", "..", "..", "shared")
-		if st, err := os.Stat(filepath.Join(dir, "corpus")); err == nil && st.IsDir() {
+		if hasCorpus(dir) {
 			return dir
 		}
 	}
-	if d := os.Getenv("XTRAIL_SHARED"); d != "" {
-		return d
-	}
-	skipOrFail(t, "../shared (corpus and trails data) is not next to the project; set XTRAIL_SHARED")
+	SkipOrFail(t, "../shared (corpus and trails data) is not next to the project; set XTRAIL_SHARED")
 	return ""
+}
+
+func hasCorpus(dir string) bool {
+	st, err := os.Stat(filepath.Join(dir, "corpus"))
+	return err == nil && st.IsDir()
 }
 
 // PinDir names a fresh bpffs directory for a test's pinned BPF objects,
@@ -83,7 +96,7 @@ func StaticTrails(t testing.TB) []byte {
 	t.Helper()
 	path := StaticTrailsPath(t)
 	if _, err := os.Stat(path); err != nil {
-		skipOrFail(t, path+" is missing: "+err.Error())
+		SkipOrFail(t, path+" is missing: "+err.Error())
 	}
 	static.once.Do(func() { static.data, static.err = readGzip(path) })
 	if static.err != nil {

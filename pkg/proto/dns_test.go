@@ -360,7 +360,7 @@ func TestDNSCorpus(t *testing.T) {
 			t.Errorf("dns_malformed #%d: err %v", p.index, err)
 		}
 	}
-	for _, file := range corpusFiles() {
+	for _, file := range corpusFiles(t) {
 		for _, p := range corpusPayloads(t, file) {
 			if p.sport == 53 || p.dport == 53 {
 				d := p.data
@@ -431,7 +431,7 @@ func FuzzParseDNS(f *testing.F) {
 	f.Add(newDNSMsg(1, 0x81, 0x80, 2, 1, 0, 0).question("a.org", 1, 1).ptr(12).u16(1).u16(1).ptr(12).rr(1, 1, 9, []byte{10, 0, 0, 1}).b)
 	f.Add(newDNSMsg(1, 0x81, 0x80, 1, 1, 0, 0).question("a.org", 1, 1).raw(1, 'x').ptr(23).rr(1, 1, 1, []byte{1, 2, 3, 4}).b)
 	f.Add(newDNSMsg(1, 1, 0, 1, 0, 0, 0).ptr(12).b)
-	for _, file := range corpusFiles() {
+	for _, file := range corpusFiles(f) {
 		if strings.HasPrefix(file, "dns_") {
 			for _, p := range corpusPayloads(f, file) {
 				f.Add(p.data)

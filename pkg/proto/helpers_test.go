@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/xtrail/xtrail/internal/testenv"
 )
 
 func mustHex(tb testing.TB, s string) []byte {
@@ -71,16 +73,16 @@ type corpusPayload struct {
 	data         []byte
 }
 
-// corpusPayloads returns the TCP and UDP payloads of one pcap of
-// ../shared/corpus, or skips the test if the corpus is absent. It reads
+// corpusPayloads returns the TCP and UDP payloads of one pcap of the
+// shared corpus (testenv.SharedDir: skipped outside CI, failed in CI when
+// it is absent). It reads
 // only what the corpus uses: classic pcap, Ethernet (one VLAN tag) or raw
 // IP, IPv4 and IPv6 without extension headers.
 func corpusPayloads(tb testing.TB, name string) []corpusPayload {
 	tb.Helper()
-	path := filepath.Join("..", "..", "..", "shared", "corpus", name)
-	raw, err := os.ReadFile(path)
+	raw, err := os.ReadFile(filepath.Join(testenv.SharedDir(tb), "corpus", name))
 	if err != nil {
-		tb.Skipf("corpus not available: %v", err)
+		tb.Fatal(err)
 	}
 	if len(raw) < 24 {
 		tb.Fatalf("%s: short pcap header", name)
@@ -160,9 +162,14 @@ func corpusPayloads(tb testing.TB, name string) []corpusPayload {
 	return out
 }
 
-// corpusFiles lists the corpus pcaps, or nil if the corpus is absent.
-func corpusFiles() []string {
-	m, _ := filepath.Glob(filepath.Join("..", "..", "..", "shared", "corpus", "*.pcap"))
+// corpusFiles lists the corpus pcaps (as corpusPayloads, a missing corpus
+// skips outside CI and fails in CI).
+func corpusFiles(tb testing.TB) []string {
+	tb.Helper()
+	m, _ := filepath.Glob(filepath.Join(testenv.SharedDir(tb), "corpus", "*.pcap"))
+	if len(m) == 0 {
+		tb.Fatal("the corpus holds no pcap")
+	}
 	for i := range m {
 		m[i] = filepath.Base(m[i])
 	}

@@ -284,7 +284,7 @@ func httpSeeds(f *testing.F) {
 	f.Add([]byte("CONNECT evil.com:443 HTTP/1.1\r\nHost: evil.com:443\r\n\r\n"))
 	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n<title>Domain Seized"))
 	f.Add([]byte("GET / HTTP/1.1\r\nX-X-Forwarded-For: 1.1.1.1\r\ntrue-client-ip:3.3.3.3\r\n\r\n"))
-	for _, file := range corpusFiles() {
+	for _, file := range corpusFiles(f) {
 		if strings.HasPrefix(file, "http_") {
 			for _, p := range corpusPayloads(f, file) {
 				f.Add(p.data)
