@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 
+	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -46,19 +47,28 @@ func (m Mode) String() string {
 }
 
 // Attachment is the program attached to one interface.
+//
+// It is a bpf_link, not a netlink attachment: the kernel refuses to put it
+// in place of any program already attached (by netlink or by a link, in
+// either mode), refuses any netlink request to replace or remove it, and
+// detaches it when the link is closed: by Detach, or by the kernel when
+// the sensor dies without a word (SIGKILL, a crash), so a restart never
+// finds its own stale program in the way. Closing the link detaches only
+// this program: one that took the interface after someone force-detached
+// ours (bpftool link detach) stays.
 type Attachment struct {
 	Iface  string
 	Mode   Mode // native or generic: the mode that took
-	index  int
-	flags  int
+	link   link.Link
 	progID uint32
-	netns  string
 }
 
 // Attach attaches the program to the named interface. It refuses to replace
 // another XDP program already there.
 func (d *Dataplane) Attach(iface string, mode Mode) (*Attachment, error) {
 	var a *Attachment
+	// the link's interface index is resolved in the calling thread's
+	// network namespace
 	err := InNetns(d.opts.Netns, func() error {
 		var err error
 		a, err = d.attach(iface, mode)
@@ -73,7 +83,7 @@ func (d *Dataplane) Attach(iface string, mode Mode) (*Attachment, error) {
 }
 
 func (d *Dataplane) attach(iface string, mode Mode) (*Attachment, error) {
-	link, err := netlink.LinkByName(iface)
+	nl, err := netlink.LinkByName(iface)
 	if err != nil {
 		return nil, fmt.Errorf("attach XDP to %s: %w", iface, err)
 	}
@@ -82,62 +92,55 @@ func (d *Dataplane) attach(iface string, mode Mode) (*Attachment, error) {
 		return nil, fmt.Errorf("attach XDP to %s: program info: %w", iface, err)
 	}
 	id, _ := info.ID()
-	a := &Attachment{Iface: iface, index: link.Attrs().Index, progID: uint32(id), netns: d.opts.Netns}
+	a := &Attachment{Iface: iface, progID: uint32(id)}
 	try := func(m Mode) error {
-		flags := unix.XDP_FLAGS_UPDATE_IF_NOEXIST
-		if m == ModeNative {
-			flags |= unix.XDP_FLAGS_DRV_MODE
-		} else {
-			flags |= unix.XDP_FLAGS_SKB_MODE
+		flags := link.XDPDriverMode
+		if m == ModeGeneric {
+			flags = link.XDPGenericMode
 		}
-		if err := netlink.LinkSetXdpFdWithFlags(link, d.objs.XtrailXdp.FD(), flags); err != nil {
+		l, err := link.AttachXDP(link.XDPOptions{Program: d.objs.XtrailXdp, Interface: nl.Attrs().Index, Flags: flags})
+		if err != nil {
 			return err
 		}
-		a.Mode, a.flags = m, flags
+		a.Mode, a.link = m, l
 		return nil
 	}
 	switch mode {
 	case ModeNative, ModeGeneric:
 		err = try(mode)
 	default:
-		if err = try(ModeNative); err != nil {
+		if err = try(ModeNative); err != nil && !foreign(err) {
 			d.log.Info("native XDP refused, falling back to generic mode", "iface", iface, "err", err)
 			err = try(ModeGeneric)
 		}
 	}
 	if err != nil {
-		if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST) {
-			return nil, fmt.Errorf("attach XDP to %s: another XDP program is attached there (detach it first): %w", iface, err)
+		if foreign(err) {
+			return nil, fmt.Errorf("attach XDP to %s: another XDP program is attached there; xtrail never replaces one (detach it first): %w", iface, err)
 		}
 		return nil, fmt.Errorf("attach XDP to %s (%s mode): %w", iface, mode, err)
 	}
 	return a, nil
 }
 
-// Detach removes the program from the interface, if it is still ours.
-func (a *Attachment) Detach() error {
-	if a == nil || a.index == 0 {
-		return nil
-	}
-	return InNetns(a.netns, a.detach)
+// foreign says whether the kernel refused an attachment because another
+// program holds the interface: EBUSY in the same mode, EEXIST in the
+// other one (native and generic cannot both be active).
+func foreign(err error) bool {
+	return errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST)
 }
 
-func (a *Attachment) detach() error {
-	link, err := netlink.LinkByIndex(a.index)
+// Detach removes our program from the interface by closing its link; a
+// program someone attached after force-detaching ours is not touched.
+func (a *Attachment) Detach() error {
+	if a == nil || a.link == nil {
+		return nil
+	}
+	err := a.link.Close()
+	a.link = nil
 	if err != nil {
-		// the interface is gone, and the program with it
-		a.index = 0
-		return nil
-	}
-	if x := link.Attrs().Xdp; x == nil || !x.Attached || x.ProgId != a.progID {
-		a.index = 0
-		return nil
-	}
-	flags := a.flags &^ unix.XDP_FLAGS_UPDATE_IF_NOEXIST
-	if err := netlink.LinkSetXdpFdWithFlags(link, -1, flags); err != nil {
 		return fmt.Errorf("detach XDP from %s: %w", a.Iface, err)
 	}
-	a.index = 0
 	return nil
 }
 

@@ -1,5 +1,5 @@
 // Package dataplane loads xtrail's XDP program (bpf/xtrail.c), pins its trail
-// maps under /sys/fs/bpf/xtrail, attaches it to interfaces through netlink,
+// maps under /sys/fs/bpf/xtrail, attaches it to interfaces with a bpf_link,
 // runs captured packets through it with BPF_PROG_TEST_RUN, and reads its
 // counters and ring buffer.
 package dataplane
