@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -64,11 +65,24 @@ const runTimeout = 2 * time.Minute
 // xtrail runs the binary to its end.
 func xtrail(t *testing.T, args ...string) result {
 	t.Helper()
+	return xtrailIn(t, nil, args...)
+}
+
+// xtrailCmd is the binary with args; event times and daily files are UTC.
+func xtrailCmd(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, xtrailBin, args...)
+	cmd.Env = append(os.Environ(), "TZ=UTC")
+	return cmd
+}
+
+// xtrailIn runs the binary to its end with stdin (nil: none).
+func xtrailIn(t *testing.T, stdin io.Reader, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, xtrailBin, args...)
+	cmd := xtrailCmd(ctx, args...)
 	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, &stdout, &stderr
 	err := cmd.Run()
 	r := result{args: args, stdout: stdout.String(), stderr: stderr.String()}
 	var ee *exec.ExitError
@@ -139,7 +153,7 @@ type proc struct {
 // it still runs.
 func startXtrail(t *testing.T, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, args: args, cmd: exec.Command(xtrailBin, args...), stdout: &syncBuffer{}, stderr: &syncBuffer{},
+	p := &proc{t: t, args: args, cmd: xtrailCmd(context.Background(), args...), stdout: &syncBuffer{}, stderr: &syncBuffer{},
 		exited: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
 	if err := p.cmd.Start(); err != nil {
