@@ -16,7 +16,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -34,9 +33,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	xtrailBin = filepath.Join(dir, "xtrail")
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	goBin := "go"
+	if root := os.Getenv("GOROOT"); root != "" {
+		goBin = filepath.Join(root, "bin", "go")
 	}
 	if out, err := exec.Command(goBin, "build", "-o", xtrailBin, ".").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "go build xtrail: %v\n%s", err, out)
