@@ -113,6 +113,21 @@ func TestCLITrails(t *testing.T) {
 	}
 	wantFail(t, xtrail(t, "trails", "lookup", "-pin-dir", pinDir), 1, "bad arguments")
 
+	// compile: a store for TRAILS_FILE, which lookup -trails reads
+	xts := filepath.Join(dir, "compiled.xts")
+	var compiled struct {
+		File  string
+		Stats struct{ IPs, Names int }
+	}
+	decodeJSON(t, mustXtrail(t, "trails", "compile", "-json", "-o", xts, good), &compiled)
+	if compiled.File != xts || compiled.Stats.IPs != 20 {
+		t.Errorf("compile -json: %+v", compiled)
+	}
+	if r := mustXtrail(t, "trails", "lookup", "-trails", xts, "x.evil.example"); !strings.Contains(r.stdout, "parent domain") {
+		t.Errorf("lookup in the compiled store: %s", r)
+	}
+	wantFail(t, xtrail(t, "trails", "compile", "-o", good, good), 1, "would overwrite its source")
+
 	// diff: one removed, one changed, two added; nothing changes
 	next := strings.Replace(liveRows(), "198.51.100.19,malware (test)", "198.51.100.19,adware (test)", 1)
 	next = strings.Replace(next, "198.51.100.18,malware (test),(static)\n", "", 1)
