@@ -149,6 +149,33 @@ struct {
 	__type(value, struct xt_tuple);
 } xt_dup SEC(".maps");
 
+/*
+ * Scan counting (spec §4, layouts in xtrail.h). LRU maps: keys of past
+ * windows are never touched again and go first. Sized above
+ * XT_SCAN_MAX_KEYS so the live window's keys are not the ones evicted.
+ * Program-private, like the repeat slots.
+ */
+#define XT_SCAN_MAP(name, val)                      \
+	struct {                                    \
+		__uint(type, BPF_MAP_TYPE_LRU_HASH); \
+		__uint(max_entries, 65536);         \
+		__type(key, struct xt_scan_key);    \
+		__type(value, val);                 \
+	} name SEC(".maps")
+
+XT_SCAN_MAP(xt_scan_tcp, struct xt_scan_ports); /* port scans: (src, dst) */
+XT_SCAN_MAP(xt_scan_udp, struct xt_scan_ports); /* UDP scans: (src, dst) */
+XT_SCAN_MAP(xt_scan_inf, struct xt_scan_hosts); /* infection: (src, port) */
+XT_SCAN_MAP(xt_scan_srcs, __u32);               /* the window's sources */
+XT_SCAN_MAP(xt_scan_pfx, __u64);                /* sources per prefix */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xt_scan_state);
+} xt_scan_win SEC(".maps");
+
 /* Scratch space to build a variable-length candidate record. */
 struct xt_scratch {
 	struct xt_rec rec;
@@ -323,22 +350,33 @@ static __always_inline void fill_rec(struct pkt *p, struct xt_rec *r, __u8 kind)
 	r->cap_len = 0;
 	r->orig_len = p->l4_len;
 	r->gen = p->gen;
-	r->pad = 0;
+	r->scan = 0;
 	r->meta = 0;
 	r->ifindex = p->ctx->ingress_ifindex;
 	__builtin_memcpy(r->src, p->src, 16);
 	__builtin_memcpy(r->dst, p->dst, 16);
 }
 
-static __always_inline void emit_hit(struct pkt *p, struct xt_trail *t, __u8 side, __u8 type)
+/* A fixed-size record of the packet in the ring, to fill and submit; 0 when
+ * the ring is full. */
+static __always_inline struct xt_rec *new_rec(struct pkt *p, __u8 kind)
 {
 	struct xt_rec *r = bpf_ringbuf_reserve(&xt_events, sizeof(*r), 0);
 
 	if (!r) {
 		count(p, XT_C_RINGBUF_FULL);
-		return;
+		return 0;
 	}
-	fill_rec(p, r, XT_REC_IP);
+	fill_rec(p, r, kind);
+	return r;
+}
+
+static __always_inline void emit_hit(struct pkt *p, struct xt_trail *t, __u8 side, __u8 type)
+{
+	struct xt_rec *r = new_rec(p, XT_REC_IP);
+
+	if (!r)
+		return;
 	r->side = side;
 	r->trail_type = type;
 	r->meta = t->meta;
@@ -524,6 +562,310 @@ static __always_inline int is_quic_initial(__u64 head)
 	return 0;
 }
 
+/*
+ * Scans (spec §4): counted here, per probe, over SCAN_WINDOW; one
+ * XT_REC_SCAN record per key per window when the count crosses the
+ * threshold. Maltrail's sensor sweeps its tables once a second; here the
+ * probe that crosses the threshold sends the alert, so nothing sweeps.
+ */
+#define XT_READ(x) (*(volatile typeof(x) *)&(x))
+
+/* The window of the packet's second, starting a new one when SCAN_WINDOW
+ * has passed since the current one began (Maltrail: all scan state is
+ * cleared once sec - window_start >= SCAN_WINDOW). */
+static __always_inline struct xt_scan_state *scan_window(struct pkt *p, __u32 *win)
+{
+	__u32 zero = 0, len = p->cfg->scan_window;
+	struct xt_scan_state *s = bpf_map_lookup_elem(&xt_scan_win, &zero);
+	__u64 sec, start;
+
+	if (!s)
+		return 0;
+	if (!len)
+		len = 30;
+	sec = xt_now(p) / 1000000000ULL;
+	start = XT_READ(s->start);
+	if (sec >= start + len) {
+		if (__sync_val_compare_and_swap(&s->start, start, sec) == start)
+			count(p, XT_C_SCAN_WINDOW);
+		start = XT_READ(s->start); /* ours, or a CPU's that was faster */
+	}
+	*win = (__u32)start;
+	return s;
+}
+
+/* Takes one of the window's XT_SCAN_MAX_KEYS keys from counter word w
+ * ((win << 32) | keys); 0 when none is left. */
+static __always_inline int take_key(struct pkt *p, __u64 *w, __u32 win)
+{
+	__u64 old = XT_READ(*w);
+
+	if ((old >> 32) == win) {
+		if ((__u32)old >= XT_SCAN_MAX_KEYS) {
+			count(p, XT_C_SCAN_KEY_CAP);
+			return 0;
+		}
+		__sync_fetch_and_add(w, 1);
+	} else {
+		/* the first key of the window resets the count; losing this race
+		 * to another CPU costs one uncounted key */
+		__sync_val_compare_and_swap(w, old, ((__u64)win << 32) | 1);
+	}
+	count(p, XT_C_SCAN_KEY);
+	return 1;
+}
+
+/* Adds item to a key's slots: returns the key's new count when the item is
+ * new, 0 when it was there, -1 when every slot is taken. */
+static __always_inline int add_item(__u32 *slot, __u32 nslots, __u32 *n, __u32 item)
+{
+	for (__u32 i = 0; i < nslots; i++) {
+		__u32 v = XT_READ(slot[i]);
+
+		if (v == item)
+			return 0;
+		if (v)
+			continue;
+		v = __sync_val_compare_and_swap(&slot[i], 0, item);
+		if (v == 0)
+			return __sync_fetch_and_add(n, 1) + 1;
+		if (v == item)
+			return 0;
+	}
+	return -1;
+}
+
+static __always_inline void scan_key(struct pkt *p, struct xt_scan_key *k, __u32 win, int with_dst)
+{
+	__builtin_memset(k, 0, sizeof(*k));
+	__builtin_memcpy(k->src, p->src, 16);
+	if (with_dst)
+		__builtin_memcpy(k->dst, p->dst, 16);
+	k->win = win;
+	k->family = p->family;
+}
+
+/* The prefix key of the source: IPv4 a.b.0.0, IPv6 the whole address. */
+static __always_inline void prefix_key(struct pkt *p, struct xt_scan_key *k, __u32 win)
+{
+	scan_key(p, k, win, 0);
+	if (p->family == 4)
+		k->src[2] = k->src[3] = 0;
+}
+
+/* Notes src among the window's sources, and raises the window's leading
+ * prefix count when its prefix now has the most. */
+static __always_inline void note_source(struct pkt *p, struct xt_scan_state *s, __u32 win)
+{
+	struct xt_scan_key k;
+	__u64 one = 1, n, *c;
+	__u32 seen = 1;
+
+	scan_key(p, &k, win, 0);
+	if (bpf_map_update_elem(&xt_scan_srcs, &k, &seen, BPF_NOEXIST))
+		return; /* known in this window (or no room) */
+	count(p, XT_C_SCAN_SOURCE);
+	prefix_key(p, &k, win);
+	c = bpf_map_lookup_elem(&xt_scan_pfx, &k);
+	if (c) {
+		n = __sync_fetch_and_add(c, 1) + 1;
+	} else if (!bpf_map_update_elem(&xt_scan_pfx, &k, &one, BPF_NOEXIST)) {
+		n = 1;
+	} else {
+		c = bpf_map_lookup_elem(&xt_scan_pfx, &k);
+		if (!c)
+			return;
+		n = __sync_fetch_and_add(c, 1) + 1;
+	}
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		__u64 old = XT_READ(s->leader);
+		__u64 cur = (old >> 32) == win ? (__u32)old : 0;
+
+		if (n <= cur)
+			return;
+		if (__sync_val_compare_and_swap(&s->leader, old, ((__u64)win << 32) | n) == old)
+			return;
+	}
+}
+
+/* Is src under the window's local prefix (its prefix has the highest
+ * source count; a tie counts, see docs/architecture.md)? */
+static __always_inline int src_is_local(struct pkt *p, struct xt_scan_state *s, __u32 win)
+{
+	struct xt_scan_key k;
+	__u64 lead = XT_READ(s->leader), *c;
+
+	prefix_key(p, &k, win);
+	c = bpf_map_lookup_elem(&xt_scan_pfx, &k);
+	if (!c)
+		return 0;
+	return (lead >> 32) != win || *c >= (__u32)lead;
+}
+
+static __always_inline void emit_scan(struct pkt *p, __u8 kind, __u16 sport, __u16 dport, const __u8 *dst,
+				      __u32 n, __u32 counter)
+{
+	struct xt_rec *r = new_rec(p, XT_REC_SCAN);
+
+	if (!r)
+		return;
+	r->scan = kind;
+	r->sport = sport;
+	r->dport = dport;
+	r->meta = n;
+	__builtin_memcpy(r->dst, dst, 16);
+	bpf_ringbuf_submit(r, 0);
+	count(p, counter);
+}
+
+/* Counts dport for the pair (src, dst) of a port (kind XT_SCAN_PORT) or
+ * UDP scan; the probe that brings the pair to XT_SCAN_PORTS + 1 ports
+ * sends the alert. Returns 1 when the pair is new in the window. */
+static __always_inline int scan_ports(struct pkt *p, struct xt_scan_state *s, __u32 win, __u8 kind, int alert)
+{
+	void *m = kind == XT_SCAN_UDP ? (void *)&xt_scan_udp : (void *)&xt_scan_tcp;
+	__u64 *keys = kind == XT_SCAN_UDP ? &s->keys_udp : &s->keys_tcp;
+	struct xt_scan_key k;
+	struct xt_scan_ports *v;
+	__u32 item = (__u32)xt_ntohs(p->dport) + 1;
+	int n;
+
+	scan_key(p, &k, win, 1);
+	v = bpf_map_lookup_elem(m, &k);
+	if (!v) {
+		struct xt_scan_ports first = {.n = 1, .sport = xt_ntohs(p->sport), .dport = xt_ntohs(p->dport)};
+
+		if (!take_key(p, keys, win))
+			return 0;
+		first.slot[0] = item;
+		if (!bpf_map_update_elem(m, &k, &first, BPF_NOEXIST))
+			return 1; /* one port: no threshold to check */
+		v = bpf_map_lookup_elem(m, &k); /* another CPU made it first */
+		if (!v)
+			return 0;
+	}
+	if (XT_READ(v->n) >= XT_SCAN_PORT_SLOTS) {
+		count(p, XT_C_SCAN_KEY_FULL);
+		return 0;
+	}
+	n = add_item(v->slot, XT_SCAN_PORT_SLOTS, &v->n, item);
+	if (n == XT_SCAN_PORTS + 1 && alert)
+		emit_scan(p, kind, v->sport, v->dport, p->dst, n,
+			  kind == XT_SCAN_PORT ? XT_C_SCAN_PORT : XT_C_SCAN_UDP);
+	return 0;
+}
+
+/* Maltrail's POTENTIAL_INFECTION_PORTS. */
+static __always_inline int infection_port(__u16 port)
+{
+	switch (xt_ntohs(port)) {
+	case 135: case 139: case 445: case 1433: case 3389:
+	case 6379: case 6892: case 6893: case 6901:
+		return 1;
+	}
+	return 0;
+}
+
+/* The destination as one slot value (xt_scan_hosts.slot). */
+static __always_inline __u32 fold_addr(struct pkt *p)
+{
+	const __u32 *w = (const __u32 *)p->dst;
+	__u32 h = w[0];
+
+	if (p->family == 6) {
+		h = h * 0x9E3779B1U + w[1];
+		h = h * 0x9E3779B1U + w[2];
+		h = h * 0x9E3779B1U + w[3];
+	}
+	return h ? h : 0xffffffffU;
+}
+
+/* Counts dst for the pair (src, dport); past XT_SCAN_HOSTS destinations
+ * the pair alerts once, as soon as src is under the local prefix. */
+static __always_inline void scan_hosts(struct pkt *p, struct xt_scan_state *s, __u32 win)
+{
+	struct xt_scan_key k;
+	struct xt_scan_hosts *v;
+	__u32 item = fold_addr(p);
+
+	scan_key(p, &k, win, 0);
+	k.port = p->dport;
+	v = bpf_map_lookup_elem(&xt_scan_inf, &k);
+	if (!v) {
+		struct xt_scan_hosts first = {.n = 1, .sport = xt_ntohs(p->sport)};
+
+		if (!take_key(p, &s->keys_tcp, win))
+			return;
+		__builtin_memcpy(first.dst, p->dst, 16);
+		first.slot[0] = item;
+		if (!bpf_map_update_elem(&xt_scan_inf, &k, &first, BPF_NOEXIST))
+			return;
+		v = bpf_map_lookup_elem(&xt_scan_inf, &k); /* another CPU made it first */
+		if (!v)
+			return;
+	}
+	if (XT_READ(v->n) >= XT_SCAN_HOST_SLOTS) {
+		count(p, XT_C_SCAN_KEY_FULL);
+		if (XT_READ(v->alerted))
+			return;
+	} else if (add_item(v->slot, XT_SCAN_HOST_SLOTS, &v->n, item) != XT_SCAN_HOST_SLOTS) {
+		return; /* only the probe that takes the last slot goes on */
+	}
+	/* over the threshold: Maltrail re-checks the local prefix every
+	 * second until the window ends; here every further probe re-checks */
+	if (!src_is_local(p, s, win)) {
+		count(p, XT_C_SCAN_NONLOCAL);
+		return;
+	}
+	if (__sync_val_compare_and_swap(&v->alerted, 0, 1) == 0)
+		emit_scan(p, XT_SCAN_INFECTION, v->sport, xt_ntohs(p->dport), v->dst, XT_SCAN_HOST_SLOTS,
+			  XT_C_SCAN_INFECTION);
+}
+
+/* A TCP probe: a SYN, or a stealth probe (syn == 0) which counts only
+ * towards port scans. */
+static __always_inline void scan_tcp(struct pkt *p, int syn)
+{
+	__u32 f = p->cfg->flags, win;
+	struct xt_scan_state *s;
+	int infection = syn && (f & XT_CFG_SCAN_INFECTION);
+
+	if (!(f & XT_CFG_SCAN_PORT) && !infection)
+		return;
+	if (is_localhost(p, p->dst)) {
+		count(p, XT_C_SCAN_LOCAL_DST);
+		return;
+	}
+	s = scan_window(p, &win);
+	if (!s)
+		return;
+	/* port-scan keys also feed the local prefix (Maltrail's sources are
+	 * those of its connection table) */
+	if (scan_ports(p, s, win, XT_SCAN_PORT, f & XT_CFG_SCAN_PORT) &&
+	    (f & XT_CFG_SCAN_INFECTION))
+		note_source(p, s, win);
+	if (infection && infection_port(p->dport))
+		scan_hosts(p, s, win);
+}
+
+/* A UDP datagram that is not DNS. */
+static __always_inline void scan_udp(struct pkt *p)
+{
+	struct xt_scan_state *s;
+	__u32 win;
+
+	if (!(p->cfg->flags & XT_CFG_SCAN_UDP))
+		return;
+	if (is_localhost(p, p->dst)) {
+		count(p, XT_C_SCAN_LOCAL_DST);
+		return;
+	}
+	s = scan_window(p, &win);
+	if (s)
+		scan_ports(p, s, win, XT_SCAN_UDP, 1);
+}
+
 static __always_inline void do_tcp(struct pkt *p, void *data, void *end)
 {
 	struct tcphdr *th = l4_ptr(p, data);
@@ -554,8 +896,15 @@ static __always_inline void do_tcp(struct pkt *p, void *data, void *end)
 			count(p, XT_C_SYN_DUP);
 			return;
 		}
+		scan_tcp(p, 1);
 		match_ips(p, 1, DUP_SYN_LOG, XT_F_ATTACKER, XT_F_MALWARE);
 		return;
+	}
+	/* NULL, FIN and Xmas probes (nmap -sN/-sF/-sX) count as port probes;
+	 * a bare ACK does not: it is ordinary traffic */
+	if (p->tcp_flags == 0x00 || p->tcp_flags == 0x01 || p->tcp_flags == 0x29) {
+		count(p, XT_C_SCAN_STEALTH);
+		scan_tcp(p, 0);
 	}
 	if (p->l4_len < 6)
 		return;
@@ -602,6 +951,7 @@ static __always_inline void do_udp(struct pkt *p, void *data, void *end)
 		emit_candidate(p, XT_REC_DNS, XT_C_CAND_DNS);
 		return;
 	}
+	scan_udp(p);
 	/* UDP: bare addresses only; attacker quiet on dst, malware on src. */
 	match_ips(p, 0, DUP_UDP_LOG, XT_F_ATTACKER, XT_F_MALWARE);
 	if (p->l4_len >= 6 && is_quic_initial(payload_head(p, data, end)))

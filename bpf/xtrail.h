@@ -27,6 +27,7 @@ enum xt_kind {
 	XT_REC_HTTP = 3, /* candidate: TCP payload that starts an HTTP request or response */
 	XT_REC_TLS = 4,  /* candidate: TCP payload that starts a TLS ClientHello */
 	XT_REC_QUIC = 5, /* candidate: UDP QUIC v1/v2 long-header Initial */
+	XT_REC_SCAN = 6, /* a scan crossed its threshold (see enum xt_scan) */
 };
 
 /* xt_rec.side: which address of the packet matched (IP records). */
@@ -63,11 +64,102 @@ struct xt_rec {
 	__u16 cap_len;   /* payload bytes following this header */
 	__u16 orig_len;  /* payload bytes in the packet (from a 16-bit IP length) */
 	__u8 gen;        /* the trail generation (xt_gen) the packet was matched against */
-	__u8 pad;
-	__u32 meta;      /* IP records: the trail's xt_trail.meta */
+	__u8 scan;       /* scan records: enum xt_scan; 0 otherwise */
+	__u32 meta;      /* IP records: the trail's xt_trail.meta; scan records: distinct items counted */
 	__u32 ifindex;   /* ingress interface */
 	__u8 src[16];
 	__u8 dst[16];
+};
+
+/*
+ * Scans (spec §4) are counted here, per packet, so no record crosses the
+ * ring until a scan crosses its threshold: then one XT_REC_SCAN record per
+ * key per window, with
+ *   ts_ns, tcp_flags  of the packet that crossed the threshold;
+ *   src               the scanning source;
+ *   dst               port and UDP scans: the scanned host; infection: the
+ *                     first destination of the window;
+ *   sport, dport      of the key's first packet in the window (infection:
+ *                     dport is the infection port);
+ *   l4proto           TCP or UDP; meta: the distinct items counted.
+ */
+enum xt_scan {
+	XT_SCAN_PORT = 1,      /* TCP: > XT_SCAN_PORTS distinct dports from src to dst */
+	XT_SCAN_UDP = 2,       /* UDP, not DNS: > XT_SCAN_PORTS distinct dports from src to dst */
+	XT_SCAN_INFECTION = 3, /* TCP: > XT_SCAN_HOSTS distinct dsts from src on one infection port */
+};
+
+/* Maltrail's thresholds and caps (core/settings.py). */
+#define XT_SCAN_PORTS 10       /* PORT_SCANNING_THRESHOLD */
+#define XT_SCAN_HOSTS 32       /* INFECTION_SCANNING_THRESHOLD */
+#define XT_SCAN_MAX_KEYS 50000 /* keys per window: TCP (port + infection) and UDP each */
+
+/*
+ * Key of every scan map. A window is named by its first second, and keys
+ * carry it: a key of an older window is never looked up again, so the
+ * window's state is gone the moment the next one starts, with no sweep,
+ * and the LRU maps reclaim the stale keys first.
+ */
+struct xt_scan_key {
+	__u8 src[16]; /* the source (xt_scan_pfx: its prefix, see there) */
+	__u8 dst[16]; /* port and UDP scans: the destination; else zero */
+	__u32 win;    /* the window: its first second */
+	__u16 port;   /* infection: the destination port (network order); else zero */
+	__u8 family;  /* 4 or 6 */
+	__u8 pad;
+};
+
+/*
+ * Distinct items of one key are kept in a fixed slot array, filled in
+ * order with compare-and-swap, so CPUs counting the same key never take a
+ * lock and every item is counted once. A key needs only threshold + 1
+ * slots: it alerts when the last one fills, and once per window, so what
+ * comes after cannot change anything (Maltrail keeps up to 1024 items per
+ * key for the same decision).
+ */
+#define XT_SCAN_PORT_SLOTS (XT_SCAN_PORTS + 1)
+#define XT_SCAN_HOST_SLOTS (XT_SCAN_HOSTS + 1)
+
+/* Value of xt_scan_tcp and xt_scan_udp: one (src, dst) pair. */
+struct xt_scan_ports {
+	__u32 n;                         /* distinct ports counted */
+	__u16 sport;                     /* the first packet's ports, host order */
+	__u16 dport;
+	__u32 slot[XT_SCAN_PORT_SLOTS]; /* port + 1; 0 = free */
+};
+
+/* Value of xt_scan_inf: one (src, infection port) pair. */
+struct xt_scan_hosts {
+	__u32 n;       /* distinct destinations counted */
+	__u32 alerted; /* 1 once the alert went out (it waits for the local prefix) */
+	__u16 sport;   /* the first packet's source port, host order */
+	__u16 pad;
+	__u8 dst[16];  /* the first destination */
+	/* the destination folded to 32 bits: IPv4 as is (0.0.0.0 as
+	 * 255.255.255.255), IPv6 hashed; 0 = free */
+	__u32 slot[XT_SCAN_HOST_SLOTS];
+};
+
+/*
+ * Maltrail's "local prefix" (infection scans only alert for a source under
+ * it): the most common "a.b." among the sources of the window's keys; an
+ * IPv6 source is its own prefix. xt_scan_srcs (key: xt_scan_key with src,
+ * win, family; value __u32) holds the window's sources, and xt_scan_pfx
+ * (key: xt_scan_key with src = the prefix, IPv4 a.b.0.0; value __u64)
+ * counts them per prefix. A source is local when its prefix's count is the
+ * window's highest (xt_scan_state.leader).
+ */
+
+/*
+ * The one xt_scan_win entry. Each counter word holds (window << 32) |
+ * count, so a new window resets it with the same compare-and-swap that
+ * counts in it.
+ */
+struct xt_scan_state {
+	__u64 start;    /* the current window's first second (0: none yet) */
+	__u64 keys_tcp; /* TCP keys (port and infection) made in the window */
+	__u64 keys_udp; /* UDP keys made in the window */
+	__u64 leader;   /* the highest source count of any prefix in the window */
 };
 
 /* Value of the trail hash maps. */
@@ -129,7 +221,10 @@ struct xt_genid {
 };
 
 /* xt_config.flags */
-#define XT_CFG_REPLAY (1U << 0) /* clock_ns is the time of the packet being replayed */
+#define XT_CFG_REPLAY (1U << 0)         /* clock_ns is the time of the packet being replayed */
+#define XT_CFG_SCAN_PORT (1U << 1)      /* count port scans and alert */
+#define XT_CFG_SCAN_UDP (1U << 2)       /* count UDP scans and alert */
+#define XT_CFG_SCAN_INFECTION (1U << 3) /* count infection scans and alert */
 
 /* The single entry of the xt_config array, written by the agent. */
 struct xt_config {
@@ -138,6 +233,8 @@ struct xt_config {
 	__u32 action;         /* XDP_PASS (host/inline) or XDP_DROP (monitor port) */
 	__u32 flags;          /* XT_CFG_* */
 	__u16 snap[8];        /* snapshot length per enum xt_kind (0 = XT_SNAP_MAX) */
+	__u32 scan_window;    /* SCAN_WINDOW in seconds (0 = 30) */
+	__u32 pad;
 };
 
 /*
@@ -174,6 +271,17 @@ enum xt_counter {
 	XT_C_CAND_CUT,      /* candidate payload longer than its snapshot */
 	XT_C_RINGBUF_FULL,  /* ring-buffer reservation failed: record lost */
 	XT_C_ACTION_DROP,   /* packets ended with XDP_DROP */
+	XT_C_SCAN_STEALTH,  /* TCP flags 0x00, 0x01 or 0x29 (NULL, FIN, Xmas): counted as port probes */
+	XT_C_SCAN_LOCAL_DST,/* probe to localhost: not counted (Maltrail skips it) */
+	XT_C_SCAN_WINDOW,   /* scan windows started */
+	XT_C_SCAN_KEY,      /* scan keys made (a new pair in the window) */
+	XT_C_SCAN_KEY_CAP,  /* new key refused: the window holds XT_SCAN_MAX_KEYS of its kind */
+	XT_C_SCAN_KEY_FULL, /* probe on a key past its threshold: nothing left to count */
+	XT_C_SCAN_SOURCE,   /* sources seen in a window (the local-prefix counts) */
+	XT_C_SCAN_NONLOCAL, /* infection over threshold, source outside the local prefix: no alert yet */
+	XT_C_SCAN_PORT,     /* port scan alerts sent */
+	XT_C_SCAN_UDP,      /* UDP scan alerts sent */
+	XT_C_SCAN_INFECTION,/* infection alerts sent */
 	XT_C_MAX,
 };
 

@@ -9,6 +9,8 @@ var counterNames = [...]string{
 	"icmp_echo", "icmp_other", "other_proto", "hit_dst", "hit_src",
 	"hit_suppressed", "hit_repeat", "cand_dns", "cand_http", "cand_tls",
 	"cand_quic", "cand_cut", "ringbuf_full", "action_drop",
+	"scan_stealth", "scan_local_dst", "scan_window", "scan_key", "scan_key_cap",
+	"scan_key_full", "scan_source", "scan_nonlocal", "scan_port", "scan_udp", "scan_infection",
 }
 
 // The generated counters struct has XT_C_MAX slots; this fails to compile

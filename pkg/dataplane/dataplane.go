@@ -68,6 +68,8 @@ type Options struct {
 	// Snap is the snapshot length per record kind (index = Kind*); 0 keeps
 	// the maximum.
 	Snap [8]uint16
+	// Scan says which scans the program counts (default: none).
+	Scan Scan
 	// Netns, when set, is the path of the network namespace whose
 	// interfaces Attach attaches to (e.g. /var/run/netns/NAME).
 	Netns  string
@@ -198,6 +200,9 @@ func (d *Dataplane) setup(spec *ebpf.CollectionSpec) error {
 		return err
 	}
 	d.cfg = xtrailXtConfig{Action: uint32(d.opts.Action), Snap: d.opts.Snap}
+	if err := d.opts.Scan.apply(&d.cfg); err != nil {
+		return err
+	}
 	if d.opts.Replay {
 		d.cfg.Flags |= cfgReplay
 	} else {

@@ -13,6 +13,7 @@ const (
 	KindHTTP = 3
 	KindTLS  = 4
 	KindQUIC = 5
+	KindScan = 6 // a scan crossed its threshold; Record.Scan says which (Scan*)
 )
 
 // Sides (enum xt_side) and trail types (enum xt_trail_type).
@@ -33,6 +34,12 @@ const SnapMax = len(xtrailXtScratch{}.Payload)
 
 // Record is a decoded struct xt_rec. Payload aliases the ring-buffer sample
 // it was decoded from.
+//
+// A KindScan record reports a scan the moment it crossed its threshold:
+// TsNs and TCPFlags are the crossing packet's, Src the scanning source, Dst
+// the scanned host (infection: the first destination of the window), Sport
+// and Dport the key's first packet's (infection: Dport is the infection
+// port), Meta the distinct ports or hosts counted.
 type Record struct {
 	TsNs      uint64
 	Kind      uint8
@@ -45,8 +52,9 @@ type Record struct {
 	Dport     uint16
 	CapLen    uint16
 	OrigLen   uint32
-	Gen       uint8 // the trail generation (0 or 1) the kernel matched the packet against
-	Meta      uint32
+	Gen       uint8  // the trail generation (0 or 1) the kernel matched the packet against
+	Scan      uint8  // KindScan: ScanPort, ScanUDP or ScanInfection
+	Meta      uint32 // IP records: the trail's meta id; KindScan: the distinct items counted
 	Ifindex   uint32
 	Src, Dst  [16]byte
 	Payload   []byte
@@ -77,6 +85,7 @@ func (r *Record) Decode(b []byte) error {
 	r.CapLen = le.Uint16(b[18:])
 	r.OrigLen = uint32(le.Uint16(b[20:]))
 	r.Gen = b[22] & 1
+	r.Scan = b[23]
 	r.Meta = le.Uint32(b[24:])
 	r.Ifindex = le.Uint32(b[28:])
 	copy(r.Src[:], b[32:48])

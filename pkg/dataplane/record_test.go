@@ -33,7 +33,7 @@ func TestRecordLayout(t *testing.T) {
 	}
 	in := xtrailXtRec{TsNs: 0x0102030405060708, Kind: KindDNS, Family: 6, L4proto: 17, Side: SideSrc,
 		TrailType: TrailCIDR, TcpFlags: 0x12, Sport: 0xa1b2, Dport: 0xc3d4, CapLen: 3, OrigLen: 0xe5f6,
-		Gen: 1, Meta: 0x11223344, Ifindex: 0x55667788}
+		Gen: 1, Scan: ScanInfection, Meta: 0x11223344, Ifindex: 0x55667788}
 	for i := range in.Src {
 		in.Src[i], in.Dst[i] = byte(i), byte(0xf0+i)
 	}
@@ -48,7 +48,7 @@ func TestRecordLayout(t *testing.T) {
 	}
 	want := Record{TsNs: in.TsNs, Kind: in.Kind, Family: in.Family, L4Proto: in.L4proto, Side: in.Side,
 		TrailType: in.TrailType, TCPFlags: in.TcpFlags, Sport: in.Sport, Dport: in.Dport, CapLen: in.CapLen,
-		OrigLen: uint32(in.OrigLen), Gen: in.Gen, Meta: in.Meta, Ifindex: in.Ifindex, Src: in.Src, Dst: in.Dst,
+		OrigLen: uint32(in.OrigLen), Gen: in.Gen, Scan: in.Scan, Meta: in.Meta, Ifindex: in.Ifindex, Src: in.Src, Dst: in.Dst,
 		Payload: []byte("abc")}
 	if !reflect.DeepEqual(r, want) {
 		t.Fatalf("decoded %+v\nwant    %+v", r, want)

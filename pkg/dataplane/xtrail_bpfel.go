@@ -20,11 +20,13 @@ type xtrailXtConfig struct {
 	Action      uint32
 	Flags       uint32
 	Snap        [8]uint16
+	ScanWindow  uint32
+	Pad         uint32
 }
 
 type xtrailXtCounters struct {
 	_ structs.HostLayout
-	C [29]uint64
+	C [40]uint64
 }
 
 type xtrailXtGenid struct {
@@ -54,11 +56,47 @@ type xtrailXtRec struct {
 	CapLen    uint16
 	OrigLen   uint16
 	Gen       uint8
-	Pad       uint8
+	Scan      uint8
 	Meta      uint32
 	Ifindex   uint32
 	Src       [16]uint8
 	Dst       [16]uint8
+}
+
+type xtrailXtScanHosts struct {
+	_       structs.HostLayout
+	N       uint32
+	Alerted uint32
+	Sport   uint16
+	Pad     uint16
+	Dst     [16]uint8
+	Slot    [33]uint32
+}
+
+type xtrailXtScanKey struct {
+	_      structs.HostLayout
+	Src    [16]uint8
+	Dst    [16]uint8
+	Win    uint32
+	Port   uint16
+	Family uint8
+	Pad    uint8
+}
+
+type xtrailXtScanPorts struct {
+	_     structs.HostLayout
+	N     uint32
+	Sport uint16
+	Dport uint16
+	Slot  [11]uint32
+}
+
+type xtrailXtScanState struct {
+	_       structs.HostLayout
+	Start   uint64
+	KeysTcp uint64
+	KeysUdp uint64
+	Leader  uint64
 }
 
 type xtrailXtScratch struct {
@@ -89,6 +127,12 @@ const (
 	xtrailMapXtLive     = "xt_live"
 	xtrailMapXtPort4    = "xt_port4"
 	xtrailMapXtPort6    = "xt_port6"
+	xtrailMapXtScanInf  = "xt_scan_inf"
+	xtrailMapXtScanPfx  = "xt_scan_pfx"
+	xtrailMapXtScanSrcs = "xt_scan_srcs"
+	xtrailMapXtScanTcp  = "xt_scan_tcp"
+	xtrailMapXtScanUdp  = "xt_scan_udp"
+	xtrailMapXtScanWin  = "xt_scan_win"
 	xtrailMapXtScratch  = "xt_scratch"
 	xtrailProgXtrailXdp = "xtrail_xdp"
 )
@@ -142,20 +186,26 @@ type xtrailProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type xtrailMapSpecs struct {
-	XtCfg     *ebpf.MapSpec `ebpf:"xt_cfg"`
-	XtCidr4   *ebpf.MapSpec `ebpf:"xt_cidr4"`
-	XtCidr6   *ebpf.MapSpec `ebpf:"xt_cidr6"`
-	XtCounts  *ebpf.MapSpec `ebpf:"xt_counts"`
-	XtDup     *ebpf.MapSpec `ebpf:"xt_dup"`
-	XtEvents  *ebpf.MapSpec `ebpf:"xt_events"`
-	XtGen     *ebpf.MapSpec `ebpf:"xt_gen"`
-	XtInfo    *ebpf.MapSpec `ebpf:"xt_info"`
-	XtIp4     *ebpf.MapSpec `ebpf:"xt_ip4"`
-	XtIp6     *ebpf.MapSpec `ebpf:"xt_ip6"`
-	XtLive    *ebpf.MapSpec `ebpf:"xt_live"`
-	XtPort4   *ebpf.MapSpec `ebpf:"xt_port4"`
-	XtPort6   *ebpf.MapSpec `ebpf:"xt_port6"`
-	XtScratch *ebpf.MapSpec `ebpf:"xt_scratch"`
+	XtCfg      *ebpf.MapSpec `ebpf:"xt_cfg"`
+	XtCidr4    *ebpf.MapSpec `ebpf:"xt_cidr4"`
+	XtCidr6    *ebpf.MapSpec `ebpf:"xt_cidr6"`
+	XtCounts   *ebpf.MapSpec `ebpf:"xt_counts"`
+	XtDup      *ebpf.MapSpec `ebpf:"xt_dup"`
+	XtEvents   *ebpf.MapSpec `ebpf:"xt_events"`
+	XtGen      *ebpf.MapSpec `ebpf:"xt_gen"`
+	XtInfo     *ebpf.MapSpec `ebpf:"xt_info"`
+	XtIp4      *ebpf.MapSpec `ebpf:"xt_ip4"`
+	XtIp6      *ebpf.MapSpec `ebpf:"xt_ip6"`
+	XtLive     *ebpf.MapSpec `ebpf:"xt_live"`
+	XtPort4    *ebpf.MapSpec `ebpf:"xt_port4"`
+	XtPort6    *ebpf.MapSpec `ebpf:"xt_port6"`
+	XtScanInf  *ebpf.MapSpec `ebpf:"xt_scan_inf"`
+	XtScanPfx  *ebpf.MapSpec `ebpf:"xt_scan_pfx"`
+	XtScanSrcs *ebpf.MapSpec `ebpf:"xt_scan_srcs"`
+	XtScanTcp  *ebpf.MapSpec `ebpf:"xt_scan_tcp"`
+	XtScanUdp  *ebpf.MapSpec `ebpf:"xt_scan_udp"`
+	XtScanWin  *ebpf.MapSpec `ebpf:"xt_scan_win"`
+	XtScratch  *ebpf.MapSpec `ebpf:"xt_scratch"`
 }
 
 // xtrailVariableSpecs contains global variables before they are loaded into the kernel.
@@ -184,20 +234,26 @@ func (o *xtrailObjects) Close() error {
 //
 // It can be passed to loadXtrailObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xtrailMaps struct {
-	XtCfg     *ebpf.Map `ebpf:"xt_cfg"`
-	XtCidr4   *ebpf.Map `ebpf:"xt_cidr4"`
-	XtCidr6   *ebpf.Map `ebpf:"xt_cidr6"`
-	XtCounts  *ebpf.Map `ebpf:"xt_counts"`
-	XtDup     *ebpf.Map `ebpf:"xt_dup"`
-	XtEvents  *ebpf.Map `ebpf:"xt_events"`
-	XtGen     *ebpf.Map `ebpf:"xt_gen"`
-	XtInfo    *ebpf.Map `ebpf:"xt_info"`
-	XtIp4     *ebpf.Map `ebpf:"xt_ip4"`
-	XtIp6     *ebpf.Map `ebpf:"xt_ip6"`
-	XtLive    *ebpf.Map `ebpf:"xt_live"`
-	XtPort4   *ebpf.Map `ebpf:"xt_port4"`
-	XtPort6   *ebpf.Map `ebpf:"xt_port6"`
-	XtScratch *ebpf.Map `ebpf:"xt_scratch"`
+	XtCfg      *ebpf.Map `ebpf:"xt_cfg"`
+	XtCidr4    *ebpf.Map `ebpf:"xt_cidr4"`
+	XtCidr6    *ebpf.Map `ebpf:"xt_cidr6"`
+	XtCounts   *ebpf.Map `ebpf:"xt_counts"`
+	XtDup      *ebpf.Map `ebpf:"xt_dup"`
+	XtEvents   *ebpf.Map `ebpf:"xt_events"`
+	XtGen      *ebpf.Map `ebpf:"xt_gen"`
+	XtInfo     *ebpf.Map `ebpf:"xt_info"`
+	XtIp4      *ebpf.Map `ebpf:"xt_ip4"`
+	XtIp6      *ebpf.Map `ebpf:"xt_ip6"`
+	XtLive     *ebpf.Map `ebpf:"xt_live"`
+	XtPort4    *ebpf.Map `ebpf:"xt_port4"`
+	XtPort6    *ebpf.Map `ebpf:"xt_port6"`
+	XtScanInf  *ebpf.Map `ebpf:"xt_scan_inf"`
+	XtScanPfx  *ebpf.Map `ebpf:"xt_scan_pfx"`
+	XtScanSrcs *ebpf.Map `ebpf:"xt_scan_srcs"`
+	XtScanTcp  *ebpf.Map `ebpf:"xt_scan_tcp"`
+	XtScanUdp  *ebpf.Map `ebpf:"xt_scan_udp"`
+	XtScanWin  *ebpf.Map `ebpf:"xt_scan_win"`
+	XtScratch  *ebpf.Map `ebpf:"xt_scratch"`
 }
 
 func (m *xtrailMaps) Close() error {
@@ -215,6 +271,12 @@ func (m *xtrailMaps) Close() error {
 		m.XtLive,
 		m.XtPort4,
 		m.XtPort6,
+		m.XtScanInf,
+		m.XtScanPfx,
+		m.XtScanSrcs,
+		m.XtScanTcp,
+		m.XtScanUdp,
+		m.XtScanWin,
 		m.XtScratch,
 	)
 }
