@@ -176,6 +176,10 @@ func (a *Agent) Handle(raw []byte) {
 		}
 		return
 	}
+	if r.Kind == dataplane.KindScan {
+		a.handleScan(r) // scan.go
+		return
+	}
 	if r.Kind != dataplane.KindIP {
 		a.stats.Candidates[r.Kind&7].Add(1)
 		switch r.Kind {

@@ -126,6 +126,9 @@ func Configure(cfg *maltrail.Config, f Flags, log *slog.Logger) (*Setup, error) 
 	if o.RingSize, err = cfg.Int("XDP_RING_SIZE", 0); err != nil || (o.RingSize != 0 && (o.RingSize < 4096 || o.RingSize&(o.RingSize-1) != 0)) {
 		return nil, errors.New("sensor: XDP_RING_SIZE: want a power of two of at least 4096 bytes")
 	}
+	if o.Scan, err = ScanOptions(cfg); err != nil { // scan.go
+		return nil, err
+	}
 	o.Rules = NameRules{
 		Whitelist:        trails.DefaultWhitelist(),
 		Ignore:           &trails.IgnoreRules{},

@@ -30,7 +30,8 @@ type Options struct {
 	Netns      string // live: path of the network namespace of Interfaces ("" = ours)
 	TrailsFile string // loaded into the maps at start; "" keeps the pinned trails
 	RingSize   int
-	Snap       [8]uint16 // snapshot length per record kind (dataplane.Kind*); 0 = the maximum
+	Snap       [8]uint16      // snapshot length per record kind (dataplane.Kind*); 0 = the maximum
+	Scan       dataplane.Scan // scans the kernel counts (USE_HEURISTICS, DISABLED_HEURISTICS, SCAN_WINDOW)
 	Renderer   maltrail.Renderer
 	Out        Emitter
 	Rules      NameRules     // Names is loaded from TrailsFile by Run
@@ -83,7 +84,7 @@ func Run(ctx context.Context, o Options) error {
 	if !replay && len(o.Interfaces) == 0 {
 		return errors.New("sensor: no interface to monitor and no capture to replay")
 	}
-	dopts := dataplane.Options{Action: o.Action, Replay: replay, RingSize: o.RingSize, Snap: o.Snap, Netns: o.Netns, Logger: log}
+	dopts := dataplane.Options{Action: o.Action, Replay: replay, RingSize: o.RingSize, Snap: o.Snap, Scan: o.Scan, Netns: o.Netns, Logger: log}
 	if !replay {
 		dopts.PinDir = o.PinDir
 	}

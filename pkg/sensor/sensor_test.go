@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/xtrail/xtrail/internal/testenv"
+	"github.com/xtrail/xtrail/pkg/dataplane"
 	"github.com/xtrail/xtrail/pkg/maltrail"
 	"github.com/xtrail/xtrail/pkg/trails"
 )
@@ -51,9 +52,11 @@ func replay(t *testing.T, trailsFile string, sni bool, pcaps ...string) []string
 	err := Run(context.Background(), Options{
 		Pcaps:      pcaps,
 		TrailsFile: trailsFile,
-		// the corpus harness's maltrail.conf: CHECK_HOST_DOMAINS, and the
-		// SNI prefilter for tls_sni only
+		// the corpus harness's maltrail.conf: CHECK_HOST_DOMAINS,
+		// USE_HEURISTICS, SCAN_WINDOW 30, and the SNI prefilter for
+		// tls_sni only
 		Rules:    NameRules{Whitelist: trails.DefaultWhitelist(), CheckHostDomains: true, CheckSNI: sni},
+		Scan:     dataplane.Scan{Port: true, UDP: true, Infection: true, Window: 30 * time.Second},
 		Renderer: maltrail.Renderer{Sensor: "corpus", Loc: time.UTC},
 		Out:      c,
 	})
@@ -125,6 +128,25 @@ var corpusWant = map[string][]string{
 		`"2023-11-14 22:13:22.000000" corpus 10.0.0.66 50202 8.8.8.8 53 UDP DNS evil-test-domain.com ` + m,
 		`"2023-11-14 22:13:23.000000" corpus 10.0.0.66 ` + ports(50203, 50229) + ` 8.8.8.8 53 UDP DNS evil-test-domain.com ` + m,
 	},
+	// Scans: the probe that crosses the threshold alerts, with its time
+	// (Maltrail reports at the next second's first packet, the capture's
+	// last one here), and the first probe's ports. 20 SYNs, one per second:
+	// the 11th is the scan.
+	"port_scan": {
+		`"2023-11-14 22:13:30.000000" corpus 203.0.113.9 40000 198.51.100.7 1000 TCP IP 203.0.113.9 "potential port scanning" (heuristic)`,
+	},
+	// nmap -sN: TCP flags 0x00
+	"stealth_scan_null": {
+		`"2023-11-14 22:13:30.000000" corpus 203.0.113.9 40000 198.51.100.7 2000 TCP IP 203.0.113.9 "potential port scanning" (heuristic)`,
+	},
+	"udp_scan": {
+		`"2023-11-14 22:13:30.000000" corpus 203.0.113.9 40000 198.51.100.7 1000 UDP IP 203.0.113.9 "potential udp scanning" (heuristic)`,
+	},
+	// 40 hosts on 445 in one second from 10.0.0.5, the only (so the local)
+	// prefix: the 33rd is the scan; the first host is the event's dst
+	"infection_scan": {
+		`"2023-11-14 22:13:20.000000" corpus 10.0.0.5 53000 10.9.9.0 445 TCP PORT 445 "potential infection" (heuristic)`,
+	},
 	// the second ClientHello names clean.example
 	"tls_sni": {
 		`"2023-11-14 22:13:20.000000" corpus 10.0.0.66 50400 203.0.113.30 443 TCP DNS tls-evil.example ` + m,
@@ -165,8 +187,8 @@ func TestCorpus(t *testing.T) {
 		byName[c.Name] = c
 	}
 	trailsFile := filepath.Join(dir, "trails.csv")
-	if len(corpusWant) != 14 {
-		t.Fatalf("%d cases: want 14, the fifteen corpus cases of the chain except vlan (TestCorpusVLAN)", len(corpusWant))
+	if len(corpusWant) != 18 {
+		t.Fatalf("%d cases: want 18, the nineteen corpus cases of the chain except vlan (TestCorpusVLAN)", len(corpusWant))
 	}
 	for name, want := range corpusWant {
 		t.Run(name, func(t *testing.T) {
