@@ -228,10 +228,15 @@ static __always_inline void *l4_ptr(struct pkt *p, void *data)
 	return data + off;
 }
 
-static __always_inline void count(struct pkt *p, __u32 idx)
+static __always_inline void scount(struct xt_counters *c, __u32 idx)
 {
 	if (idx < XT_C_MAX)
-		p->cnt->c[idx]++;
+		c->c[idx]++;
+}
+
+static __always_inline void count(struct pkt *p, __u32 idx)
+{
+	scount(p->cnt, idx);
 }
 
 /* The one clock of every time-dependent rule (DESIGN §4). */
@@ -357,26 +362,15 @@ static __always_inline void fill_rec(struct pkt *p, struct xt_rec *r, __u8 kind)
 	__builtin_memcpy(r->dst, p->dst, 16);
 }
 
-/* A fixed-size record of the packet in the ring, to fill and submit; 0 when
- * the ring is full. */
-static __always_inline struct xt_rec *new_rec(struct pkt *p, __u8 kind)
+static __always_inline void emit_hit(struct pkt *p, struct xt_trail *t, __u8 side, __u8 type)
 {
 	struct xt_rec *r = bpf_ringbuf_reserve(&xt_events, sizeof(*r), 0);
 
 	if (!r) {
 		count(p, XT_C_RINGBUF_FULL);
-		return 0;
-	}
-	fill_rec(p, r, kind);
-	return r;
-}
-
-static __always_inline void emit_hit(struct pkt *p, struct xt_trail *t, __u8 side, __u8 type)
-{
-	struct xt_rec *r = new_rec(p, XT_REC_IP);
-
-	if (!r)
 		return;
+	}
+	fill_rec(p, r, XT_REC_IP);
 	r->side = side;
 	r->trail_type = type;
 	r->meta = t->meta;
@@ -567,42 +561,65 @@ static __always_inline int is_quic_initial(__u64 head)
  * XT_REC_SCAN record per key per window when the count crosses the
  * threshold. Maltrail's sensor sweeps its tables once a second; here the
  * probe that crosses the threshold sends the alert, so nothing sweeps.
+ *
+ * The counting runs in one global subprogram, scan(), given the packet as
+ * plain values (struct scan_pkt): the verifier checks a global subprogram
+ * once, where a static one is checked again for every distinct state of
+ * every path that reaches it (IPv4 or IPv6, tags, TCP or UDP...), which
+ * tripled the program's verification time.
  */
 #define XT_READ(x) (*(volatile typeof(x) *)&(x))
+
+enum scan_probe {
+	PROBE_SYN = 1,     /* TCP SYN: port and infection scans */
+	PROBE_STEALTH = 2, /* NULL, FIN, Xmas: port scans only */
+	PROBE_UDP = 3,     /* UDP, not DNS */
+};
+
+/* What scan() needs of the packet. */
+struct scan_pkt {
+	__u64 now;     /* xt_now() */
+	__u8 src[16];
+	__u8 dst[16];
+	__u32 ifindex;
+	__u32 flags;   /* xt_config.flags */
+	__u32 window;  /* xt_config.scan_window */
+	__u16 sport;   /* network order */
+	__u16 dport;
+	__u16 l4_len;
+	__u8 family;
+	__u8 l4proto;
+	__u8 tcp_flags;
+	__u8 gen;
+	__u8 probe;    /* enum scan_probe */
+	__u8 pad;
+};
 
 /* The window of the packet's second, starting a new one when SCAN_WINDOW
  * has passed since the current one began (Maltrail: all scan state is
  * cleared once sec - window_start >= SCAN_WINDOW). */
-static __always_inline struct xt_scan_state *scan_window(struct pkt *p, __u32 *win)
+static __always_inline __u32 scan_window(struct scan_pkt *sp, struct xt_scan_state *s, struct xt_counters *c)
 {
-	__u32 zero = 0, len = p->cfg->scan_window;
-	struct xt_scan_state *s = bpf_map_lookup_elem(&xt_scan_win, &zero);
-	__u64 sec, start;
+	__u64 sec = sp->now / 1000000000ULL, start = XT_READ(s->start);
+	__u32 len = sp->window ? sp->window : 30;
 
-	if (!s)
-		return 0;
-	if (!len)
-		len = 30;
-	sec = xt_now(p) / 1000000000ULL;
-	start = XT_READ(s->start);
 	if (sec >= start + len) {
 		if (__sync_val_compare_and_swap(&s->start, start, sec) == start)
-			count(p, XT_C_SCAN_WINDOW);
+			scount(c, XT_C_SCAN_WINDOW);
 		start = XT_READ(s->start); /* ours, or a CPU's that was faster */
 	}
-	*win = (__u32)start;
-	return s;
+	return (__u32)start;
 }
 
 /* Takes one of the window's XT_SCAN_MAX_KEYS keys from counter word w
  * ((win << 32) | keys); 0 when none is left. */
-static __always_inline int take_key(struct pkt *p, __u64 *w, __u32 win)
+static __always_inline int take_key(struct xt_counters *c, __u64 *w, __u32 win)
 {
 	__u64 old = XT_READ(*w);
 
 	if ((old >> 32) == win) {
 		if ((__u32)old >= XT_SCAN_MAX_KEYS) {
-			count(p, XT_C_SCAN_KEY_CAP);
+			scount(c, XT_C_SCAN_KEY_CAP);
 			return 0;
 		}
 		__sync_fetch_and_add(w, 1);
@@ -611,7 +628,7 @@ static __always_inline int take_key(struct pkt *p, __u64 *w, __u32 win)
 		 * to another CPU costs one uncounted key */
 		__sync_val_compare_and_swap(w, old, ((__u64)win << 32) | 1);
 	}
-	count(p, XT_C_SCAN_KEY);
+	scount(c, XT_C_SCAN_KEY);
 	return 1;
 }
 
@@ -635,47 +652,48 @@ static __always_inline int add_item(__u32 *slot, __u32 nslots, __u32 *n, __u32 i
 	return -1;
 }
 
-static __always_inline void scan_key(struct pkt *p, struct xt_scan_key *k, __u32 win, int with_dst)
+static __always_inline void scan_key(struct scan_pkt *sp, struct xt_scan_key *k, __u32 win, int with_dst)
 {
 	__builtin_memset(k, 0, sizeof(*k));
-	__builtin_memcpy(k->src, p->src, 16);
+	__builtin_memcpy(k->src, sp->src, 16);
 	if (with_dst)
-		__builtin_memcpy(k->dst, p->dst, 16);
+		__builtin_memcpy(k->dst, sp->dst, 16);
 	k->win = win;
-	k->family = p->family;
+	k->family = sp->family;
 }
 
 /* The prefix key of the source: IPv4 a.b.0.0, IPv6 the whole address. */
-static __always_inline void prefix_key(struct pkt *p, struct xt_scan_key *k, __u32 win)
+static __always_inline void prefix_key(struct scan_pkt *sp, struct xt_scan_key *k, __u32 win)
 {
-	scan_key(p, k, win, 0);
-	if (p->family == 4)
+	scan_key(sp, k, win, 0);
+	if (sp->family == 4)
 		k->src[2] = k->src[3] = 0;
 }
 
 /* Notes src among the window's sources, and raises the window's leading
  * prefix count when its prefix now has the most. */
-static __always_inline void note_source(struct pkt *p, struct xt_scan_state *s, __u32 win)
+static __always_inline void note_source(struct scan_pkt *sp, struct xt_scan_state *s, __u32 win,
+					struct xt_counters *c)
 {
 	struct xt_scan_key k;
-	__u64 one = 1, n, *c;
+	__u64 one = 1, n, *cnt;
 	__u32 seen = 1;
 
-	scan_key(p, &k, win, 0);
+	scan_key(sp, &k, win, 0);
 	if (bpf_map_update_elem(&xt_scan_srcs, &k, &seen, BPF_NOEXIST))
 		return; /* known in this window (or no room) */
-	count(p, XT_C_SCAN_SOURCE);
-	prefix_key(p, &k, win);
-	c = bpf_map_lookup_elem(&xt_scan_pfx, &k);
-	if (c) {
-		n = __sync_fetch_and_add(c, 1) + 1;
+	scount(c, XT_C_SCAN_SOURCE);
+	prefix_key(sp, &k, win);
+	cnt = bpf_map_lookup_elem(&xt_scan_pfx, &k);
+	if (cnt) {
+		n = __sync_fetch_and_add(cnt, 1) + 1;
 	} else if (!bpf_map_update_elem(&xt_scan_pfx, &k, &one, BPF_NOEXIST)) {
 		n = 1;
 	} else {
-		c = bpf_map_lookup_elem(&xt_scan_pfx, &k);
-		if (!c)
+		cnt = bpf_map_lookup_elem(&xt_scan_pfx, &k);
+		if (!cnt)
 			return;
-		n = __sync_fetch_and_add(c, 1) + 1;
+		n = __sync_fetch_and_add(cnt, 1) + 1;
 	}
 #pragma unroll
 	for (int i = 0; i < 4; i++) {
@@ -691,69 +709,87 @@ static __always_inline void note_source(struct pkt *p, struct xt_scan_state *s, 
 
 /* Is src under the window's local prefix (its prefix has the highest
  * source count; a tie counts, see docs/architecture.md)? */
-static __always_inline int src_is_local(struct pkt *p, struct xt_scan_state *s, __u32 win)
+static __always_inline int src_is_local(struct scan_pkt *sp, struct xt_scan_state *s, __u32 win)
 {
 	struct xt_scan_key k;
 	__u64 lead = XT_READ(s->leader), *c;
 
-	prefix_key(p, &k, win);
+	prefix_key(sp, &k, win);
 	c = bpf_map_lookup_elem(&xt_scan_pfx, &k);
 	if (!c)
 		return 0;
 	return (lead >> 32) != win || *c >= (__u32)lead;
 }
 
-static __always_inline void emit_scan(struct pkt *p, __u8 kind, __u16 sport, __u16 dport, const __u8 *dst,
-				      __u32 n, __u32 counter)
+static __always_inline void emit_scan(struct scan_pkt *sp, struct xt_counters *c, __u8 kind, __u16 sport,
+				      __u16 dport, const __u8 *dst)
 {
-	struct xt_rec *r = new_rec(p, XT_REC_SCAN);
+	struct xt_rec *r = bpf_ringbuf_reserve(&xt_events, sizeof(*r), 0);
 
-	if (!r)
+	if (!r) {
+		scount(c, XT_C_RINGBUF_FULL);
 		return;
-	r->scan = kind;
+	}
+	__builtin_memset(r, 0, sizeof(*r));
+	r->ts_ns = sp->now;
+	r->kind = XT_REC_SCAN;
+	r->family = sp->family;
+	r->l4proto = sp->l4proto;
+	r->tcp_flags = sp->tcp_flags;
 	r->sport = sport;
 	r->dport = dport;
-	r->meta = n;
+	r->orig_len = sp->l4_len;
+	r->gen = sp->gen;
+	r->scan = kind;
+	r->meta = kind == XT_SCAN_INFECTION ? XT_SCAN_HOST_SLOTS : XT_SCAN_PORT_SLOTS;
+	r->ifindex = sp->ifindex;
+	__builtin_memcpy(r->src, sp->src, 16);
 	__builtin_memcpy(r->dst, dst, 16);
 	bpf_ringbuf_submit(r, 0);
-	count(p, counter);
+	scount(c, kind == XT_SCAN_PORT ? XT_C_SCAN_PORT : kind == XT_SCAN_UDP ? XT_C_SCAN_UDP : XT_C_SCAN_INFECTION);
 }
 
-/* Counts dport for the pair (src, dst) of a port (kind XT_SCAN_PORT) or
- * UDP scan; the probe that brings the pair to XT_SCAN_PORTS + 1 ports
- * sends the alert. Returns 1 when the pair is new in the window. */
-static __always_inline int scan_ports(struct pkt *p, struct xt_scan_state *s, __u32 win, __u8 kind, int alert)
+/* Counts dport for the pair (src, dst) of a port or UDP scan; the probe
+ * that brings the pair to XT_SCAN_PORTS + 1 ports sends the alert. A port
+ * scan's new pair notes its source for the local prefix (Maltrail's
+ * sources are those of its connection table). */
+static __attribute__((noinline)) void scan_ports(struct scan_pkt *sp, struct xt_scan_state *s, __u32 win,
+				       struct xt_counters *c)
 {
-	void *m = kind == XT_SCAN_UDP ? (void *)&xt_scan_udp : (void *)&xt_scan_tcp;
-	__u64 *keys = kind == XT_SCAN_UDP ? &s->keys_udp : &s->keys_tcp;
+	int udp = sp->probe == PROBE_UDP;
+	void *m = udp ? (void *)&xt_scan_udp : (void *)&xt_scan_tcp;
+	__u32 item = (__u32)xt_ntohs(sp->dport) + 1;
 	struct xt_scan_key k;
 	struct xt_scan_ports *v;
-	__u32 item = (__u32)xt_ntohs(p->dport) + 1;
-	int n;
 
-	scan_key(p, &k, win, 1);
+	scan_key(sp, &k, win, 1);
 	v = bpf_map_lookup_elem(m, &k);
 	if (!v) {
-		struct xt_scan_ports first = {.n = 1, .sport = xt_ntohs(p->sport), .dport = xt_ntohs(p->dport)};
+		struct xt_scan_ports first = {.n = 1, .sport = xt_ntohs(sp->sport), .dport = xt_ntohs(sp->dport)};
 
-		if (!take_key(p, keys, win))
-			return 0;
+		if (!take_key(c, udp ? &s->keys_udp : &s->keys_tcp, win))
+			return;
 		first.slot[0] = item;
-		if (!bpf_map_update_elem(m, &k, &first, BPF_NOEXIST))
-			return 1; /* one port: no threshold to check */
+		if (!bpf_map_update_elem(m, &k, &first, BPF_NOEXIST)) {
+			/* one port: no threshold to check */
+			if (!udp && (sp->flags & XT_CFG_SCAN_INFECTION))
+				note_source(sp, s, win, c);
+			return;
+		}
 		v = bpf_map_lookup_elem(m, &k); /* another CPU made it first */
 		if (!v)
-			return 0;
+			return;
 	}
 	if (XT_READ(v->n) >= XT_SCAN_PORT_SLOTS) {
-		count(p, XT_C_SCAN_KEY_FULL);
-		return 0;
+		scount(c, XT_C_SCAN_KEY_FULL);
+		return;
 	}
-	n = add_item(v->slot, XT_SCAN_PORT_SLOTS, &v->n, item);
-	if (n == XT_SCAN_PORTS + 1 && alert)
-		emit_scan(p, kind, v->sport, v->dport, p->dst, n,
-			  kind == XT_SCAN_PORT ? XT_C_SCAN_PORT : XT_C_SCAN_UDP);
-	return 0;
+	if (add_item(v->slot, XT_SCAN_PORT_SLOTS, &v->n, item) != XT_SCAN_PORTS + 1)
+		return;
+	if (udp)
+		emit_scan(sp, c, XT_SCAN_UDP, v->sport, v->dport, sp->dst);
+	else if (sp->flags & XT_CFG_SCAN_PORT)
+		emit_scan(sp, c, XT_SCAN_PORT, v->sport, v->dport, sp->dst);
 }
 
 /* Maltrail's POTENTIAL_INFECTION_PORTS. */
@@ -768,12 +804,13 @@ static __always_inline int infection_port(__u16 port)
 }
 
 /* The destination as one slot value (xt_scan_hosts.slot). */
-static __always_inline __u32 fold_addr(struct pkt *p)
+static __always_inline __u32 fold_addr(struct scan_pkt *sp)
 {
-	const __u32 *w = (const __u32 *)p->dst;
-	__u32 h = w[0];
+	__u32 w[4], h;
 
-	if (p->family == 6) {
+	__builtin_memcpy(w, sp->dst, 16);
+	h = w[0];
+	if (sp->family == 6) {
 		h = h * 0x9E3779B1U + w[1];
 		h = h * 0x9E3779B1U + w[2];
 		h = h * 0x9E3779B1U + w[3];
@@ -783,21 +820,22 @@ static __always_inline __u32 fold_addr(struct pkt *p)
 
 /* Counts dst for the pair (src, dport); past XT_SCAN_HOSTS destinations
  * the pair alerts once, as soon as src is under the local prefix. */
-static __always_inline void scan_hosts(struct pkt *p, struct xt_scan_state *s, __u32 win)
+static __attribute__((noinline)) void scan_hosts(struct scan_pkt *sp, struct xt_scan_state *s, __u32 win,
+				       struct xt_counters *c)
 {
 	struct xt_scan_key k;
 	struct xt_scan_hosts *v;
-	__u32 item = fold_addr(p);
+	__u32 item = fold_addr(sp);
 
-	scan_key(p, &k, win, 0);
-	k.port = p->dport;
+	scan_key(sp, &k, win, 0);
+	k.port = sp->dport;
 	v = bpf_map_lookup_elem(&xt_scan_inf, &k);
 	if (!v) {
-		struct xt_scan_hosts first = {.n = 1, .sport = xt_ntohs(p->sport)};
+		struct xt_scan_hosts first = {.n = 1, .sport = xt_ntohs(sp->sport)};
 
-		if (!take_key(p, &s->keys_tcp, win))
+		if (!take_key(c, &s->keys_tcp, win))
 			return;
-		__builtin_memcpy(first.dst, p->dst, 16);
+		__builtin_memcpy(first.dst, sp->dst, 16);
 		first.slot[0] = item;
 		if (!bpf_map_update_elem(&xt_scan_inf, &k, &first, BPF_NOEXIST))
 			return;
@@ -806,7 +844,7 @@ static __always_inline void scan_hosts(struct pkt *p, struct xt_scan_state *s, _
 			return;
 	}
 	if (XT_READ(v->n) >= XT_SCAN_HOST_SLOTS) {
-		count(p, XT_C_SCAN_KEY_FULL);
+		scount(c, XT_C_SCAN_KEY_FULL);
 		if (XT_READ(v->alerted))
 			return;
 	} else if (add_item(v->slot, XT_SCAN_HOST_SLOTS, &v->n, item) != XT_SCAN_HOST_SLOTS) {
@@ -814,56 +852,64 @@ static __always_inline void scan_hosts(struct pkt *p, struct xt_scan_state *s, _
 	}
 	/* over the threshold: Maltrail re-checks the local prefix every
 	 * second until the window ends; here every further probe re-checks */
-	if (!src_is_local(p, s, win)) {
-		count(p, XT_C_SCAN_NONLOCAL);
+	if (!src_is_local(sp, s, win)) {
+		scount(c, XT_C_SCAN_NONLOCAL);
 		return;
 	}
 	if (__sync_val_compare_and_swap(&v->alerted, 0, 1) == 0)
-		emit_scan(p, XT_SCAN_INFECTION, v->sport, xt_ntohs(p->dport), v->dst, XT_SCAN_HOST_SLOTS,
-			  XT_C_SCAN_INFECTION);
+		emit_scan(sp, c, XT_SCAN_INFECTION, v->sport, xt_ntohs(sp->dport), v->dst);
 }
 
-/* A TCP probe: a SYN, or a stealth probe (syn == 0) which counts only
- * towards port scans. */
-static __always_inline void scan_tcp(struct pkt *p, int syn)
+/* Counts one probe (a global subprogram: see above). */
+__attribute__((noinline)) int scan(struct scan_pkt *sp)
 {
-	__u32 f = p->cfg->flags, win;
+	struct xt_counters *c;
 	struct xt_scan_state *s;
-	int infection = syn && (f & XT_CFG_SCAN_INFECTION);
+	__u32 zero = 0, win;
 
-	if (!(f & XT_CFG_SCAN_PORT) && !infection)
+	if (!sp)
+		return 0;
+	c = bpf_map_lookup_elem(&xt_counts, &zero);
+	s = bpf_map_lookup_elem(&xt_scan_win, &zero);
+	if (!c || !s)
+		return 0;
+	win = scan_window(sp, s, c);
+	scan_ports(sp, s, win, c);
+	if (sp->probe == PROBE_SYN && (sp->flags & XT_CFG_SCAN_INFECTION) && infection_port(sp->dport))
+		scan_hosts(sp, s, win, c);
+	return 0;
+}
+
+/* Hands a probe to scan() if its kind of scan is counted and its
+ * destination is not localhost (Maltrail skips localhost). */
+static __always_inline void scan_probe(struct pkt *p, __u8 probe)
+{
+	__u32 f = p->cfg->flags;
+	struct scan_pkt sp;
+
+	if (probe == PROBE_UDP ? !(f & XT_CFG_SCAN_UDP)
+	    : !(f & XT_CFG_SCAN_PORT) && !(probe == PROBE_SYN && (f & XT_CFG_SCAN_INFECTION)))
 		return;
 	if (is_localhost(p, p->dst)) {
 		count(p, XT_C_SCAN_LOCAL_DST);
 		return;
 	}
-	s = scan_window(p, &win);
-	if (!s)
-		return;
-	/* port-scan keys also feed the local prefix (Maltrail's sources are
-	 * those of its connection table) */
-	if (scan_ports(p, s, win, XT_SCAN_PORT, f & XT_CFG_SCAN_PORT) &&
-	    (f & XT_CFG_SCAN_INFECTION))
-		note_source(p, s, win);
-	if (infection && infection_port(p->dport))
-		scan_hosts(p, s, win);
-}
-
-/* A UDP datagram that is not DNS. */
-static __always_inline void scan_udp(struct pkt *p)
-{
-	struct xt_scan_state *s;
-	__u32 win;
-
-	if (!(p->cfg->flags & XT_CFG_SCAN_UDP))
-		return;
-	if (is_localhost(p, p->dst)) {
-		count(p, XT_C_SCAN_LOCAL_DST);
-		return;
-	}
-	s = scan_window(p, &win);
-	if (s)
-		scan_ports(p, s, win, XT_SCAN_UDP, 1);
+	sp.now = xt_now(p);
+	__builtin_memcpy(sp.src, p->src, 16);
+	__builtin_memcpy(sp.dst, p->dst, 16);
+	sp.ifindex = p->ctx->ingress_ifindex;
+	sp.flags = f;
+	sp.window = p->cfg->scan_window;
+	sp.sport = p->sport;
+	sp.dport = p->dport;
+	sp.l4_len = p->l4_len;
+	sp.family = p->family;
+	sp.l4proto = p->l4proto;
+	sp.tcp_flags = p->tcp_flags;
+	sp.gen = p->gen;
+	sp.probe = probe;
+	sp.pad = 0;
+	scan(&sp);
 }
 
 static __always_inline void do_tcp(struct pkt *p, void *data, void *end)
@@ -896,7 +942,7 @@ static __always_inline void do_tcp(struct pkt *p, void *data, void *end)
 			count(p, XT_C_SYN_DUP);
 			return;
 		}
-		scan_tcp(p, 1);
+		scan_probe(p, PROBE_SYN);
 		match_ips(p, 1, DUP_SYN_LOG, XT_F_ATTACKER, XT_F_MALWARE);
 		return;
 	}
@@ -904,7 +950,7 @@ static __always_inline void do_tcp(struct pkt *p, void *data, void *end)
 	 * a bare ACK does not: it is ordinary traffic */
 	if (p->tcp_flags == 0x00 || p->tcp_flags == 0x01 || p->tcp_flags == 0x29) {
 		count(p, XT_C_SCAN_STEALTH);
-		scan_tcp(p, 0);
+		scan_probe(p, PROBE_STEALTH);
 	}
 	if (p->l4_len < 6)
 		return;
@@ -951,7 +997,7 @@ static __always_inline void do_udp(struct pkt *p, void *data, void *end)
 		emit_candidate(p, XT_REC_DNS, XT_C_CAND_DNS);
 		return;
 	}
-	scan_udp(p);
+	scan_probe(p, PROBE_UDP);
 	/* UDP: bare addresses only; attacker quiet on dst, malware on src. */
 	match_ips(p, 0, DUP_UDP_LOG, XT_F_ATTACKER, XT_F_MALWARE);
 	if (p->l4_len >= 6 && is_quic_initial(payload_head(p, data, end)))
