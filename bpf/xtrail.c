@@ -752,7 +752,8 @@ static __always_inline void emit_scan(struct scan_pkt *sp, struct xt_counters *c
 /* Counts dport for the pair (src, dst) of a port or UDP scan; the probe
  * that brings the pair to XT_SCAN_PORTS + 1 ports sends the alert. A port
  * scan's new pair notes its source for the local prefix (Maltrail's
- * sources are those of its connection table). */
+ * sources are those of its connection table), which infection scans and
+ * the agent's direct-IP download rule read. */
 static __attribute__((noinline)) void scan_ports(struct scan_pkt *sp, struct xt_scan_state *s, __u32 win,
 				       struct xt_counters *c)
 {
@@ -772,7 +773,7 @@ static __attribute__((noinline)) void scan_ports(struct scan_pkt *sp, struct xt_
 		first.slot[0] = item;
 		if (!bpf_map_update_elem(m, &k, &first, BPF_NOEXIST)) {
 			/* one port: no threshold to check */
-			if (!udp && (sp->flags & XT_CFG_SCAN_INFECTION))
+			if (!udp)
 				note_source(sp, s, win, c);
 			return;
 		}

@@ -147,7 +147,8 @@ struct xt_scan_hosts {
  * win, family; value __u32) holds the window's sources, and xt_scan_pfx
  * (key: xt_scan_key with src = the prefix, IPv4 a.b.0.0; value __u64)
  * counts them per prefix. A source is local when its prefix's count is the
- * window's highest (xt_scan_state.leader).
+ * window's highest (xt_scan_state.leader). User space reads xt_scan_pfx for
+ * the prefix's text (pkg/dataplane LocalPrefix).
  */
 
 /*

@@ -2,7 +2,11 @@ package dataplane
 
 import (
 	"fmt"
+	"net/netip"
+	"strconv"
 	"time"
+
+	"github.com/xtrail/xtrail/pkg/maltrail"
 )
 
 // Scan configures the XDP program's scan counting (spec §4): which scans it
@@ -66,4 +70,43 @@ func (d *Dataplane) SetScan(s Scan) error {
 		return err
 	}
 	return d.writeConfig()
+}
+
+// LocalPrefix is Maltrail's "local prefix" of the current scan window (spec
+// §1.4, §4): the most common "a.b." among the sources of the window's TCP
+// scan keys, an IPv6 source counting as its whole address, ties going to
+// the textually largest, written as Maltrail writes it ("10.0.", or an
+// IPv6 address). It is "" while the window has no source (Maltrail then
+// keeps its last prefix, else "_"). The kernel counts the sources while
+// port or infection scans are counted. One pass over the prefix map: call
+// it at most once a second.
+func (d *Dataplane) LocalPrefix() (string, error) {
+	var st xtrailXtScanState
+	if err := d.objs.XtScanWin.Lookup(uint32(0), &st); err != nil {
+		return "", fmt.Errorf("read scan window: %w", err)
+	}
+	var (
+		k          xtrailXtScanKey
+		n, bestN   uint64
+		best, text string
+		it         = d.objs.XtScanPfx.Iterate()
+		win        = uint32(st.Start)
+	)
+	for it.Next(&k, &n) {
+		if k.Win != win {
+			continue // a past window's, not yet reclaimed
+		}
+		if k.Family == 4 {
+			text = strconv.Itoa(int(k.Src[0])) + "." + strconv.Itoa(int(k.Src[1])) + "."
+		} else {
+			text = maltrail.FormatAddr(netip.AddrFrom16(k.Src))
+		}
+		if n > bestN || n == bestN && text > best {
+			best, bestN = text, n
+		}
+	}
+	if err := it.Err(); err != nil {
+		return "", fmt.Errorf("read scan prefixes: %w", err)
+	}
+	return best, nil
 }

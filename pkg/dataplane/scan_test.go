@@ -237,10 +237,18 @@ func TestScanInfection(t *testing.T) {
 // own, the scanner's next probe alerts.
 func TestScanLocalPrefix(t *testing.T) {
 	p := scanPlane(t, allScans)
+	prefix := func(p *plane, want string) {
+		t.Helper()
+		if got, err := p.dp.LocalPrefix(); err != nil || got != want {
+			t.Errorf("LocalPrefix %q, %v; want %q", got, err, want)
+		}
+	}
+	prefix(p, "")
 	// three sources of 192.168. connect somewhere: the local prefix
 	for i := range 3 {
 		p.run(t, probe(netip.AddrFrom4([4]byte{192, 168, 1, byte(i + 1)}), target, 50000, 443, pktbuild.SYN), t0)
 	}
+	prefix(p, "192.168.")
 	src := netip.MustParseAddr("10.0.0.5")
 	hostProbe := func(i int) []byte {
 		return probe(src, netip.AddrFrom4([4]byte{10, 9, 9, byte(i)}), uint16(53000+i), 445, pktbuild.SYN)
@@ -255,6 +263,7 @@ func TestScanLocalPrefix(t *testing.T) {
 	for i := range 3 {
 		p.run(t, probe(netip.AddrFrom4([4]byte{10, 0, 1, byte(i + 1)}), target, 50000, 443, pktbuild.SYN), t0)
 	}
+	prefix(p, "10.0.")
 	_, recs := p.run(t, hostProbe(3), t0.Add(5*time.Second))
 	if got := scans(recs); len(got) != 1 || got[0].Scan != ScanInfection || got[0].DstAddr() != netip.MustParseAddr("10.9.9.0") {
 		t.Fatalf("scanner now local: %+v", got)
@@ -268,6 +277,13 @@ func TestScanLocalPrefix(t *testing.T) {
 	if len(got) != 1 {
 		t.Fatalf("tied prefix: %d alerts, want 1", len(got))
 	}
+	prefix(q, "172.17.") // Maltrail's tie: the textually largest
+	// the next window forgets the last one's sources ("1.2." sorts below
+	// them); an IPv6 source is its own prefix
+	q.run(t, probe(netip.MustParseAddr("1.2.3.4"), target, 50000, 443, pktbuild.SYN), t0.Add(time.Minute))
+	prefix(q, "1.2.")
+	q.run(t, probe(netip.MustParseAddr("2001:db8::5"), netip.MustParseAddr("2001:db8::7"), 50000, 443, pktbuild.SYN), t0.Add(2*time.Minute))
+	prefix(q, "2001:db8::5")
 }
 
 // TestScanWindow: state lives SCAN_WINDOW seconds from the window's first
