@@ -8,10 +8,12 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/xtrail/xtrail/internal/lab"
 	"github.com/xtrail/xtrail/internal/pktbuild"
 	"github.com/xtrail/xtrail/internal/testenv"
 	"github.com/xtrail/xtrail/pkg/dataplane"
@@ -280,4 +282,52 @@ func TestReplayScans(t *testing.T) {
 	if got := replayScans(dataplane.Scan{Infection: true, Window: 30 * time.Second}); !slices.Equal(got, infection) {
 		t.Errorf("infection only:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(infection, "\n"))
 	}
+}
+
+// TestLiveScans: a real port scan and UDP scan (11 ports each) from the
+// lab's source namespace reach the sensor's attached program and become
+// events; 10 ports to another host do not.
+func TestLiveScans(t *testing.T) {
+	l := lab.New(t)
+	c, _ := liveSensor(t, l, Options{Scan: dataplane.Scan{Port: true, UDP: true, Infection: true, Window: 30 * time.Second}})
+	// connection attempts in parallel: one SYN each before the timeout
+	script := func(proto, dst string, from, to int) string {
+		return "for p in $(seq " + strconv.Itoa(from) + " " + strconv.Itoa(to) + "); do (exec 3<>/dev/" + proto + "/" + dst + "/$p) & done; wait"
+	}
+	l.Run(l.Source, "timeout", "1", "bash", "-c", script("tcp", "198.51.100.50", 2000, 2010))
+	l.Run(l.Source, "timeout", "1", "bash", "-c", script("tcp", "198.51.100.51", 2000, 2009))
+	for p := 3000; p <= 3010; p++ {
+		if err := l.UDP("198.51.100.52", p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// a port scan is condensed for up to 10 s before it is written
+	want := [][]string{
+		{" 198.51.100.50 ", " TCP IP " + lab.SourceAddr + ` "potential port scanning" (heuristic)`},
+		{" 198.51.100.52 ", " UDP IP " + lab.SourceAddr + ` "potential udp scanning" (heuristic)`},
+	}
+	deadline := time.After(20 * time.Second)
+	for !matchEach(c.get(), want) {
+		select {
+		case <-c.note:
+		case <-deadline:
+			t.Fatalf("events after 20 s:\n%s", strings.Join(c.get(), ""))
+		}
+	}
+	if n := c.count("198.51.100.51"); n != 0 {
+		t.Errorf("10 ports made %d events", n)
+	}
+}
+
+// matchEach reports whether, for each want, some line of got holds all its
+// parts.
+func matchEach(got []string, want [][]string) bool {
+	for _, parts := range want {
+		if !slices.ContainsFunc(got, func(g string) bool {
+			return !slices.ContainsFunc(parts, func(p string) bool { return !strings.Contains(g, p) })
+		}) {
+			return false
+		}
+	}
+	return true
 }
