@@ -1,66 +1,14 @@
 package proto
 
-import "encoding/binary"
+import "github.com/xtrail/xtrail/internal/pktbuild"
 
-// ---- TLS ----
+// ---- TLS: the ClientHello builder of internal/pktbuild ----
 
-type tlsExt struct {
-	typ  uint16
-	data []byte
-}
+type tlsExt = pktbuild.TLSExt
 
-func u16p(b []byte) []byte { return binary.BigEndian.AppendUint16(nil, uint16(len(b))) }
-
-func sniExt(names ...string) tlsExt {
-	var list []byte
-	for _, n := range names {
-		list = append(list, 0)
-		list = append(list, u16p([]byte(n))...)
-		list = append(list, n...)
-	}
-	return tlsExt{0, append(u16p(list), list...)}
-}
-
-// clientHello builds a ClientHello handshake message shaped like a
-// browser's: a session id, a few suites, extensions before and after SNI.
-func clientHello(exts ...tlsExt) []byte {
-	body := []byte{0x03, 0x03}
-	for i := range 32 {
-		body = append(body, byte(i))
-	}
-	body = append(body, 32)
-	for i := range 32 {
-		body = append(body, byte(0xA0+i))
-	}
-	suites := []byte{0x13, 0x01, 0x13, 0x02, 0x13, 0x03, 0xc0, 0x2b}
-	body = append(body, u16p(suites)...)
-	body = append(body, suites...)
-	body = append(body, 1, 0)
-	var e []byte
-	for _, x := range exts {
-		e = binary.BigEndian.AppendUint16(e, x.typ)
-		e = append(e, u16p(x.data)...)
-		e = append(e, x.data...)
-	}
-	body = append(body, u16p(e)...)
-	body = append(body, e...)
-	return append([]byte{1, byte(len(body) >> 16), byte(len(body) >> 8), byte(len(body))}, body...)
-}
-
-// browserExts surrounds the server_name extension with typical ones.
-func browserExts(sni ...string) []tlsExt {
-	keyShare := append([]byte{0, 36, 0, 0x1d, 0, 32}, make([]byte, 32)...)
-	return []tlsExt{
-		{0x000a, []byte{0, 4, 0, 0x1d, 0, 0x17}},             // supported_groups
-		{0x0010, []byte{0, 3, 2, 'h', '2'}},                  // ALPN
-		sniExt(sni...),                                       // server_name
-		{0x002b, []byte{2, 3, 4}},                            // supported_versions
-		{0x0033, keyShare},                                   // key_share
-		{0x000d, []byte{0, 4, 4, 3, 8, 4}},                   // signature_algorithms
-		{0x0039, []byte{0x04, 0x04, 0x80, 0x00, 0xff, 0xff}}, // quic_transport_parameters
-	}
-}
-
-func tlsRecord(hs []byte) []byte {
-	return append([]byte{0x16, 0x03, 0x01, byte(len(hs) >> 8), byte(len(hs))}, hs...)
-}
+var (
+	sniExt      = pktbuild.SNIExt
+	clientHello = pktbuild.ClientHello
+	browserExts = pktbuild.BrowserExts
+	tlsRecord   = pktbuild.TLSRecord
+)

@@ -12,7 +12,7 @@ func TestClientHelloSNI(t *testing.T) {
 	rec := tlsRecord(hello)
 	// The server_name extension after a large padding extension (RFC
 	// 7685), so a snapshot cut before it loses the name.
-	padded := tlsRecord(clientHello(tlsExt{0x0015, make([]byte, 600)}, sniExt("late.example")))
+	padded := tlsRecord(clientHello(tlsExt{Type: 0x0015, Data: make([]byte, 600)}, sniExt("late.example")))
 	sniAt := bytes.Index(padded, []byte("late.example"))
 
 	// Hand-edit a copy: the extensions length says one byte more than the
@@ -36,10 +36,10 @@ func TestClientHelloSNI(t *testing.T) {
 		{"snapshot cut in the header", rec[:3], "", ErrTruncated},
 		{"record cut in the handshake header", rec[:7], "", ErrTruncated},
 		{"hello cut after compression methods", tlsRecord(hello[:4+2+32+1+32+2+8+2]), "", ErrTruncated},
-		{"no server_name", tlsRecord(clientHello(tlsExt{0x002b, []byte{2, 3, 4}})), "", ErrNoSNI},
+		{"no server_name", tlsRecord(clientHello(tlsExt{Type: 0x002b, Data: []byte{2, 3, 4}})), "", ErrNoSNI},
 		{"empty extension block", tlsRecord(clientHello()), "", ErrNoSNI},
-		{"non-host_name entries only", tlsRecord(clientHello(tlsExt{0, []byte{0, 4, 1, 0, 1, 'x'}})), "", ErrNoSNI},
-		{"empty host_name", tlsRecord(clientHello(tlsExt{0, []byte{0, 3, 0, 0, 0}})), "", ErrMalformed},
+		{"non-host_name entries only", tlsRecord(clientHello(tlsExt{Type: 0, Data: []byte{0, 4, 1, 0, 1, 'x'}})), "", ErrNoSNI},
+		{"empty host_name", tlsRecord(clientHello(tlsExt{Type: 0, Data: []byte{0, 3, 0, 0, 0}})), "", ErrMalformed},
 		{"extensions length overruns the hello", overrun, "", ErrMalformed},
 		{"application data record", append([]byte{0x17}, rec[1:]...), "", ErrUnsupported},
 		{"SSLv2-style header", append([]byte{0x16, 0x02}, rec[2:]...), "", ErrUnsupported},
@@ -120,8 +120,8 @@ func BenchmarkClientHelloSNI(b *testing.B) {
 
 func FuzzClientHelloSNI(f *testing.F) {
 	f.Add(tlsRecord(clientHello(browserExts("tls-evil.example")...)))
-	f.Add(tlsRecord(clientHello(tlsExt{0x0015, make([]byte, 60)}, sniExt("late.example", "b.example"))))
-	f.Add(tlsRecord(clientHello(tlsExt{0, []byte{0, 4, 1, 0, 1, 'x'}})))
+	f.Add(tlsRecord(clientHello(tlsExt{Type: 0x0015, Data: make([]byte, 60)}, sniExt("late.example", "b.example"))))
+	f.Add(tlsRecord(clientHello(tlsExt{Type: 0, Data: []byte{0, 4, 1, 0, 1, 'x'}})))
 	f.Add(tlsRecord(clientHello()))
 	for _, p := range corpusPayloads(f, "tls_sni.pcap") {
 		f.Add(p.data)
