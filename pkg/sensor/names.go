@@ -177,16 +177,19 @@ func (a *Agent) handleHTTP(r *dataplane.Record) {
 	st := &a.ns
 	st.path = trails.AppendLower(st.path[:0], h.Path)
 	dst := r.DstAddr()
-	// Host: trimmed, lowercased, ":80" stripped; dst_ip when absent.
-	if host := bytes.TrimSpace(h.Host); len(host) > 0 {
-		st.host = trails.AppendLower(st.host[:0], host)
+	// Host: trimmed, lowercased, ":80" stripped; dst_ip when absent. A
+	// Host that is empty, or becomes empty ("Host: :80"), stays empty, as
+	// in Maltrail: it starts with no letter, and the URL check sees the
+	// bare path.
+	if h.Host != nil {
+		st.host = trails.AppendLower(st.host[:0], bytes.TrimSpace(h.Host))
 		st.host = bytes.TrimSuffix(st.host, []byte(":80"))
 	} else {
 		st.host = maltrail.AppendAddr(st.host[:0], dst)
 	}
 	host := st.host
 	switch {
-	case isLetter(host[0]) && r.Side == dataplane.SideDst:
+	case len(host) > 0 && isLetter(host[0]) && r.Side == dataplane.SideDst:
 		if info, ref, err := a.meta.Meta(r.Meta); err == nil {
 			ev := a.baseEvent(r, "TCP")
 			ev.Type, ev.Info, ev.Reference = "IP", info, ref
