@@ -33,7 +33,4 @@ func sealInitial(tb testing.TB, s initialSpec) []byte {
 		PN: s.pn, PNLen: s.pnLen, Frames: s.frames, PadTo: s.padTo}.Seal()
 }
 
-var (
-	appendVarint = pktbuild.AppendVarint
-	cryptoFrame  = pktbuild.CryptoFrame
-)
+var cryptoFrame = pktbuild.CryptoFrame
