@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"log/slog"
 	"net/netip"
 	"os"
 	"strings"
@@ -104,7 +105,8 @@ func TestAgentCountsWhatItCannotRender(t *testing.T) {
 	at := time.Unix(1700000000, 0)
 	src, dst := netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("66.66.66.66")
 	out := newCapture()
-	a := NewAgent(AgentConfig{Meta: fakeMeta{1: {"x", "y"}}, Render: &maltrail.Renderer{Loc: time.UTC}, Out: out})
+	a := NewAgent(AgentConfig{Meta: fakeMeta{1: {"x", "y"}}, Render: &maltrail.Renderer{Loc: time.UTC}, Out: out,
+		Logger: slog.New(slog.DiscardHandler)})
 	a.Handle([]byte{1, 2, 3})                                                                              // short
 	a.Handle(rec(dataplane.KindIP, dataplane.SideDst, dataplane.TrailIP, 6, src, dst, 1, 2, 99, at, nil))  // meta gone
 	a.Handle(rec(dataplane.KindIP, dataplane.SideDst, dataplane.TrailIP, 200, src, dst, 0, 0, 1, at, nil)) // no protocol name
@@ -117,9 +119,10 @@ func TestAgentCountsWhatItCannotRender(t *testing.T) {
 		t.Fatalf("events written: %q", out.get())
 	}
 	if s.Records.Load() != 5 || s.Bad.Load() != 2 || s.NoMeta.Load() != 1 || s.UnknownLUT.Load() != 1 ||
-		s.Candidates[dataplane.KindDNS].Load() != 1 {
-		t.Errorf("records %d bad %d nometa %d unknown %d dns %d", s.Records.Load(), s.Bad.Load(),
-			s.NoMeta.Load(), s.UnknownLUT.Load(), s.Candidates[dataplane.KindDNS].Load())
+		s.Kinds[dataplane.KindIP].Load() != 2 || s.Kinds[dataplane.KindDNS].Load() != 1 || s.Malformed[dataplane.KindDNS].Load() != 1 {
+		t.Errorf("records %d bad %d nometa %d unknown %d ip %d dns %d malformed dns %d", s.Records.Load(), s.Bad.Load(),
+			s.NoMeta.Load(), s.UnknownLUT.Load(), s.Kinds[dataplane.KindIP].Load(), s.Kinds[dataplane.KindDNS].Load(),
+			s.Malformed[dataplane.KindDNS].Load())
 	}
 }
 

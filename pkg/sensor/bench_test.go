@@ -49,8 +49,14 @@ func (discard) Emit(int64, []byte) error { return nil }
 
 // benchAgent runs the agent over prebuilt raw records, cycling through them.
 func benchAgent(b *testing.B, recs [][]byte) {
-	a := NewAgent(AgentConfig{Meta: fakeMeta{}, Rules: NameRules{Names: loadStatic(b), Whitelist: trails.DefaultWhitelist(), CheckHostDomains: true, CheckSNI: true},
-		Render: &maltrail.Renderer{Sensor: "bench", Loc: time.UTC}, Out: discard{}, Throttle: throttle.Off})
+	benchAgentNames(b, loadStatic(b), recs)
+}
+
+// benchAgentNames is benchAgent with the given name trails (nil: none).
+func benchAgentNames(b *testing.B, names *trails.Names, recs [][]byte) {
+	a := NewAgent(AgentConfig{Meta: fakeMeta{}, Rules: NameRules{Names: names, Whitelist: trails.DefaultWhitelist(), CheckHostDomains: true, CheckSNI: true},
+		Render: &maltrail.Renderer{Sensor: "bench", Loc: time.UTC}, Out: discard{}, Throttle: throttle.Off,
+		Logger: slog.New(slog.DiscardHandler)})
 	for _, r := range recs { // grow the scratch buffers first
 		a.Handle(r)
 	}
@@ -114,6 +120,28 @@ func BenchmarkAgentHTTP(b *testing.B) {
 		recs = append(recs, rec(dataplane.KindHTTP, 0, 0, 6, benchSrc, benchDst, uint16(40000+i), 80, 0, time.Unix(1700000000, 0), []byte(req)))
 	}
 	benchAgent(b, recs)
+}
+
+// BenchmarkAgentOverhead: the fixed cost of Handle, on a record that asks
+// for nothing (an IP hit on a protocol Maltrail has no name for): decode,
+// counters and the last-resort guard.
+func BenchmarkAgentOverhead(b *testing.B) {
+	recs := [][]byte{rec(dataplane.KindIP, dataplane.SideDst, dataplane.TrailIP, 200, benchSrc, benchDst, 0, 0, 1, time.Unix(1700000000, 0), nil)}
+	benchAgentNames(b, nil, recs)
+}
+
+// BenchmarkAgentMalformed: candidates that do not parse (DNS, HTTP, TLS,
+// QUIC), the path hostile traffic drives: each is counted, only the first
+// of each kind of failure is logged, and nothing allocates.
+func BenchmarkAgentMalformed(b *testing.B) {
+	at := time.Unix(1700000000, 0)
+	recs := [][]byte{
+		rec(dataplane.KindDNS, 0, 0, 17, benchSrc, benchDst, 40000, 53, 0, at, []byte{0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 0x0c}),
+		rec(dataplane.KindHTTP, 0, 0, 6, benchSrc, benchDst, 40000, 80, 0, at, []byte("GET /cut-before-the-end-of-the-request-line")),
+		rec(dataplane.KindTLS, 0, 0, 6, benchSrc, benchDst, 40000, 443, 0, at, []byte{0x16, 3, 1, 0, 200, 1, 0, 0, 196, 3, 3}),
+		rec(dataplane.KindQUIC, 0, 0, 17, benchSrc, benchDst, 40000, 443, 0, at, append([]byte{0xc0, 0, 0, 0, 1, 8, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0x44, 0xd0}, make([]byte, 1200)...)),
+	}
+	benchAgentNames(b, nil, recs)
 }
 
 // BenchmarkKernelToEvent: HTTP candidates made by the XDP program (test-run

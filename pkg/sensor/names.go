@@ -95,7 +95,7 @@ func (a *Agent) handleDNS(r *dataplane.Record) {
 	}
 	m := &a.ns.dns
 	if err := proto.ParseDNS(msg, m); err != nil {
-		a.stats.Malformed.Add(1)
+		a.malformed(r, err)
 		return
 	}
 	if !m.IsStandardQuery() {
@@ -150,7 +150,7 @@ func (a *Agent) handleTLS(r *dataplane.Record) {
 	}
 	sni, err := proto.ClientHelloSNI(r.Payload)
 	if err != nil {
-		a.stats.Malformed.Add(1)
+		a.malformed(r, err)
 		return
 	}
 	a.checkDomain(r, sni, "TCP")
@@ -162,16 +162,21 @@ func (a *Agent) handleQUIC(r *dataplane.Record) {
 	}
 	sni, err := proto.QUICInitialSNI(r.Payload, &a.ns.quic)
 	if err != nil {
-		a.stats.Malformed.Add(1)
+		a.malformed(r, err)
 		return
 	}
 	a.checkDomain(r, sni, "UDP")
 }
 
+var httpResponse = []byte("HTTP/")
+
 // handleHTTP: spec §1.4, HTTP requests (responses feed only heuristics).
 func (a *Agent) handleHTTP(r *dataplane.Record) {
 	h := &a.ns.http
 	if err := proto.ParseHTTPRequest(r.Payload, h); err != nil {
+		if !bytes.HasPrefix(r.Payload, httpResponse) {
+			a.malformed(r, err) // a response is no request, and no failure
+		}
 		return
 	}
 	st := &a.ns

@@ -10,6 +10,7 @@ import (
 
 	"github.com/xtrail/xtrail/pkg/dataplane"
 	"github.com/xtrail/xtrail/pkg/maltrail"
+	"github.com/xtrail/xtrail/pkg/proto"
 )
 
 // Scans (spec §4) are counted by the XDP program, which sends one
@@ -33,11 +34,8 @@ func (a *Agent) handleScan(r *dataplane.Record) {
 		ev = a.baseEvent(r, "TCP")
 		ev.Type, ev.Trail, ev.Info = "PORT", strconv.Itoa(int(r.Dport)), "potential infection"
 	default:
-		a.stats.Bad.Add(1)
-		if !a.loggedBad {
-			a.loggedBad = true
-			a.log.Warn("scan record of an unknown kind (logged once)", "scan", r.Scan)
-		}
+		// counted as malformed_scan, logged once
+		a.malformed(r, &proto.Error{Where: "scan record kind " + strconv.Itoa(int(r.Scan)), Kind: proto.ErrUnsupported})
 		return
 	}
 	ev.Reference = "(heuristic)"

@@ -305,10 +305,10 @@ func drain(rd *ringbuf.Reader, rec *ringbuf.Record, agent *Agent) error {
 	}
 }
 
+// report logs the exit summary: every agent counter, then the program's
+// counters that are not zero.
 func report(log *slog.Logger, dp *dataplane.Dataplane, a *Agent) {
-	args := []any{"records", a.stats.Records.Load(), "events", a.stats.Events.Load(),
-		"bad_records", a.stats.Bad.Load(), "skipped_frames", a.stats.Skipped.Load(),
-		"emit_errors", a.stats.EmitErrors.Load()}
+	args := a.stats.summary()
 	if cs, err := dp.Counters(); err == nil {
 		for _, c := range cs {
 			if c.Value != 0 {
