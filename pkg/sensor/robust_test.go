@@ -250,8 +250,8 @@ func TestStatsSummary(t *testing.T) {
 	}
 	want := map[string]uint64{"records": 1, "events": 2, "bad_records": 3, "panics": 4, "no_meta": 5, "unknown_proto": 6,
 		"emit_errors": 7, "skipped_frames": 8, "frames": 9, "ignored": 10, "whitelisted": 11,
-		"records_ip": 101, "records_dns": 102, "records_http": 103, "records_tls": 104, "records_quic": 105,
-		"malformed_dns": 202, "malformed_http": 203, "malformed_tls": 204, "malformed_quic": 205}
+		"records_ip": 101, "records_dns": 102, "records_http": 103, "records_tls": 104, "records_quic": 105, "records_scan": 106,
+		"malformed_dns": 202, "malformed_http": 203, "malformed_tls": 204, "malformed_quic": 205, "malformed_scan": 206}
 	for k, v := range want {
 		if got[k] != v {
 			t.Errorf("summary %s = %d, want %d", k, got[k], v)

@@ -149,8 +149,8 @@ func TestAgentScanEvents(t *testing.T) {
 	if got := out.get(); len(got) != 0 {
 		t.Errorf("whitelisted: %q", got)
 	}
-	if s := a.Stats(); s.Whitelisted.Load() != 2 || s.Bad.Load() != 1 || s.Records.Load() != 3 {
-		t.Errorf("whitelisted %d, bad %d, records %d", s.Whitelisted.Load(), s.Bad.Load(), s.Records.Load())
+	if s := a.Stats(); s.Whitelisted.Load() != 2 || s.Malformed[dataplane.KindScan].Load() != 1 || s.Records.Load() != 3 {
+		t.Errorf("whitelisted %d, malformed %d, records %d", s.Whitelisted.Load(), s.Malformed[dataplane.KindScan].Load(), s.Records.Load())
 	}
 }
 
