@@ -1,11 +1,13 @@
 // Package sink holds the destinations of the sensor's Maltrail event lines:
-// the daily LOG_DIR file, the Maltrail LOG_SERVER UDP datagram, the console,
+// the daily LOG_DIR file, the Maltrail LOG_SERVER UDP datagram, the
+// SYSLOG_SERVER (CEF) and LOGSTASH_SERVER (JSON) datagrams, the console, D4,
 // and a fan-out over several of them.
 //
-// Every sink is bounded: Emit does one write (or one datagram, plus at most
-// one retry on a fresh socket) and returns, so a slow or broken destination
-// costs the caller one failed call, never an unbounded wait. Emit reuses its
-// buffers and does not allocate in the steady state.
+// Every sink is bounded: Emit does one write (or one datagram per endpoint,
+// plus at most one retry on a fresh socket, each with a write deadline) and
+// returns, so a slow or broken destination costs the caller one failed call,
+// never an unbounded wait. Emit reuses its buffers and does not allocate in
+// the steady state.
 package sink
 
 import (
