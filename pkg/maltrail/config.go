@@ -289,6 +289,15 @@ func (c *Config) Int(key string, def int) (int, error) {
 	return n, nil
 }
 
+// Where returns where key was set, "file:line" or "env MALTRAIL_KEY", for
+// error messages; "" when the file does not set it.
+func (c *Config) Where(key string) string {
+	if e := c.entry(key); e != nil {
+		return e.where
+	}
+	return ""
+}
+
 // List returns a copy of the items of an array key (a bare word followed by
 // indented lines), or nil when key is absent or a scalar. An array whose
 // items are all commented out is empty, not nil.

@@ -195,6 +195,11 @@ func TestParseConfigRules(t *testing.T) {
 	if _, err := c.Int("IP_ALIASES", 0); err == nil {
 		t.Error("Int of an array: no error")
 	}
+	for key, want := range map[string]string{"LOG_DIR": "env MALTRAIL_LOG_DIR", "DUP": "t.conf:18", "IP_ALIASES": "t.conf:10", "NOT_IN_FILE": ""} {
+		if got := c.Where(key); got != want {
+			t.Errorf("Where(%s) = %q, want %q", key, got, want)
+		}
+	}
 }
 
 func TestParseConfigErrors(t *testing.T) {

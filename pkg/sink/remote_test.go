@@ -385,7 +385,7 @@ func TestRemoteFailingEndpoint(t *testing.T) {
 	}
 	defer r.Close()
 	r.eps[0].dst = netip.AddrPortFrom(r.eps[0].dst.Addr(), 0) // port 0: every send fails
-	r.eps[0].addr = "127.0.0.1:0"           // and so does the resolve before the retry
+	r.eps[0].addr = "127.0.0.1:0"                             // and so does the resolve before the retry
 	if err := r.Emit(specSec, []byte(specLine)); err == nil {
 		t.Error("a failing endpoint reported no error")
 	}
