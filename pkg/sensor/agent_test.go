@@ -6,7 +6,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/netip"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -124,63 +123,6 @@ func TestAgentCountsWhatItCannotRender(t *testing.T) {
 			s.NoMeta.Load(), s.UnknownLUT.Load(), s.Kinds[dataplane.KindIP].Load(), s.Kinds[dataplane.KindDNS].Load(),
 			s.Malformed[dataplane.KindDNS].Load())
 	}
-}
-
-func TestConfigure(t *testing.T) {
-	dir := t.TempDir()
-	parse := func(text string) *maltrail.Config {
-		cfg, err := maltrail.ParseConfig(strings.NewReader(text), "test.conf", func(string) (string, bool) { return "", false })
-		if err != nil {
-			t.Fatal(err)
-		}
-		return cfg
-	}
-	trails := dir + "/trails.csv"
-	if err := writeFile(trails, "1.2.3.4,x,(static)\n"); err != nil {
-		t.Fatal(err)
-	}
-	cases := []struct {
-		name, conf string
-		flags      Flags
-		sinks      string // Multi's name, "" = an error is expected
-	}{
-		{"maltrail defaults", "LOG_DIR " + dir + "/log\nTRAILS_FILE " + trails, Flags{Interfaces: "eth9"}, "multi(file)"},
-		{"log server and console", "LOG_DIR " + dir + "/log\nLOG_SERVER 127.0.0.1:8337\nTRAILS_FILE " + trails, Flags{Pcaps: []string{"x.pcap"}, Console: true}, "multi(file,udp:127.0.0.1:8337,console)"},
-		{"no local storage, nothing else: console", "DISABLE_LOCAL_LOG_STORAGE true\nTRAILS_FILE " + trails, Flags{Pcaps: []string{"x.pcap"}}, "multi(console)"},
-		{"no local storage with a log server", "DISABLE_LOCAL_LOG_STORAGE true\nLOG_SERVER 127.0.0.1:8337\nTRAILS_FILE " + trails, Flags{Pcaps: []string{"x.pcap"}}, "multi(udp:127.0.0.1:8337)"},
-		{"d4", "DISABLE_LOCAL_LOG_STORAGE true\nTRAILS_FILE " + trails + "\nD4_SERVER 127.0.0.1:4443\nD4_UUID 1d940331-9fc9-4381-8fc9-3b624db66025\nD4_KEY k\nDISABLE_D4_TLS_VERIFY true", Flags{Pcaps: []string{"x.pcap"}}, "multi(d4)"},
-		{"log server without a port", "LOG_SERVER 127.0.0.1\nLOG_DIR " + dir + "/log\nTRAILS_FILE " + trails, Flags{Pcaps: []string{"x.pcap"}}, ""},
-		{"no interface", "LOG_DIR " + dir + "/log\nTRAILS_FILE " + trails, Flags{}, ""},
-		{"missing trails file", "LOG_DIR " + dir + "/log\nTRAILS_FILE " + dir + "/nope.csv", Flags{Pcaps: []string{"x.pcap"}}, ""},
-		{"d4 with a v1 uuid", "TRAILS_FILE " + trails + "\nLOG_DIR " + dir + "/log\nD4_SERVER 127.0.0.1:4443\nD4_UUID 6ba7b810-9dad-11d1-80b4-00c04fd430c8\nD4_KEY k\nDISABLE_D4_TLS_VERIFY true", Flags{Pcaps: []string{"x.pcap"}}, ""},
-		{"bad xdp action", "TRAILS_FILE " + trails + "\nLOG_DIR " + dir + "/log\nXDP_ACTION reject", Flags{Interfaces: "eth9"}, ""},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			st, err := Configure(parse(c.conf), c.flags, nil)
-			if c.sinks == "" {
-				if err == nil {
-					st.Sinks.Close()
-					t.Fatal("configuration accepted")
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer st.Sinks.Close()
-			if got := st.Sinks.Name(); got != c.sinks {
-				t.Errorf("sinks %s, want %s", got, c.sinks)
-			}
-			if st.Options.TrailsFile != trails {
-				t.Errorf("trails file %q", st.Options.TrailsFile)
-			}
-		})
-	}
-}
-
-func writeFile(path, text string) error {
-	return os.WriteFile(path, []byte(text), 0o644)
 }
 
 // TestAgentNamesPerGeneration: a record is matched against the name
