@@ -33,6 +33,14 @@ func liveSensor(t *testing.T, l *lab.Lab, o Options) (c *capture, stop func() er
 	}
 	c = newCapture()
 	o.Out = c
+	return c, startLive(t, o)
+}
+
+// startLive runs a live sensor with o until stop is called (stop returns
+// Run's error, and runs at cleanup too); it returns once the sensor is
+// ready.
+func startLive(t *testing.T, o Options) (stop func() error) {
+	t.Helper()
 	ready := make(chan struct{})
 	o.Ready = func() { close(ready) }
 	ctx, cancel := context.WithCancel(context.Background())
@@ -63,7 +71,7 @@ func liveSensor(t *testing.T, l *lab.Lab, o Options) (c *capture, stop func() er
 		}
 	}
 	t.Cleanup(func() { stop() })
-	return c, stop
+	return stop
 }
 
 // prober sends datagrams from the lab's source side and watches a
