@@ -438,7 +438,7 @@ func mib(n int64) string {
 func trailsUpdate(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("trails update", flag.ContinueOnError)
 	conf := fs.String("c", "", "maltrail.conf: feeds from UPDATE_SERVER, CUSTOM_TRAILS_URL and TRAILS_FEEDS, UPDATE_PERIOD, TRAILS_FEED_DIR")
-	dir := fs.String("dir", "", "where the feed copies live (default TRAILS_FEED_DIR, else "+defaultFeedDir+")")
+	dir := fs.String("dir", "", "where the feed copies live (default TRAILS_FEED_DIR, else "+feeds.DefaultDir+")")
 	force := fs.Bool("force", false, "accept a feed under half the size of the current copy")
 	period := fs.Duration("period", 0, "update period: copies older than twice this are reported stale (default UPDATE_PERIOD, else 24h)")
 	asJSON := fs.Bool("json", false, "print the results as JSON")
@@ -450,10 +450,11 @@ func trailsUpdate(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	list, err := feeds.Configured(cfg)
+	set, err := feeds.FromConfig(cfg)
 	if err != nil {
 		return err
 	}
+	list := set.Feeds
 	for _, a := range fs.Args() {
 		name, url, ok := strings.Cut(a, "=")
 		if !ok {
@@ -465,14 +466,10 @@ func trailsUpdate(ctx context.Context, args []string) error {
 		return fmt.Errorf("trails update: no feeds: give NAME=URL arguments or a config (-c) that lists them: %w", trailsUsageErr())
 	}
 	if *dir == "" {
-		*dir = cfg.String("TRAILS_FEED_DIR", defaultFeedDir)
+		*dir = set.Dir
 	}
 	if *period == 0 {
-		secs, err := cfg.Int("UPDATE_PERIOD", int(feeds.DefaultPeriod/time.Second))
-		if err != nil || secs <= 0 {
-			return fmt.Errorf("UPDATE_PERIOD: want a positive number of seconds")
-		}
-		*period = time.Duration(secs) * time.Second
+		*period = set.Period
 	}
 	bar := progress.New(os.Stderr)
 	res, err := feeds.Update(ctx, list, feeds.Options{Dir: *dir, Force: *force, Period: *period, Logger: newLoggerTo(bar.Clearing(os.Stderr), *quiet),
@@ -521,8 +518,6 @@ func trailsUpdate(ctx context.Context, args []string) error {
 	}
 	return nil
 }
-
-const defaultFeedDir = "/var/lib/xtrail/feeds"
 
 // trailsUsageErr prints the trails usage and returns the error to exit with.
 func trailsUsageErr() error {
