@@ -196,8 +196,8 @@ func (k keys) shadowed(flag, flagValue, key string, parse func(string) error, al
 	if flagValue == "" {
 		return k.choice(key, parse, allowed)
 	}
-	if parse(strings.ToLower(flagValue)) != nil {
-		return fmt.Errorf("sensor: %s %q: want %s", flag, flagValue, allowed)
+	if err := parse(strings.ToLower(flagValue)); err != nil {
+		return fmt.Errorf("sensor: %s: %w", flag, err)
 	}
 	return nil
 }
