@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -105,8 +106,23 @@ func (m *Multi) Errors() map[string]uint64 {
 	return out
 }
 
-// Close closes every sink and joins their errors.
+// Close closes every sink and joins their errors. It logs each sink's
+// failed events and, for the network sinks, sent datagrams: the exit
+// summary of the outputs (a warning when any event failed).
 func (m *Multi) Close() error {
+	level, args := slog.LevelInfo, make([]any, 0, len(m.sinks))
+	for i, s := range m.sinks {
+		failed := m.errs[i].Load()
+		attrs := []any{"failed", failed}
+		if c, ok := s.(interface{ Sent() uint64 }); ok {
+			attrs = append(attrs, "sent", c.Sent())
+		}
+		if failed > 0 {
+			level = slog.LevelWarn
+		}
+		args = append(args, slog.Group(s.Name(), attrs...))
+	}
+	m.logger.Log(context.Background(), level, "output counters", args...)
 	var errs []error
 	for _, s := range m.sinks {
 		if err := s.Close(); err != nil {

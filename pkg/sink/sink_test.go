@@ -454,6 +454,19 @@ func TestMultiKeepsGoingAndLogsOnce(t *testing.T) {
 	if err := m.Close(); err != nil {
 		t.Error(err)
 	}
+	// the exit summary: failures per sink, a warning when any failed
+	if !strings.Contains(logs.String(), `level=WARN msg="output counters" fail.failed=11 console.failed=0`) {
+		t.Errorf("no output counters at Close:\n%s", logs.String())
+	}
+	u, err := NewUDP("127.0.0.1:9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs.Reset()
+	_ = NewMulti(logger, u).Close()
+	if !strings.Contains(logs.String(), `level=INFO msg="output counters" udp:127.0.0.1:9.failed=0 udp:127.0.0.1:9.sent=0`) {
+		t.Errorf("no datagram count at Close:\n%s", logs.String())
+	}
 }
 
 func BenchmarkFileEmit(b *testing.B) {
