@@ -78,8 +78,8 @@ var ownPrefixes = []string{"D4_", "XDP_", "SNAPLEN_", "TRAILS_FEED"}
 // agent needs (the default 8 MiB holds thousands of full snapshots).
 const maxRingSize = 1 << 30
 
-// host is what Configure takes from the process: tests replace it.
-type host struct {
+// process is what Configure takes from the process: tests replace it.
+type process struct {
 	stdout   *os.File // the console output
 	hostname func() (string, error)
 }
@@ -92,10 +92,10 @@ type host struct {
 // LOGSTASH_SERVER when set, and D4_SERVER adds the D4 output. Events go to
 // standard output with --console, or when no other output is configured.
 func Configure(cfg *maltrail.Config, f Flags, log *slog.Logger) (*Setup, error) {
-	return configure(cfg, f, log, host{stdout: os.Stdout, hostname: os.Hostname})
+	return configure(cfg, f, log, process{stdout: os.Stdout, hostname: os.Hostname})
 }
 
-func configure(cfg *maltrail.Config, f Flags, log *slog.Logger, h host) (*Setup, error) {
+func configure(cfg *maltrail.Config, f Flags, log *slog.Logger, h process) (*Setup, error) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -393,7 +393,7 @@ func sensorName(cfg *maltrail.Config) string {
 // outputs builds the sinks: LOG_DIR, LOG_SERVER, D4_SERVER, SYSLOG_SERVER,
 // LOGSTASH_SERVER, and the console with --console or when there is no
 // other output. With D4 it sets o.D4.
-func (k keys) outputs(f Flags, o *Options, log *slog.Logger, h host) (_ []sink.Sink, err error) {
+func (k keys) outputs(f Flags, o *Options, log *slog.Logger, h process) (_ []sink.Sink, err error) {
 	var sinks []sink.Sink
 	defer func() {
 		if err != nil {
@@ -457,7 +457,7 @@ func (k keys) outputs(f Flags, o *Options, log *slog.Logger, h host) (_ []sink.S
 
 // remoteOutputs builds the SYSLOG_SERVER and LOGSTASH_SERVER sinks, rated by
 // REMOTE_SEVERITY_REGEX.
-func (k keys) remoteOutputs(o *Options, h host) (_ []sink.Sink, err error) {
+func (k keys) remoteOutputs(o *Options, h process) (_ []sink.Sink, err error) {
 	expr, set := k.cfg.Get("REMOTE_SEVERITY_REGEX")
 	if !set {
 		expr = sink.DefaultSeverityRegex

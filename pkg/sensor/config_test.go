@@ -42,17 +42,17 @@ func readConf(t testing.TB, dir, text string) *maltrail.Config {
 
 // testHost is the process as Configure sees it, with standard output in a
 // file the test can read (consoleOut).
-func testHost(t testing.TB) host {
+func testHost(t testing.TB) process {
 	t.Helper()
 	f, err := os.Create(filepath.Join(t.TempDir(), "stdout"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
-	return host{stdout: f, hostname: os.Hostname}
+	return process{stdout: f, hostname: os.Hostname}
 }
 
-func consoleOut(t testing.TB, h host) string {
+func consoleOut(t testing.TB, h process) string {
 	t.Helper()
 	b, err := os.ReadFile(h.stdout.Name())
 	if err != nil {
@@ -277,7 +277,7 @@ func TestConfigureNoOutput(t *testing.T) {
 		{"local storage, console to /dev/null", "TRAILS_FILE " + dir + "/trails.csv\nLOG_DIR " + dir + "/log\n", Flags{Console: true}, devNull, true},
 	} {
 		c.flags.Pcaps = []string{"x.pcap"}
-		st, err := configure(readConf(t, dir, c.conf), c.flags, quiet, host{stdout: c.stdout, hostname: os.Hostname})
+		st, err := configure(readConf(t, dir, c.conf), c.flags, quiet, process{stdout: c.stdout, hostname: os.Hostname})
 		if err == nil {
 			st.Sinks.Close()
 		}
