@@ -165,6 +165,7 @@ func TestConfigureRejects(t *testing.T) {
 	}{
 		{`CHECK_HOST_DOMAINS yes`, []string{`CHECK_HOST_DOMAINS "yes": want true or false`}},
 		{`USE_FAST_PREFILTER on`, []string{`USE_FAST_PREFILTER "on"`, "true or false"}},
+		{`USE_HEURISTICS yes`, []string{`USE_HEURISTICS "yes"`, "true or false"}},
 		{`DISABLE_LOCAL_LOG_STORAGE enabled`, []string{`DISABLE_LOCAL_LOG_STORAGE "enabled"`, "true or false"}},
 		{d4 + `DISABLE_D4_TLS_VERIFY yes`, []string{`DISABLE_D4_TLS_VERIFY "yes"`, "true or false"}},
 		{`FAST_FLOW_CUTOFF four`, []string{`FAST_FLOW_CUTOFF "four"`, "a number of packets"}},
