@@ -533,15 +533,16 @@ func (t *TrailMaps) lockLoads() (func(), error) {
 // generationInstalled says whether any kind has maps in generation g.
 func (t *TrailMaps) generationInstalled(g uint32) (bool, error) {
 	for i := range t.outer {
-		var m *ebpf.Map
-		err := t.outer[i].Lookup(g, &m)
+		// the inner map's id, not the map: opening a map by id needs
+		// CAP_SYS_ADMIN, which the sensor's unit does not grant
+		var id uint32
+		err := t.outer[i].Lookup(g, &id)
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
 			continue
 		}
 		if err != nil {
 			return false, fmt.Errorf("read %s generation %d: %w", outerNames[i], g, err)
 		}
-		m.Close()
 		return true, nil
 	}
 	return false, nil
@@ -710,23 +711,19 @@ func (t *TrailMaps) LiveMapIDs() (ids []ebpf.MapID, otherFree bool, err error) {
 		return nil, false, err
 	}
 	otherFree = true
+	// An outer map's value read from user space is the inner map's id;
+	// reading ids rather than opening the maps needs no CAP_SYS_ADMIN
+	// (the sensor's unit grants only CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON).
 	for kind := range t.outer {
-		m, err := t.liveMap(kind)
-		if err != nil {
-			return nil, false, err
+		var id uint32
+		err := t.outer[kind].Lookup(g, &id)
+		switch {
+		case err == nil:
+			ids = append(ids, ebpf.MapID(id))
+		case !errors.Is(err, ebpf.ErrKeyNotExist):
+			return nil, false, fmt.Errorf("read %s generation %d: %w", outerNames[kind], g, err)
 		}
-		if m != nil {
-			info, err := m.Info()
-			m.Close()
-			if err != nil {
-				return nil, false, fmt.Errorf("map info: %w", err)
-			}
-			id, _ := info.ID()
-			ids = append(ids, id)
-		}
-		var other *ebpf.Map
-		if err := t.outer[kind].Lookup(g^1, &other); err == nil {
-			other.Close()
+		if err := t.outer[kind].Lookup(g^1, &id); err == nil {
 			otherFree = false
 		}
 	}
