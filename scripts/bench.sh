@@ -49,14 +49,14 @@ u = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(f"{u.ru_utime + u.ru_stime:.3f} {u.ru_maxrss} {wall:.3f}")
 PY
 }
-declare -A cpu rss
+declare -A cpu
 for n in 20000 200000; do
 	best=""
 	for run in 1 2 3; do
 		read -r c r w < <(measure "$XT" sensor -q -c "$T/bench.conf" -r "$T/mix$n.pcap")
 		if [ -z "$best" ] || awk "BEGIN{exit !($c < $best)}"; then best=$c; bestr=$r; bestw=$w; fi
 	done
-	cpu[$n]=$best; rss[$n]=$bestr
+	cpu[$n]=$best
 	loop=$("$XT" sensor -c "$T/bench.conf" -r "$T/mix$n.pcap" 2>&1 >/dev/null | grep -o 'cpu_per_frame=[^ ]*' || true)
 	printf "  mix %6d packets: CPU %6.3f s (best of 3), wall %6.3f s, peak RSS %6d kB; replay loop alone: %s\n" $n "$best" "$bestw" "$bestr" "$loop"
 done

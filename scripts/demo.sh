@@ -25,6 +25,7 @@ T=$(mktemp -d /tmp/xtrail-demo.XXXXXX)
 pids=()
 ok=0
 
+# shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
 	set +e
 	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
@@ -78,11 +79,11 @@ step "server: certificate, sensor registration, D4 server with built-in exporter
 uuid=$(cat /proc/sys/kernel/random/uuid)
 key=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
 echo "$uuid $key" > "$T/sensors.keys"
-"$XT" collector -listen 127.0.0.1:$COL_PORT -log-dir "$T/collector" 2> "$T/collector.err" &
+"$XT" collector -listen "127.0.0.1:$COL_PORT" -log-dir "$T/collector" 2> "$T/collector.err" &
 pids+=($!)
 wait_for "$T/collector.err" "collector listening" 10
-"$XT" server -listen 127.0.0.1:$D4_PORT -cert "$T/pki/server.crt" -key "$T/pki/server.key" \
-	-mode registration -keys "$T/sensors.keys" -export maltrail=127.0.0.1:$COL_PORT 2> "$T/server.err" &
+"$XT" server -listen "127.0.0.1:$D4_PORT" -cert "$T/pki/server.crt" -key "$T/pki/server.key" \
+	-mode registration -keys "$T/sensors.keys" -export "maltrail=127.0.0.1:$COL_PORT" 2> "$T/server.err" &
 pids+=($!)
 wait_for "$T/server.err" "D4 server listening" 10
 

@@ -11,7 +11,7 @@ t=${1:-10s}
 run() { go test -run '^$' -fuzz "^$2\$" -fuzztime "$t" -fuzzminimizetime "${FUZZMINTIME:-5s}" "./$1" 2>&1; }
 
 grep -rl --include='*_test.go' '^func Fuzz' pkg internal 2>/dev/null | xargs -r dirname | sort -u | while read -r dir; do
-	for f in $(grep -h --include='*_test.go' -r -o '^func Fuzz[A-Za-z0-9_]*' "$dir" | sed 's/^func //' | sort -u); do
+	grep -h --include='*_test.go' -r -o '^func Fuzz[A-Za-z0-9_]*' "$dir" | sed 's/^func //' | sort -u | while read -r f; do
 		echo "fuzz: $dir $f ($t)"
 		out=$(run "$dir" "$f") && continue
 		# On a loaded machine the fuzzer's coordinator can give up waiting
