@@ -4,8 +4,13 @@ GO      ?= go
 BIN     := bin/xtrail
 PKGS    := ./...
 FUZZTIME ?= 10s
+# make install (scripts/install.sh says what goes where)
+PREFIX        ?= /usr/local
+SYSCONFDIR    ?= /etc
+LOCALSTATEDIR ?= /var
+DESTDIR       ?=
 
-.PHONY: all build generate check-generate test test-unit fuzz-smoke fuzz bench demo lint clean
+.PHONY: all build generate check-generate test test-unit fuzz-smoke fuzz bench demo lint install clean
 
 all: build
 
@@ -40,8 +45,13 @@ demo: build
 	scripts/deps.sh demo
 	scripts/demo.sh
 
+install: build
+	DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" SYSCONFDIR="$(SYSCONFDIR)" LOCALSTATEDIR="$(LOCALSTATEDIR)" \
+		scripts/install.sh $(BIN)
+
 lint:
 	scripts/checkfiles.sh
+	scripts/lint-scripts.sh
 	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt: $$out"; exit 1; }
 	$(GO) vet $(PKGS)
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
