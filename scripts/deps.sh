@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what a make target needs and is missing, from Debian's packages.
 #   scripts/deps.sh demo      iproute2, ping
-#   scripts/deps.sh test      + redis-server, tcpdump, python3 (corpus and Redis tests)
+#   scripts/deps.sh test      + redis-server, tcpdump, python3 (corpus and Redis tests);
+#                             shellcheck (make lint); vagrant, vagrant-libvirt, systemd-analyze,
+#                             strace, ethtool, setpriv, nsenter (deployment tests, internal/deploytest)
 #   scripts/deps.sh generate  + clang, llvm, kernel UAPI headers (make generate)
 #   scripts/deps.sh bench     + python3 (traffic mix generator)
 set -euo pipefail
@@ -16,7 +18,11 @@ test)
 	want ip iproute2; want ping iputils-ping; want redis-server redis-server
 	want python3 python3; want clang clang; want llvm-strip llvm
 	[ -e /usr/include/linux/bpf.h ] || need+=(linux-libc-dev)
-	[ -e /usr/include/x86_64-linux-gnu/asm/types.h ] || [ "$(uname -m)" != x86_64 ] || need+=(linux-libc-dev) ;;
+	[ -e /usr/include/x86_64-linux-gnu/asm/types.h ] || [ "$(uname -m)" != x86_64 ] || need+=(linux-libc-dev)
+	want shellcheck shellcheck; want vagrant vagrant; want systemd-analyze systemd
+	dpkg -s vagrant-libvirt >/dev/null 2>&1 || need+=(vagrant-libvirt)
+	want strace strace; want ethtool ethtool; want tc iproute2
+	want setpriv util-linux; want nsenter util-linux ;;
 generate)
 	want clang clang; want llvm-strip llvm
 	[ -e /usr/include/linux/bpf.h ] || need+=(linux-libc-dev) ;;
