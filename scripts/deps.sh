@@ -2,8 +2,8 @@
 # Installs what a make target needs and is missing, from Debian's packages.
 #   scripts/deps.sh demo      iproute2, ping
 #   scripts/deps.sh test      + redis-server, tcpdump, python3 (corpus and Redis tests);
-#                             shellcheck (make lint); vagrant, vagrant-libvirt, systemd-analyze,
-#                             strace, ethtool, setpriv, nsenter (deployment tests, internal/deploytest)
+#                             for make lint, ShellCheck; for the deployment tests (internal/deploytest)
+#                             vagrant, vagrant-libvirt, systemd-analyze, strace, ethtool, setpriv, nsenter
 #   scripts/deps.sh generate  + clang, llvm, kernel UAPI headers (make generate)
 #   scripts/deps.sh bench     + python3 (traffic mix generator)
 set -euo pipefail
