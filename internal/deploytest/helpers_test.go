@@ -157,8 +157,8 @@ func start(t testing.TB, u *Unit, r Run) *proc {
 	return p
 }
 
-// pid is the unit's own process: strace's child when traced (setpriv and
-// nsenter exec, so they leave no process of their own).
+// pid is the unit's own process: strace's child when traced (nsenter and
+// setpriv exec, so they leave no process of their own).
 func (p *proc) pid() int {
 	if !p.traced {
 		return p.cmd.Process.Pid
@@ -252,7 +252,7 @@ var capBits = map[string]uint{"CAP_NET_ADMIN": 12, "CAP_SYS_ADMIN": 21, "CAP_PER
 // family RestrictAddressFamilies= leaves out.
 func checkSandbox(t testing.TB, u *Unit, trace string) {
 	t.Helper()
-	calls, families, err := Traced(trace)
+	calls, families, err := Traced(trace, u.Exec())
 	if err != nil {
 		t.Fatal(err)
 	}

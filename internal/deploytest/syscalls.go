@@ -112,8 +112,9 @@ var (
 )
 
 // Traced reads an `strace -f` output: the system calls made and the
-// socket families opened, each with a count.
-func Traced(path string) (calls, families map[string]int, err error) {
+// socket families opened, each with a count, from the moment program exe
+// was executed (what ran before it, setpriv, is not the unit's program).
+func Traced(path, exe string) (calls, families map[string]int, err error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, nil, err
@@ -122,8 +123,13 @@ func Traced(path string) (calls, families map[string]int, err error) {
 	calls, families = map[string]int{}, map[string]int{}
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	started := false
 	for sc.Scan() {
 		line := sc.Text()
+		if !started {
+			started = strings.Contains(line, ` execve("`+exe+`", `) && strings.HasSuffix(line, "= 0")
+			continue
+		}
 		if m := traceCall.FindStringSubmatch(line); m != nil {
 			calls[m[1]]++
 		}
@@ -131,5 +137,11 @@ func Traced(path string) (calls, families map[string]int, err error) {
 			families[m[1]]++
 		}
 	}
-	return calls, families, sc.Err()
+	if err := sc.Err(); err != nil {
+		return nil, nil, err
+	}
+	if !started {
+		return nil, nil, fmt.Errorf("%s: no successful execve of %s", path, exe)
+	}
+	return calls, families, nil
 }

@@ -60,6 +60,14 @@ func ParseUnit(path, instance string) (*Unit, error) {
 	return u, sc.Err()
 }
 
+// Exec is the program ExecStart= runs.
+func (u *Unit) Exec() string {
+	if f := strings.Fields(u.Value("Service.ExecStart")); len(f) > 0 {
+		return f[0]
+	}
+	return ""
+}
+
 // Values returns the assignments of "Section.Key", in file order.
 func (u *Unit) Values(key string) []string { return u.values[key] }
 
@@ -165,6 +173,11 @@ func (u *Unit) Command(r Run) (*exec.Cmd, error) {
 	if r.Netns != "" {
 		pre = append(pre, "nsenter", "--net="+r.Netns, "--")
 	}
+	if r.Trace != "" {
+		// strace keeps root's rights to write the trace; it sees setpriv
+		// too, which Traced skips
+		pre = append(pre, "strace", "-f", "-qq", "-o", r.Trace, "--")
+	}
 	pre = append(pre, "setpriv")
 	if uid != 0 {
 		pre = append(pre, fmt.Sprintf("--reuid=%d", uid), fmt.Sprintf("--regid=%d", uid), "--clear-groups")
@@ -182,9 +195,6 @@ func (u *Unit) Command(r Run) (*exec.Cmd, error) {
 		pre = append(pre, "--no-new-privs")
 	}
 	pre = append(pre, "--")
-	if r.Trace != "" {
-		pre = append(pre, "strace", "-f", "-qq", "-o", r.Trace, "--")
-	}
 	argv = append(pre, argv...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
@@ -241,7 +251,10 @@ func (u *Unit) credentials(runtimeDir string, uid int) (string, error) {
 		return "", nil
 	}
 	dir := filepath.Join(runtimeDir, "credentials", u.Name)
-	if err := os.MkdirAll(dir, 0o500); err != nil {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return "", err
+	}
+	if err := os.Mkdir(dir, 0o500); err != nil && !errors.Is(err, os.ErrExist) {
 		return "", err
 	}
 	for _, l := range loads {
