@@ -27,8 +27,8 @@ const (
 // monitor port.
 type netLab struct {
 	server, sensor, client string // namespace names
-	sensorMonitor              string // the sensor's monitor port
-	clientLab, clientSpan      string // the client's lab NIC and its mirror
+	sensorMonitor          string // the sensor's monitor port
+	clientLab, clientSpan  string // the client's lab NIC and its mirror
 }
 
 func newNetLab(t *testing.T) *netLab {
