@@ -154,7 +154,7 @@ func (u *Unit) Command(r Run) (*exec.Cmd, error) {
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				return nil, err
 			}
-			if err := os.Chown(dir, uid, uid); err != nil {
+			if err := chown(dir, uid); err != nil {
 				return nil, err
 			}
 			env[strings.ToUpper(strings.TrimSuffix(key, "Directory"))+"_DIRECTORY"] = dir
@@ -270,11 +270,19 @@ func (u *Unit) credentials(runtimeDir string, uid int) (string, error) {
 		if err := os.WriteFile(dst, b, 0o400); err != nil {
 			return "", err
 		}
-		if err := os.Chown(dst, uid, uid); err != nil {
+		if err := chown(dst, uid); err != nil {
 			return "", err
 		}
 	}
-	return dir, os.Chown(dir, uid, uid)
+	return dir, chown(dir, uid)
+}
+
+// chown gives path to uid (and its group), unless it is ours already.
+func chown(path string, uid int) error {
+	if uid == os.Geteuid() {
+		return nil
+	}
+	return os.Chown(path, uid, uid)
 }
 
 // expand splits a command line into words and expands specifiers and
