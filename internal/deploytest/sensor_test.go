@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,7 +17,8 @@ import (
 // exactly the capabilities the unit grants (setpriv: bounding set, no
 // inheritable, no new privileges), on a veth in a lab namespace: it must
 // attach, report a ping to a trail, stay inside the unit's system call and
-// socket family lists, and restart on its pinned trails. Without any one of
+// socket family lists, restart on its pinned trails and reload new trails
+// on SIGHUP (ExecReload). Without any one of
 // the granted capabilities it must fail: the unit grants none too many.
 func TestSensorUnitCapabilities(t *testing.T) {
 	requireDeployTools(t)
@@ -78,6 +80,25 @@ func TestSensorUnitCapabilities(t *testing.T) {
 		t.Errorf("the restart did not reuse the pinned program:\n%s", p.log.String())
 	}
 	pingAndWait(t, l, logDir, 2)
+
+	// ExecReload (SIGHUP) with new trails: the reload fills and switches a
+	// kernel generation with the same capabilities
+	if err := os.WriteFile(trailsFile, []byte("136.161.101.53,sinkhole conficker (malware),(static)\n203.0.113.99,xtrail test (suspicious),(custom)\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(p.pid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for countLines(logDir, " UDP IP 203.0.113.99 ") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after SIGHUP with a new trail, no UDP event for it:\n%s", p.log.String())
+		}
+		if err := l.UDP("203.0.113.99", 5353); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	if err := p.stop(); err != nil {
 		t.Fatalf("sensor exit after restart: %v\n%s", err, p.log.String())
 	}
