@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -75,5 +76,33 @@ func TestMakeInstall(t *testing.T) {
 	}
 	if _, err := os.Stat(conf + ".dist"); err != nil || !strings.Contains(out, "kept") {
 		t.Errorf("the new default is not beside the kept config as maltrail.conf.dist (%v):\n%s", err, out)
+	}
+}
+
+// TestSensorUnitPinDirWritable: the sensor must be able to pin under
+// /sys/fs/bpf (after a reboot it pins every map again). Under systemd 252,
+// ProtectKernelTunables= makes /sys/fs/bpf read-only and ReadWritePaths=
+// does not undo it; ReadOnlyPaths=/sys with ReadWritePaths=/sys/fs/bpf does
+// (seen under a real systemd with scripts/systemd-lab.sh; CI has none).
+func TestSensorUnitPinDirWritable(t *testing.T) {
+	u, err := ParseUnit(filepath.Join(repoRoot(t), "deploy", "systemd", "xtrail-sensor.service"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.yes("Service.ProtectKernelTunables") {
+		t.Error("xtrail-sensor.service sets ProtectKernelTunables=, which leaves /sys/fs/bpf read-only")
+	}
+	var rw, ro []string
+	for _, v := range u.Values("Service.ReadWritePaths") {
+		rw = append(rw, strings.Fields(v)...)
+	}
+	for _, v := range u.Values("Service.ReadOnlyPaths") {
+		ro = append(ro, strings.Fields(v)...)
+	}
+	if !slices.Contains(rw, "/sys/fs/bpf") {
+		t.Errorf("xtrail-sensor.service: ReadWritePaths=%q lacks /sys/fs/bpf", rw)
+	}
+	if !slices.Contains(ro, "/sys") || !slices.Contains(ro, "/proc/sys") {
+		t.Errorf("xtrail-sensor.service: ReadOnlyPaths=%q should keep /sys and /proc/sys read-only", ro)
 	}
 }
