@@ -17,7 +17,7 @@ concurrent=$( {
 	grep -rlE --include='*.go' '(^|[[:space:]])go (func|[A-Za-z_.]+\()|errgroup\.|sync\.(WaitGroup|Mutex|RWMutex|Once|Pool)|atomic\.' pkg internal cmd |
 		xargs -r -n1 dirname
 } | sort -u | sed 's|^|./|')
-echo "race: $(echo $concurrent)"
+echo "race: ${concurrent//$'\n'/ }"
 # shellcheck disable=SC2086 # one argument per package
 go test -race -count=1 -timeout 40m "$@" $concurrent
 

@@ -283,9 +283,19 @@ func checkSandbox(t testing.TB, u *Unit, trace string) {
 	t.Logf("%s: %d distinct system calls and socket families %v, all within its sandbox", u.Name, len(calls), slices.Sorted(maps.Keys(families)))
 }
 
+// skipUnderRace skips a test that runs external programs in the race
+// detector's run of make test (the plain run covers it).
+func skipUnderRace(t testing.TB) {
+	t.Helper()
+	if raceEnabled {
+		t.Skip("runs external programs; the run without -race covers it")
+	}
+}
+
 // requireDeployTools: what the deployment tests run besides xtrail.
 func requireDeployTools(t testing.TB) {
 	t.Helper()
+	skipUnderRace(t)
 	testenv.RequireRoot(t)
 	for _, b := range []string{"setpriv", "nsenter", "strace", "systemd-analyze", "ip", "tc", "bash", "ethtool"} {
 		testenv.RequireBinary(t, b)

@@ -16,6 +16,7 @@ var unitFiles = []string{"xtrail-sensor.service", "xtrail-server.service", "xtra
 // TestUnitsVerify: systemd-analyze verify accepts the installed units
 // without a warning. It works offline: no systemd needs to run.
 func TestUnitsVerify(t *testing.T) {
+	skipUnderRace(t)
 	testenv.RequireBinary(t, "systemd-analyze")
 	root := install(t, t.TempDir())
 	args := []string{"verify", "--man=no"}
@@ -32,6 +33,7 @@ func TestUnitsVerify(t *testing.T) {
 // the units (naming the PREFIX paths), the configs and the docs in place,
 // and a second install keeps an operator's configs.
 func TestMakeInstall(t *testing.T) {
+	skipUnderRace(t)
 	testenv.RequireBinary(t, "make")
 	dest := t.TempDir()
 	installOnce := func() string {

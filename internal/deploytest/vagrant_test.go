@@ -41,6 +41,7 @@ func vagrantValidate(t *testing.T, dir, provider string) (string, error) {
 // TestVagrantValidate: vagrant/Vagrantfile is valid for both providers,
 // and validation does catch a wrong setting of either.
 func TestVagrantValidate(t *testing.T) {
+	skipUnderRace(t)
 	testenv.RequireBinary(t, "vagrant")
 	dir := filepath.Join(repoRoot(t), "vagrant")
 	src, err := os.ReadFile(filepath.Join(dir, "Vagrantfile"))
