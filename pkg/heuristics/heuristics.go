@@ -1,0 +1,306 @@
+// Package heuristics runs Maltrail's agent-side heuristics (spec §4) over
+// parsed DNS and HTTP candidates: web scans, DNS exhaustion, NXDOMAIN
+// floods, DGA names, sinkholed and parked answers, long domains,
+// suspicious user agents, requests, POST bodies and downloads, IoT-malware
+// downloads by direct IP, proxy probes, missing Host headers and
+// suspicious HTTP responses. Port, UDP and infection scans are counted in
+// the kernel (bpf/), not here.
+//
+// The sensor agent calls the heuristics in Maltrail's order, between its
+// trail checks; each call says whether it found something and fills a
+// Finding with the event's type, trail and info columns.
+//
+// An Engine is used by one goroutine. Its state lives in tables of fixed
+// capacity (Limits), allocated when the Engine is made: a flood of unique
+// keys evicts the lightest entries instead of growing memory, and every
+// eviction is counted in Stats. The per-candidate paths do not allocate.
+package heuristics
+
+import (
+	"fmt"
+	"hash/maphash"
+	"regexp"
+	"strings"
+	"sync/atomic"
+)
+
+// Heuristic names a heuristic DISABLED_HEURISTICS can turn off.
+type Heuristic uint8
+
+// The heuristics DISABLED_HEURISTICS takes (spec §4). Port, UDP and
+// infection scans are the kernel's; they are listed so that one parser
+// reads the key for both.
+const (
+	PortScanning Heuristic = iota
+	UDPScanning
+	Infection
+	WebScanning
+	DNSExhaustion
+	LongDomain
+	numHeuristics
+)
+
+var heuristicNames = [numHeuristics]string{"port_scanning", "udp_scanning", "infection", "web_scanning", "dns_exhaustion", "long_domain"}
+
+func (h Heuristic) String() string {
+	if h < numHeuristics {
+		return heuristicNames[h]
+	}
+	return fmt.Sprintf("heuristic(%d)", uint8(h))
+}
+
+// Disabled is a set of heuristics DISABLED_HEURISTICS turned off.
+type Disabled uint8
+
+// Has reports whether h is disabled.
+func (d Disabled) Has(h Heuristic) bool { return d&(1<<h) != 0 }
+
+// ParseDisabled reads DISABLED_HEURISTICS: names separated by commas,
+// semicolons or white space. An unknown name is an error that lists the
+// known ones.
+func ParseDisabled(s string) (Disabled, error) {
+	var d Disabled
+	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ';' || r == ' ' || r == '\t' }) {
+		found := false
+		for i, n := range heuristicNames {
+			if strings.EqualFold(f, n) {
+				d |= 1 << i
+				found = true
+			}
+		}
+		if !found {
+			return 0, fmt.Errorf("unknown heuristic %q: want any of %s", f, strings.Join(heuristicNames[:], ", "))
+		}
+	}
+	return d, nil
+}
+
+// Config selects and tunes the heuristics.
+type Config struct {
+	// Use is USE_HEURISTICS: off, only the heuristics Maltrail runs
+	// regardless (DNS exhaustion, IoT downloads, HTTP responses) run.
+	Use bool
+	// Disabled is DISABLED_HEURISTICS.
+	Disabled Disabled
+	// CheckMissingHost is CHECK_MISSING_HOST (with Use): a request
+	// without a Host header is an event.
+	CheckMissingHost bool
+	// UserAgents replaces the built-in suspicious user agents (nil: the
+	// built-in list). See LoadUserAgents.
+	UserAgents *UserAgents
+	// WhitelistUA (WHITELIST_UA_REGEX) exempts user agents it matches;
+	// nil exempts none.
+	WhitelistUA *regexp.Regexp
+	// WhitelistPaths (WHITELIST_HTTP_REQUEST_PATHS) are path snippets that
+	// exempt a request from the request and POST checks; nil keeps the
+	// built-in ones, an empty non-nil slice has none.
+	WhitelistPaths []string
+	// ScanWindow is SCAN_WINDOW in seconds, the web-scan window (0: 30).
+	ScanWindow int64
+	// Limits bound the state (zero fields: defaults).
+	Limits Limits
+}
+
+// Limits are the capacities of the heuristics' tables, each allocated
+// once (rounded up to a power of two). A full neighbourhood of a table
+// evicts its lightest entry; Stats counts the evictions.
+type Limits struct {
+	WebScanPairs  int // (src, dst) pairs of a web-scan window; default 16384
+	DNSBases      int // DNS-exhaustion bases (last 2 or 3 labels) per hour; default 8192
+	DNSSubdomains int // distinct (base, subdomain) pairs of the bases' 60 s windows; default 65536
+	NXNames       int // NXDOMAIN counters of exact names per hour; default 16384
+	NXGroups      int // NXDOMAIN counters of "*.<last2>" groups per hour, each holding its names; default 2048
+}
+
+func (l Limits) withDefaults() Limits {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&l.WebScanPairs, 16384)
+	def(&l.DNSBases, 8192)
+	def(&l.DNSSubdomains, 65536)
+	def(&l.NXNames, 16384)
+	def(&l.NXGroups, 2048)
+	return l
+}
+
+// Kind names a finding, for its counter.
+type Kind uint8
+
+const (
+	KindWebScan Kind = iota
+	KindDNSExhaustion
+	KindNXDomain
+	KindDGA
+	KindSinkholed
+	KindParked
+	KindLongDomain
+	KindUserAgent
+	KindRequest
+	KindPost
+	KindDownload
+	KindSuspiciousPath
+	KindIoTDownload
+	KindProxyProbe
+	KindMissingHost
+	KindSinkholeResponse
+	KindSeized
+	KindContentType
+	numKinds
+)
+
+var kindNames = [numKinds]string{"web_scan", "dns_exhaustion", "nxdomain_flood", "dga", "sinkholed", "parked",
+	"long_domain", "user_agent", "request", "post", "download", "suspicious_path", "iot_download",
+	"proxy_probe", "missing_host", "sinkhole_response", "seized_domain", "content_type"}
+
+func (k Kind) String() string {
+	if k < numKinds {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// Stats counts what the heuristics found and what their bounded state
+// gave up.
+type Stats struct {
+	Found [numKinds]atomic.Uint64 // findings per kind
+
+	WebScanEvicted       atomic.Uint64 // (src, dst) web-scan pairs evicted from a full table before their window ended
+	DNSBasesEvicted      atomic.Uint64 // DNS-exhaustion bases evicted from a full table before their hour ended
+	DNSSubdomainsEvicted atomic.Uint64 // (base, subdomain) pairs evicted before their 60 s window ended (a repeat may then count twice)
+	NXNamesEvicted       atomic.Uint64 // exact-name NXDOMAIN counters evicted before their hour ended
+	NXGroupsEvicted      atomic.Uint64 // "*.<last2>" NXDOMAIN counters evicted before their hour ended
+	NXNamesCapped        atomic.Uint64 // NXDOMAIN names not kept for a group's trail: its name buffer was full
+}
+
+// Summary lists the counters as slog key-value pairs (the sensor's exit
+// summary); findings are keyed "heur_<kind>".
+func (s *Stats) Summary() []any {
+	args := make([]any, 0, 2*int(numKinds)+12)
+	for k := range numKinds {
+		args = append(args, "heur_"+kindNames[k], s.Found[k].Load())
+	}
+	return append(args,
+		"heur_webscan_evicted", s.WebScanEvicted.Load(),
+		"heur_dns_bases_evicted", s.DNSBasesEvicted.Load(),
+		"heur_dns_subdomains_evicted", s.DNSSubdomainsEvicted.Load(),
+		"heur_nx_names_evicted", s.NXNamesEvicted.Load(),
+		"heur_nx_groups_evicted", s.NXGroupsEvicted.Load(),
+		"heur_nx_names_capped", s.NXNamesCapped.Load())
+}
+
+// Finding is what a heuristic found: the event's trail type, trail and
+// info columns. The reference is always "(heuristic)". Trail points into
+// the Engine and is valid until its next call.
+type Finding struct {
+	Kind  Kind
+	Type  string // "DNS", "URL", "HTTP", "UA", "PATH"
+	Trail []byte
+	Info  string
+	// Forwarded is the forwarded-for address the event's source column
+	// carries after the packet's ("src,fwd"); nil for none.
+	Forwarded []byte
+	// Ports, when set, replace the packet's ports (a web scan reports the
+	// first request of its window).
+	Ports            bool
+	SrcPort, DstPort uint16
+}
+
+// Reference is the reference column of every heuristic event.
+const Reference = "(heuristic)"
+
+// Engine runs the heuristics. Make it with New; one goroutine uses it.
+type Engine struct {
+	cfg   Config
+	stats Stats
+
+	ua       *UserAgents
+	families familySet
+	wlPaths  [][]byte
+	ctypes   map[string]struct{}
+	dlInfo   map[string]string // extension -> "direct .exe download (suspicious)"
+	iot      *regexp.Regexp
+	pathRes  []*regexp.Regexp
+	scanWin  int64
+
+	web webScan
+	dns dnsState
+
+	// uaClean remembers user agents that gave no finding, by hash (the
+	// low bit set, so that a zero slot is empty); uaSeed is random per
+	// Engine so that no one can aim collisions at it.
+	uaClean [uaCacheSize]uint64
+	uaSeed  maphash.Seed
+
+	// scratch, reused per call
+	f     Finding
+	fwd   []byte // the forwarded-for address of the request being checked
+	trail []byte
+	lower []byte
+	unq   []byte
+	enc   []byte
+	encB  []byte
+	fname []byte
+	uaBuf []byte
+	uaLow []byte
+}
+
+// New returns an Engine for c. It allocates the tables of c.Limits.
+func New(c Config) (*Engine, error) {
+	e := &Engine{cfg: c, ua: c.UserAgents, scanWin: c.ScanWindow, uaSeed: maphash.MakeSeed()}
+	if e.scanWin <= 0 {
+		e.scanWin = 30
+	}
+	if e.ua == nil {
+		e.ua = builtinUserAgents()
+	}
+	if err := e.families.build(); err != nil {
+		return nil, err
+	}
+	paths := c.WhitelistPaths
+	if paths == nil {
+		paths = defaultWhitelistPaths
+	}
+	for _, p := range paths {
+		if p = strings.TrimSpace(p); p != "" {
+			e.wlPaths = append(e.wlPaths, []byte(strings.ToLower(p)))
+		}
+	}
+	e.ctypes = make(map[string]struct{}, len(suspiciousContentTypes))
+	for _, t := range suspiciousContentTypes {
+		e.ctypes[t] = struct{}{}
+	}
+	e.dlInfo = make(map[string]string, len(downloadExtensions))
+	for _, x := range downloadExtensions {
+		e.dlInfo[x] = "direct " + x + " download (suspicious)"
+	}
+	e.iot = regexp.MustCompile(iotPath)
+	for _, p := range suspiciousPaths {
+		e.pathRes = append(e.pathRes, regexp.MustCompile(p.re))
+	}
+	l := c.Limits.withDefaults()
+	e.web.init(l, &e.stats)
+	e.dns.init(l, &e.stats)
+	return e, nil
+}
+
+// Stats returns the Engine's counters.
+func (e *Engine) Stats() *Stats { return &e.stats }
+
+// Use reports whether USE_HEURISTICS is on.
+func (e *Engine) Use() bool { return e.cfg.Use }
+
+// Reporter receives what the heuristics find, one Finding per event.
+// The Finding and its Trail are valid only during the call.
+type Reporter interface {
+	Report(f *Finding)
+}
+
+// report counts and hands over a finding whose trail is in e.trail.
+func (e *Engine) report(r Reporter, k Kind, typ, info string) {
+	e.f = Finding{Kind: k, Type: typ, Trail: e.trail, Info: info, Forwarded: e.fwd}
+	e.stats.Found[k].Add(1)
+	r.Report(&e.f)
+}
