@@ -13,16 +13,20 @@ import (
 // (sec, usec, src_ip, src_port, dst_ip, dst_port, proto, trail_type, trail,
 // info, reference) of spec §2.
 type Event struct {
-	Time      time.Time  // event time; sec = Time.Unix(), usec = Time.Nanosecond()/1000
-	SrcIP     netip.Addr // invalid renders "-"
-	SrcPort   uint16     // 0 renders "-" (safe_value of int 0 is "-")
-	DstIP     netip.Addr
-	DstPort   uint16
-	Proto     string // "TCP", "UDP", "ICMP", "ICMPV6", ...
-	Type      string // "IP", "IPORT", "DNS", "URL", "HTTP", "UA", ...
-	Trail     string
-	Info      string
-	Reference string
+	Time  time.Time  // event time; sec = Time.Unix(), usec = Time.Nanosecond()/1000
+	SrcIP netip.Addr // invalid renders "-"
+	// SrcForwarded, when set, follows the source address in its column
+	// after a comma: the forwarded-for address of an HTTP request
+	// ("10.0.0.5,203.0.113.9", spec §2 and §4).
+	SrcForwarded string
+	SrcPort      uint16 // 0 renders "-" (safe_value of int 0 is "-")
+	DstIP        netip.Addr
+	DstPort      uint16
+	Proto        string // "TCP", "UDP", "ICMP", "ICMPV6", ...
+	Type         string // "IP", "IPORT", "DNS", "URL", "HTTP", "UA", ...
+	Trail        string
+	Info         string
+	Reference    string
 }
 
 // TextEvent is an event whose address, port and protocol columns are
@@ -56,7 +60,7 @@ type Renderer struct {
 func (r *Renderer) AppendLine(dst []byte, ev *Event) []byte {
 	dst = r.appendHead(dst, ev.Time)
 	dst = append(dst, ' ')
-	dst = AppendAddr(dst, ev.SrcIP)
+	dst = AppendSrc(dst, ev)
 	dst = append(dst, ' ')
 	dst = appendPort(dst, ev.SrcPort)
 	dst = append(dst, ' ')
@@ -64,6 +68,17 @@ func (r *Renderer) AppendLine(dst []byte, ev *Event) []byte {
 	dst = append(dst, ' ')
 	dst = appendPort(dst, ev.DstPort)
 	return appendTail(dst, ev.Proto, ev.Type, ev.Trail, ev.Info, ev.Reference)
+}
+
+// AppendSrc appends the source column's text of ev: the address, and
+// ",<forwarded>" when SrcForwarded is set. It needs no quoting: a
+// forwarded address is digits and dots.
+func AppendSrc(dst []byte, ev *Event) []byte {
+	dst = AppendAddr(dst, ev.SrcIP)
+	if ev.SrcForwarded != "" {
+		dst = append(append(dst, ','), ev.SrcForwarded...)
+	}
+	return dst
 }
 
 // AppendDatagram appends the LOG_SERVER datagram of ev (spec §3.1):

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/xtrail/xtrail/pkg/dataplane"
+	"github.com/xtrail/xtrail/pkg/heuristics"
 	"github.com/xtrail/xtrail/pkg/maltrail"
 	"github.com/xtrail/xtrail/pkg/throttle"
 	"github.com/xtrail/xtrail/pkg/trails"
@@ -81,10 +82,16 @@ type Agent struct {
 	// may then be unmapped.
 	handling atomic.Uint64
 	ns       nameState
-	sup      *throttle.Suppressor
-	out      *lineOut
-	log      *slog.Logger
-	stats    Stats
+	// heur runs Maltrail's heuristics between the name checks; answers
+	// are the sinkhole and parking IP trails of each generation, which
+	// DNS answers are looked up in.
+	heur    *heuristics.Engine
+	answers [2]atomic.Pointer[heuristics.AnswerTrails]
+	hout    heurOut
+	sup     *throttle.Suppressor
+	out     *lineOut
+	log     *slog.Logger
+	stats   Stats
 
 	rec dataplane.Record
 	ev  maltrail.Event
@@ -106,7 +113,11 @@ type AgentConfig struct {
 	Out       Emitter
 	Throttle  throttle.Mode // EVENT_THROTTLE_MODE
 	Processes int           // PROCESS_COUNT, for the legacy throttle
-	Logger    *slog.Logger
+	// Heuristics configures the heuristics (USE_HEURISTICS and the keys
+	// around it); the zero value runs only those Maltrail runs without
+	// USE_HEURISTICS.
+	Heuristics heuristics.Config
+	Logger     *slog.Logger
 }
 
 // NewAgent returns an agent.
@@ -116,6 +127,13 @@ func NewAgent(c AgentConfig) *Agent {
 		log = slog.Default()
 	}
 	a := &Agent{meta: c.Meta, rules: c.Rules, log: log}
+	a.hout.a = a
+	if e, err := heuristics.New(c.Heuristics); err != nil {
+		// the built-in patterns failed to compile: a bug, caught by tests
+		log.Error("heuristics disabled", "err", err)
+	} else {
+		a.heur = e
+	}
 	a.SetNames(c.Rules.Names)
 	a.out = &lineOut{render: c.Render, out: c.Out, stats: &a.stats, line: make([]byte, 0, 512)}
 	a.sup = throttle.New(c.Throttle, c.Processes, a.out)
@@ -125,6 +143,7 @@ func NewAgent(c AgentConfig) *Agent {
 // SetNames makes n the name trails of both generations; safe from any
 // goroutine.
 func (a *Agent) SetNames(n *trails.Names) {
+	a.hookNames(n)
 	a.names[0].Store(n)
 	a.names[1].Store(n)
 }
@@ -135,6 +154,7 @@ func (a *Agent) SetNames(n *trails.Names) {
 // store) may be released. It returns false if ctx ends first; the old
 // Names must then be kept.
 func (a *Agent) StageNames(ctx context.Context, gen uint32, n *trails.Names) bool {
+	a.hookNames(n)
 	a.names[gen&1].Store(n)
 	seq := a.handling.Load()
 	if seq%2 == 0 {
@@ -149,6 +169,28 @@ func (a *Agent) StageNames(ctx context.Context, gen uint32, n *trails.Names) boo
 	}
 	return true
 }
+
+// hookNames plugs the long-domain heuristic into a Names the agent has not
+// shared yet (a Names set again, as settle does, already has it).
+func (a *Agent) hookNames(n *trails.Names) {
+	if n != nil && a.heur != nil && n.LongDomain == nil {
+		n.LongDomain = a.heur.LongDomain
+	}
+}
+
+// SetAnswers makes t the sinkhole and parking IP trails of kernel
+// generation gen (both when all is set), ahead of the kernel's switch
+// like StageNames.
+func (a *Agent) SetAnswers(gen uint32, all bool, t *heuristics.AnswerTrails) {
+	a.answers[gen&1].Store(t)
+	if all {
+		a.answers[(gen&1)^1].Store(t)
+	}
+}
+
+// Heuristics returns the agent's heuristics engine (nil if it failed to
+// start), for its counters.
+func (a *Agent) Heuristics() *heuristics.Engine { return a.heur }
 
 // namesFor returns the name trails for a record of kernel generation gen.
 func (a *Agent) namesFor(gen uint8) *trails.Names { return a.names[gen&1].Load() }

@@ -115,6 +115,7 @@ func configure(cfg *maltrail.Config, f Flags, log *slog.Logger, h process) (*Set
 			}
 			return err
 		},
+		func() (err error) { o.Heuristics, err = k.heuristics(o.Scan); return err }, // heurconfig.go
 	}
 	for _, step := range steps {
 		if err := step(); err != nil {

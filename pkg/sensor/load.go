@@ -4,16 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/xtrail/xtrail/pkg/dataplane"
 	"github.com/xtrail/xtrail/pkg/deploy"
+	"github.com/xtrail/xtrail/pkg/heuristics"
 	"github.com/xtrail/xtrail/pkg/store"
 	"github.com/xtrail/xtrail/pkg/trails"
 )
@@ -37,6 +40,9 @@ type trailSet struct {
 	names *trails.Names
 	store *store.Store
 	ips   *trails.Set
+	// answers are the IP trails a DNS answer can hit in the sinkhole and
+	// parked heuristics (spec §4), kept apart from the kernel's copy.
+	answers *heuristics.AnswerTrails
 }
 
 // readTrails reads a trails file without touching the kernel maps.
@@ -58,6 +64,7 @@ func readTrails(path string, wl *trails.Whitelist, log *slog.Logger) (*trailSet,
 		}
 		n.Problems = append(n.Problems, probs...)
 		ts.names, ts.store = n, s
+		ts.answers = answerTrails(s.IPs(), func(mi uint32) string { info, _ := s.Meta(mi); return info })
 	} else {
 		rc, err := trails.Open(path)
 		if err != nil {
@@ -74,6 +81,7 @@ func readTrails(path string, wl *trails.Whitelist, log *slog.Logger) (*trailSet,
 		// as a compiled store drops them at compile time: a whitelisted
 		// address never makes a kernel record
 		ts.ips.DropWhitelisted(wl)
+		ts.answers = answerTrails(slices.Values(ts.ips.IPs), func(mi uint32) string { return ts.ips.Metas[mi].Info })
 		if rc, err = trails.Open(path); err != nil {
 			return nil, fmt.Errorf("trails file: %w", err)
 		}
@@ -90,6 +98,30 @@ func readTrails(path string, wl *trails.Whitelist, log *slog.Logger) (*trailSet,
 	log.Info("name trails loaded", "file", path, "keys", n.Stats.Keys, "urls", n.Stats.URLs,
 		"regexes", n.Stats.Regexes, "whitelisted", n.Stats.Whitelisted)
 	return ts, nil
+}
+
+// answerTrails keeps the bare-address trails whose info names a sinkhole
+// or a parking site. The info of each meta is read once.
+func answerTrails(ips iter.Seq[trails.IPTrail], info func(meta uint32) string) *heuristics.AnswerTrails {
+	a := &heuristics.AnswerTrails{}
+	keep := map[uint32]string{}
+	for t := range ips {
+		if t.Port != 0 {
+			continue
+		}
+		s, seen := keep[t.Meta]
+		if !seen {
+			s = info(t.Meta)
+			if !strings.Contains(s, "sinkhole") && !strings.Contains(s, "parking") {
+				s = ""
+			}
+			keep[t.Meta] = s
+		}
+		if s != "" {
+			a.Add(t.Addr, s)
+		}
+	}
+	return a
 }
 
 // inKernel says whether the kernel's live generation already holds the
@@ -246,6 +278,7 @@ func (l *liveTrails) replace(slot uint32, ts *trailSet) (unused *trailSet) {
 // left to the process exit rather than unmapped under a handler).
 func (l *liveTrails) stage(ctx context.Context, agent *Agent, slot uint32, ts *trailSet, log *slog.Logger) bool {
 	unused := l.replace(slot, ts)
+	agent.SetAnswers(slot, false, ts.answers)
 	if !agent.StageNames(ctx, slot, ts.names) {
 		return false
 	}

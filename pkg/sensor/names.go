@@ -4,6 +4,7 @@ import (
 	"bytes"
 
 	"github.com/xtrail/xtrail/pkg/dataplane"
+	"github.com/xtrail/xtrail/pkg/heuristics"
 	"github.com/xtrail/xtrail/pkg/maltrail"
 	"github.com/xtrail/xtrail/pkg/proto"
 	"github.com/xtrail/xtrail/pkg/trails"
@@ -32,7 +33,11 @@ type nameState struct {
 	req  trails.HTTPRequest
 	host []byte
 	path []byte
+	url  []byte
 	text []byte
+	resp proto.HTTPResponse
+	hreq heuristics.HTTP
+	hdns heuristics.DNS
 }
 
 // ignoredTLDs: a DNS query whose last label is one of these is never
@@ -87,7 +92,7 @@ func l4Name(r *dataplane.Record) string {
 	return "UDP"
 }
 
-// handleDNS: spec §1.3, DNS queries. Responses feed only heuristics.
+// handleDNS: spec §1.3 (queries) and §4 (the DNS heuristics).
 func (a *Agent) handleDNS(r *dataplane.Record) {
 	msg := r.Payload
 	if r.L4Proto == protoTCP {
@@ -98,11 +103,21 @@ func (a *Agent) handleDNS(r *dataplane.Record) {
 		a.malformed(r, err)
 		return
 	}
-	if !m.IsStandardQuery() {
+	q := m.QName()
+	if !queryName(q) {
 		return
 	}
-	q := m.QName()
-	if !queryName(q) || m.QType == proto.DNSTypePTR || m.QType == proto.DNSTypeAAAA || m.QClass != proto.DNSClassIN {
+	heur := a.heur
+	if !m.IsStandardQuery() {
+		if heur != nil && heur.Use() && m.Byte2&0x80 != 0 {
+			a.dnsResponse(r, m, q)
+		}
+		return
+	}
+	if heur != nil && heur.Enabled(heuristics.DNSExhaustion) && heur.Exhaustion(a.dnsFacts(r, q), a.heurOut(r)) {
+		return // past the threshold, the base's queries skip the trails
+	}
+	if m.QType == proto.DNSTypePTR || m.QType == proto.DNSTypeAAAA || m.QClass != proto.DNSClassIN {
 		return
 	}
 	pname := l4Name(r)
@@ -128,6 +143,53 @@ func (a *Agent) handleDNS(r *dataplane.Record) {
 		}
 	}
 	a.checkDomain(r, q, pname)
+}
+
+// dnsResponse runs the response heuristics (spec §4): sinkholed and
+// parked answers (flags byte 3 exactly 0x80), NXDOMAIN floods and DGA
+// names (exactly 0x83).
+func (a *Agent) dnsResponse(r *dataplane.Record, m *proto.DNSMessage, q []byte) {
+	switch m.Byte3 {
+	case 0x80:
+		if addr, _ := m.FirstA(); addr.IsValid() {
+			a.heur.Sinkhole(a.dnsFacts(r, q), addr, a.answers[r.Gen&1].Load(), a.heurOut(r))
+		}
+	case 0x83:
+		a.heur.NXDomain(a.dnsFacts(r, q), a.heurOut(r))
+	}
+}
+
+// dnsFacts fills the heuristics' view of a DNS message in the agent's
+// scratch.
+func (a *Agent) dnsFacts(r *dataplane.Record, q []byte) *heuristics.DNS {
+	d := &a.ns.hdns
+	*d = heuristics.DNS{Sec: int64(r.TsNs / 1e9), Name: q, ClientPrivate: heuristics.IsPrivate(r.DstAddr()),
+		Whitelist: a.rules.Whitelist, Names: a.namesFor(r.Gen)}
+	return d
+}
+
+// heurOut turns heuristic findings on record r into events.
+type heurOut struct {
+	a *Agent
+	r *dataplane.Record
+}
+
+func (a *Agent) heurOut(r *dataplane.Record) *heurOut {
+	a.hout.r = r
+	return &a.hout
+}
+
+func (o *heurOut) Report(f *heuristics.Finding) {
+	a := o.a
+	ev := a.baseEvent(o.r, l4Name(o.r))
+	ev.Type, ev.Trail, ev.Info, ev.Reference = f.Type, string(f.Trail), f.Info, heuristics.Reference
+	if f.Ports {
+		ev.SrcPort, ev.DstPort = f.SrcPort, f.DstPort
+	}
+	if f.Forwarded != nil {
+		ev.SrcForwarded = string(f.Forwarded)
+	}
+	a.report(ev)
 }
 
 // checkDomain reports a domain-check hit on name as a DNS event.
@@ -170,11 +232,19 @@ func (a *Agent) handleQUIC(r *dataplane.Record) {
 
 var httpResponse = []byte("HTTP/")
 
-// handleHTTP: spec §1.4, HTTP requests (responses feed only heuristics).
+// handleHTTP: spec §1.4 (requests) and §4 (the HTTP heuristics), in
+// Maltrail's order.
 func (a *Agent) handleHTTP(r *dataplane.Record) {
+	heur := a.heur
+	isResp := bytes.HasPrefix(r.Payload, httpResponse)
+	if isResp && heur != nil {
+		resp := &a.ns.resp
+		_ = proto.ParseHTTPResponse(r.Payload, resp) // the response heuristics read no status line
+		heur.Response(r.Payload, resp, a.heurOut(r))
+	}
 	h := &a.ns.http
 	if err := proto.ParseHTTPRequest(r.Payload, h); err != nil {
-		if !bytes.HasPrefix(r.Payload, httpResponse) {
+		if !isResp {
 			a.malformed(r, err) // a response is no request, and no failure
 		}
 		return
@@ -192,8 +262,19 @@ func (a *Agent) handleHTTP(r *dataplane.Record) {
 	} else {
 		st.host = maltrail.AppendAddr(st.host[:0], dst)
 	}
-	host := st.host
+	host, path := st.host, st.path
+	hr := &st.hreq
+	*hr = heuristics.HTTP{Sec: int64(r.TsNs / 1e9), Src: r.SrcAddr(), Dst: dst, SrcPort: r.Sport, DstPort: r.Dport,
+		Method: h.Method, Host: host, Path: path, Body: h.Body, Whitelist: a.rules.Whitelist}
+	out := a.heurOut(r)
+	if heur != nil && heur.Enabled(heuristics.WebScanning) {
+		heur.WebScan(hr, out)
+	}
 	switch {
+	case h.Host == nil:
+		if !h.HostFound && heur != nil {
+			heur.MissingHost(hr, out)
+		}
 	case len(host) > 0 && isLetter(host[0]) && r.Side == dataplane.SideDst:
 		if info, ref, err := a.meta.Meta(r.Meta); err == nil {
 			ev := a.baseEvent(r, "TCP")
@@ -207,39 +288,75 @@ func (a *Agent) handleHTTP(r *dataplane.Record) {
 			ev.Trail = string(st.text)
 			a.report(ev)
 		}
+	case heur != nil && heur.IoTDownload(hr, out):
+		return
 	case a.rules.CheckHostDomains:
 		a.checkDomain(r, host, "TCP")
 	}
+	if heur != nil && heur.Use() && heur.ProxyProbe(hr, out) {
+		return
+	}
+	// A proxy request (an absolute "http://" path that is no code
+	// execution attempt, or CONNECT): its target is domain-checked and
+	// becomes the host and path of what follows; url is target/path.
 	var url []byte
 	switch {
-	case bytes.HasPrefix(st.path, []byte("http://")):
-		// a proxy request: the target is domain-checked and is the URL
-		url = st.path[len("http://"):]
-		target := url
-		if i := bytes.IndexByte(target, '/'); i >= 0 {
+	case bytes.HasPrefix(path, []byte("http://")) && !(heur != nil && heur.IsRCE(path)):
+		url = append(st.url[:0], path[len("http://"):]...)
+		if bytes.IndexByte(url, '/') < 0 {
+			url = append(url, '/')
+		}
+		st.url = url
+		host, path = splitTarget(url)
+	case string(h.Method) == "CONNECT":
+		url = append(st.url[:0], path...)
+		if bytes.IndexByte(url, '/') < 0 {
+			url = append(url, '/')
+		}
+		st.url = url
+		host, path = splitTarget(url)
+		url = append(append(st.text[:0], host...), path...)
+		st.text = url
+	}
+	if url != nil {
+		target := host
+		if i := bytes.IndexByte(target, ':'); i >= 0 {
 			target = target[:i]
 		}
 		a.checkDomain(r, target, "TCP")
-	case string(h.Method) == "CONNECT":
-		url = st.path
-		a.checkDomain(r, st.path, "TCP")
+		hr.Host, hr.Path = host, path
 	}
-	names := a.namesFor(r.Gen)
-	if names == nil {
+	if heur != nil && heur.Use() {
+		heur.UserAgent(h.UserAgent, out)
+	}
+	if a.rules.Whitelist.IsWhitelistedDomain(host) {
 		return
 	}
-	st.req = trails.HTTPRequest{Host: host, Path: st.path, Method: h.Method, URL: url}
-	if string(h.Method) == "POST" {
-		st.req.Body = h.Body
+	if names := a.namesFor(r.Gen); names != nil {
+		st.req = trails.HTTPRequest{Host: host, Path: path, Method: h.Method, URL: url}
+		if string(h.Method) == "POST" {
+			st.req.Body = h.Body
+		}
+		if hit, ok := names.CheckURL(&st.urls, &st.req); ok {
+			ev := a.baseEvent(r, "TCP")
+			ev.Type, ev.Trail = hit.Type, string(hit.Trail)
+			ev.Info, ev.Reference = hit.Meta.Info, hit.Meta.Reference
+			a.report(ev)
+			return
+		}
 	}
-	hit, ok := names.CheckURL(&st.urls, &st.req)
-	if !ok {
-		return
+	if heur != nil && heur.Use() {
+		hr.Forwarded = h.ForwardedFor()
+		heur.Request(hr, out)
 	}
-	ev := a.baseEvent(r, "TCP")
-	ev.Type, ev.Trail = hit.Type, string(hit.Trail)
-	ev.Info, ev.Reference = hit.Meta.Info, hit.Meta.Reference
-	a.report(ev)
+}
+
+// splitTarget splits a proxy target "host[:port]/path" as Maltrail does:
+// host without ":80", path from the first '/'.
+func splitTarget(url []byte) (host, path []byte) {
+	i := bytes.IndexByte(url, '/')
+	host, path = url[:i], url[i:]
+	return bytes.TrimSuffix(host, []byte(":80")), path
 }
 
 // dropped applies the ignore rules and the whitelist (spec §1.6): events

@@ -15,6 +15,7 @@ import (
 
 	"github.com/xtrail/xtrail/pkg/d4"
 	"github.com/xtrail/xtrail/pkg/dataplane"
+	"github.com/xtrail/xtrail/pkg/heuristics"
 	"github.com/xtrail/xtrail/pkg/maltrail"
 	"github.com/xtrail/xtrail/pkg/pcap"
 	"github.com/xtrail/xtrail/pkg/throttle"
@@ -37,6 +38,7 @@ type Options struct {
 	Rules      NameRules     // Names is loaded from TrailsFile by Run
 	Throttle   throttle.Mode // EVENT_THROTTLE_MODE (summarize by default)
 	Processes  int           // PROCESS_COUNT, for the legacy throttle
+	Heuristics heuristics.Config
 	// D4, when set, is the client behind one of Out's sinks: Run runs it
 	// beside the sensor and lets it flush when the sensor stops.
 	D4     *d4.Client
@@ -121,7 +123,10 @@ func Run(ctx context.Context, o Options) error {
 	}
 	defer rd.Close()
 	agent := NewAgent(AgentConfig{Meta: maps, Rules: rules, Render: &o.Renderer, Out: o.Out,
-		Throttle: o.Throttle, Processes: o.Processes, Logger: log})
+		Throttle: o.Throttle, Processes: o.Processes, Heuristics: o.Heuristics, Logger: log})
+	if ts != nil {
+		agent.SetAnswers(0, true, ts.answers)
+	}
 
 	if replay {
 		if o.Ready != nil {
@@ -309,6 +314,9 @@ func drain(rd *ringbuf.Reader, rec *ringbuf.Record, agent *Agent) error {
 // counters that are not zero.
 func report(log *slog.Logger, dp *dataplane.Dataplane, a *Agent) {
 	args := a.stats.summary()
+	if h := a.Heuristics(); h != nil {
+		args = append(args, h.Stats().Summary()...)
+	}
 	if cs, err := dp.Counters(); err == nil {
 		for _, c := range cs {
 			if c.Value != 0 {

