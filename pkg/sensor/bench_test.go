@@ -16,6 +16,7 @@ import (
 	"github.com/xtrail/xtrail/internal/pktbuild"
 	"github.com/xtrail/xtrail/internal/testenv"
 	"github.com/xtrail/xtrail/pkg/dataplane"
+	"github.com/xtrail/xtrail/pkg/heuristics"
 	"github.com/xtrail/xtrail/pkg/maltrail"
 	"github.com/xtrail/xtrail/pkg/throttle"
 	"github.com/xtrail/xtrail/pkg/trails"
@@ -49,13 +50,23 @@ func (discard) Emit(int64, []byte) error { return nil }
 
 // benchAgent runs the agent over prebuilt raw records, cycling through them.
 func benchAgent(b *testing.B, recs [][]byte) {
-	benchAgentNames(b, loadStatic(b), recs)
+	benchAgentWith(b, loadStatic(b), recs, heuristics.Config{}, false)
 }
 
 // benchAgentNames is benchAgent with the given name trails (nil: none).
 func benchAgentNames(b *testing.B, names *trails.Names, recs [][]byte) {
+	benchAgentWith(b, names, recs, heuristics.Config{}, false)
+}
+
+// allHeuristics is the configuration of the heuristics benchmarks: every
+// heuristic on, as the corpus harness runs them.
+var allHeuristics = heuristics.Config{Use: true, CheckMissingHost: true}
+
+// benchAgentWith runs the agent with names and heuristics hc; events says
+// whether the records may make events.
+func benchAgentWith(b *testing.B, names *trails.Names, recs [][]byte, hc heuristics.Config, events bool) {
 	a := NewAgent(AgentConfig{Meta: fakeMeta{}, Rules: NameRules{Names: names, Whitelist: trails.DefaultWhitelist(), CheckHostDomains: true, CheckSNI: true},
-		Render: &maltrail.Renderer{Sensor: "bench", Loc: time.UTC}, Out: discard{}, Throttle: throttle.Off,
+		Render: &maltrail.Renderer{Sensor: "bench", Loc: time.UTC}, Out: discard{}, Throttle: throttle.Off, Heuristics: hc,
 		Logger: slog.New(slog.DiscardHandler)})
 	for _, r := range recs { // grow the scratch buffers first
 		a.Handle(r)
@@ -66,7 +77,7 @@ func benchAgentNames(b *testing.B, names *trails.Names, recs [][]byte) {
 		a.Handle(recs[i%len(recs)])
 	}
 	b.StopTimer()
-	if a.Stats().Events.Load() != 0 {
+	if !events && a.Stats().Events.Load() != 0 {
 		b.Fatalf("%d events from clean traffic", a.Stats().Events.Load())
 	}
 }
@@ -142,6 +153,71 @@ func BenchmarkAgentMalformed(b *testing.B) {
 		rec(dataplane.KindQUIC, 0, 0, 17, benchSrc, benchDst, 40000, 443, 0, at, append([]byte{0xc0, 0, 0, 0, 1, 8, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0x44, 0xd0}, make([]byte, 1200)...)),
 	}
 	benchAgentNames(b, nil, recs)
+}
+
+// BenchmarkAgentHTTPHeuristics: BenchmarkAgentHTTP's requests with every
+// heuristic on (web scan, user agent, request families, downloads).
+func BenchmarkAgentHTTPHeuristics(b *testing.B) {
+	var recs [][]byte
+	for i := 0; i < 1024; i++ {
+		req := fmt.Sprintf("GET /%s/%s%d.js?v=%d HTTP/1.1\r\nHost: cdn.%s%s.net\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0\r\nAccept: */*\r\n\r\n",
+			words[i%10], words[(i/10)%10], i, i, words[(i/7)%10], words[(i/3)%10])
+		recs = append(recs, rec(dataplane.KindHTTP, 0, 0, 6, benchSrc, benchDst, uint16(40000+i), 80, 0, time.Unix(1700000000, 0), []byte(req)))
+	}
+	benchAgentWith(b, loadStatic(b), recs, allHeuristics, false)
+}
+
+// BenchmarkAgentDNSHeuristics: BenchmarkAgentDNS's queries with every
+// heuristic on (DNS exhaustion counting, long domain).
+func BenchmarkAgentDNSHeuristics(b *testing.B) {
+	var recs [][]byte
+	for i := 0; i < 1024; i++ {
+		name := fmt.Sprintf("www.%s-%s%d.%s%s.com", words[i%10], words[(i/10)%10], i, words[(i/7)%10], words[(i/3)%10])
+		recs = append(recs, rec(dataplane.KindDNS, 0, 0, 17, benchSrc, benchDst, uint16(40000+i), 53, 0, time.Unix(1700000000, 0), dnsQuery(name)))
+	}
+	benchAgentWith(b, loadStatic(b), recs, allHeuristics, false)
+}
+
+// dnsAnswer is a response to dnsQuery(name) with flags byte 3 rcode and,
+// for NOERROR, one A record (compressed owner name).
+func dnsAnswer(name string, rcode byte, a netip.Addr) []byte {
+	m := dnsQuery(name)
+	m[2], m[3] = 0x81, rcode
+	if rcode != 0x80 {
+		return m
+	}
+	m[7] = 1 // ANCOUNT
+	ip := a.As4()
+	return append(m, 0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, ip[0], ip[1], ip[2], ip[3])
+}
+
+// BenchmarkAgentDNSResponse: NOERROR responses with an A record (the
+// sinkhole and parked rules look the answer up) to a public client, every
+// heuristic on.
+func BenchmarkAgentDNSResponse(b *testing.B) {
+	var recs [][]byte
+	for i := 0; i < 1024; i++ {
+		name := fmt.Sprintf("www.%s-%s%d.%s%s.com", words[i%10], words[(i/10)%10], i, words[(i/7)%10], words[(i/3)%10])
+		recs = append(recs, rec(dataplane.KindDNS, 0, 0, 17, benchDst, netip.MustParseAddr("198.51.100.20"), 53, uint16(40000+i), 0,
+			time.Unix(1700000000, 0), dnsAnswer(name, 0x80, netip.AddrFrom4([4]byte{93, 184, byte(i), 34}))))
+	}
+	benchAgentWith(b, loadStatic(b), recs, allHeuristics, false)
+}
+
+// BenchmarkAgentDNSNXDomain: NXDOMAIN responses to a public client (the
+// flood counters and the DGA rules); names repeat, so some counters pass
+// their threshold and make events, as they would in a real flood.
+func BenchmarkAgentDNSNXDomain(b *testing.B) {
+	var recs [][]byte
+	for i := 0; i < 1024; i++ {
+		name := fmt.Sprintf("%s%d.%s%s.com", words[i%10], i, words[(i/7)%10], words[(i/3)%10])
+		if i%4 == 0 {
+			name = fmt.Sprintf("%s%s%d.com", words[i%10], words[(i/10)%10], i)
+		}
+		recs = append(recs, rec(dataplane.KindDNS, 0, 0, 17, benchDst, netip.MustParseAddr("198.51.100.20"), 53, uint16(40000+i), 0,
+			time.Unix(1700000000, 0), dnsAnswer(name, 0x83, netip.Addr{})))
+	}
+	benchAgentWith(b, loadStatic(b), recs, allHeuristics, true)
 }
 
 // BenchmarkKernelToEvent: HTTP candidates made by the XDP program (test-run
