@@ -267,9 +267,12 @@ func trailsLookup(args []string) error {
 	}
 	if !res.Found {
 		fmt.Printf("%s: no trail\n", q)
-		return nil
+	} else {
+		fmt.Printf("%s: %s %s  info %q  reference %q  (%s)\n", q, res.Type, res.Trail, res.Info, res.Reference, res.Rule)
 	}
-	fmt.Printf("%s: %s %s  info %q  reference %q  (%s)\n", q, res.Type, res.Trail, res.Info, res.Reference, res.Rule)
+	for _, s := range res.Skipped {
+		fmt.Printf("%s: trail %s  info %q  reference %q  is skipped: %s\n", q, s.Key, s.Info, s.Reference, s.Why)
+	}
 	return nil
 }
 
@@ -346,15 +349,19 @@ func lookupName(file, q string) (dataplane.LookupResult, error) {
 		}
 		return dataplane.LookupResult{}, nil
 	}
+	var skipped []dataplane.SkippedTrail
+	for _, s := range n.Skipped([]byte(lower)) {
+		skipped = append(skipped, dataplane.SkippedTrail{Key: s.Key, Info: s.Meta.Info, Reference: s.Meta.Reference, Why: s.Why})
+	}
 	var hit trails.DomainHit
 	if !n.CheckDomain([]byte(lower), &hit) {
-		return dataplane.LookupResult{}, nil
+		return dataplane.LookupResult{Skipped: skipped}, nil
 	}
 	rules := map[trails.DomainRule]string{trails.RuleExact: "exact name", trails.RuleParent: "parent domain",
 		trails.RuleIPAdress: ".ip-adress.com rule", trails.RuleRegex: "regex trail", trails.RuleOnion: ".onion rule",
 		trails.RuleHeuristic: "long-domain heuristic"}
 	return dataplane.LookupResult{Found: true, Type: "DNS", Trail: string(hit.Trail), Info: hit.Meta.Info,
-		Reference: hit.Meta.Reference, Rule: rules[hit.Rule]}, nil
+		Reference: hit.Meta.Reference, Rule: rules[hit.Rule], Skipped: skipped}, nil
 }
 
 func trailsStats(args []string) error {
