@@ -57,7 +57,8 @@ func badValue(cfg *maltrail.Config, key, value, allowed string) error {
 // Configured lists the feeds a maltrail.conf names: Maltrail's
 // UPDATE_SERVER (a server's trails.csv: a URL, or HOST[:PORT] for
 // http://HOST:PORT/trails, port 8338 by default) and CUSTOM_TRAILS_URL,
-// and xtrail's TRAILS_FEEDS ("NAME=URL NAME=URL ...", also separated by
+// and xtrail's USER_WHITELIST_URL (a whitelist, kept as whitelist.txt)
+// and TRAILS_FEEDS ("NAME=URL NAME=URL ...", also separated by
 // commas). A TRAILS_FEEDS entry needs a file name (letters, digits, '.',
 // '_', '-') and an http or https URL.
 func Configured(cfg *maltrail.Config) ([]Feed, error) {
@@ -73,6 +74,11 @@ func Configured(cfg *maltrail.Config) ([]Feed, error) {
 	}
 	if v := cfg.String("CUSTOM_TRAILS_URL", ""); v != "" {
 		list = append(list, Feed{Name: "custom_trails.txt", URL: v})
+	}
+	// a whitelist in Maltrail's data/whitelist.txt format, kept like any
+	// feed; USER_WHITELIST names the copy for the sensor
+	if v := cfg.String("USER_WHITELIST_URL", ""); v != "" {
+		list = append(list, Feed{Name: "whitelist.txt", URL: v})
 	}
 	for _, f := range strings.FieldsFunc(cfg.String("TRAILS_FEEDS", ""), func(r rune) bool { return r == ' ' || r == ',' || r == '\t' }) {
 		name, raw, ok := strings.Cut(f, "=")

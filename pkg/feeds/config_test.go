@@ -17,6 +17,7 @@ import (
 
 func TestConfigured(t *testing.T) {
 	conf := "UPDATE_SERVER 192.0.2.10\nCUSTOM_TRAILS_URL https://example.org/custom.txt\n" +
+		"USER_WHITELIST_URL https://example.org/whitelist.txt\n" +
 		"TRAILS_FEEDS blocklist=https://example.org/a.txt, abuse=http://example.net/b.txt\n"
 	cfg, err := maltrail.ParseConfig(strings.NewReader(conf), "test.conf", func(string) (string, bool) { return "", false })
 	if err != nil {
@@ -29,6 +30,7 @@ func TestConfigured(t *testing.T) {
 	want := []Feed{
 		{Name: "trails.csv", URL: "http://192.0.2.10:8338/trails"},
 		{Name: "custom_trails.txt", URL: "https://example.org/custom.txt"},
+		{Name: "whitelist.txt", URL: "https://example.org/whitelist.txt"},
 		{Name: "blocklist", URL: "https://example.org/a.txt"},
 		{Name: "abuse", URL: "http://example.net/b.txt"},
 	}

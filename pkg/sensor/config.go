@@ -368,7 +368,7 @@ func (k keys) rules(o *Options) error {
 		return err
 	}
 	o.Rules.CheckSNI = prefilter && cutoff > 0
-	if f, ok := k.cfg.Get("USER_WHITELIST"); ok && f != "" {
+	for _, f := range fileList(k.cfg, "USER_WHITELIST") { // filelist.go
 		if err := o.Rules.Whitelist.LoadFile(expandHome(f)); err != nil {
 			return k.wrap("USER_WHITELIST", err)
 		}
