@@ -32,8 +32,9 @@ var (
 	ErrUnsupported = errors.New("unsupported")
 	// ErrNoSNI: a complete ClientHello without a server_name host name.
 	ErrNoSNI = errors.New("no server name")
-	// ErrDecrypt: a QUIC Initial whose AEAD tag does not verify: not a
-	// client Initial for this connection ID, or corrupted.
+	// ErrDecrypt: kept for callers that test for it; no parser returns it
+	// now that QUIC Initials are read without enforcing their AEAD tag,
+	// as Maltrail reads them (QUICScratch.BadTag reports a bad tag).
 	ErrDecrypt = errors.New("decryption failed")
 )
 

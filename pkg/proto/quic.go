@@ -48,7 +48,6 @@ var (
 	errQUICPacket    = newErr("quic Initial: packet", ErrTruncated)
 	errQUICTooShort  = newErr("quic Initial: length too short for a sample and a tag", ErrMalformed)
 	errQUICTooLarge  = newErr("quic Initial: larger than QUICMaxPacket", ErrUnsupported)
-	errQUICOpen      = newErr("quic Initial: AEAD open", ErrDecrypt)
 	errQUICFrame     = newErr("quic Initial frames", ErrTruncated)
 	errQUICFrameType = newErr("quic Initial frames: frame type not allowed in an Initial", ErrMalformed)
 	errQUICNoCrypto  = newErr("quic Initial: no CRYPTO data at offset 0", ErrTruncated)
@@ -59,7 +58,12 @@ var (
 // packet copy it unprotects and decrypts in place, the reassembled CRYPTO
 // stream and the key material. Reuse one per goroutine; it is about 7 KiB.
 type QUICScratch struct {
+	// BadTag reports that the last QUICInitialSNI read a packet whose
+	// AEAD tag did not verify (it reads it all the same, as Maltrail).
+	BadTag bool
+
 	pkt    [QUICMaxPacket]byte
+	ct     [QUICMaxPacket]byte // the ciphertext, kept for a packet whose tag fails
 	crypto [QUICMaxCrypto]byte
 	have   [QUICMaxCrypto / 64]uint64 // which crypto bytes arrived
 
@@ -171,7 +175,8 @@ func parseQUICInitialHeader(b []byte) (quicHeader, quicVersion, error) {
 //
 // It derives the Initial keys from the destination connection ID (RFC 9001
 // §5.2), removes header protection (§5.4), decodes the packet number,
-// opens the AES-128-GCM payload, and reassembles CRYPTO frames, in any
+// opens the AES-128-GCM payload (reading it even when the tag does not
+// verify, as Maltrail does: see QUICScratch.BadTag), and reassembles CRYPTO frames, in any
 // order, from offset 0 up to QUICMaxCrypto bytes. Initial packets
 // coalesced after the first one in the datagram, with the same version and
 // destination connection ID, add their CRYPTO frames too. b is not
@@ -204,11 +209,12 @@ func QUICInitialSNI(b []byte, scratch *QUICScratch) ([]byte, error) {
 		return nil, errQUICCipher
 	}
 	clear(s.have[:])
+	s.BadTag = false
 
 	var walkErr error
 	dcid := h.dcid
 	for first := true; ; first = false {
-		plain, err := openInitial(b[:h.end], h.pnOff, hpBlock, aead, s)
+		plain, err := openInitial(b[:h.end], h.pnOff, hpBlock, block, aead, s)
 		if err != nil {
 			if first {
 				return nil, err
@@ -246,7 +252,7 @@ func QUICInitialSNI(b []byte, scratch *QUICScratch) ([]byte, error) {
 
 // openInitial copies the packet p into s.pkt, removes header protection,
 // and decrypts the payload in place, returning the plaintext frames.
-func openInitial(p []byte, pnOff int, hpBlock cipher.Block, aead cipher.AEAD, s *QUICScratch) ([]byte, error) {
+func openInitial(p []byte, pnOff int, hpBlock, block cipher.Block, aead cipher.AEAD, s *QUICScratch) ([]byte, error) {
 	pkt := s.pkt[:copy(s.pkt[:], p)]
 	sample := pkt[pnOff+4 : pnOff+4+quicSampleLen]
 	hpBlock.Encrypt(s.mask[:], sample)
@@ -272,11 +278,22 @@ func openInitial(p []byte, pnOff int, hpBlock cipher.Block, aead cipher.AEAD, s 
 	if len(ct) < quicTagLen {
 		return nil, errQUICTooShort
 	}
+	// Maltrail reads the CRYPTO frames whether or not the tag verifies
+	// (middleboxes and its own test captures rewrite Initials), so a bad
+	// tag is noted, not fatal: the payload is then decrypted as GCM
+	// encrypts it, AES-CTR from counter 2, and the tag ignored.
+	saved := s.ct[:copy(s.ct[:], ct)]
 	plain, err := aead.Open(ct[:0], s.nonce[:], ct, hdr)
-	if err != nil {
-		return nil, errQUICOpen
+	if err == nil {
+		return plain, nil
 	}
-	return plain, nil
+	s.BadTag = true
+	body := saved[:len(saved)-quicTagLen]
+	var iv [aes.BlockSize]byte
+	copy(iv[:], s.nonce[:])
+	iv[aes.BlockSize-1] = 2
+	cipher.NewCTR(block, iv[:]).XORKeyStream(ct[:len(body)], body)
+	return ct[:len(body)], nil
 }
 
 // decodePacketNumber recovers a full packet number from its truncated

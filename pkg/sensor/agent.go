@@ -44,6 +44,7 @@ type Stats struct {
 	EmitErrors  atomic.Uint64    // events a sink refused
 	Skipped     atomic.Uint64    // replay frames the program cannot take (not IP, shorter than Ethernet)
 	Frames      atomic.Uint64    // replay frames run through the program
+	QUICBadTags atomic.Uint64    // QUIC Initials read although their AEAD tag did not verify (Maltrail does not check it)
 	Ignored     atomic.Uint64    // events dropped by the ignore rules
 	Whitelisted atomic.Uint64    // events dropped for a whitelisted address
 }
@@ -65,6 +66,7 @@ func (s *Stats) summary() []any {
 	}
 	return append(args, "no_meta", s.NoMeta.Load(), "unknown_proto", s.UnknownLUT.Load(),
 		"ignored", s.Ignored.Load(), "whitelisted", s.Whitelisted.Load(), "emit_errors", s.EmitErrors.Load(),
+		"quic_bad_tags", s.QUICBadTags.Load(),
 		"frames", s.Frames.Load(), "skipped_frames", s.Skipped.Load())
 }
 

@@ -223,6 +223,9 @@ func (a *Agent) handleQUIC(r *dataplane.Record) {
 		return
 	}
 	sni, err := proto.QUICInitialSNI(r.Payload, &a.ns.quic)
+	if a.ns.quic.BadTag {
+		a.stats.QUICBadTags.Add(1)
+	}
 	if err != nil {
 		a.malformed(r, err)
 		return
