@@ -21,12 +21,11 @@ import (
 // heuristic (spec §4; the scans are the kernel's) and the event lines
 // each must give, rendered for sensor "heur" in UTC.
 type heurCapture struct {
-	pcap  []byte
-	n     int
-	t     time.Time
-	r     maltrail.Renderer
-	want  []string
-	extra []string // events of the capture that are no heuristic's
+	pcap []byte
+	n    int
+	t    time.Time
+	r    maltrail.Renderer
+	want []string
 }
 
 func newHeurCapture() *heurCapture {

@@ -239,14 +239,14 @@ func trailsLookup(args []string) error {
 		return trailsUsageErr()
 	}
 	q := fs.Arg(0)
-	var res dataplane.LookupResult
+	var res lookupResult
 	if ap, err := netip.ParseAddrPort(q); err == nil {
-		res, err = lookupAddr(*pinDir, ap.Addr(), ap.Port())
+		res.LookupResult, err = lookupAddr(*pinDir, ap.Addr(), ap.Port())
 		if err != nil {
 			return err
 		}
 	} else if a, err := netip.ParseAddr(q); err == nil {
-		res, err = lookupAddr(*pinDir, a, 0)
+		res.LookupResult, err = lookupAddr(*pinDir, a, 0)
 		if err != nil {
 			return err
 		}
@@ -334,34 +334,49 @@ func openNames(file string) (*trails.Names, func(), error) {
 	return n, func() {}, nil
 }
 
-func lookupName(file, q string) (dataplane.LookupResult, error) {
+// lookupResult is a lookup's result, with the trails a name lookup met
+// that Maltrail's skip rules pass over.
+type lookupResult struct {
+	dataplane.LookupResult
+	Skipped []skippedTrail `json:"skipped,omitempty"`
+}
+
+// skippedTrail is a trail a lookup met but Maltrail's rules skip, and why.
+type skippedTrail struct {
+	Key       string `json:"key"`
+	Info      string `json:"info"`
+	Reference string `json:"reference"`
+	Why       string `json:"why"`
+}
+
+func lookupName(file, q string) (lookupResult, error) {
 	n, done, err := openNames(file)
 	if err != nil {
-		return dataplane.LookupResult{}, err
+		return lookupResult{}, err
 	}
 	defer done()
 	lower := strings.ToLower(q)
 	if host, path, ok := strings.Cut(strings.TrimPrefix(lower, "http://"), "/"); ok {
 		var s trails.URLScratch
 		if hit, ok := n.CheckURL(&s, &trails.HTTPRequest{Host: []byte(host), Path: []byte("/" + path), Method: []byte("GET")}); ok {
-			return dataplane.LookupResult{Found: true, Type: hit.Type, Trail: string(hit.Trail), Info: hit.Meta.Info,
-				Reference: hit.Meta.Reference, Rule: "URL candidates (spec §1.4)"}, nil
+			return lookupResult{LookupResult: dataplane.LookupResult{Found: true, Type: hit.Type, Trail: string(hit.Trail), Info: hit.Meta.Info,
+				Reference: hit.Meta.Reference, Rule: "URL candidates (spec §1.4)"}}, nil
 		}
-		return dataplane.LookupResult{}, nil
+		return lookupResult{}, nil
 	}
-	var skipped []dataplane.SkippedTrail
+	var skipped []skippedTrail
 	for _, s := range n.Skipped([]byte(lower)) {
-		skipped = append(skipped, dataplane.SkippedTrail{Key: s.Key, Info: s.Meta.Info, Reference: s.Meta.Reference, Why: s.Why})
+		skipped = append(skipped, skippedTrail{Key: s.Key, Info: s.Meta.Info, Reference: s.Meta.Reference, Why: s.Why})
 	}
 	var hit trails.DomainHit
 	if !n.CheckDomain([]byte(lower), &hit) {
-		return dataplane.LookupResult{Skipped: skipped}, nil
+		return lookupResult{Skipped: skipped}, nil
 	}
 	rules := map[trails.DomainRule]string{trails.RuleExact: "exact name", trails.RuleParent: "parent domain",
 		trails.RuleIPAdress: ".ip-adress.com rule", trails.RuleRegex: "regex trail", trails.RuleOnion: ".onion rule",
 		trails.RuleHeuristic: "long-domain heuristic"}
-	return dataplane.LookupResult{Found: true, Type: "DNS", Trail: string(hit.Trail), Info: hit.Meta.Info,
-		Reference: hit.Meta.Reference, Rule: rules[hit.Rule], Skipped: skipped}, nil
+	return lookupResult{LookupResult: dataplane.LookupResult{Found: true, Type: "DNS", Trail: string(hit.Trail), Info: hit.Meta.Info,
+		Reference: hit.Meta.Reference, Rule: rules[hit.Rule]}, Skipped: skipped}, nil
 }
 
 func trailsStats(args []string) error {

@@ -614,17 +614,6 @@ type LookupResult struct {
 	Info      string `json:"info,omitempty"`
 	Reference string `json:"reference,omitempty"`
 	Rule      string `json:"rule,omitempty"`
-	// Skipped lists trails of the name or its parents that the domain
-	// check's skip rules pass over (names only).
-	Skipped []SkippedTrail `json:"skipped,omitempty"`
-}
-
-// SkippedTrail is a trail a lookup met but Maltrail's rules skip, and why.
-type SkippedTrail struct {
-	Key       string `json:"key"`
-	Info      string `json:"info"`
-	Reference string `json:"reference"`
-	Why       string `json:"why"`
 }
 
 // Lookup looks an address (and port, 0 = none) up in the kernel maps in the

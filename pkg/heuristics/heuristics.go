@@ -242,9 +242,7 @@ type Engine struct {
 	unq   []byte
 	enc   []byte
 	encB  []byte
-	fname []byte
 	uaBuf []byte
-	uaLow []byte
 }
 
 // New returns an Engine for c. It allocates the tables of c.Limits.

@@ -45,7 +45,6 @@ func want(t *testing.T, got []string, want ...string) {
 
 var (
 	pub1  = netip.MustParseAddr("203.0.113.5")
-	pub2  = netip.MustParseAddr("198.51.100.7")
 	priv1 = netip.MustParseAddr("10.0.0.66")
 	priv2 = netip.MustParseAddr("192.168.1.1")
 )

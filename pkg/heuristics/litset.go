@@ -51,8 +51,6 @@ func (s *litSet) add(p string, tag int) {
 	}
 }
 
-func (s *litSet) empty() bool { return len(s.pats) == 0 }
-
 // maybeAt reports whether a pattern may start at t[i].
 func (s *litSet) maybeAt(t []byte, i int) bool {
 	a := lowerTab[t[i]]

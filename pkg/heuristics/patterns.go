@@ -130,10 +130,6 @@ var families = [numFamilies]family{
 	}},
 }
 
-// preconditions: a path (or body) is searched for the families only when
-// its unquoted text holds one of these (Maltrail's gate, spec §4).
-var preconditions = [...]string{"?", "..", ".ht", "=", " ", "'"}
-
 // defaultUserAgents are the built-in suspicious user agents: scanners,
 // brute-forcers and exploitation tools that name themselves. Matched
 // case-insensitively as substrings; the earliest match wins, the list
