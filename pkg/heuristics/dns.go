@@ -194,6 +194,9 @@ func isWordByte(c byte) bool {
 // consonants.
 func (e *Engine) NXDomain(q *DNS, r Reporter) bool {
 	name := q.Name
+	if len(name) == 0 {
+		return false // (a checked name is never empty)
+	}
 	s := &e.dns
 	last2 := lastLabels(name, 2)
 	if s.started && q.Sec-s.hourStart <= hour {
@@ -430,8 +433,9 @@ func (e *Engine) Sinkhole(q *DNS, firstA netip.Addr, answers *AnswerTrails, r Re
 		return false
 	}
 	info, ok := answers.lookup(firstA)
-	if !ok || q.Whitelist.IsWhitelistedDomain(q.Name) {
-		return false
+	dot := bytes.LastIndexByte(q.Name, '.')
+	if !ok || dot < 0 || q.Whitelist.IsWhitelistedDomain(q.Name) {
+		return false // (a checked name always has a dot)
 	}
 	var kind Kind
 	var out string
@@ -449,7 +453,6 @@ func (e *Engine) Sinkhole(q *DNS, firstA netip.Addr, answers *AnswerTrails, r Re
 		return false
 	}
 	name := q.Name
-	dot := bytes.LastIndexByte(name, '.')
 	e.trail = append(append(append(append(e.trail[:0], '('), name[:dot]...), ')'), name[dot:]...)
 	e.report(r, kind, "DNS", out)
 	return true
