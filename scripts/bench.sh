@@ -64,6 +64,19 @@ awk -v a="${cpu[20000]}" -v b="${cpu[200000]}" 'BEGIN {
 	s = (b - a) / 180000 * 1e9
 	printf "  per-packet CPU (slope 20k->200k): %.0f ns  (Maltrail Python sensor on the same captures: 15,100 ns)\n", s }'
 echo "  (startup + trail load is the intercept: the 20k run's CPU minus 20k x slope)"
+# the same with every heuristic on (issue 9)
+{ cat "$T/bench.conf"; printf 'USE_HEURISTICS true\nCHECK_MISSING_HOST true\n'; } > "$T/heur.conf"
+declare -A hcpu
+for n in 20000 200000; do
+	best=""
+	for run in 1 2 3; do
+		read -r c r w < <(measure "$XT" sensor -q -c "$T/heur.conf" -r "$T/mix$n.pcap")
+		if [ -z "$best" ] || awk "BEGIN{exit !($c < $best)}"; then best=$c; fi
+	done
+	hcpu[$n]=$best
+done
+awk -v a="${hcpu[20000]}" -v b="${hcpu[200000]}" -v a0="${cpu[20000]}" -v b0="${cpu[200000]}" 'BEGIN {
+	printf "  per-packet CPU with every heuristic on (USE_HEURISTICS, CHECK_MISSING_HOST): %.0f ns, without: %.0f ns\n", (b - a) / 180000 * 1e9, (b0 - a0) / 180000 * 1e9 }'
 
 echo "== trail loads: xtrail trails load of trails-static.csv.gz, no sensor running: read, compile the store, fill the pinned maps (wall s, CPU s, peak RSS kB)"
 P=/sys/fs/bpf/xtrail-bench-$$
@@ -112,6 +125,8 @@ go test -run '^$' -bench 'BenchmarkCheckDomainMiss|BenchmarkCheckDomainHit|Bench
 	grep -E '^Benchmark' | sed 's/^/  /'
 go test -run '^$' -bench 'BenchmarkAgentDNS|BenchmarkAgentHTTP' -benchtime 200000x -benchmem ./pkg/sensor/ 2>/dev/null |
 	grep -E '^Benchmark' | sed 's/^/  /'
+echo "== heuristics alone (pkg/heuristics: clean and attack requests, responses, DNS queries, NXDOMAIN answers)"
+go test -run '^$' -bench . -benchmem ./pkg/heuristics/ 2>/dev/null | grep -E '^Benchmark' | sed 's/^/  /'
 echo "== kernel to event: XDP-made HTTP candidates through the real ring buffer into the agent"
 go test -run '^$' -bench 'BenchmarkKernelToEvent' -benchtime 1000000x ./pkg/sensor/ 2>/dev/null |
 	grep -E '^Benchmark' | sed 's/^/  /'
