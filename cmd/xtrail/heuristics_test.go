@@ -26,6 +26,9 @@ type heurCapture struct {
 	t    time.Time
 	r    maltrail.Renderer
 	want []string
+	// gates, per want: "none" (runs without USE_HEURISTICS),
+	// "use", or the name DISABLED_HEURISTICS turns it off with
+	gates []string
 }
 
 func newHeurCapture() *heurCapture {
@@ -53,10 +56,16 @@ func (c *heurCapture) add(f pktbuild.Frame) time.Time {
 	return c.t
 }
 
+// expect adds a line the capture must give, gated by USE_HEURISTICS.
 func (c *heurCapture) expect(at time.Time, src string, sport uint16, dst netip.Addr, dport uint16, proto, typ, trail, info string) {
+	c.expectGated("use", at, src, sport, dst, dport, proto, typ, trail, info)
+}
+
+func (c *heurCapture) expectGated(gate string, at time.Time, src string, sport uint16, dst netip.Addr, dport uint16, proto, typ, trail, info string) {
 	ev := maltrail.TextEvent{Time: at, SrcIP: src, SrcPort: fmt.Sprint(sport), DstIP: dst.String(), DstPort: fmt.Sprint(dport),
 		Proto: proto, Type: typ, Trail: trail, Info: info, Reference: "(heuristic)"}
 	c.want = append(c.want, string(c.r.AppendTextLine(nil, &ev)))
+	c.gates = append(c.gates, gate)
 }
 
 var (
@@ -112,11 +121,11 @@ func buildHeurCapture() *heurCapture {
 		c.dnsQuery(uint16(20000+i), fmt.Sprintf("q%d.exhaustbase.net", i))
 	}
 	at := c.dnsQuery(21000, "q1000.exhaustbase.net")
-	c.expect(at, "10.0.0.66", 21000, hResolver, 53, "UDP", "DNS", "(q1000).exhaustbase.net", "potential dns exhaustion (suspicious)")
+	c.expectGated("dns_exhaustion", at, "10.0.0.66", 21000, hResolver, 53, "UDP", "DNS", "(q1000).exhaustbase.net", "potential dns exhaustion (suspicious)")
 	// long domain
 	long := strings.Repeat("k", 30)
 	at = c.dnsQuery(21001, long+".longbase.com")
-	c.expect(at, "10.0.0.66", 21001, hResolver, 53, "UDP", "DNS", "("+long+").longbase.com", "long domain (suspicious)")
+	c.expectGated("long_domain", at, "10.0.0.66", 21001, hResolver, 53, "UDP", "DNS", "("+long+").longbase.com", "long domain (suspicious)")
 	// sinkholed and parked answers
 	at = c.dnsAnswer(hClient, 21002, 0x80, "sinkholed.com", netip.MustParseAddr("198.51.100.90"))
 	c.expect(at, "192.0.2.53", 53, hClient, 21002, "UDP", "DNS", "(sinkholed).com", "sinkholed by testsink (malware)")
@@ -139,7 +148,7 @@ func buildHeurCapture() *heurCapture {
 	for i := range 11 {
 		at = c.http(uint16(30000+i), ip(50), req("GET", fmt.Sprintf("/dir%d/", i), "scanned.example", ""))
 	}
-	c.expect(at, "10.0.0.66", 30000, ip(50), 80, "TCP", "PATH", "*", "potential web scanning")
+	c.expectGated("web_scanning", at, "10.0.0.66", 30000, ip(50), 80, "TCP", "PATH", "*", "potential web scanning")
 
 	// one request per family, each to its own server
 	fams := []struct{ path, info string }{
@@ -177,7 +186,7 @@ func buildHeurCapture() *heurCapture {
 	c.expect(at, "10.0.0.66", 31103, ip(83), 80, "TCP", "URL", "probe.example(/defaultwebpage.cgi)", "non-existent page (suspicious)")
 	// IoT download by direct IP, proxy probe, missing Host, user agent
 	at = c.http(31104, ip(84), req("GET", "/bins/x.mpsl", "203.0.113.84", ""))
-	c.expect(at, "10.0.0.66", 31104, ip(84), 80, "TCP", "HTTP", "(203.0.113.84)/bins/x.mpsl", "potential iot-malware download (suspicious)")
+	c.expectGated("none", at, "10.0.0.66", 31104, ip(84), 80, "TCP", "HTTP", "(203.0.113.84)/bins/x.mpsl", "potential iot-malware download (suspicious)")
 	at = c.http(31105, ip(85), req("GET", "http://judge.example:8080/azenv.php?proxy=1", "judge.example", ""))
 	c.expect(at, "10.0.0.66", 31105, ip(85), 80, "TCP", "HTTP", "http://judge.example/(azenv.php?proxy=1)", "potential proxy probe (suspicious)")
 	at = c.http(31106, ip(86), req("GET", "/nohost", "", ""))
@@ -190,18 +199,21 @@ func buildHeurCapture() *heurCapture {
 			TCPFlags: pktbuild.ACK | pktbuild.PSH, Payload: []byte(payload)})
 	}
 	at = resp(31108, ip(88), "HTTP/1.1 200 OK\r\nX-Sinkhole: abuse\r\nContent-Length: 0\r\n\r\n")
-	c.expect(at, ip(88).String(), 80, hClient, 31108, "TCP", "HTTP", "X-Sinkhole: abuse", "sinkhole response (malware)")
+	c.expectGated("none", at, ip(88).String(), 80, hClient, 31108, "TCP", "HTTP", "X-Sinkhole: abuse", "sinkhole response (malware)")
 	at = resp(31109, ip(89), "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n<html><title>This domain has been seized</title>")
-	c.expect(at, ip(89).String(), 80, hClient, 31109, "TCP", "HTTP", "This domain has been seized", "seized domain (suspicious)")
+	c.expectGated("none", at, ip(89).String(), 80, hClient, 31109, "TCP", "HTTP", "This domain has been seized", "seized domain (suspicious)")
 	at = resp(31110, ip(90), "HTTP/1.1 200 OK\r\nContent-Type: application/hta\r\n\r\n<script>")
-	c.expect(at, ip(90).String(), 80, hClient, 31110, "TCP", "HTTP", "application/hta", "content type (suspicious)")
+	c.expectGated("none", at, ip(90).String(), 80, hClient, 31110, "TCP", "HTTP", "application/hta", "content type (suspicious)")
 	return c
 }
 
 // TestSensorHeuristicsBinary runs the built xtrail exactly as Maltrail's
 // tooling runs a sensor binary (`<sensor> -r PCAP -c CONF`, then reads
 // LOG_DIR) on a capture with one instance of every agent heuristic, and
-// compares the day's log with the lines each must give.
+// compares the day's log with the lines each must give: with every
+// heuristic on; with USE_HEURISTICS off (only DNS exhaustion, IoT
+// downloads and the response rules run, as in Maltrail); and with
+// DISABLED_HEURISTICS naming the three the agent runs.
 func TestSensorHeuristicsBinary(t *testing.T) {
 	testenv.RequireRoot(t)
 	dir := t.TempDir()
@@ -213,42 +225,66 @@ func TestSensorHeuristicsBinary(t *testing.T) {
 	c := buildHeurCapture()
 	pcap := filepath.Join(dir, "heuristics.pcap")
 	trailsFile := filepath.Join(dir, "trails.csv")
-	logDir := filepath.Join(dir, "log")
-	conf := filepath.Join(dir, "maltrail.conf")
 	for path, data := range map[string]string{
 		pcap:       string(c.pcap),
 		trailsFile: "198.51.100.90,sinkhole testsink (malware),(static)\n198.51.100.91,parking site (suspicious),(static)\n",
-		conf: "MONITOR_INTERFACE any\nCAPTURE_BUFFER 10%\nPROCESS_COUNT 1\nUSE_HEURISTICS true\nCHECK_MISSING_HOST true\n" +
-			"CHECK_HOST_DOMAINS true\nSENSOR_NAME heur\nSCAN_WINDOW 30\nTRAILS_FILE " + trailsFile + "\nLOG_DIR " + logDir + "\n",
 	} {
 		if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	cmd := exec.Command(bin, "sensor", "-r", pcap, "-c", conf)
-	cmd.Env = append(os.Environ(), "TZ=UTC")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("xtrail sensor: %v\n%s", err, out)
-	}
-	logged, err := os.ReadFile(filepath.Join(logDir, "2023-11-14.log"))
-	if err != nil {
-		t.Fatalf("%v\nsensor output:\n%s", err, out)
-	}
-	got := strings.Split(strings.TrimSuffix(string(logged), "\n"), "\n")
-	have := map[string]bool{}
-	for _, l := range got {
-		have[l+"\n"] = true
-	}
-	for _, w := range c.want {
-		if !have[w] {
-			t.Errorf("missing event:\n%s", w)
-		}
-	}
-	if len(got) != len(c.want) {
-		t.Errorf("%d events, want %d:\n%s", len(got), len(c.want), logged)
-	}
-	if !strings.Contains(string(out), fmt.Sprintf("frames=%d", c.n)) {
-		t.Errorf("the sensor did not replay %d frames:\n%s", c.n, out)
+	disabled := "dns_exhaustion,long_domain,web_scanning"
+	for _, run := range []struct {
+		name, conf string
+		keep       func(gate string) bool
+	}{
+		{"all", "USE_HEURISTICS true\nCHECK_MISSING_HOST true\n", func(string) bool { return true }},
+		{"off", "", func(g string) bool { return g == "none" || g == "dns_exhaustion" }},
+		{"disabled", "USE_HEURISTICS true\nCHECK_MISSING_HOST true\nDISABLED_HEURISTICS " + disabled + "\n",
+			func(g string) bool { return !strings.Contains(disabled, g) }},
+	} {
+		t.Run(run.name, func(t *testing.T) {
+			logDir := filepath.Join(dir, run.name)
+			conf := filepath.Join(dir, run.name+".conf")
+			text := "MONITOR_INTERFACE any\nCAPTURE_BUFFER 10%\nPROCESS_COUNT 1\nCHECK_HOST_DOMAINS true\nSENSOR_NAME heur\n" +
+				"SCAN_WINDOW 30\nTRAILS_FILE " + trailsFile + "\nLOG_DIR " + logDir + "\n" + run.conf
+			if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(bin, "sensor", "-r", pcap, "-c", conf)
+			cmd.Env = append(os.Environ(), "TZ=UTC")
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("xtrail sensor: %v\n%s", err, out)
+			}
+			logged, err := os.ReadFile(filepath.Join(logDir, "2023-11-14.log"))
+			if err != nil {
+				t.Fatalf("%v\nsensor output:\n%s", err, out)
+			}
+			got := strings.Split(strings.TrimSuffix(string(logged), "\n"), "\n")
+			have := map[string]bool{}
+			for _, l := range got {
+				have[l+"\n"] = true
+			}
+			n := 0
+			for i, w := range c.want {
+				if !run.keep(c.gates[i]) {
+					if have[w] {
+						t.Errorf("event of a heuristic that is off:\n%s", w)
+					}
+					continue
+				}
+				n++
+				if !have[w] {
+					t.Errorf("missing event:\n%s", w)
+				}
+			}
+			if len(got) != n {
+				t.Errorf("%d events, want %d:\n%s", len(got), n, logged)
+			}
+			if !strings.Contains(string(out), fmt.Sprintf("frames=%d", c.n)) {
+				t.Errorf("the sensor did not replay %d frames:\n%s", c.n, out)
+			}
+		})
 	}
 }
