@@ -217,11 +217,7 @@ func buildHeurCapture() *heurCapture {
 func TestSensorHeuristicsBinary(t *testing.T) {
 	testenv.RequireRoot(t)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "xtrail")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := xtrailBin // built by TestMain
 	c := buildHeurCapture()
 	pcap := filepath.Join(dir, "heuristics.pcap")
 	trailsFile := filepath.Join(dir, "trails.csv")
