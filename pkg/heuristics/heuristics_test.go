@@ -399,7 +399,7 @@ func TestDownloads(t *testing.T) {
 		"URL dl.example(/a/b/x.ps1?v)|direct .ps1 download (suspicious)",
 		"URL dl.example(/defaultwebpage.cgi)|non-existent page (suspicious)",
 		"URL dl.example(/wvs-inexistent-file.asp)|potential web scan (suspicious)")
-	for _, p := range []string{"/longsetupname.exe", "/setup.exe?v=2", "/bin/setup.exe", "/setup.zip", "/.exe"} {
+	for _, p := range []string{"/longsetupname.exe", "/setup.exe?v=2", "/bin/setup.exe", "/setup.zip", "/.exe", "/defaultwebpage.html", "/existent-file.asp"} {
 		if e.Request(httpReq("GET", "dl.example", p), &r) {
 			t.Errorf("near miss %s: %v", p, r.take())
 		}
