@@ -222,7 +222,8 @@ type Engine struct {
 	ctypes   map[string]struct{}
 	dlInfo   map[string]string // extension -> "direct .exe download (suspicious)"
 	iot      *regexp.Regexp
-	pathRes  []*regexp.Regexp
+	pathRes  []*regexp.Regexp // per suspicious path; nil: its trigger suffices
+	pathTrig litSet
 	scanWin  int64
 
 	web webScan
@@ -275,8 +276,15 @@ func New(c Config) (*Engine, error) {
 		e.dlInfo[x] = "direct " + x + " download (suspicious)"
 	}
 	e.iot = regexp.MustCompile(iotPath)
-	for _, p := range suspiciousPaths {
-		e.pathRes = append(e.pathRes, regexp.MustCompile(p.re))
+	for i, p := range suspiciousPaths {
+		for _, t := range p.triggers {
+			e.pathTrig.add(t, i)
+		}
+		var re *regexp.Regexp
+		if p.re != "" {
+			re = regexp.MustCompile(p.re)
+		}
+		e.pathRes = append(e.pathRes, re)
 	}
 	l := c.Limits.withDefaults()
 	e.web.init(l, &e.stats)

@@ -432,11 +432,13 @@ func (e *Engine) request(h *HTTP, r Reporter) bool {
 		e.report(r, KindDownload, "URL", info)
 		return true
 	}
-	for i, re := range e.pathRes {
-		if re.Match(file) {
-			e.fileTrail(h.Host, path)
-			e.report(r, KindSuspiciousPath, "URL", suspiciousPathInfo[i])
-			return true
+	if m := e.pathTrig.tagsIn(file); m != 0 {
+		for i, re := range e.pathRes {
+			if m&(1<<i) != 0 && (re == nil || re.Match(file)) {
+				e.fileTrail(h.Host, path)
+				e.report(r, KindSuspiciousPath, "URL", suspiciousPathInfo[i])
+				return true
+			}
 		}
 	}
 	return false

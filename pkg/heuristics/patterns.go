@@ -174,8 +174,13 @@ const iotPath = `(?:^|/)(?:[\w~-]*[._-])?(?:x86(?:_64)?|x64|x32|i[3-6]86|arm(?:v
 
 // suspiciousPaths name the file of a request (spec §4, "suspicious
 // path"): the probe files scanners request to learn how a site answers a
-// missing page.
-var suspiciousPaths = []struct{ desc, re string }{
-	{"non-existent page", `defaultwebpage\.cgi`},
-	{"potential web scan", `(?:in|non)-?existent[\w-]*\.\w+$|\.acu$|^acunetix[\w-]*\.\w+$|^nikto[\w-]*\.\w+$`},
+// missing page. As for the request families, an expression runs only on
+// a file name holding one of its triggers.
+var suspiciousPaths = []struct {
+	desc string
+	rule
+}{
+	{"non-existent page", rule{lits("defaultwebpage.cgi"), ""}},
+	{"potential web scan", rule{lits("existent", ".acu", "acunetix", "nikto"),
+		`(?:in|non)-?existent[\w-]*\.\w+$|\.acu$|^acunetix[\w-]*\.\w+$|^nikto[\w-]*\.\w+$`}},
 }
