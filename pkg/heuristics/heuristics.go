@@ -97,6 +97,11 @@ type Config struct {
 	WhitelistPaths []string
 	// ScanWindow is SCAN_WINDOW in seconds, the web-scan window (0: 30).
 	ScanWindow int64
+	// LocalPrefix returns Maltrail's local prefix ("10.0.", from the
+	// kernel's scan counts) at packet time sec, "" when none is known: an
+	// IoT download from a destination under it is not reported. Nil judges
+	// destinations by the private ranges instead.
+	LocalPrefix func(sec int64) string
 	// Limits bound the state (zero fields: defaults).
 	Limits Limits
 }

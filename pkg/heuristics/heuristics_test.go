@@ -493,3 +493,24 @@ func TestParseDisabled(t *testing.T) {
 		t.Error("dns exhaustion needs no USE_HEURISTICS")
 	}
 }
+
+// TestIoTLocalPrefix: with the kernel's local prefix known, a download
+// from a destination under it is local; with none, Maltrail's "_" makes
+// every destination foreign.
+func TestIoTLocalPrefix(t *testing.T) {
+	prefix := ""
+	e := newEngine(t, Config{LocalPrefix: func(int64) string { return prefix }})
+	var r rec
+	h := httpReq("GET", "198.51.100.99", "/mirai.x86")
+	h.Dst = netip.MustParseAddr("198.51.100.99")
+	for _, c := range []struct {
+		prefix string
+		fires  bool
+	}{{"10.0.", true}, {"198.51.", false}, {"", true}} {
+		prefix = c.prefix
+		if got := e.IoTDownload(h, &r); got != c.fires {
+			t.Errorf("prefix %q: %v", c.prefix, got)
+		}
+	}
+	r.take()
+}

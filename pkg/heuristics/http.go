@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"regexp"
 
+	"github.com/xtrail/xtrail/pkg/maltrail"
 	"github.com/xtrail/xtrail/pkg/proto"
 	"github.com/xtrail/xtrail/pkg/trails"
 )
@@ -152,16 +153,31 @@ func firstSegment(p []byte) []byte {
 
 // IoTDownload is the IoT-malware download rule of spec §1.4 (no
 // USE_HEURISTICS gate): a numeric Host whose path names a CPU
-// architecture build or a shell dropper, to a destination that is not
-// private, gives `HTTP (<host>)<path>` "potential iot-malware download
+// architecture build or a shell dropper, to a destination outside the
+// local network (see Config.LocalPrefix), gives `HTTP (<host>)<path>` "potential iot-malware download
 // (suspicious)". The caller then stops processing the request.
 func (e *Engine) IoTDownload(h *HTTP, r Reporter) bool {
-	if !isNumericHost(h.Host) || isPrivate(h.Dst) || !e.iot.Match(h.Path) {
+	if !isNumericHost(h.Host) || !e.iot.Match(h.Path) || e.isLocal(h) {
 		return false
 	}
 	e.trail = append(append(append(append(e.trail[:0], '('), h.Host...), ')'), h.Path...)
 	e.report(r, KindIoTDownload, "HTTP", "potential iot-malware download (suspicious)")
 	return true
+}
+
+// isLocal reports whether the destination is inside the monitored
+// network: under Maltrail's local prefix when the sensor knows it (a
+// textual prefix of the address, as Maltrail compares), else private.
+func (e *Engine) isLocal(h *HTTP) bool {
+	if e.cfg.LocalPrefix == nil {
+		return isPrivate(h.Dst)
+	}
+	p := e.cfg.LocalPrefix(h.Sec)
+	if p == "" {
+		return false // Maltrail's "_": no address starts with it
+	}
+	e.lower = maltrail.AppendAddr(e.lower[:0], h.Dst)
+	return bytes.HasPrefix(e.lower, []byte(p))
 }
 
 // isNumericHost is \A\d+\.[0-9.]+\Z.

@@ -69,3 +69,24 @@ func (k keys) heuristics(scan dataplane.Scan) (heuristics.Config, error) {
 	}
 	return c, nil
 }
+
+// localPrefix reads Maltrail's local prefix from the kernel's scan counts
+// for the IoT-download rule: at most once per packet second (it walks a
+// map), keeping the last prefix known when the window has none, as
+// Maltrail does.
+type localPrefix struct {
+	dp   *dataplane.Dataplane
+	last string
+	sec  int64
+	read bool
+}
+
+func (l *localPrefix) at(sec int64) string {
+	if !l.read || sec != l.sec {
+		l.read, l.sec = true, sec
+		if p, err := l.dp.LocalPrefix(); err == nil && p != "" {
+			l.last = p
+		}
+	}
+	return l.last
+}

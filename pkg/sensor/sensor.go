@@ -122,8 +122,10 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer rd.Close()
+	hc := o.Heuristics
+	hc.LocalPrefix = (&localPrefix{dp: dp}).at // heurconfig.go
 	agent := NewAgent(AgentConfig{Meta: maps, Rules: rules, Render: &o.Renderer, Out: o.Out,
-		Throttle: o.Throttle, Processes: o.Processes, Heuristics: o.Heuristics, Logger: log})
+		Throttle: o.Throttle, Processes: o.Processes, Heuristics: hc, Logger: log})
 	if ts != nil {
 		agent.SetAnswers(0, true, ts.answers)
 	}
