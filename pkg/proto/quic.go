@@ -187,6 +187,7 @@ func parseQUICInitialHeader(b []byte) (quicHeader, quicVersion, error) {
 // and cipher.NewGCM allocate on every call, since the keys depend on the
 // connection ID. BenchmarkQUICInitialSNI reports the count.
 func QUICInitialSNI(b []byte, scratch *QUICScratch) ([]byte, error) {
+	scratch.BadTag = false
 	h, ver, err := parseQUICInitialHeader(b)
 	if err != nil {
 		return nil, err
@@ -209,7 +210,6 @@ func QUICInitialSNI(b []byte, scratch *QUICScratch) ([]byte, error) {
 		return nil, errQUICCipher
 	}
 	clear(s.have[:])
-	s.BadTag = false
 
 	var walkErr error
 	dcid := h.dcid

@@ -258,6 +258,13 @@ func TestQUICBadTag(t *testing.T) {
 		at   int // byte flipped; -1 none
 		bad  bool
 	}{{"good", -1, false}, {"tag bit flipped", len(good) - 1, true}, {"padding bit flipped", len(good) - 40, true}, {"good again", -1, false}} {
+		if c.name == "good again" {
+			s.BadTag = true // a packet that fails before decryption must not keep the last verdict
+			_, _ = QUICInitialSNI([]byte{0xc0}, &s)
+			if s.BadTag {
+				t.Error("BadTag kept over a packet that never reached decryption")
+			}
+		}
 		p := bytes.Clone(good)
 		if c.at >= 0 {
 			p[c.at] ^= 0x01

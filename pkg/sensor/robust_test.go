@@ -175,7 +175,7 @@ func TestAgentFailuresLoggedOnce(t *testing.T) {
 		{dataplane.KindTLS, 6, []byte{0x16, 3, 1, 0, 9, 1, 0, 0, 5, 3}, true},                                        // truncated
 		{dataplane.KindTLS, 6, []byte{0x16, 3, 1, 0, 9, 1, 0, 0, 5, 3, 3, 0, 0, 0}, true},                            // malformed
 		{dataplane.KindTLS, 6, noSNI, false},                                                                         // no SNI
-		{dataplane.KindQUIC, 17, append([]byte{0xc0, 0, 0, 0, 1, 0, 0, 0, 0x40, 0x20}, make([]byte, 40)...), true},   // undecryptable
+		{dataplane.KindQUIC, 17, append([]byte{0xc0, 0, 0, 0, 1, 0, 0, 0, 0x40, 0x20}, make([]byte, 40)...), true},   // bad tag: read, garbage frames
 		{dataplane.KindQUIC, 17, append([]byte{0xc0, 0, 0, 0, 1, 21}, make([]byte, 40)...), true},                    // malformed
 		{dataplane.KindQUIC, 17, append([]byte{0xc0, 0, 0, 0, 1, 0, 0, 0, 0x48, 0x20}, make([]byte, 2200)...), true}, // too large
 	}
@@ -208,10 +208,14 @@ func TestAgentFailuresLoggedOnce(t *testing.T) {
 	checkCounters(t, st, 520)
 	log := logs.String()
 	// one line per (kind, failure): dns truncated and malformed, http
-	// truncated, tls truncated and malformed, quic decrypt, malformed and
+	// truncated, tls truncated and malformed, quic malformed (a bad tag is
+	// read as Maltrail reads it, and its frames are garbage) and
 	// unsupported; then the undecodable record and the unknown kind
-	if n := strings.Count(log, "\n"); n != 10 {
-		t.Errorf("%d log lines, want 10:\n%s", n, log)
+	if n := strings.Count(log, "\n"); n != 9 {
+		t.Errorf("%d log lines, want 9:\n%s", n, log)
+	}
+	if st.QUICBadTags.Load() != 50 {
+		t.Errorf("quic_bad_tags %d, want 50", st.QUICBadTags.Load())
 	}
 	for _, want := range []string{"kind=dns", "kind=http", "kind=tls", "kind=quic", "src=10.0.0.5", "sport=40000",
 		"payload_hex=c00000000100", "undecodable", "record kind 7"} {
@@ -239,6 +243,7 @@ func TestStatsSummary(t *testing.T) {
 	s.Frames.Store(9)
 	s.Ignored.Store(10)
 	s.Whitelisted.Store(11)
+	s.QUICBadTags.Store(12)
 	for k := range kindNames {
 		s.Kinds[k].Store(uint64(100 + k))
 		s.Malformed[k].Store(uint64(200 + k))
@@ -249,7 +254,7 @@ func TestStatsSummary(t *testing.T) {
 		got[args[i].(string)] = args[i+1].(uint64)
 	}
 	want := map[string]uint64{"records": 1, "events": 2, "bad_records": 3, "panics": 4, "no_meta": 5, "unknown_proto": 6,
-		"emit_errors": 7, "skipped_frames": 8, "frames": 9, "ignored": 10, "whitelisted": 11,
+		"emit_errors": 7, "skipped_frames": 8, "frames": 9, "ignored": 10, "whitelisted": 11, "quic_bad_tags": 12,
 		"records_ip": 101, "records_dns": 102, "records_http": 103, "records_tls": 104, "records_quic": 105, "records_scan": 106,
 		"malformed_dns": 202, "malformed_http": 203, "malformed_tls": 204, "malformed_quic": 205, "malformed_scan": 206}
 	for k, v := range want {
@@ -262,7 +267,8 @@ func TestStatsSummary(t *testing.T) {
 	}
 	// A counter added to Stats must be added to summary and to this test.
 	tested := map[string]bool{"Records": true, "Events": true, "Bad": true, "Panics": true, "NoMeta": true, "UnknownLUT": true,
-		"EmitErrors": true, "Skipped": true, "Frames": true, "Ignored": true, "Whitelisted": true, "Kinds": true, "Malformed": true}
+		"EmitErrors": true, "Skipped": true, "Frames": true, "Ignored": true, "Whitelisted": true, "Kinds": true, "Malformed": true,
+		"QUICBadTags": true}
 	rt := reflect.TypeFor[Stats]()
 	for i := range rt.NumField() {
 		if !tested[rt.Field(i).Name] {
