@@ -30,7 +30,8 @@ type slot[V any] struct {
 // the same 64-bit hash are one entry, a chance too small to matter for
 // counters.
 type table[V any] struct {
-	slots   []slot[V]
+	slots   []slot[V] // allocated at the first put
+	size    int
 	mask    uint64
 	epoch   uint32
 	ttl     uint32 // 0: entries live until the epoch changes
@@ -42,7 +43,7 @@ type table[V any] struct {
 func newTable[V any](n int, ttl uint32, evicted *atomic.Uint64) *table[V] {
 	n = max(n, probeLen)
 	size := 1 << bits.Len(uint(n-1))
-	return &table[V]{slots: make([]slot[V], size), mask: uint64(size - 1), ttl: ttl, evicted: evicted}
+	return &table[V]{size: size, mask: uint64(size - 1), ttl: ttl, evicted: evicted}
 }
 
 func (t *table[V]) live(s *slot[V], now uint32) bool {
@@ -57,6 +58,9 @@ func (t *table[V]) home(key uint64) uint64 {
 
 // get returns key's live entry, or nil.
 func (t *table[V]) get(key uint64, now uint32) *slot[V] {
+	if t.slots == nil {
+		return nil
+	}
 	key = nonzero(key)
 	h := t.home(key)
 	for i := range uint64(probeLen) {
@@ -72,6 +76,10 @@ func (t *table[V]) get(key uint64, now uint32) *slot[V] {
 // is none (isNew). It never fails: a full neighbourhood gives up its
 // lightest entry.
 func (t *table[V]) put(key uint64, now uint32) (s *slot[V], isNew bool) {
+	if t.slots == nil {
+		// once, at its full size: a heuristic that never runs costs no memory
+		t.slots = make([]slot[V], t.size)
+	}
 	key = nonzero(key)
 	h := t.home(key)
 	var free, light *slot[V]

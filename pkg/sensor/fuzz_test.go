@@ -17,6 +17,7 @@ import (
 
 	"github.com/xtrail/xtrail/internal/testenv"
 	"github.com/xtrail/xtrail/pkg/dataplane"
+	"github.com/xtrail/xtrail/pkg/heuristics"
 	"github.com/xtrail/xtrail/pkg/maltrail"
 	"github.com/xtrail/xtrail/pkg/pcap"
 	"github.com/xtrail/xtrail/pkg/throttle"
@@ -154,7 +155,8 @@ func fuzzAgent(rules NameRules, meta MetaSource) (*Agent, *capture, *lockedBuffe
 	out := newCapture()
 	logs := &lockedBuffer{}
 	a := NewAgent(AgentConfig{Meta: meta, Rules: rules, Render: &maltrail.Renderer{Sensor: fuzzSensorName, Loc: time.UTC},
-		Out: out, Throttle: throttle.Summarize, Processes: 1, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+		Out: out, Throttle: throttle.Summarize, Processes: 1, Logger: slog.New(slog.NewTextHandler(logs, nil)),
+		Heuristics: heuristics.Config{Use: true, CheckMissingHost: true}}) // every heuristic runs on the fuzzed payloads
 	return a, out, logs
 }
 
