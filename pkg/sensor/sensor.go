@@ -181,8 +181,14 @@ func runLive(ctx context.Context, dp *dataplane.Dataplane, rd *ringbuf.Reader, a
 	stop := context.AfterFunc(ctx, func() { rd.Close() })
 	defer stop()
 	done := make(chan struct{})
-	defer close(done)
-	go watchLosses(ctx, done, dp, log)
+	watched := make(chan struct{})
+	// the watcher reads the program's counters: it must be gone before
+	// Run closes the data plane
+	defer func() { close(done); <-watched }()
+	go func() {
+		defer close(watched)
+		watchLosses(ctx, done, dp, log)
+	}()
 	var rec ringbuf.Record
 	// The read wakes up at least once a second so held and condensed
 	// events leave on time when traffic is quiet.
