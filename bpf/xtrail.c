@@ -124,9 +124,10 @@ struct {
 	__type(value, struct xt_counters);
 } xt_counts SEC(".maps");
 
-/* A (second, 5-tuple) slot for Maltrail's burst suppression. */
+/* A (second, 5-tuple, payload digest) slot for Maltrail's burst
+ * suppression; the digest is zero but in the UDP repeat slot. */
 struct xt_tuple {
-	__u64 w[6];
+	__u64 w[7];
 };
 
 enum {
@@ -261,6 +262,7 @@ static __always_inline void tuple_of(struct pkt *p, struct xt_tuple *t)
 	t->w[3] = d[0];
 	t->w[4] = d[1];
 	t->w[5] = ((__u64)p->sport << 32) | ((__u64)p->dport << 16) | p->l4proto;
+	t->w[6] = 0;
 }
 
 static __always_inline int tuple_eq(const struct xt_tuple *a, const struct xt_tuple *b)
@@ -269,17 +271,125 @@ static __always_inline int tuple_eq(const struct xt_tuple *a, const struct xt_tu
 	       a->w[3] == b->w[3] && a->w[4] == b->w[4] && a->w[5] == b->w[5];
 }
 
-/* Replaces slot with t; returns 1 if it already held t. */
+enum {
+	REPEAT_NO = 0,     /* another (second, 5-tuple) than the slot's */
+	REPEAT_SAME = 1,   /* the slot's tuple and digest: a repeat */
+	REPEAT_OTHER = 2,  /* the slot's tuple with another payload digest */
+};
+
+/* Replaces slot with t and says how t compares with what it held. */
 static __always_inline int repeat(__u32 slot, const struct xt_tuple *t)
 {
 	struct xt_tuple *s = bpf_map_lookup_elem(&xt_dup, &slot);
 	int same;
 
 	if (!s)
-		return 0;
-	same = tuple_eq(s, t);
+		return REPEAT_NO;
+	same = !tuple_eq(s, t) ? REPEAT_NO : s->w[6] == t->w[6] ? REPEAT_SAME : REPEAT_OTHER;
 	*s = *t;
 	return same;
+}
+
+/*
+ * Keyed 64-bit hashing (the UDP payload digest, IPv6 scan keys):
+ * multiply-rotate rounds and a final avalanche, seeded per load
+ * (xt_config.seed) so no sender can aim at a collision it cannot see.
+ * Not a cryptographic hash; what each use needs of it is said there.
+ */
+#define XT_K1 0x9E3779B185EBCA87ULL
+#define XT_K2 0xC2B2AE3D27D4EB4FULL
+#define XT_K3 0x165667B19E3779F9ULL
+
+static __always_inline __u64 hround(__u64 acc, __u64 w)
+{
+	acc += w * XT_K2;
+	acc = (acc << 31) | (acc >> 33);
+	return acc * XT_K1;
+}
+
+static __always_inline __u64 hfinal(__u64 h)
+{
+	h ^= h >> 33;
+	h *= XT_K2;
+	h ^= h >> 29;
+	h *= XT_K3;
+	h ^= h >> 32;
+	return h;
+}
+
+/* Bytes of the payload's head and of its tail the UDP digest reads. */
+#define XT_DIGEST_WIN 64
+
+/*
+ * The UDP payload digest of the repeat slot (the Rust sensor's rule: a
+ * datagram repeating the previous one's (second, 5-tuple) is dropped only
+ * if its payload is the same too). It hashes the payload's length, its
+ * first XT_DIGEST_WIN bytes and its last XT_DIGEST_WIN bytes: every byte of
+ * a payload up to 128 bytes, so nearly every DNS query is compared whole,
+ * and for longer ones the parts where two datagrams of one socket differ
+ * (a DNS message's ID and question, the end of its name, a QUIC packet's
+ * number and first ciphertext). Two different payloads of one length that
+ * differ only between the windows are taken for a repeat. 16 word loads,
+ * whatever the payload's size; off and len come from the parse, which
+ * keeps them inside the frame.
+ *
+ * A global subprogram: the verifier checks it once, not for every path
+ * into do_udp (see scan() below).
+ */
+__attribute__((noinline)) __u64 udp_digest(struct xdp_md *ctx, __u32 off, __u32 len, __u64 seed)
+{
+	void *data, *end;
+	__u64 a = seed + len, b = seed ^ XT_K3, w;
+	__u8 *h, *t;
+
+	if (!ctx)
+		return 0;
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	/* the verifier takes a packet offset only below 64 KiB; no frame an
+	 * XDP program sees is near that long */
+	if (off >= XT_L4_OFF_MAX || len > 0x7fff)
+		return hfinal(a);
+	h = data + off;
+	if (len >= XT_DIGEST_WIN) {
+		t = h + (len - XT_DIGEST_WIN);
+		if ((void *)(h + XT_DIGEST_WIN) > end || (void *)(t + XT_DIGEST_WIN) > end)
+			return hfinal(a);
+#pragma unroll
+		for (int i = 0; i < XT_DIGEST_WIN / 8; i++) {
+			a = hround(a, *(__u64 *)(h + 8 * i));
+			b = hround(b, *(__u64 *)(t + 8 * i));
+		}
+		return hfinal(a ^ (b << 1 | b >> 63));
+	}
+	/* under XT_DIGEST_WIN bytes: the whole payload, its whole words, then
+	 * (len not a multiple of 8) the last 8 bytes again, or, under 8
+	 * bytes, the bytes one by one */
+#pragma unroll
+	for (int i = 0; i < XT_DIGEST_WIN / 8 - 1; i++) {
+		if (8 * i + 8 > len)
+			break;
+		if ((void *)(h + 8 * i + 8) > end)
+			return hfinal(a);
+		a = hround(a, *(__u64 *)(h + 8 * i));
+	}
+	if (len & 7) {
+		if (len >= 8) {
+			t = h + (len - 8);
+			if ((void *)(t + 8) > end)
+				return hfinal(a);
+			w = *(__u64 *)t;
+		} else {
+			w = 0;
+#pragma unroll
+			for (int i = 0; i < 7; i++) {
+				if (i < len && (void *)(h + i + 1) <= end)
+					w |= (__u64)h[i] << (8 * i);
+			}
+		}
+		b = hround(b, w);
+	}
+	return hfinal(a ^ (b << 1 | b >> 63));
 }
 
 /* One lookup in the packet's generation of a trail map. */
@@ -988,11 +1098,17 @@ static __always_inline void do_udp(struct pkt *p, void *data, void *end)
 	p->l4_off += sizeof(*uh);
 	p->l4_len = p->l4_len >= sizeof(*uh) ? p->l4_len - sizeof(*uh) : 0;
 
-	/* Maltrail drops a datagram repeating the previous one before any parsing. */
+	/* Maltrail drops a datagram repeating the previous one before any
+	 * parsing; the Rust sensor only if its payload is the same too */
 	tuple_of(p, &tup);
-	if (repeat(DUP_UDP, &tup)) {
+	tup.w[6] = udp_digest(p->ctx, p->l4_off, p->l4_len, p->cfg->seed);
+	switch (repeat(DUP_UDP, &tup)) {
+	case REPEAT_SAME:
 		count(p, XT_C_UDP_DUP);
 		return;
+	case REPEAT_OTHER:
+		count(p, XT_C_UDP_NEW_PAYLOAD);
+		break;
 	}
 	if (p->sport == xt_htons(53) || p->dport == xt_htons(53)) {
 		emit_candidate(p, XT_REC_DNS, XT_C_CAND_DNS);

@@ -236,6 +236,7 @@ struct xt_config {
 	__u16 snap[8];        /* snapshot length per enum xt_kind (0 = XT_SNAP_MAX) */
 	__u32 scan_window;    /* SCAN_WINDOW in seconds (0 = 30) */
 	__u32 pad;
+	__u64 seed;           /* random, per program: key of its hashes (see xtrail.c) */
 };
 
 /*
@@ -257,7 +258,8 @@ enum xt_counter {
 	XT_C_TCP_SYN,       /* flags exactly 0x02 */
 	XT_C_SYN_DUP,       /* same (sec, 5-tuple) as the previous SYN: dropped */
 	XT_C_UDP,
-	XT_C_UDP_DUP,       /* same (sec, 5-tuple) as the previous UDP datagram */
+	XT_C_UDP_DUP,       /* same (sec, 5-tuple) and payload digest as the previous UDP datagram: dropped */
+	XT_C_UDP_NEW_PAYLOAD,/* same (sec, 5-tuple) as the previous UDP datagram, another payload: kept */
 	XT_C_ICMP_ECHO,     /* ICMP type 8 / ICMPv6 type 128 */
 	XT_C_ICMP_OTHER,    /* other ICMP types: not matched */
 	XT_C_OTHER_PROTO,   /* other IP protocols: matched on addresses */

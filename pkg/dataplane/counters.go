@@ -6,7 +6,7 @@ import "fmt"
 var counterNames = [...]string{
 	"packets", "truncated", "vlan", "qinq", "pppoe", "non_ip", "ipv4", "ipv6",
 	"ip_bad", "fragment", "tcp", "tcp_syn", "syn_dup", "udp", "udp_dup",
-	"icmp_echo", "icmp_other", "other_proto", "hit_dst", "hit_src",
+	"udp_new_payload", "icmp_echo", "icmp_other", "other_proto", "hit_dst", "hit_src",
 	"hit_suppressed", "hit_repeat", "cand_dns", "cand_http", "cand_tls",
 	"cand_quic", "cand_cut", "ringbuf_full", "action_drop",
 	"scan_stealth", "scan_local_dst", "scan_window", "scan_key", "scan_key_cap",

@@ -6,6 +6,7 @@ package dataplane
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -199,7 +200,11 @@ func (d *Dataplane) setup(spec *ebpf.CollectionSpec) error {
 		origin.Close()
 		return err
 	}
-	d.cfg = xtrailXtConfig{Action: uint32(d.opts.Action), Snap: d.opts.Snap}
+	seed, err := d.seed()
+	if err != nil {
+		return err
+	}
+	d.cfg = xtrailXtConfig{Action: uint32(d.opts.Action), Snap: d.opts.Snap, Seed: seed}
 	if err := d.opts.Scan.apply(&d.cfg); err != nil {
 		return err
 	}
@@ -213,6 +218,23 @@ func (d *Dataplane) setup(spec *ebpf.CollectionSpec) error {
 		d.cfg.TaiToWallNs = off
 	}
 	return d.writeConfig()
+}
+
+// seed is the key of the program's hashes (xt_config.seed): random, kept
+// from the last run when the program comes from the cache, whose scan maps
+// hold keys made with it.
+func (d *Dataplane) seed() (uint64, error) {
+	if d.cached {
+		var old xtrailXtConfig
+		if err := d.objs.XtCfg.Lookup(uint32(0), &old); err == nil && old.Seed != 0 {
+			return old.Seed, nil
+		}
+	}
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return 0, fmt.Errorf("program hash seed: %w", err)
+	}
+	return binary.LittleEndian.Uint64(b[:]) | 1, nil
 }
 
 // Cached says whether the program was taken verified from the pin dir

@@ -372,3 +372,96 @@ func TestReplaceRemovesStaleTrails(t *testing.T) {
 		t.Errorf("%d meta entries left, want 2", n)
 	}
 }
+
+// TestUDPRepeatDigest: a datagram repeating the previous one's (second,
+// 5-tuple) is dropped only when its payload digest is the same too (the
+// Rust sensor's rule), so a second, different DNS query on one socket in
+// one second is a candidate, and a retransmitted one is not.
+func TestUDPRepeatDigest(t *testing.T) {
+	p := newPlane(t, testTrails, ActionPass)
+	query := func(id uint16, name string) []byte {
+		q := []byte{byte(id >> 8), byte(id), 1, 0, 0, 1, 0, 0, 0, 0, 0, 0}
+		for _, l := range strings.Split(name, ".") {
+			q = append(append(q, byte(len(l))), l...)
+		}
+		return append(q, 0, 0, 1, 0, 1)
+	}
+	dns := func(payload []byte) []byte {
+		return pktbuild.Frame{Src: clean, Dst: clean2, Proto: pktbuild.UDP, Sport: 40000, Dport: 53, Payload: payload}.Bytes()
+	}
+	other := func(payload []byte) []byte {
+		return pktbuild.Frame{Src: clean, Dst: bad, Proto: pktbuild.UDP, Sport: 40000, Dport: 9999, Payload: payload}.Bytes()
+	}
+	long := func(n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(i*7 + 3)
+		}
+		return b
+	}
+	flip := func(b []byte, at int) []byte {
+		c := bytes.Clone(b)
+		c[at] ^= 0x20
+		return c
+	}
+	q1 := query(0x1234, "www.evil-test-domain.com")
+	q2 := query(0x5678, "mail.evil-test-domain.com")
+	cases := []struct {
+		name        string
+		first, next []byte
+		dropped     bool
+	}{
+		{"the same query again", dns(q1), dns(q1), true},
+		{"another query on the socket", dns(q1), dns(q2), false},
+		{"same name, another ID", dns(q1), dns(query(0x1235, "www.evil-test-domain.com")), false},
+		{"same ID, another qtype", dns(q1), dns(flip(q1, len(q1)-3)), false},
+		{"empty payloads", dns(nil), dns(nil), true},
+		{"3 bytes, the last differs", dns([]byte("abc")), dns([]byte("abd")), false},
+		{"13 bytes, the last differs", dns(long(13)), dns(flip(long(13), 12)), false},
+		{"64 bytes, the last differs", other(long(64)), other(flip(long(64), 63)), false},
+		{"128 bytes, the middle differs", other(long(128)), other(flip(long(128), 64)), false},
+		{"1400 bytes, the first differs", other(long(1400)), other(flip(long(1400), 0)), false},
+		{"1400 bytes, the last differs", other(long(1400)), other(flip(long(1400), 1399)), false},
+		{"one byte longer", other(long(200)), other(long(201)), false},
+		// the digest's limit: between its head and tail windows
+		{"1400 bytes, the middle differs", other(long(1400)), other(flip(long(1400), 700)), true},
+		// Ethernet padding after the IP length is not payload
+		{"other padding", dns([]byte("abc")), append(dns([]byte("abc")), 1, 2, 3, 4), true},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			at := t0.Add(time.Duration(i) * time.Second)
+			before := p.counters(t)
+			_, first := p.run(t, c.first, at)
+			_, next := p.run(t, c.next, at.Add(200*time.Millisecond))
+			after := p.counters(t)
+			if len(first) != 1 {
+				t.Fatalf("first datagram: %d records", len(first))
+			}
+			dup, kept := after["udp_dup"]-before["udp_dup"], after["udp_new_payload"]-before["udp_new_payload"]
+			if c.dropped {
+				if len(next) != 0 || dup != 1 || kept != 0 {
+					t.Errorf("repeat: %d records, udp_dup +%d, udp_new_payload +%d; want it dropped", len(next), dup, kept)
+				}
+				return
+			}
+			if dup != 0 || kept != 1 {
+				t.Errorf("udp_dup +%d, udp_new_payload +%d; want the datagram kept", dup, kept)
+			}
+			// a DNS datagram is a candidate; another one to the trail is
+			// looked up, and the logged slot (tuple only) keeps it quiet
+			if first[0].Kind == KindDNS {
+				if len(next) != 1 || next[0].Kind != KindDNS || !bytes.Equal(next[0].Payload, payloadOf(c.next, len(next[0].Payload))) {
+					t.Errorf("second datagram: %+v, want its DNS candidate", next)
+				}
+			} else if len(next) != 0 || after["hit_repeat"] != before["hit_repeat"]+1 {
+				t.Errorf("second datagram: %d records, hit_repeat +%d; want the hit silenced by the logged slot", len(next), after["hit_repeat"]-before["hit_repeat"])
+			}
+		})
+	}
+}
+
+// payloadOf is the UDP payload of an untagged IPv4 frame, n bytes of it.
+func payloadOf(frame []byte, n int) []byte {
+	return frame[14+20+8 : 14+20+8+n]
+}

@@ -22,11 +22,12 @@ type xtrailXtConfig struct {
 	Snap        [8]uint16
 	ScanWindow  uint32
 	Pad         uint32
+	Seed        uint64
 }
 
 type xtrailXtCounters struct {
 	_ structs.HostLayout
-	C [40]uint64
+	C [41]uint64
 }
 
 type xtrailXtGenid struct {
@@ -107,7 +108,7 @@ type xtrailXtScratch struct {
 
 type xtrailXtTuple struct {
 	_ structs.HostLayout
-	W [6]uint64
+	W [7]uint64
 }
 
 // Names of all BPF objects in the ELF.
