@@ -156,19 +156,41 @@ struct {
  * XT_SCAN_MAX_KEYS so the live window's keys are not the ones evicted.
  * Program-private, like the repeat slots.
  */
-#define XT_SCAN_MAP(name, val)                      \
-	struct {                                    \
-		__uint(type, BPF_MAP_TYPE_LRU_HASH); \
-		__uint(max_entries, 65536);         \
-		__type(key, struct xt_scan_key);    \
-		__type(value, val);                 \
-	} name SEC(".maps")
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, XT_SCAN_ENTRIES);
+	__type(key, struct xt_scan_key);
+	__type(value, struct xt_scan_ports);
+} xt_scan_tcp SEC(".maps"); /* port scan pairs and infection keys (value struct xt_scan_hosts) */
 
-XT_SCAN_MAP(xt_scan_tcp, struct xt_scan_ports); /* port scans: (src, dst) */
-XT_SCAN_MAP(xt_scan_udp, struct xt_scan_ports); /* UDP scans: (src, dst) */
-XT_SCAN_MAP(xt_scan_inf, struct xt_scan_hosts); /* infection: (src, port) */
-XT_SCAN_MAP(xt_scan_srcs, __u32);               /* the window's sources */
-XT_SCAN_MAP(xt_scan_pfx, __u64);                /* sources per prefix */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, XT_SCAN_ENTRIES);
+	__type(key, struct xt_scan_key);
+	__type(value, struct xt_scan_ports);
+} xt_scan_udp SEC(".maps"); /* UDP scan pairs */
+
+_Static_assert(sizeof(struct xt_scan_hosts) == sizeof(struct xt_scan_ports), "xt_scan_tcp holds both");
+
+struct xt_scan_src {
+	__u8 addr[16];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, XT_SCAN_ENTRIES);
+	__type(key, struct xt_scan_src);
+	__type(value, __u32);
+} xt_scan_srcs SEC(".maps"); /* the sources: the last window each was counted in */
+
+/* mmapable: LocalPrefix reads the counts without a system call per entry */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u64);
+} xt_scan_pfx SEC(".maps"); /* IPv4 sources per a.b. prefix */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -689,6 +711,7 @@ enum scan_probe {
 /* What scan() needs of the packet. */
 struct scan_pkt {
 	__u64 now;     /* xt_now() */
+	__u64 seed;    /* xt_config.seed */
 	__u8 src[16];
 	__u8 dst[16];
 	__u32 ifindex;
@@ -742,42 +765,101 @@ static __always_inline int take_key(struct xt_counters *c, __u64 *w, __u32 win)
 	return 1;
 }
 
-/* Adds item to a key's slots: returns the key's new count when the item is
- * new, 0 when it was there, -1 when every slot is taken. */
-static __always_inline int add_item(__u32 *slot, __u32 nslots, __u32 *n, __u32 item)
+/* Adds port (network order) to a pair: returns the pair's new count when
+ * the port is new, 0 when it was there, -1 when every slot is taken. A slot
+ * fills its low half first, and slots fill in order, so a port is either
+ * before the first free half or nowhere. A slot changes at most twice, so
+ * three tries settle it. */
+static __always_inline int add_port(struct xt_scan_ports *v, __u16 port)
 {
-	for (__u32 i = 0; i < nslots; i++) {
-		__u32 v = XT_READ(slot[i]);
+	if (port == 0) {
+		if (__sync_fetch_and_or(&v->n, XT_SCAN_N_PORT0) & XT_SCAN_N_PORT0)
+			return 0;
+		return (__sync_fetch_and_add(&v->n, 1) + 1) & XT_SCAN_N_MASK;
+	}
+	for (__u32 i = 0; i < (XT_SCAN_PORT_SLOTS + 1) / 2; i++) {
+		for (int try = 0; try < 3; try++) {
+			__u32 w = XT_READ(v->slot[i]), lo = w & 0xffff, hi = w >> 16;
 
-		if (v == item)
-			return 0;
-		if (v)
-			continue;
-		v = __sync_val_compare_and_swap(&slot[i], 0, item);
-		if (v == 0)
-			return __sync_fetch_and_add(n, 1) + 1;
-		if (v == item)
-			return 0;
+			if (lo == port || hi == port)
+				return 0;
+			if (hi)
+				break; /* full: the next slot */
+			if (__sync_val_compare_and_swap(&v->slot[i], w, lo ? w | (__u32)port << 16 : port) == w)
+				return (__sync_fetch_and_add(&v->n, 1) + 1) & XT_SCAN_N_MASK;
+		}
 	}
 	return -1;
 }
 
-static __always_inline void scan_key(struct scan_pkt *sp, struct xt_scan_key *k, __u32 win, int with_dst)
+/* 64-bit keyed hashes of IPv6 addresses (the keys of xt_scan_tcp and
+ * xt_scan_udp: see xtrail.h). */
+static __always_inline __u64 hash_addr(__u64 h, const __u8 *a)
+{
+	__u64 w[2];
+
+	__builtin_memcpy(w, a, 16);
+	h = hround(h, w[0]);
+	return hround(h, w[1]);
+}
+
+static __always_inline void pair_key(struct scan_pkt *sp, struct xt_scan_key *k, __u32 win)
 {
 	__builtin_memset(k, 0, sizeof(*k));
-	__builtin_memcpy(k->src, sp->src, 16);
-	if (with_dst)
-		__builtin_memcpy(k->dst, sp->dst, 16);
+	if (sp->family == 4)
+		k->id = (__u64)*(__u32 *)sp->src << 32 | *(__u32 *)sp->dst;
+	else
+		k->id = hfinal(hash_addr(hash_addr(sp->seed, sp->src), sp->dst));
 	k->win = win;
 	k->family = sp->family;
 }
 
-/* The prefix key of the source: IPv4 a.b.0.0, IPv6 the whole address. */
-static __always_inline void prefix_key(struct scan_pkt *sp, struct xt_scan_key *k, __u32 win)
+static __always_inline void infection_key(struct scan_pkt *sp, struct xt_scan_key *k, __u32 win)
 {
-	scan_key(sp, k, win, 0);
+	__builtin_memset(k, 0, sizeof(*k));
 	if (sp->family == 4)
-		k->src[2] = k->src[3] = 0;
+		k->id = *(__u32 *)sp->src;
+	else
+		k->id = hfinal(hash_addr(sp->seed ^ XT_K1, sp->src));
+	k->win = win;
+	k->port = sp->dport;
+	k->family = sp->family;
+}
+
+/* The source as a key of xt_scan_srcs: IPv6 as is, IPv4 as ::ffff:a.b.c.d
+ * (never a source on the wire). */
+static __always_inline void source_key(struct scan_pkt *sp, struct xt_scan_src *k)
+{
+	if (sp->family == 6) {
+		__builtin_memcpy(k->addr, sp->src, 16);
+		return;
+	}
+	__builtin_memset(k->addr, 0, 10);
+	k->addr[10] = k->addr[11] = 0xff;
+	__builtin_memcpy(k->addr + 12, sp->src, 4);
+}
+
+/* The xt_scan_pfx entry of an IPv4 source's a.b. prefix. */
+static __always_inline __u64 *prefix_count(struct scan_pkt *sp)
+{
+	__u32 i = (__u32)sp->src[0] << 8 | sp->src[1];
+
+	return bpf_map_lookup_elem(&xt_scan_pfx, &i);
+}
+
+/* Counts one more source in a word holding (window << 32) | count, reset
+ * by the window; returns the new count, 0 if other CPUs kept winning. */
+static __always_inline __u32 count_in_window(__u64 *w, __u32 win)
+{
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		__u64 old = XT_READ(*w);
+		__u32 n = ((old >> 32) == win ? (__u32)old : 0) + 1;
+
+		if (__sync_val_compare_and_swap(w, old, (__u64)win << 32 | n) == old)
+			return n;
+	}
+	return 0;
 }
 
 /* Notes src among the window's sources, and raises the window's leading
@@ -785,25 +867,26 @@ static __always_inline void prefix_key(struct scan_pkt *sp, struct xt_scan_key *
 static __always_inline void note_source(struct scan_pkt *sp, struct xt_scan_state *s, __u32 win,
 					struct xt_counters *c)
 {
-	struct xt_scan_key k;
-	__u64 one = 1, n, *cnt;
-	__u32 seen = 1;
+	struct xt_scan_src k;
+	__u32 *seen, n = 1;
+	__u64 *cnt;
 
-	scan_key(sp, &k, win, 0);
-	if (bpf_map_update_elem(&xt_scan_srcs, &k, &seen, BPF_NOEXIST))
-		return; /* known in this window (or no room) */
+	source_key(sp, &k);
+	seen = bpf_map_lookup_elem(&xt_scan_srcs, &k);
+	if (seen) {
+		__u32 old = XT_READ(*seen);
+
+		if (old == win || __sync_val_compare_and_swap(seen, old, win) != old)
+			return; /* known in this window (or another CPU just noted it) */
+	} else if (bpf_map_update_elem(&xt_scan_srcs, &k, &win, BPF_NOEXIST)) {
+		return; /* another CPU just noted it */
+	}
 	scount(c, XT_C_SCAN_SOURCE);
-	prefix_key(sp, &k, win);
-	cnt = bpf_map_lookup_elem(&xt_scan_pfx, &k);
-	if (cnt) {
-		n = __sync_fetch_and_add(cnt, 1) + 1;
-	} else if (!bpf_map_update_elem(&xt_scan_pfx, &k, &one, BPF_NOEXIST)) {
-		n = 1;
-	} else {
-		cnt = bpf_map_lookup_elem(&xt_scan_pfx, &k);
+	if (sp->family == 4) { /* an IPv6 source is its own prefix: 1 */
+		cnt = prefix_count(sp);
 		if (!cnt)
 			return;
-		n = __sync_fetch_and_add(cnt, 1) + 1;
+		n = count_in_window(cnt, win);
 	}
 #pragma unroll
 	for (int i = 0; i < 4; i++) {
@@ -821,14 +904,24 @@ static __always_inline void note_source(struct scan_pkt *sp, struct xt_scan_stat
  * source count; a tie counts, see docs/architecture.md)? */
 static __always_inline int src_is_local(struct scan_pkt *sp, struct xt_scan_state *s, __u32 win)
 {
-	struct xt_scan_key k;
-	__u64 lead = XT_READ(s->leader), *c;
+	__u64 lead = XT_READ(s->leader), *cnt, v;
+	struct xt_scan_src k;
+	__u32 n, *seen;
 
-	prefix_key(sp, &k, win);
-	c = bpf_map_lookup_elem(&xt_scan_pfx, &k);
-	if (!c)
+	if (sp->family == 4) {
+		cnt = prefix_count(sp);
+		if (!cnt)
+			return 0;
+		v = XT_READ(*cnt);
+		n = (v >> 32) == win ? (__u32)v : 0;
+	} else {
+		source_key(sp, &k);
+		seen = bpf_map_lookup_elem(&xt_scan_srcs, &k);
+		n = seen && *seen == win;
+	}
+	if (!n)
 		return 0;
-	return (lead >> 32) != win || *c >= (__u32)lead;
+	return (lead >> 32) != win || n >= (__u32)lead;
 }
 
 static __always_inline void emit_scan(struct scan_pkt *sp, struct xt_counters *c, __u8 kind, __u16 sport,
@@ -859,98 +952,97 @@ static __always_inline void emit_scan(struct scan_pkt *sp, struct xt_counters *c
 	scount(c, kind == XT_SCAN_PORT ? XT_C_SCAN_PORT : kind == XT_SCAN_UDP ? XT_C_SCAN_UDP : XT_C_SCAN_INFECTION);
 }
 
+/* Maltrail's POTENTIAL_INFECTION_PORTS: the port's index (its flag in
+ * xt_scan_ports.n), -1 for another port. */
+static __always_inline int infection_port(__u16 port)
+{
+	switch (xt_ntohs(port)) {
+	case 135: return 0;
+	case 139: return 1;
+	case 445: return 2;
+	case 1433: return 3;
+	case 3389: return 4;
+	case 6379: return 5;
+	case 6892: return 6;
+	case 6893: return 7;
+	case 6901: return 8;
+	}
+	return -1;
+}
+
 /* Counts dport for the pair (src, dst) of a port or UDP scan; the probe
  * that brings the pair to XT_SCAN_PORTS + 1 ports sends the alert. A port
  * scan's new pair notes its source for the local prefix (Maltrail's
  * sources are those of its connection table), which infection scans and
- * the agent's direct-IP download rule read. */
-static __attribute__((noinline)) void scan_ports(struct scan_pkt *sp, struct xt_scan_state *s, __u32 win,
-				       struct xt_counters *c)
+ * the agent's direct-IP download rule read. inf is the flag of the SYN's
+ * infection port, or 0: the pair records it, and the return value says
+ * whether this probe set it first, i.e. dst is a new destination of
+ * (src, that port). */
+static __attribute__((noinline)) int scan_ports(struct scan_pkt *sp, struct xt_scan_state *s, __u32 win,
+				      struct xt_counters *c, __u32 inf)
 {
-	int udp = sp->probe == PROBE_UDP;
+	int udp = sp->probe == PROBE_UDP, fresh = 0;
 	void *m = udp ? (void *)&xt_scan_udp : (void *)&xt_scan_tcp;
-	__u32 item = (__u32)xt_ntohs(sp->dport) + 1;
 	struct xt_scan_key k;
 	struct xt_scan_ports *v;
 
-	scan_key(sp, &k, win, 1);
+	pair_key(sp, &k, win);
 	v = bpf_map_lookup_elem(m, &k);
 	if (!v) {
-		struct xt_scan_ports first = {.n = 1, .sport = xt_ntohs(sp->sport), .dport = xt_ntohs(sp->dport)};
+		struct xt_scan_ports first = {.n = 1 | inf, .sport = xt_ntohs(sp->sport), .dport = xt_ntohs(sp->dport)};
 
 		if (!take_key(c, udp ? &s->keys_udp : &s->keys_tcp, win))
-			return;
-		first.slot[0] = item;
+			return 0;
+		if (sp->dport)
+			first.slot[0] = sp->dport;
+		else
+			first.n |= XT_SCAN_N_PORT0;
 		if (!bpf_map_update_elem(m, &k, &first, BPF_NOEXIST)) {
 			/* one port: no threshold to check */
 			if (!udp)
 				note_source(sp, s, win, c);
-			return;
+			return inf != 0;
 		}
 		v = bpf_map_lookup_elem(m, &k); /* another CPU made it first */
 		if (!v)
-			return;
+			return 0;
 	}
-	if (XT_READ(v->n) >= XT_SCAN_PORT_SLOTS) {
+	if (inf)
+		fresh = !(__sync_fetch_and_or(&v->n, inf) & inf);
+	if ((XT_READ(v->n) & XT_SCAN_N_MASK) >= XT_SCAN_PORT_SLOTS) {
 		scount(c, XT_C_SCAN_KEY_FULL);
-		return;
+		return fresh;
 	}
-	if (add_item(v->slot, XT_SCAN_PORT_SLOTS, &v->n, item) != XT_SCAN_PORTS + 1)
-		return;
+	if (add_port(v, sp->dport) != XT_SCAN_PORTS + 1)
+		return fresh;
 	if (udp)
 		emit_scan(sp, c, XT_SCAN_UDP, v->sport, v->dport, sp->dst);
 	else if (sp->flags & XT_CFG_SCAN_PORT)
 		emit_scan(sp, c, XT_SCAN_PORT, v->sport, v->dport, sp->dst);
+	return fresh;
 }
 
-/* Maltrail's POTENTIAL_INFECTION_PORTS. */
-static __always_inline int infection_port(__u16 port)
-{
-	switch (xt_ntohs(port)) {
-	case 135: case 139: case 445: case 1433: case 3389:
-	case 6379: case 6892: case 6893: case 6901:
-		return 1;
-	}
-	return 0;
-}
-
-/* The destination as one slot value (xt_scan_hosts.slot). */
-static __always_inline __u32 fold_addr(struct scan_pkt *sp)
-{
-	__u32 w[4], h;
-
-	__builtin_memcpy(w, sp->dst, 16);
-	h = w[0];
-	if (sp->family == 6) {
-		h = h * 0x9E3779B1U + w[1];
-		h = h * 0x9E3779B1U + w[2];
-		h = h * 0x9E3779B1U + w[3];
-	}
-	return h ? h : 0xffffffffU;
-}
-
-/* Counts dst for the pair (src, dport); past XT_SCAN_HOSTS destinations
- * the pair alerts once, as soon as src is under the local prefix. */
+/* Counts a SYN to an infection port for (src, dport): fresh says dst is a
+ * new destination of the pair (see scan_ports). Past XT_SCAN_HOSTS
+ * destinations the key alerts once, as soon as src is under the local
+ * prefix. */
 static __attribute__((noinline)) void scan_hosts(struct scan_pkt *sp, struct xt_scan_state *s, __u32 win,
-				       struct xt_counters *c)
+				       struct xt_counters *c, int fresh)
 {
 	struct xt_scan_key k;
 	struct xt_scan_hosts *v;
-	__u32 item = fold_addr(sp);
 
-	scan_key(sp, &k, win, 0);
-	k.port = sp->dport;
-	v = bpf_map_lookup_elem(&xt_scan_inf, &k);
+	infection_key(sp, &k, win);
+	v = bpf_map_lookup_elem(&xt_scan_tcp, &k);
 	if (!v) {
-		struct xt_scan_hosts first = {.n = 1, .sport = xt_ntohs(sp->sport)};
+		struct xt_scan_hosts first = {.n = fresh ? 1 : 0, .sport = xt_ntohs(sp->sport)};
 
 		if (!take_key(c, &s->keys_tcp, win))
 			return;
 		__builtin_memcpy(first.dst, sp->dst, 16);
-		first.slot[0] = item;
-		if (!bpf_map_update_elem(&xt_scan_inf, &k, &first, BPF_NOEXIST))
+		if (!bpf_map_update_elem(&xt_scan_tcp, &k, &first, BPF_NOEXIST))
 			return;
-		v = bpf_map_lookup_elem(&xt_scan_inf, &k); /* another CPU made it first */
+		v = bpf_map_lookup_elem(&xt_scan_tcp, &k); /* another CPU made it first */
 		if (!v)
 			return;
 	}
@@ -958,8 +1050,8 @@ static __attribute__((noinline)) void scan_hosts(struct scan_pkt *sp, struct xt_
 		scount(c, XT_C_SCAN_KEY_FULL);
 		if (XT_READ(v->alerted))
 			return;
-	} else if (add_item(v->slot, XT_SCAN_HOST_SLOTS, &v->n, item) != XT_SCAN_HOST_SLOTS) {
-		return; /* only the probe that takes the last slot goes on */
+	} else if (!fresh || __sync_fetch_and_add(&v->n, 1) + 1 != XT_SCAN_HOST_SLOTS) {
+		return; /* only the probe that counts the last host goes on */
 	}
 	/* over the threshold: Maltrail re-checks the local prefix every
 	 * second until the window ends; here every further probe re-checks */
@@ -976,7 +1068,8 @@ __attribute__((noinline)) int scan(struct scan_pkt *sp)
 {
 	struct xt_counters *c;
 	struct xt_scan_state *s;
-	__u32 zero = 0, win;
+	__u32 zero = 0, win, inf = 0;
+	int idx = -1, fresh;
 
 	if (!sp)
 		return 0;
@@ -985,9 +1078,13 @@ __attribute__((noinline)) int scan(struct scan_pkt *sp)
 	if (!c || !s)
 		return 0;
 	win = scan_window(sp, s, c);
-	scan_ports(sp, s, win, c);
-	if (sp->probe == PROBE_SYN && (sp->flags & XT_CFG_SCAN_INFECTION) && infection_port(sp->dport))
-		scan_hosts(sp, s, win, c);
+	if (sp->probe == PROBE_SYN && (sp->flags & XT_CFG_SCAN_INFECTION))
+		idx = infection_port(sp->dport);
+	if (idx >= 0 && idx < 9)
+		inf = 1U << (XT_SCAN_N_INF_SHIFT + idx);
+	fresh = scan_ports(sp, s, win, c, inf);
+	if (inf)
+		scan_hosts(sp, s, win, c, fresh);
 	return 0;
 }
 
@@ -1006,6 +1103,7 @@ static __always_inline void scan_probe(struct pkt *p, __u8 probe)
 		return;
 	}
 	sp.now = xt_now(p);
+	sp.seed = p->cfg->seed;
 	__builtin_memcpy(sp.src, p->src, 16);
 	__builtin_memcpy(sp.dst, p->dst, 16);
 	sp.ifindex = p->ctx->ingress_ifindex;

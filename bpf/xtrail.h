@@ -95,60 +95,84 @@ enum xt_scan {
 #define XT_SCAN_MAX_KEYS 50000 /* keys per window: TCP (port + infection) and UDP each */
 
 /*
- * Key of every scan map. A window is named by its first second, and keys
- * carry it: a key of an older window is never looked up again, so the
- * window's state is gone the moment the next one starts, with no sweep,
- * and the LRU maps reclaim the stale keys first.
+ * Entries of each scan map: room for XT_SCAN_MAX_KEYS keys of the current
+ * window and the leftovers of the last one, which the LRU reclaims first.
+ */
+#define XT_SCAN_ENTRIES 65536
+
+/*
+ * Key of xt_scan_tcp and xt_scan_udp. A window is named by its first
+ * second, and keys carry it: a key of an older window is never looked up
+ * again, so the window's state is gone the moment the next one starts,
+ * with no sweep, and the LRU maps reclaim the stale keys first.
+ *
+ * Only distinctness matters here (the alert takes its addresses from the
+ * packet), so the addresses are folded into one 64-bit id:
+ *   pair keys (port and UDP scans, port 0): the (src, dst) pair; IPv4
+ *       exact: src << 32 | dst, the words as read from the wire; IPv6 a
+ *       64-bit hash of both, keyed by xt_config.seed (two of a window's
+ *       50,000 pairs share one with odds of about 1 in 10^10);
+ *   infection keys (xt_scan_tcp, port = the infection port): the source;
+ *       IPv4 exact, IPv6 hashed likewise.
  */
 struct xt_scan_key {
-	__u8 src[16]; /* the source (xt_scan_pfx: its prefix, see there) */
-	__u8 dst[16]; /* port and UDP scans: the destination; else zero */
-	__u32 win;    /* the window: its first second */
-	__u16 port;   /* infection: the destination port (network order); else zero */
-	__u8 family;  /* 4 or 6 */
+	__u64 id;
+	__u32 win;   /* the window: its first second */
+	__u16 port;  /* infection keys: the destination port (network order); pair keys: zero */
+	__u8 family; /* 4 or 6 */
 	__u8 pad;
 };
 
 /*
- * Distinct items of one key are kept in a fixed slot array, filled in
- * order with compare-and-swap, so CPUs counting the same key never take a
- * lock and every item is counted once. A key needs only threshold + 1
- * slots: it alerts when the last one fills, and once per window, so what
- * comes after cannot change anything (Maltrail keeps up to 1024 items per
- * key for the same decision).
+ * Distinct ports of a pair are kept in slots filled in order with
+ * compare-and-swap, so CPUs counting the same key never take a lock and
+ * every port is counted once. A pair needs only threshold + 1 ports: it
+ * alerts when the last one is counted, and once per window, so what comes
+ * after cannot change anything (Maltrail keeps up to 1024 items per key for
+ * the same decision). Ports are 16 bits, two to a 32-bit slot (low half
+ * first, 0 = free); port 0 is a flag of n instead.
  */
 #define XT_SCAN_PORT_SLOTS (XT_SCAN_PORTS + 1)
 #define XT_SCAN_HOST_SLOTS (XT_SCAN_HOSTS + 1)
 
-/* Value of xt_scan_tcp and xt_scan_udp: one (src, dst) pair. */
+/* xt_scan_ports.n: the count and flags */
+#define XT_SCAN_N_MASK 0xffU      /* distinct ports counted */
+#define XT_SCAN_N_INF_SHIFT 8     /* bits 8..16: infection ports (by their index) SYNed */
+#define XT_SCAN_N_PORT0 (1U << 17) /* port 0 counted */
+
+/* Value of the pair keys of xt_scan_tcp and xt_scan_udp. */
 struct xt_scan_ports {
-	__u32 n;                         /* distinct ports counted */
-	__u16 sport;                     /* the first packet's ports, host order */
+	__u32 n;       /* count and flags (XT_SCAN_N_*) */
+	__u16 sport;   /* the first packet's ports, host order */
 	__u16 dport;
-	__u32 slot[XT_SCAN_PORT_SLOTS]; /* port + 1; 0 = free */
+	__u32 slot[(XT_SCAN_PORT_SLOTS + 1) / 2]; /* ports, network order, two per slot */
 };
 
-/* Value of xt_scan_inf: one (src, infection port) pair. */
+/*
+ * Value of the infection keys of xt_scan_tcp: one (src, infection port).
+ * Its distinct destinations are the pairs (src, dst) whose infection-port
+ * flag this probe set first (XT_SCAN_N_INF_SHIFT), so the key keeps a count,
+ * not the destinations.
+ */
 struct xt_scan_hosts {
 	__u32 n;       /* distinct destinations counted */
 	__u32 alerted; /* 1 once the alert went out (it waits for the local prefix) */
 	__u16 sport;   /* the first packet's source port, host order */
 	__u16 pad;
 	__u8 dst[16];  /* the first destination */
-	/* the destination folded to 32 bits: IPv4 as is (0.0.0.0 as
-	 * 255.255.255.255), IPv6 hashed; 0 = free */
-	__u32 slot[XT_SCAN_HOST_SLOTS];
+	__u32 pad2;    /* to the size of xt_scan_ports: both are values of xt_scan_tcp */
 };
 
 /*
  * Maltrail's "local prefix" (infection scans only alert for a source under
  * it): the most common "a.b." among the sources of the window's keys; an
- * IPv6 source is its own prefix. xt_scan_srcs (key: xt_scan_key with src,
- * win, family; value __u32) holds the window's sources, and xt_scan_pfx
- * (key: xt_scan_key with src = the prefix, IPv4 a.b.0.0; value __u64)
- * counts them per prefix. A source is local when its prefix's count is the
- * window's highest (xt_scan_state.leader). User space reads xt_scan_pfx for
- * the prefix's text (pkg/dataplane LocalPrefix).
+ * IPv6 source is its own prefix, so its count is 1. xt_scan_srcs (LRU hash,
+ * key: the source's 16 bytes, IPv4 as ::ffff:a.b.c.d; value __u32: the last
+ * window it was counted in) holds the sources, and xt_scan_pfx (array of
+ * 65,536 __u64, index a << 8 | b, value (window << 32) | sources) counts the
+ * IPv4 ones per prefix. A source is local when its prefix's count is the
+ * window's highest (xt_scan_state.leader). User space reads both for the
+ * prefix's text (pkg/dataplane LocalPrefix).
  */
 
 /*

@@ -85,6 +85,7 @@ type Dataplane struct {
 	attached []*Attachment
 	cfg      xtrailXtConfig
 	cfgMem   *ebpf.Memory // xt_cfg mapped into this process (replay clock)
+	pfxMem   *ebpf.Memory // xt_scan_pfx mapped (LocalPrefix), once read
 	trails   *TrailMaps
 	clockBuf [8]byte
 	// lock holds the pin dir's program-cache lock (see progcache.go);

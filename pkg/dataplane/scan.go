@@ -1,10 +1,14 @@
 package dataplane
 
 import (
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strconv"
 	"time"
+
+	"github.com/cilium/ebpf"
 
 	"github.com/xtrail/xtrail/pkg/maltrail"
 )
@@ -64,6 +68,9 @@ func (s Scan) apply(c *xtrailXtConfig) error {
 	return nil
 }
 
+// scanEntries is XT_SCAN_ENTRIES: the entries of each scan map.
+const scanEntries = 65536
+
 // SetScan changes what the program counts, for the packets that follow.
 func (d *Dataplane) SetScan(s Scan) error {
 	if err := s.apply(&d.cfg); err != nil {
@@ -78,35 +85,69 @@ func (d *Dataplane) SetScan(s Scan) error {
 // the textually largest, written as Maltrail writes it ("10.0.", or an
 // IPv6 address). It is "" while the window has no source (Maltrail then
 // keeps its last prefix, else "_"). The kernel counts the sources while
-// port or infection scans are counted. One pass over the prefix map: call
-// it at most once a second.
+// port or infection scans are counted. One pass over the prefix counts,
+// and over the sources when no prefix has two: call it at most once a
+// second.
 func (d *Dataplane) LocalPrefix() (string, error) {
 	var st xtrailXtScanState
 	if err := d.objs.XtScanWin.Lookup(uint32(0), &st); err != nil {
 		return "", fmt.Errorf("read scan window: %w", err)
 	}
+	win := uint32(st.Start)
+	if d.pfxMem == nil {
+		var err error
+		if d.pfxMem, err = d.objs.XtScanPfx.Memory(); err != nil {
+			return "", fmt.Errorf("map scan prefixes: %w", err)
+		}
+	}
 	var (
-		k          xtrailXtScanKey
-		n, bestN   uint64
+		chunk      [8192]byte
+		bestN      uint32
 		best, text string
-		it         = d.objs.XtScanPfx.Iterate()
-		win        = uint32(st.Start)
 	)
-	for it.Next(&k, &n) {
-		if k.Win != win {
-			continue // a past window's, not yet reclaimed
+	for off := 0; off < scanEntries*8; off += len(chunk) {
+		if _, err := d.pfxMem.ReadAt(chunk[:], int64(off)); err != nil {
+			return "", fmt.Errorf("read scan prefixes: %w", err)
 		}
-		if k.Family == 4 {
-			text = strconv.Itoa(int(k.Src[0])) + "." + strconv.Itoa(int(k.Src[1])) + "."
-		} else {
-			text = maltrail.FormatAddr(netip.AddrFrom16(k.Src))
-		}
-		if n > bestN || n == bestN && text > best {
-			best, bestN = text, n
+		for j := 0; j < len(chunk); j += 8 {
+			v := binary.NativeEndian.Uint64(chunk[j:])
+			n := uint32(v)
+			if uint32(v>>32) != win || n == 0 {
+				continue // none, or a past window's
+			}
+			i := (off + j) / 8 // a << 8 | b
+			text = strconv.Itoa(i>>8) + "." + strconv.Itoa(i&0xff) + "."
+			if n > bestN || n == bestN && text > best {
+				best, bestN = text, n
+			}
 		}
 	}
-	if err := it.Err(); err != nil {
-		return "", fmt.Errorf("read scan prefixes: %w", err)
+	if bestN > 1 {
+		return best, nil
 	}
-	return best, nil
+	// an IPv6 source is its own prefix, of one source: it counts when no
+	// IPv4 prefix has more
+	var (
+		cursor ebpf.MapBatchCursor
+		keys   = make([]xtrailXtScanSrc, 4096)
+		wins   = make([]uint32, len(keys))
+	)
+	for {
+		n, err := d.objs.XtScanSrcs.BatchLookup(&cursor, keys, wins, nil)
+		for i := range n {
+			a := netip.AddrFrom16(keys[i].Addr)
+			if wins[i] != win || a.Is4In6() {
+				continue
+			}
+			if text = maltrail.FormatAddr(a); bestN < 1 || text > best {
+				best, bestN = text, 1
+			}
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return best, nil
+		}
+		if err != nil {
+			return "", fmt.Errorf("read scan sources: %w", err)
+		}
+	}
 }

@@ -385,14 +385,23 @@ func TestScanCaps(t *testing.T) {
 		cs["scan_source"] != uint64(tcpSources) {
 		t.Errorf("scan_key %d, scan_key_cap %d, scan_source %d after %d sources", cs["scan_key"], cs["scan_key_cap"], cs["scan_source"], flood)
 	}
+	// the TCP map holds the port pairs and the infection keys
 	for name, c := range map[string]struct {
 		m    *ebpf.Map
 		want int
-	}{"tcp": {p.dp.objs.XtScanTcp, tcpSources}, "inf": {p.dp.objs.XtScanInf, tcpSources}, "udp": {p.dp.objs.XtScanUdp, ScanMaxKeys},
-		"srcs": {p.dp.objs.XtScanSrcs, tcpSources}, "pfx": {p.dp.objs.XtScanPfx, tcpSources}} {
+	}{"tcp": {p.dp.objs.XtScanTcp, 2 * tcpSources}, "udp": {p.dp.objs.XtScanUdp, ScanMaxKeys}, "srcs": {p.dp.objs.XtScanSrcs, tcpSources}} {
 		if n := entries(t, c.m); n > c.want {
 			t.Errorf("%s: %d entries, want at most %d", name, n, c.want)
 		}
+	}
+	var idx uint32
+	var pfx uint64
+	sources := 0
+	for it := p.dp.objs.XtScanPfx.Iterate(); it.Next(&idx, &pfx); {
+		sources += int(uint32(pfx))
+	}
+	if sources != tcpSources {
+		t.Errorf("prefix counts sum to %d sources, want %d", sources, tcpSources)
 	}
 	// a new pair is refused until the window ends (Maltrail's cap)
 	if got := p.sweep(t, 11, t0, func(i int) []byte { return probe(scanner, target, 40000, uint16(1000+i), pktbuild.SYN) }); len(got) != 0 {
@@ -410,8 +419,8 @@ func TestScanCaps(t *testing.T) {
 	var v xtrailXtScanPorts
 	it := q.dp.objs.XtScanTcp.Iterate()
 	for it.Next(&k, &v) {
-		if v.N != ScanPortThreshold+1 {
-			t.Errorf("pair keeps %d ports", v.N)
+		if v.N&0xff != ScanPortThreshold+1 {
+			t.Errorf("pair keeps %d ports", v.N&0xff)
 		}
 	}
 	if err := it.Err(); err != nil {
@@ -425,18 +434,18 @@ func TestScanCaps(t *testing.T) {
 func entries(t *testing.T, m *ebpf.Map) int {
 	t.Helper()
 	n := 0
-	var k, next xtrailXtScanKey
+	k, next := make([]byte, m.KeySize()), make([]byte, m.KeySize())
 	var prev any // nil: the first key
 	for {
-		if err := m.NextKey(prev, &next); err != nil {
+		if err := m.NextKey(prev, next); err != nil {
 			if errors.Is(err, ebpf.ErrKeyNotExist) {
 				return n
 			}
 			t.Fatal(err)
 		}
 		n++
-		k = next
-		prev = &k
+		copy(k, next)
+		prev = k
 	}
 }
 
@@ -482,5 +491,55 @@ func TestScanConcurrent(t *testing.T) {
 			t.Fatalf("alert %+v (seen %v)", r, seen[r.SrcAddr()])
 		}
 		seen[r.SrcAddr()] = true
+	}
+}
+
+// TestScanPortSlots: ports are kept two to a slot and port 0 as a flag;
+// the edges of the port range count once each, like any other port.
+func TestScanPortSlots(t *testing.T) {
+	p := scanPlane(t, allScans)
+	ports := []uint16{0, 65535, 1, 2, 3, 4, 5, 6, 7, 8}
+	for round := range 3 { // each port three times: repeats are not distinct
+		if got := p.burst(t, len(ports), t0.Add(time.Duration(round)*time.Second), func(i int) []byte {
+			return probe(scanner, target, 40000, ports[i], pktbuild.SYN)
+		}); len(got) != 0 {
+			t.Fatalf("round %d of 10 ports: %d alerts", round, len(got))
+		}
+	}
+	_, recs := p.run(t, probe(scanner, target, 40000, 9, pktbuild.SYN), t0.Add(5*time.Second))
+	if got := scans(recs); len(got) != 1 || got[0].Dport != 0 {
+		t.Fatalf("11th port: %+v, want one alert with the first port, 0", got)
+	}
+}
+
+// TestScanInfectionThroughPairs: an infection scan's destinations are
+// counted through their (src, dst) pairs, so hosts first port-scanned past
+// the pair's threshold still count once each for the infection port.
+func TestScanInfectionThroughPairs(t *testing.T) {
+	p := scanPlane(t, allScans)
+	src := netip.MustParseAddr("10.0.0.5")
+	var got []Record
+	for h := range 33 {
+		dst := netip.AddrFrom4([4]byte{10, 9, 9, byte(h)})
+		for port := range 12 {
+			_, recs := p.run(t, probe(src, dst, 53000, uint16(2000+port), pktbuild.SYN), t0)
+			got = append(got, scans(recs)...)
+		}
+		for range 2 { // twice: one destination
+			_, recs := p.run(t, probe(src, dst, uint16(53000+h), 445, pktbuild.SYN), t0)
+			got = append(got, scans(recs)...)
+		}
+		if h == 31 && len(got) != 32 {
+			t.Fatalf("32 hosts: %d alerts, want only their 32 port scans", len(got))
+		}
+	}
+	var inf []Record
+	for _, r := range got {
+		if r.Scan == ScanInfection {
+			inf = append(inf, r)
+		}
+	}
+	if len(inf) != 1 || inf[0].Dport != 445 || inf[0].DstAddr() != netip.MustParseAddr("10.9.9.0") || inf[0].Sport != 53000 {
+		t.Fatalf("infection alerts %+v, want one for 445 with the first host", inf)
 	}
 }

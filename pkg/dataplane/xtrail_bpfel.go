@@ -64,20 +64,9 @@ type xtrailXtRec struct {
 	Dst       [16]uint8
 }
 
-type xtrailXtScanHosts struct {
-	_       structs.HostLayout
-	N       uint32
-	Alerted uint32
-	Sport   uint16
-	Pad     uint16
-	Dst     [16]uint8
-	Slot    [33]uint32
-}
-
 type xtrailXtScanKey struct {
 	_      structs.HostLayout
-	Src    [16]uint8
-	Dst    [16]uint8
+	Id     uint64
 	Win    uint32
 	Port   uint16
 	Family uint8
@@ -89,7 +78,12 @@ type xtrailXtScanPorts struct {
 	N     uint32
 	Sport uint16
 	Dport uint16
-	Slot  [11]uint32
+	Slot  [6]uint32
+}
+
+type xtrailXtScanSrc struct {
+	_    structs.HostLayout
+	Addr [16]uint8
 }
 
 type xtrailXtScanState struct {
@@ -128,7 +122,6 @@ const (
 	xtrailMapXtLive     = "xt_live"
 	xtrailMapXtPort4    = "xt_port4"
 	xtrailMapXtPort6    = "xt_port6"
-	xtrailMapXtScanInf  = "xt_scan_inf"
 	xtrailMapXtScanPfx  = "xt_scan_pfx"
 	xtrailMapXtScanSrcs = "xt_scan_srcs"
 	xtrailMapXtScanTcp  = "xt_scan_tcp"
@@ -200,7 +193,6 @@ type xtrailMapSpecs struct {
 	XtLive     *ebpf.MapSpec `ebpf:"xt_live"`
 	XtPort4    *ebpf.MapSpec `ebpf:"xt_port4"`
 	XtPort6    *ebpf.MapSpec `ebpf:"xt_port6"`
-	XtScanInf  *ebpf.MapSpec `ebpf:"xt_scan_inf"`
 	XtScanPfx  *ebpf.MapSpec `ebpf:"xt_scan_pfx"`
 	XtScanSrcs *ebpf.MapSpec `ebpf:"xt_scan_srcs"`
 	XtScanTcp  *ebpf.MapSpec `ebpf:"xt_scan_tcp"`
@@ -248,7 +240,6 @@ type xtrailMaps struct {
 	XtLive     *ebpf.Map `ebpf:"xt_live"`
 	XtPort4    *ebpf.Map `ebpf:"xt_port4"`
 	XtPort6    *ebpf.Map `ebpf:"xt_port6"`
-	XtScanInf  *ebpf.Map `ebpf:"xt_scan_inf"`
 	XtScanPfx  *ebpf.Map `ebpf:"xt_scan_pfx"`
 	XtScanSrcs *ebpf.Map `ebpf:"xt_scan_srcs"`
 	XtScanTcp  *ebpf.Map `ebpf:"xt_scan_tcp"`
@@ -272,7 +263,6 @@ func (m *xtrailMaps) Close() error {
 		m.XtLive,
 		m.XtPort4,
 		m.XtPort6,
-		m.XtScanInf,
 		m.XtScanPfx,
 		m.XtScanSrcs,
 		m.XtScanTcp,
