@@ -153,7 +153,8 @@ struct {
 /*
  * Scan counting (spec §4, layouts in xtrail.h). LRU maps: keys of past
  * windows are never touched again and go first. Sized above
- * XT_SCAN_MAX_KEYS so the live window's keys are not the ones evicted.
+ * XT_SCAN_MAX_KEYS so the live window's keys are not the ones evicted;
+ * user space sizes a map to 1 entry when nothing it serves is counted.
  * Program-private, like the repeat slots.
  */
 struct {

@@ -97,6 +97,8 @@ enum xt_scan {
 /*
  * Entries of each scan map: room for XT_SCAN_MAX_KEYS keys of the current
  * window and the leftovers of the last one, which the LRU reclaims first.
+ * User space sizes a map to 1 entry when no scan it serves is counted
+ * (pkg/dataplane), so scans off cost no kernel memory.
  */
 #define XT_SCAN_ENTRIES 65536
 

@@ -32,7 +32,12 @@ func loadFull(b *testing.B) *Dataplane {
 	path := testenv.StaticTrailsPath(b)
 	fullOnce.Do(func() {
 		var dp *Dataplane
-		if dp, fullErr = Load(Options{Replay: true, Snap: [8]uint16{7: uint16(benchSnap7)}}); fullErr != nil {
+		// sized for every scan (BenchmarkXDPScan turns them on), counting none
+		if dp, fullErr = Load(Options{Replay: true, Snap: [8]uint16{7: uint16(benchSnap7)}, Scan: allScans}); fullErr != nil {
+			return
+		}
+		if fullErr = dp.SetScan(Scan{}); fullErr != nil {
+			dp.Close()
 			return
 		}
 		start := time.Now()

@@ -109,6 +109,7 @@ func Load(opts Options) (*Dataplane, error) {
 	if opts.RingSize != 0 {
 		spec.Maps["xt_events"].MaxEntries = uint32(opts.RingSize)
 	}
+	opts.Scan.size(spec)
 	d := &Dataplane{opts: opts, log: log}
 	colOpts := ebpf.CollectionOptions{}
 	cache := ""
@@ -143,7 +144,13 @@ func Load(opts Options) (*Dataplane, error) {
 	if opts.PinDir == "" {
 		level = slog.LevelDebug // a private program (replay, tests): nothing to tell an operator
 	}
-	log.Log(context.Background(), level, "XDP program loaded", "verified_before", d.cached, "pin_dir", opts.PinDir, "took", time.Since(began).Round(time.Millisecond))
+	mem, err := d.ProgramMemory()
+	if err != nil {
+		d.Close()
+		return nil, err
+	}
+	log.Log(context.Background(), level, "XDP program loaded", "verified_before", d.cached, "pin_dir", opts.PinDir,
+		"ring_bytes", mem.Ring, "scan_map_bytes", mem.Scan, "took", time.Since(began).Round(time.Millisecond))
 	if opts.Replay {
 		// the clock field is the first of struct xt_config
 		if d.cfgMem, err = d.objs.XtCfg.Memory(); err != nil {

@@ -3,6 +3,8 @@ package dataplane
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/cilium/ebpf"
 )
@@ -65,8 +67,44 @@ func (t *TrailMaps) Memory() (Memory, error) {
 func memlock(m *ebpf.Map) (uint64, error) {
 	info, err := m.Info()
 	if err != nil {
-		return 0, fmt.Errorf("trail map memory: %w", err)
+		return 0, fmt.Errorf("map memory: %w", err)
 	}
 	n, _ := info.Memlock()
 	return n, nil
+}
+
+// ProgramMemory is the kernel memory of the maps only the program uses (the
+// trail maps are TrailMaps.Memory), as the kernel accounts it.
+type ProgramMemory struct {
+	Ring  uint64 `json:"ring"`  // the ring buffer to the agent
+	Scan  uint64 `json:"scan"`  // the scan maps: 1 entry each for a scan not counted
+	Other uint64 `json:"other"` // config, counters, repeat slots, scratch
+}
+
+// Total is all the program's own kernel memory.
+func (m ProgramMemory) Total() uint64 { return m.Ring + m.Scan + m.Other }
+
+// ProgramMemory reads the kernel memory of the program's own maps.
+func (d *Dataplane) ProgramMemory() (ProgramMemory, error) {
+	var mem ProgramMemory
+	_, maps := objectFields(&d.objs)
+	for name, m := range maps {
+		var sum *uint64
+		switch {
+		case name == "xt_events":
+			sum = &mem.Ring
+		case strings.HasPrefix(name, "xt_scan_"):
+			sum = &mem.Scan
+		case slices.Contains(outerNames[:], name) || name == "xt_gen" || name == "xt_live" || name == "xt_info":
+			continue // trail maps
+		default:
+			sum = &mem.Other
+		}
+		n, err := memlock(*m)
+		if err != nil {
+			return mem, fmt.Errorf("%s: %w", name, err)
+		}
+		*sum += n
+	}
+	return mem, nil
 }

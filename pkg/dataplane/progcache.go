@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -29,13 +30,19 @@ import (
 
 const progCachePrefix = "prog-"
 
-// progCacheKey names the cache of a program loaded from spec.
+// progCacheKey names the cache of a program loaded from spec: its object
+// and the sizes of the maps only it uses (the ring, the scan maps), which
+// Load sets from the options.
 func progCacheKey(spec *ebpf.CollectionSpec) string {
 	h := sha256.New()
 	h.Write(_XtrailBytes)
-	var b [4]byte
-	binary.LittleEndian.PutUint32(b[:], spec.Maps["xt_events"].MaxEntries)
-	h.Write(b[:])
+	names := slices.Sorted(maps.Keys(spec.Maps))
+	for _, name := range names {
+		if m := spec.Maps[name]; m.Pinning != ebpf.PinByName {
+			h.Write([]byte(name))
+			h.Write(binary.LittleEndian.AppendUint32(nil, m.MaxEntries))
+		}
+	}
 	return progCachePrefix + hex.EncodeToString(h.Sum(nil)[:8])
 }
 

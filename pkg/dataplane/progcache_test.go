@@ -202,3 +202,30 @@ func TestConcurrentLoaders(t *testing.T) {
 		}
 	}
 }
+
+// TestProgramCacheScanSizes: the scan maps are sized by the scans counted,
+// so a program cached without scans is not taken by a sensor that counts
+// them (its maps would have one entry), nor the other way round.
+func TestProgramCacheScanSizes(t *testing.T) {
+	testenv.RequireRoot(t)
+	dir := testenv.PinDir(t)
+	load := func(s Scan) bool {
+		t.Helper()
+		p := openPlane(t, Options{PinDir: dir, Replay: true, Scan: s}, testTrails)
+		cached := p.dp.Cached()
+		if n := p.dp.objs.XtScanTcp.MaxEntries(); n != map[bool]uint32{false: 1, true: scanEntries}[s.Port] {
+			t.Errorf("scan %+v: TCP scan map of %d entries", s, n)
+		}
+		p.rd.Close()
+		p.dp.Close()
+		return cached
+	}
+	for i, c := range []struct {
+		scan   Scan
+		cached bool
+	}{{Scan{}, false}, {Scan{}, true}, {Scan{Port: true}, false}, {Scan{Port: true}, true}, {Scan{}, false}} {
+		if got := load(c.scan); got != c.cached {
+			t.Errorf("load %d (%+v): cached %v, want %v", i, c.scan, got, c.cached)
+		}
+	}
+}

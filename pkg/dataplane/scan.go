@@ -68,11 +68,39 @@ func (s Scan) apply(c *xtrailXtConfig) error {
 	return nil
 }
 
-// scanEntries is XT_SCAN_ENTRIES: the entries of each scan map.
+// scanEntries is XT_SCAN_ENTRIES: the size of each scan map that something
+// counted needs.
 const scanEntries = 65536
 
+// tcpMaps says whether s counts into the TCP scan maps (pairs, infection
+// keys, sources, prefixes): port scans, or infection scans, whose
+// destinations are counted through their pairs and whose sources make the
+// local prefix.
+func (s Scan) tcpMaps() bool { return s.Port || s.Infection }
+
+// size sets the scan maps of spec to what s counts: a map nothing counted
+// needs gets 1 entry, so scans off cost no kernel memory. A Dataplane can
+// count only what it was loaded for (SetScan).
+func (s Scan) size(spec *ebpf.CollectionSpec) {
+	n := func(on bool) uint32 {
+		if on {
+			return scanEntries
+		}
+		return 1
+	}
+	spec.Maps["xt_scan_tcp"].MaxEntries = n(s.tcpMaps())
+	spec.Maps["xt_scan_srcs"].MaxEntries = n(s.tcpMaps())
+	spec.Maps["xt_scan_pfx"].MaxEntries = n(s.tcpMaps())
+	spec.Maps["xt_scan_udp"].MaxEntries = n(s.UDP)
+}
+
 // SetScan changes what the program counts, for the packets that follow.
+// It can turn on only scans the Dataplane was loaded with (Options.Scan):
+// the maps of the others have no room.
 func (d *Dataplane) SetScan(s Scan) error {
+	if s.tcpMaps() && !d.opts.Scan.tcpMaps() || s.UDP && !d.opts.Scan.UDP {
+		return fmt.Errorf("scans %+v: the program was loaded for %+v only (its maps are sized at load)", s, d.opts.Scan)
+	}
 	if err := s.apply(&d.cfg); err != nil {
 		return err
 	}
@@ -89,6 +117,9 @@ func (d *Dataplane) SetScan(s Scan) error {
 // and over the sources when no prefix has two: call it at most once a
 // second.
 func (d *Dataplane) LocalPrefix() (string, error) {
+	if !d.opts.Scan.tcpMaps() {
+		return "", nil
+	}
 	var st xtrailXtScanState
 	if err := d.objs.XtScanWin.Lookup(uint32(0), &st); err != nil {
 		return "", fmt.Errorf("read scan window: %w", err)

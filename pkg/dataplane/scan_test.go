@@ -329,7 +329,10 @@ func TestScanWindow(t *testing.T) {
 
 // TestScanConfig: only what is enabled is counted and reported.
 func TestScanConfig(t *testing.T) {
-	p := scanPlane(t, Scan{})
+	p := scanPlane(t, allScans)
+	if err := p.dp.SetScan(Scan{}); err != nil {
+		t.Fatal(err)
+	}
 	port := func(i int) []byte { return probe(scanner, target, 40000, uint16(1000+i), pktbuild.SYN) }
 	if got := p.sweep(t, 20, t0, port); len(got) != 0 {
 		t.Fatalf("scans off: %d alerts", len(got))
@@ -491,6 +494,47 @@ func TestScanConcurrent(t *testing.T) {
 			t.Fatalf("alert %+v (seen %v)", r, seen[r.SrcAddr()])
 		}
 		seen[r.SrcAddr()] = true
+	}
+}
+
+// TestScanMemory: the scan maps take kernel memory only for the scans the
+// program was loaded to count, and no more than the compact layouts need;
+// a program loaded without a scan refuses to count it later.
+func TestScanMemory(t *testing.T) {
+	const mib = 1 << 20
+	for _, c := range []struct {
+		name     string
+		scan     Scan
+		tcp, udp uint32 // entries
+		max      uint64 // scan map bytes
+	}{
+		// 50.5 MiB before the compact layouts, whatever was counted
+		{"off", Scan{}, 1, 1, 64 << 10},
+		{"udp only", Scan{UDP: true}, 1, scanEntries, 7.5 * mib},
+		{"infection only", Scan{Infection: true}, scanEntries, 1, 13.5 * mib},
+		{"all", allScans, scanEntries, scanEntries, 20.5 * mib},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := scanPlane(t, c.scan)
+			for m, want := range map[*ebpf.Map]uint32{p.dp.objs.XtScanTcp: c.tcp, p.dp.objs.XtScanSrcs: c.tcp, p.dp.objs.XtScanPfx: c.tcp, p.dp.objs.XtScanUdp: c.udp} {
+				if m.MaxEntries() != want {
+					t.Errorf("%v: %d entries, want %d", m, m.MaxEntries(), want)
+				}
+			}
+			mem, err := p.dp.ProgramMemory()
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("kernel memory: scan maps %d bytes (%.2f MiB), ring %.2f MiB, other %d bytes", mem.Scan, float64(mem.Scan)/mib, float64(mem.Ring)/mib, mem.Other)
+			if mem.Scan > c.max || mem.Ring == 0 || mem.Other == 0 {
+				t.Errorf("scan maps take %d bytes, want at most %d (%+v)", mem.Scan, c.max, mem)
+			}
+			if c.scan != allScans {
+				if err := p.dp.SetScan(allScans); err == nil {
+					t.Error("a program loaded without every scan took them all")
+				}
+			}
+		})
 	}
 }
 
