@@ -770,9 +770,12 @@ static __always_inline int take_key(struct xt_counters *c, __u64 *w, __u32 win)
  * the port is new, 0 when it was there, -1 when every slot is taken. A slot
  * fills its low half first, and slots fill in order, so a port is either
  * before the first free half or nowhere. A slot changes at most twice, so
- * three tries settle it. */
-static __always_inline int add_port(struct xt_scan_ports *v, __u16 port)
+ * three tries settle it. A global subprogram: its loops are verified once,
+ * not once per path into scan_ports. */
+__attribute__((noinline)) int add_port(struct xt_scan_ports *v, __u16 port)
 {
+	if (!v)
+		return -1;
 	if (port == 0) {
 		if (__sync_fetch_and_or(&v->n, XT_SCAN_N_PORT0) & XT_SCAN_N_PORT0)
 			return 0;
