@@ -46,7 +46,7 @@ func TestProgramCache(t *testing.T) {
 	if first.dp.Cached() {
 		t.Fatal("the first load of a fresh pin dir came from a cache")
 	}
-	id := progID(t, first.dp)
+	id, seed := progID(t, first.dp), first.dp.cfg.Seed
 	if n := first.hits(t); n != 1 {
 		t.Fatalf("first load: %d records for a trail hit", n)
 	}
@@ -73,6 +73,10 @@ func TestProgramCache(t *testing.T) {
 	}
 	if c := again.counters(t); c["packets"] != 0 {
 		t.Errorf("restart kept %d packets in the counters", c["packets"])
+	}
+	// the hash seed stays with the scan maps whose keys it made
+	if again.dp.cfg.Seed != seed || seed == 0 || second.dp.cfg.Seed == seed {
+		t.Errorf("hash seeds: first %x, private %x, restart %x; want the restart's the first's, the private one its own", seed, second.dp.cfg.Seed, again.dp.cfg.Seed)
 	}
 	// a new suppression second, so the repeat slot does not hold the hit
 	_, recs := again.run(t, syn(clean, bad, 5000, 80).Bytes(), t0.Add(5e9))
