@@ -1,8 +1,9 @@
 // Package d4server is xtrail's D4 server for the maltrail path: it accepts
-// D4 sessions over TLS (a type-2 meta header {"type":"maltrail"} then
-// type-254 frames, spec d4.md §2-§3), authenticates every frame by its HMAC,
-// splits the payloads into lines as d4-core's maltrail handler does, and
-// stores them in d4-core's Redis layout (§4) or an in-process store.
+// D4 sessions (a type-2 meta header {"type":"maltrail"} then type-254 frames,
+// spec d4.md §2-§3) over TLS, or any transport through HandleStream,
+// authenticates every frame by its HMAC, splits the payloads into lines as
+// d4-core's maltrail handler does, and stores them in d4-core's Redis layout
+// (§4) or an in-process store.
 //
 // Differences from d4-core's server, on purpose (spec §8-§9): the HMAC is
 // verified (in constant time) before anything is written about a uuid, so an
@@ -19,12 +20,10 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -265,241 +264,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.handle(ctx, c)
+			defer c.Close()
+			s.HandleStream(ctx, c, c.RemoteAddr(), nil)
 		}()
-	}
-}
-
-// idleConn arms the read deadline before every read, so the timeout means
-// "no byte for IdleTimeout" rather than "no whole frame for IdleTimeout".
-type idleConn struct {
-	net.Conn
-	idle time.Duration
-}
-
-func (c idleConn) Read(p []byte) (int, error) {
-	if err := c.SetReadDeadline(time.Now().Add(c.idle)); err != nil {
-		return 0, err
-	}
-	return c.Conn.Read(p)
-}
-
-// session is the per-connection state.
-type session struct {
-	peer     string
-	started  bool
-	uuid     d4.UUID
-	hex      string
-	typ      uint8
-	signer   *d4.Signer // for uuid, cached once its first frame verified
-	meta     []byte     // type-2 payloads without '\n', until valid JSON
-	metaType string     // set once the meta header parsed
-	lines    lineSplitter
-}
-
-// rejection is a frame the server refuses: the connection is closed.
-type rejection struct {
-	reason string
-	uuid   string // 32 hex as claimed by the frame
-	detail string
-	// authed is true when the frame's HMAC verified: only then may the
-	// rejection be written to the sensor's metadata (spec §8.3, §9).
-	authed bool
-}
-
-func (s *Server) handle(ctx context.Context, c net.Conn) {
-	s.active.Add(1)
-	defer s.active.Add(-1)
-	defer c.Close()
-	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
-	defer stop()
-	sess := &session{peer: peerIP(c.RemoteAddr())}
-	log := s.log.With("peer", c.RemoteAddr().String())
-	defer func() {
-		// A bug must cost one connection, not the server.
-		if r := recover(); r != nil {
-			s.panics.Add(1)
-			log.Error("d4server: connection handler panicked", "panic", r, "stack", string(debug.Stack()))
-		}
-	}()
-
-	rd := d4.NewReader(idleConn{Conn: c, idle: s.idle}, s.maxPayload)
-	for {
-		h, payload, err := rd.Next()
-		if err != nil {
-			s.readFailed(ctx, log, sess, h, err)
-			return
-		}
-		if rej := s.frame(ctx, sess, h, payload, rd.Frame()); rej != nil {
-			s.reject(ctx, log, rej)
-			return
-		}
-	}
-}
-
-// readFailed accounts for the end of a connection without a complete frame.
-func (s *Server) readFailed(ctx context.Context, log *slog.Logger, sess *session, h d4.Header, err error) {
-	var ne net.Error
-	var fe *d4.FrameError
-	switch {
-	case errors.As(err, &fe):
-		s.reject(ctx, log, &rejection{reason: ReasonTooLarge, uuid: fe.Header.UUID.Hex(),
-			detail: fmt.Sprintf("size %d > %d", fe.Header.Size, fe.Max)})
-	case ctx.Err() != nil, errors.Is(err, net.ErrClosed):
-		// Shutdown.
-	case err == io.EOF:
-		log.Debug("d4server: connection closed by the sensor", "uuid", sess.hex)
-	case errors.As(err, &ne) && ne.Timeout():
-		s.idles.Add(1)
-		log.Info("d4server: closing idle connection", "uuid", sess.hex, "idle", s.idle)
-	default:
-		s.readErrs.Add(1)
-		log.Info("d4server: connection failed", "uuid", sess.hex, "header_type", h.Type, "err", err)
-	}
-}
-
-// reject counts, logs and records a refused frame.
-func (s *Server) reject(ctx context.Context, log *slog.Logger, r *rejection) {
-	s.rejected[r.reason].Add(1)
-	log.Warn("d4server: frame rejected, closing connection", "uuid", r.uuid, "reason", r.reason, "detail", r.detail)
-	if !r.authed || ctx.Err() != nil {
-		return
-	}
-	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := s.store.SetError(sctx, r.uuid, r.reason); err != nil {
-		s.storeErrs.Add(1)
-		log.Warn("d4server: storing the sensor error failed", "uuid", r.uuid, "err", err)
-	}
-}
-
-// keyFor returns the HMAC key of a sensor, or nil when registration mode
-// does not know it.
-func (s *Server) keyFor(hex string) []byte {
-	if k, ok := s.keys[hex]; ok {
-		return k
-	}
-	if s.register {
-		return nil
-	}
-	return s.defaultKey
-}
-
-// frame runs the checks of spec §3.2 in order on one complete frame, then
-// stores it. The HMAC is verified before anything is stored about the uuid.
-func (s *Server) frame(ctx context.Context, sess *session, h d4.Header, payload, raw []byte) *rejection {
-	hex := h.UUID.Hex()
-	if !h.UUID.IsV4() {
-		return &rejection{reason: ReasonNotV4, uuid: hex}
-	}
-	signer := sess.signer
-	if !sess.started || h.UUID != sess.uuid {
-		key := s.keyFor(hex)
-		if key == nil {
-			return &rejection{reason: ReasonUnregistered, uuid: hex}
-		}
-		signer = d4.NewSigner(key)
-	}
-	if !signer.Verify(raw) {
-		return &rejection{reason: ReasonHMAC, uuid: hex}
-	}
-	switch {
-	case !sess.started && h.Type == d4.TypeExtended:
-		return &rejection{reason: ReasonNoMetaHeader, uuid: hex, authed: true}
-	case sess.started && h.UUID != sess.uuid:
-		// Recorded on the session's sensor: the sender proved both keys.
-		return &rejection{reason: ReasonUUIDChange, uuid: sess.hex, authed: true, detail: "to " + hex}
-	case sess.started && h.Type != sess.typ && (sess.typ != d4.TypeMeta || h.Type != d4.TypeExtended):
-		return &rejection{reason: ReasonTypeChange, uuid: hex, authed: true,
-			detail: fmt.Sprintf("%d to %d", sess.typ, h.Type)}
-	case h.Type != d4.TypeMeta && h.Type != d4.TypeExtended:
-		return &rejection{reason: ReasonUnsupportedType, uuid: hex, authed: true,
-			detail: fmt.Sprintf("type %d", h.Type)}
-	}
-
-	first := !sess.started
-	if first {
-		sess.started, sess.uuid, sess.hex, sess.signer = true, h.UUID, hex, signer
-	}
-	sess.typ = h.Type
-
-	if h.Type == d4.TypeMeta {
-		if rej := sess.addMeta(payload); rej != nil {
-			return rej
-		}
-	} else {
-		if sess.metaType == "" {
-			return &rejection{reason: ReasonIncompleteMeta, uuid: hex, authed: true}
-		}
-		if lines := sess.lines.feed(payload); len(lines) > 0 {
-			if err := s.push(ctx, sess, lines); err != nil {
-				return nil // shutdown; the connection closes
-			}
-		}
-	}
-
-	s.frames.Add(1)
-	s.bytes.Add(uint64(len(payload)))
-	seen := Sighting{UUID: hex, IP: sess.peer, Type: h.Type, SessionStart: first, Time: s.now()}
-	if h.Type == d4.TypeExtended {
-		seen.MetaType = sess.metaType
-	}
-	// Statistics are not worth stalling the sensor for: log and go on.
-	if err := s.store.SensorSeen(ctx, seen); err != nil && ctx.Err() == nil {
-		s.storeErrs.Add(1)
-		s.log.Warn("d4server: storing sensor statistics failed", "uuid", hex, "err", err)
-	}
-	return nil
-}
-
-// addMeta accumulates the type-2 payload; once it parses, it must be a JSON
-// object with a string "type", and that type must be maltrail.
-func (sess *session) addMeta(payload []byte) *rejection {
-	if sess.metaType != "" {
-		return nil // extra type-2 frames after a complete header change nothing
-	}
-	for _, b := range payload {
-		if b != '\n' { // d4-core deletes every '\n' before parsing
-			sess.meta = append(sess.meta, b)
-		}
-	}
-	if len(sess.meta) > maxMetaHeader {
-		return &rejection{reason: ReasonMetaHeaderTooLong, uuid: sess.hex, authed: true}
-	}
-	name, complete, err := parseMetaHeader(sess.meta)
-	switch {
-	case !complete:
-		return nil
-	case err != nil:
-		return &rejection{reason: ReasonBadMetaHeader, uuid: sess.hex, authed: true, detail: err.Error()}
-	case name != MetaTypeMaltrail:
-		return &rejection{reason: ReasonUnsupportedMeta, uuid: sess.hex, authed: true, detail: name}
-	}
-	sess.metaType = name
-	sess.meta = nil
-	return nil
-}
-
-// push stores lines, retrying while the store fails: the lines are only in
-// memory, and blocking here pushes back on the sensor through TCP instead of
-// dropping data. It fails only when ctx ends.
-func (s *Server) push(ctx context.Context, sess *session, lines [][]byte) error {
-	wait := 100 * time.Millisecond
-	for {
-		err := s.store.PushLines(ctx, sess.metaType, sess.hex, lines)
-		if err == nil {
-			s.lines.Add(uint64(len(lines)))
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		s.storeErrs.Add(1)
-		s.log.Warn("d4server: storing lines failed; retrying", "uuid", sess.hex, "lines", len(lines), "err", err, "retry_in", wait)
-		if err := ctxtime.Sleep(ctx, wait); err != nil {
-			return err
-		}
-		wait = min(2*wait, storeRetryMax)
 	}
 }
 
