@@ -13,23 +13,39 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/xtrail/xtrail/pkg/d4"
 	"github.com/xtrail/xtrail/pkg/d4server"
 	"github.com/xtrail/xtrail/pkg/export"
 )
 
 func runServer(ctx context.Context, args []string) error {
+	if len(args) > 0 && args[0] == "sensors" {
+		return runSensors(ctx, args[1:])
+	}
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	listen := fs.String("listen", d4server.DefaultAddr, "TLS listen address")
 	cert := fs.String("cert", "", "server certificate (PEM; `xtrail gencert` makes one)")
 	key := fs.String("key", "", "server key (PEM; empty: the -cert file holds both, like d4-core's server.pem)")
-	redisURL := fs.String("redis", "", "Redis URL of the metadata db, e.g. redis://127.0.0.1:6380/0 (empty: in-process store, NOT durable)")
-	analyzerDB := fs.Int("analyzer-db", d4server.DefaultAnalyzerDB, "Redis db of the analyzer queues (d4-core: 2)")
-	mode := fs.String("mode", d4server.ModeRegistration, "registration (only sensors in -keys) or shared-secret (any v4 UUID with the default key)")
-	defKey := fs.String("default-key", "", "HMAC key of sensors without their own key")
+	var rf redisFlags
+	rf.register(fs)
+	mode := fs.String("mode", d4server.ModeRegistration, "registration (only registered sensors) or shared-secret (any v4 UUID with the default key)")
+	defKey := fs.String("default-key", "", "HMAC key of sensors without their own key (with -redis: also written to server:hmac_default_key)")
 	defKeyFile := fs.String("default-key-file", "", "file holding the default HMAC key")
-	keysFile := fs.String("keys", "", "sensor keys file: lines `<uuid> <key>`")
+	keysFile := fs.String("keys", "", "sensor keys file, lines `<uuid> <key>` (in-process store only; with -redis use `xtrail server sensors`)")
 	var exports listFlag
 	fs.Var(&exports, "export", "built-in exporter maltrail=HOST:PORT (repeatable)")
+	cfg := d4server.Config{}
+	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", d4server.DefaultIdleTimeout, "close a connection silent this long before its first frame verified or inside a frame")
+	fs.DurationVar(&cfg.FrameTimeout, "frame-timeout", d4server.DefaultFrameTimeout, "deadline of one whole frame (and of a connection's first frame)")
+	fs.DurationVar(&cfg.SessionIdleTimeout, "session-idle-timeout", 0, "close an authenticated session silent this long between frames (0: never, as d4-core)")
+	fs.DurationVar(&cfg.TimeWindow, "time-window", d4server.DefaultTimeWindow, "accepted distance of a frame's timestamp from the server's clock")
+	fs.IntVar(&cfg.MaxConns, "max-conns", d4server.DefaultMaxConns, "open connections, overall")
+	fs.IntVar(&cfg.MaxConnsPerSource, "max-conns-per-source", d4server.DefaultMaxConnsPerSource, "open connections per IPv4 address or IPv6 /64")
+	fs.IntVar(&cfg.MaxConnsPerSensor, "max-conns-per-sensor", d4server.DefaultMaxConnsPerSensor, "authenticated sessions per sensor (a newer one closes the oldest)")
+	fs.Int64Var(&cfg.MaxUnauthBytes, "max-unauth-bytes", d4server.DefaultMaxUnauthBytes, "payload bytes buffered for not yet authenticated peers, all together")
+	fs.Int64Var(&cfg.SensorRate, "sensor-rate", d4server.DefaultSensorRate, "payload bytes/s per sensor; beyond it frames wait (-1: unlimited)")
+	maxPayload := fs.Uint("max-payload", d4.MaxPayload, "largest frame payload")
+	fs.BoolVar(&cfg.DropUnrouted, "drop-unrouted", false, "drop lines no queue receives, as d4-core (default: hold them until a queue is registered)")
 	quiet := fs.Bool("q", false, "log warnings and errors only")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -38,6 +54,10 @@ func runServer(ctx context.Context, args []string) error {
 	if *cert == "" {
 		return errors.New("-cert is required (make a pair with `xtrail gencert -dir DIR -hosts NAME,IP`)")
 	}
+	if *maxPayload == 0 || *maxPayload > d4.MaxPayload {
+		return fmt.Errorf("-max-payload %d: want 1..%d", *maxPayload, d4.MaxPayload)
+	}
+	cfg.MaxPayload = uint32(*maxPayload)
 	dk := []byte(*defKey)
 	if *defKeyFile != "" {
 		b, err := os.ReadFile(*defKeyFile)
@@ -46,31 +66,49 @@ func runServer(ctx context.Context, args []string) error {
 		}
 		dk = []byte(strings.TrimRight(string(b), "\r\n"))
 	}
-	var keys map[string][]byte
-	if *keysFile != "" {
-		var err error
-		if keys, err = d4server.LoadKeys(*keysFile); err != nil {
-			return err
-		}
-	}
 
 	var (
 		store   d4server.Store
 		queueOf func(metaType, q string) export.Queue
 	)
-	if *redisURL == "" {
+	if rf.metadata == "" {
 		log.Warn("NO --redis: events are kept in this process only and are LOST if it stops; use --redis in production")
+		var keys map[string][]byte
+		if *keysFile != "" {
+			var err error
+			if keys, err = d4server.LoadKeys(*keysFile); err != nil {
+				return err
+			}
+		}
+		reg, err := d4server.NewStaticRegistry(*mode, dk, keys)
+		if err != nil {
+			return err
+		}
+		cfg.Registry = reg
 		ms := d4server.NewMemStore(0)
 		store = ms
 		queueOf = func(t, q string) export.Queue { return ms.Queue(t, q) }
 	} else {
-		rs, err := d4server.NewRedisStore(*redisURL, *analyzerDB)
+		if *keysFile != "" {
+			return errors.New("-keys is for the in-process store; with -redis, sensors and keys live in Redis (`xtrail server sensors add`)")
+		}
+		rs, err := rf.open(log)
 		if err != nil {
 			return err
 		}
 		if err := rs.Ping(ctx); err != nil {
 			return err
 		}
+		if len(dk) > 0 {
+			if err := rs.SetDefaultKey(ctx, string(dk)); err != nil {
+				return err
+			}
+		}
+		reg, err := rs.Registry(*mode, dk)
+		if err != nil {
+			return err
+		}
+		cfg.Registry = reg
 		store = rs
 		queueOf = func(t, q string) export.Queue { return rs.Queue(t, q) }
 	}
@@ -78,7 +116,8 @@ func runServer(ctx context.Context, args []string) error {
 	if err := store.Init(ctx); err != nil {
 		return err
 	}
-	srv, err := d4server.New(d4server.Config{Store: store, Mode: *mode, DefaultKey: dk, Keys: keys, Logger: log})
+	cfg.Store, cfg.Logger = store, log
+	srv, err := d4server.New(cfg)
 	if err != nil {
 		return err
 	}
@@ -86,7 +125,7 @@ func runServer(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log.Info("D4 server listening", "addr", ln.Addr().String(), "mode", *mode, "sensors", len(keys))
+	log.Info("D4 server listening", "addr", ln.Addr().String(), "mode", *mode)
 
 	g, gctx := errgroup.WithContext(ctx)
 	for _, spec := range exports {
@@ -119,11 +158,36 @@ func runServer(ctx context.Context, args []string) error {
 	g.Go(func() error { return srv.Serve(gctx, ln) })
 	err = g.Wait()
 	logServerStats(log, srv.Stats())
+	if rs, ok := store.(*d4server.RedisStore); ok && rs.Restores() > 0 {
+		log.Warn("Redis was found emptied during the run; registrations were written again", "times", rs.Restores())
+	}
 	return err
 }
 
+// redisFlags are the Redis locations of d4-core's layout (one instance by
+// default).
+type redisFlags struct {
+	metadata, analyzer, stream string
+	analyzerDB                 int
+}
+
+func (f *redisFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.metadata, "redis", "", "Redis URL of the metadata db (d4-core's Redis_METADATA), e.g. redis://127.0.0.1:6380/0 (empty: in-process store, NOT durable)")
+	fs.IntVar(&f.analyzerDB, "analyzer-db", d4server.DefaultAnalyzerDB, "db of the analyzer queues on the -redis server (d4-core: 2)")
+	fs.StringVar(&f.analyzer, "redis-analyzer", "", "Redis URL of the analyzer queues, if not on the -redis server (overrides -analyzer-db)")
+	fs.StringVar(&f.stream, "redis-stream", "", "Redis URL of session and replay state (d4-core's Redis_STREAM, e.g. redis://127.0.0.1:6379/0); empty: the -redis db")
+}
+
+func (f *redisFlags) open(log *slog.Logger) (*d4server.RedisStore, error) {
+	return d4server.OpenRedis(d4server.RedisConfig{
+		Metadata: f.metadata, Analyzer: f.analyzer, AnalyzerDB: f.analyzerDB, Stream: f.stream, Logger: log,
+	})
+}
+
 func logServerStats(log *slog.Logger, st d4server.Stats) {
-	args := []any{"conns", st.Conns, "frames", st.Frames, "lines", st.Lines}
+	args := []any{"conns", st.Conns, "frames", st.Frames, "lines", st.Lines,
+		"unrouted_lines", st.Unrouted, "unrouted_dropped", st.UnroutedDropped, "throttled_frames", st.Throttled,
+		"read_errors", st.ReadErrors, "store_errors", st.StoreErrors, "panics", st.Panics}
 	for reason, n := range st.Rejected {
 		if n > 0 {
 			args = append(args, "rejected_"+strings.ReplaceAll(reason, " ", "_"), n)

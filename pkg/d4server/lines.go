@@ -48,6 +48,18 @@ func (sp *lineSplitter) feed(payload []byte) [][]byte {
 	return sp.lines
 }
 
+// shrink gives back a buffer grown by a large frame once the lines returned
+// last have been stored, keeping only the partial line.
+func (sp *lineSplitter) shrink() {
+	if cap(sp.buf) <= keepBuffer {
+		return
+	}
+	rest := sp.buf[sp.done:]
+	sp.buf = append(make([]byte, 0, len(rest)), rest...)
+	sp.done = 0
+	sp.lines = nil
+}
+
 // parseMetaHeader reads the meta-type name from the concatenated type-2
 // payloads. complete is false while the bytes are not yet valid JSON (more
 // frames may follow); once they are, it must be an object with a string

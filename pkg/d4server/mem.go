@@ -20,6 +20,20 @@ type MemStore struct {
 	queues  map[string]*memQueueMeta       // by queue uuid
 	byType  map[string]map[string]struct{} // meta type -> queue uuids
 	lists   map[string]*memList            // by analyzer:<t>:<q>
+	marks   map[markKey]markVal            // replay state
+	sweep   int                            // marks added since the last expiry sweep
+	active  map[string]map[string]bool     // sensor -> open sessions
+}
+
+type markKey struct {
+	uuid string
+	ts   uint64
+	mac  [32]byte
+}
+
+type markVal struct {
+	session string
+	expires time.Time
 }
 
 // SensorInfo is what MemStore keeps about a sensor (d4-core's metadata_uuid).
@@ -57,7 +71,56 @@ func NewMemStore(maxSize int64) *MemStore {
 		queues:  make(map[string]*memQueueMeta),
 		byType:  make(map[string]map[string]struct{}),
 		lists:   make(map[string]*memList),
+		marks:   make(map[markKey]markVal),
+		active:  make(map[string]map[string]bool),
 	}
+}
+
+// MarkFrame implements Store's replay state in memory.
+func (m *MemStore) MarkFrame(_ context.Context, mk Mark) (bool, error) {
+	now := time.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.sweep++; m.sweep >= 4096 {
+		m.sweep = 0
+		for k, v := range m.marks {
+			if now.After(v.expires) {
+				delete(m.marks, k)
+			}
+		}
+	}
+	k := markKey{mk.UUID, mk.Timestamp, mk.HMAC}
+	if v, ok := m.marks[k]; ok && now.Before(v.expires) {
+		return v.session == mk.Session, nil
+	}
+	m.marks[k] = markVal{mk.Session, mk.Expires}
+	return true, nil
+}
+
+// SessionState tracks open sessions per sensor (see Active).
+func (m *MemStore) SessionState(_ context.Context, ev SessionEvent) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch ev.Kind {
+	case SessionOpened:
+		if m.active[ev.UUID] == nil {
+			m.active[ev.UUID] = make(map[string]bool)
+		}
+		m.active[ev.UUID][ev.Session] = true
+	case SessionClosed:
+		delete(m.active[ev.UUID], ev.Session)
+		if len(m.active[ev.UUID]) == 0 {
+			delete(m.active, ev.UUID)
+		}
+	}
+	return nil
+}
+
+// Active returns the number of open sessions of sensor uuid (32 hex).
+func (m *MemStore) Active(uuid string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.active[uuid])
 }
 
 // Init does nothing: the accepted types are fixed by the server's code.
@@ -126,9 +189,9 @@ func (m *MemStore) list(key string) *memList {
 }
 
 // PushLines appends the lines to every queue registered for metaType.
-func (m *MemStore) PushLines(_ context.Context, metaType, _ string, lines [][]byte) error {
+func (m *MemStore) PushLines(_ context.Context, metaType, _ string, lines [][]byte) (int, error) {
 	if len(lines) == 0 {
-		return nil
+		return 0, nil
 	}
 	now := time.Now()
 	m.mu.Lock()
@@ -150,7 +213,7 @@ func (m *MemStore) PushLines(_ context.Context, metaType, _ string, lines [][]by
 		close(l.wake)
 		l.wake = make(chan struct{})
 	}
-	return nil
+	return len(m.byType[metaType]), nil
 }
 
 // RegisterQueue creates or updates a global queue of metaType.
@@ -167,7 +230,7 @@ func (m *MemStore) RegisterQueue(_ context.Context, metaType, queueUUID, descrip
 		m.queues[q] = meta
 	}
 	meta.metaType = metaType
-	if description != "" {
+	if meta.description == "" {
 		meta.description = description
 	}
 	if m.byType[metaType] == nil {

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -30,16 +32,40 @@ const routeTTL = time.Second
 // the context between them: it bounds shutdown latency, it is not a poll.
 const popBlock = time.Second
 
-// RedisStore is the Store in d4-core's Redis layout (spec §4): metadata,
-// statistics and queue metadata in one database, the analyzer queues (lists)
-// in another, both on the same server.
+// RedisConfig says where each part of d4-core's layout lives (spec §4).
+// d4-core splits it over two instances: Redis_STREAM (6379 db 0) and
+// Redis_METADATA (6380 db 0) with the analyzer queues in db 2 of the latter.
+// xtrail uses one instance by default: everything on Metadata's server.
+type RedisConfig struct {
+	// Metadata is the URL of Redis_METADATA: sensors, keys, statistics,
+	// queue registrations. "" means DefaultRedisURL.
+	Metadata string
+	// Analyzer is the URL of Redis_ANALYZER (the queues); "" means
+	// Metadata's server with database AnalyzerDB.
+	Analyzer   string
+	AnalyzerDB int
+	// Stream is the URL of Redis_STREAM (session state and xtrail's replay
+	// state); "" means Metadata's server and database.
+	Stream string
+	// QueueMaxSize is the LTRIM bound of a queue without a max_size field
+	// (d4-core's analyzer_queues_max_size); 0 means DefaultQueueMaxSize.
+	QueueMaxSize int64
+	Logger       *slog.Logger // nil discards
+}
+
+// RedisStore is the Store in d4-core's Redis layout (spec §4).
 type RedisStore struct {
-	meta *redis.Client // Redis_METADATA
-	an   *redis.Client // Redis_ANALYZER
-	max  int64         // LTRIM bound when analyzer:<q> has no max_size
+	meta   *redis.Client // Redis_METADATA
+	an     *redis.Client // Redis_ANALYZER
+	stream *redis.Client // Redis_STREAM
+	max    int64         // LTRIM bound when analyzer:<q> has no max_size
+	log    *slog.Logger
 
 	mu     sync.Mutex
 	routes map[routeKey]route
+	known  map[string]knownQueue // queues registered or routed to, for restore
+
+	restores atomic.Uint64
 }
 
 type routeKey struct{ metaType, uuid string }
@@ -54,64 +80,102 @@ type queueTarget struct {
 	max  int64
 }
 
-// RedisOption adjusts a RedisStore.
-type RedisOption func(*RedisStore)
+// knownQueue is what RegisterQueue needs to write a queue again.
+type knownQueue struct{ metaType, description string }
+
+// RedisOption adjusts a RedisStore made by NewRedisStore.
+type RedisOption func(*RedisConfig)
 
 // WithQueueMaxSize sets the default queue bound (d4-core's
 // analyzer_queues_max_size) used when a queue has no max_size of its own.
 func WithQueueMaxSize(n int64) RedisOption {
-	return func(s *RedisStore) {
-		if n > 0 {
-			s.max = n
-		}
-	}
+	return func(c *RedisConfig) { c.QueueMaxSize = n }
 }
 
-// NewRedisStore connects to the Redis server of url ("" means
-// DefaultRedisURL; the URL's database is the metadata database) and uses
-// database analyzerDB of the same server for the analyzer queues. It does not
-// dial: call Ping or Init to check the server.
+// NewRedisStore is OpenRedis on one server: url is the metadata database
+// ("" means DefaultRedisURL), analyzerDB the queues' database.
 func NewRedisStore(url string, analyzerDB int, opts ...RedisOption) (*RedisStore, error) {
-	if url == "" {
-		url = DefaultRedisURL
+	cfg := RedisConfig{Metadata: url, AnalyzerDB: analyzerDB}
+	for _, o := range opts {
+		o(&cfg)
 	}
-	mo, err := redis.ParseURL(url)
+	return OpenRedis(cfg)
+}
+
+// OpenRedis returns a store on the configured instances. It does not dial:
+// call Ping or Init to check them.
+func OpenRedis(cfg RedisConfig) (*RedisStore, error) {
+	if cfg.Metadata == "" {
+		cfg.Metadata = DefaultRedisURL
+	}
+	mo, err := redis.ParseURL(cfg.Metadata)
 	if err != nil {
-		return nil, fmt.Errorf("d4server: redis url: %w", err)
+		return nil, fmt.Errorf("d4server: metadata redis url: %w", err)
 	}
 	ao := *mo
-	ao.DB = analyzerDB
+	ao.DB = cfg.AnalyzerDB
+	if cfg.Analyzer != "" {
+		o, err := redis.ParseURL(cfg.Analyzer)
+		if err != nil {
+			return nil, fmt.Errorf("d4server: analyzer redis url: %w", err)
+		}
+		ao = *o
+	}
 	s := &RedisStore{
 		meta:   redis.NewClient(mo),
 		an:     redis.NewClient(&ao),
-		max:    DefaultQueueMaxSize,
+		max:    cfg.QueueMaxSize,
+		log:    cfg.Logger,
 		routes: make(map[routeKey]route),
+		known:  make(map[string]knownQueue),
 	}
-	for _, o := range opts {
-		o(s)
+	s.stream = s.meta
+	if cfg.Stream != "" && cfg.Stream != cfg.Metadata {
+		so, err := redis.ParseURL(cfg.Stream)
+		if err != nil {
+			_ = s.Close()
+			return nil, fmt.Errorf("d4server: stream redis url: %w", err)
+		}
+		s.stream = redis.NewClient(so)
+	}
+	if s.max <= 0 {
+		s.max = DefaultQueueMaxSize
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
 	}
 	return s, nil
 }
 
-// Ping checks that Redis answers (d4_export_udp.py does the same at start).
+// Ping checks that every instance answers (d4_export_udp.py pings at start).
 func (s *RedisStore) Ping(ctx context.Context) error {
-	if err := s.meta.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("d4server: redis ping: %w", err)
+	for name, c := range map[string]*redis.Client{"metadata": s.meta, "analyzer": s.an, "stream": s.stream} {
+		if err := c.Ping(ctx).Err(); err != nil {
+			return fmt.Errorf("d4server: redis ping (%s, %s): %w", name, c.Options().Addr, err)
+		}
 	}
 	return nil
 }
 
-// Close closes both clients.
+// Close closes the clients.
 func (s *RedisStore) Close() error {
-	return errors.Join(s.meta.Close(), s.an.Close())
+	err := errors.Join(s.meta.Close(), s.an.Close())
+	if s.stream != s.meta {
+		err = errors.Join(err, s.stream.Close())
+	}
+	return err
 }
+
+// Restores counts the times the store found Redis emptied (its registration
+// keys gone) and wrote them and the known queues again.
+func (s *RedisStore) Restores() uint64 { return s.restores.Load() }
 
 // Init writes what d4-core's server writes at start, plus the maltrail
 // extended type that d4-core needs an admin to add ("Add New Types").
 func (s *RedisStore) Init(ctx context.Context) error {
 	_, err := s.meta.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.SAdd(ctx, "server:accepted_type", 1, 2, 4, 8, 254)
-		p.SAdd(ctx, "server:accepted_extended_type", "ja3-jl", "maltrail")
+		p.SAdd(ctx, keyAcceptedExtended, "ja3-jl", MetaTypeMaltrail)
 		p.SetNX(ctx, "first_date", day(time.Now()), 0)
 		return nil
 	})
@@ -120,6 +184,10 @@ func (s *RedisStore) Init(ctx context.Context) error {
 	}
 	return nil
 }
+
+// keyAcceptedExtended doubles as the sign that Redis kept its data: Init
+// writes maltrail into it, and only a flush or an empty restart removes it.
+const keyAcceptedExtended = "server:accepted_extended_type"
 
 // SensorSeen writes the per-frame statistics and sensor metadata of spec §4
 // ("Per accepted frame", the METADATA part) in one round trip.
@@ -168,20 +236,115 @@ func (s *RedisStore) SetError(ctx context.Context, uuid, msg string) error {
 	return nil
 }
 
+// MarkFrame keeps the replay state in Redis_STREAM, one hash per sensor and
+// timestamp second (field: the HMAC, value: the session), expiring when the
+// time window has passed, in one round trip.
+func (s *RedisStore) MarkFrame(ctx context.Context, m Mark) (bool, error) {
+	k := keyReplay(m.UUID, m.Timestamp)
+	var set *redis.BoolCmd
+	var owner *redis.StringCmd
+	_, err := s.stream.Pipelined(ctx, func(p redis.Pipeliner) error {
+		set = p.HSetNX(ctx, k, string(m.HMAC[:]), m.Session)
+		owner = p.HGet(ctx, k, string(m.HMAC[:]))
+		p.ExpireAt(ctx, k, m.Expires)
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("d4server: redis replay check of %s: %w", m.UUID, err)
+	}
+	return set.Val() || owner.Val() == m.Session, nil
+}
+
+// SessionState writes d4-core's connection sets in Redis_STREAM (spec §4,
+// "Per session") so its web UI shows the sensor connected. xtrail writes no
+// stream:<type>:<s> and no session_uuid:<type>: it stores lines itself, and
+// d4-core workers finding those would queue the lines a second time.
+func (s *RedisStore) SessionState(ctx context.Context, ev SessionEvent) error {
+	u, sid, t := ev.UUID, ev.Session, strconv.Itoa(int(ev.Type))
+	var err error
+	switch ev.Kind {
+	case SessionOpened:
+		_, err = s.stream.Pipelined(ctx, func(p redis.Pipeliner) error {
+			p.SAdd(ctx, "active_connection", u)
+			p.SAdd(ctx, "active_connection:"+t, u)
+			p.SAdd(ctx, "active_connection_by_uuid:"+u, t)
+			p.SAdd(ctx, keySessionsOf(u), sid)
+			p.SAdd(ctx, keyTypeSessions(u, t), sid)
+			return nil
+		})
+	case SessionMetaType:
+		_, err = s.stream.Pipelined(ctx, func(p redis.Pipeliner) error {
+			p.HSet(ctx, "map:session-uuid_active_extended_type", sid, ev.MetaType)
+			p.SAdd(ctx, "active_connection_extended_type:"+u, ev.MetaType)
+			return nil
+		})
+	case SessionTypeChanged:
+		err = sessionLeave.Run(ctx, s.stream, sessionKeys(u, "2", ""), u, sid, "type").Err()
+		if err == nil {
+			_, err = s.stream.Pipelined(ctx, func(p redis.Pipeliner) error {
+				p.SAdd(ctx, "active_connection:254", u)
+				p.SAdd(ctx, "active_connection_by_uuid:"+u, "254")
+				p.SAdd(ctx, keyTypeSessions(u, "254"), sid)
+				return nil
+			})
+		}
+	case SessionClosed:
+		err = sessionLeave.Run(ctx, s.stream, sessionKeys(u, t, ev.MetaType), u, sid, "close", ev.MetaType).Err()
+	}
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("d4server: redis session state of %s: %w", u, err)
+	}
+	return nil
+}
+
+func keySessionsOf(u string) string      { return "map:active_connection-uuid-session_uuid:" + u }
+func keyTypeSessions(u, t string) string { return "active_uuid_type" + t + ":" + u }
+func keyReplay(u string, ts uint64) string {
+	return "xtrail:replay:{" + u + "}:" + strconv.FormatUint(ts, 10)
+}
+
+func sessionKeys(u, t, metaType string) []string {
+	return []string{
+		keyTypeSessions(u, t), "active_connection:" + t, "active_connection_by_uuid:" + u,
+		keySessionsOf(u), "active_connection", "active_connection_extended_type:" + u,
+		"map:session-uuid_active_extended_type",
+	}
+}
+
+// sessionLeave removes a session from its type's sets, and the sensor from
+// the type's (and, on close, every) active set when it was its last session
+// there, atomically so two servers closing two sessions of one sensor agree.
+var sessionLeave = redis.NewScript(`
+local u, sid, why = ARGV[1], ARGV[2], ARGV[3]
+redis.call('SREM', KEYS[1], sid)
+if redis.call('SCARD', KEYS[1]) == 0 then
+  redis.call('SREM', KEYS[2], u)
+  local t = string.match(KEYS[2], ':(%d+)$')
+  redis.call('SREM', KEYS[3], t)
+end
+if why == 'close' then
+  redis.call('SREM', KEYS[4], sid)
+  redis.call('HDEL', KEYS[7], sid)
+  if redis.call('SCARD', KEYS[4]) == 0 then
+    redis.call('SREM', KEYS[5], u)
+    redis.call('DEL', KEYS[6])
+  end
+end
+return 1
+`)
+
 // PushLines does d4-core's push for each line: LPUSH to every target queue,
 // LTRIM to its bound, HSET last_updated. One LPUSH carries the whole batch:
 // Redis pushes its arguments left to right, so the list ends exactly as with
 // one LPUSH per line, and one LTRIM afterwards leaves the same max+1 newest.
-func (s *RedisStore) PushLines(ctx context.Context, metaType, uuid string, lines [][]byte) error {
+// It returns the number of queues; with none it stores nothing.
+func (s *RedisStore) PushLines(ctx context.Context, metaType, uuid string, lines [][]byte) (int, error) {
 	if len(lines) == 0 {
-		return nil
+		return 0, nil
 	}
 	targets, err := s.route(ctx, metaType, uuid)
-	if err != nil {
-		return err
-	}
-	if len(targets) == 0 {
-		return nil // d4-core drops data no queue asked for
+	if err != nil || len(targets) == 0 {
+		return 0, err
 	}
 	args := make([]any, len(lines))
 	for i, l := range lines {
@@ -196,7 +359,7 @@ func (s *RedisStore) PushLines(ctx context.Context, metaType, uuid string, lines
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("d4server: redis push %d lines of %s: %w", len(lines), uuid, err)
+		return 0, fmt.Errorf("d4server: redis push %d lines of %s: %w", len(lines), uuid, err)
 	}
 	now := floatEpoch(time.Now())
 	_, err = s.meta.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -206,14 +369,16 @@ func (s *RedisStore) PushLines(ctx context.Context, metaType, uuid string, lines
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("d4server: redis queue last_updated: %w", err)
+		// The lines are stored; only the UI's "last updated" is stale.
+		s.log.Warn("d4server: redis queue last_updated failed", "err", err)
 	}
-	return nil
+	return len(targets), nil
 }
 
 // route returns the queues that receive metaType data from sensor uuid:
 // the global ones (analyzer:254:<name>) and the sensor-group ones
-// (sensor:queues:<name>:<u>), with their LTRIM bounds.
+// (sensor:queues:<name>:<u>), with their LTRIM bounds. When it finds Redis
+// emptied, it writes the registrations it knows again first.
 func (s *RedisStore) route(ctx context.Context, metaType, uuid string) ([]queueTarget, error) {
 	k := routeKey{metaType, uuid}
 	now := time.Now()
@@ -224,19 +389,18 @@ func (s *RedisStore) route(ctx context.Context, metaType, uuid string) ([]queueT
 		return r.queues, nil
 	}
 
-	var all, group *redis.StringSliceCmd
-	_, err := s.meta.Pipelined(ctx, func(p redis.Pipeliner) error {
-		all = p.SMembers(ctx, keyQueuesOfMetaType(metaType))
-		group = p.SMembers(ctx, keySensorQueues(metaType, uuid))
-		return nil
-	})
+	names, intact, err := s.queueNames(ctx, metaType, uuid)
 	if err != nil {
-		return nil, fmt.Errorf("d4server: redis queues of %s: %w", metaType, err)
+		return nil, err
 	}
-	names := append(all.Val(), group.Val()...)
-	slices.Sort(names)
-	names = slices.Compact(names)
-
+	if !intact {
+		if err := s.restore(ctx); err != nil {
+			return nil, err
+		}
+		if names, _, err = s.queueNames(ctx, metaType, uuid); err != nil {
+			return nil, err
+		}
+	}
 	targets := make([]queueTarget, len(names))
 	if len(names) > 0 {
 		sizes := make([]*redis.StringCmd, len(names))
@@ -268,23 +432,85 @@ func (s *RedisStore) route(ctx context.Context, metaType, uuid string) ([]queueT
 		}
 	}
 	s.routes[k] = route{queues: targets, expires: now.Add(routeTTL)}
+	for _, q := range names {
+		if _, ok := s.known[q]; !ok {
+			s.known[q] = knownQueue{metaType: metaType}
+		}
+	}
 	s.mu.Unlock()
 	return targets, nil
 }
 
+// queueNames reads the queues of metaType for sensor uuid, and whether Redis
+// still holds the registration keys Init wrote.
+func (s *RedisStore) queueNames(ctx context.Context, metaType, uuid string) ([]string, bool, error) {
+	var all, group *redis.StringSliceCmd
+	var intact *redis.BoolCmd
+	_, err := s.meta.Pipelined(ctx, func(p redis.Pipeliner) error {
+		all = p.SMembers(ctx, keyQueuesOfMetaType(metaType))
+		group = p.SMembers(ctx, keySensorQueues(metaType, uuid))
+		intact = p.SIsMember(ctx, keyAcceptedExtended, MetaTypeMaltrail)
+		return nil
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("d4server: redis queues of %s: %w", metaType, err)
+	}
+	names := append(all.Val(), group.Val()...)
+	slices.Sort(names)
+	return slices.Compact(names), intact.Val(), nil
+}
+
+// restore writes Init's keys and every queue this store registered or
+// routed to again: Redis lost them (an empty restart or a flush), and
+// without them no line would be routed until someone re-registers by hand.
+// A queue an admin deleted while Redis kept its data is not restored.
+func (s *RedisStore) restore(ctx context.Context) error {
+	if err := s.Init(ctx); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	known := make(map[string]knownQueue, len(s.known))
+	for q, k := range s.known {
+		known[q] = k
+	}
+	s.mu.Unlock()
+	for q, k := range known {
+		if err := s.writeQueue(ctx, k.metaType, q, k.description); err != nil {
+			return err
+		}
+	}
+	s.restores.Add(1)
+	s.log.Warn("d4server: Redis lost its data (restarted empty or flushed): registration keys and queues written again; lines queued before are lost",
+		"queues", len(known))
+	return nil
+}
+
 // RegisterQueue writes d4-core's create_queues keys for a type-254 queue
 // (spec §4). Unlike d4-core it is idempotent: registering an existing uuid
-// again keeps it (and updates the description) instead of silently creating a
-// second queue, so a server can register its exporter's queue at every start.
+// again keeps it instead of silently creating a second queue, so a server or
+// exporter can register its queue at every start. The description is written
+// only where the queue has none, so a queue created in d4-core's UI keeps
+// its own.
 func (s *RedisStore) RegisterQueue(ctx context.Context, metaType, queueUUID, description string) (string, error) {
 	q, err := checkQueueArgs(metaType, queueUUID)
 	if err != nil {
 		return "", err
 	}
-	_, err = s.meta.Pipelined(ctx, func(p redis.Pipeliner) error {
+	if err := s.writeQueue(ctx, metaType, q, description); err != nil {
+		return "", err
+	}
+	s.mu.Lock()
+	s.known[q] = knownQueue{metaType: metaType, description: description}
+	clear(s.routes) // the new queue must get the very next lines
+	s.mu.Unlock()
+	return q, nil
+}
+
+func (s *RedisStore) writeQueue(ctx context.Context, metaType, q, description string) error {
+	_, err := s.meta.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, keyAnalyzerMeta(q), "type", 254, "metatype", metaType)
 		if description != "" {
-			p.HSet(ctx, keyAnalyzerMeta(q), "description", description)
+			p.HSetNX(ctx, keyAnalyzerMeta(q), "description", description)
 		}
 		p.SAdd(ctx, "all:analyzer:format_type", 254)
 		p.SAdd(ctx, "all:analyzer:by:format_type:254", q)
@@ -295,88 +521,16 @@ func (s *RedisStore) RegisterQueue(ctx context.Context, metaType, queueUUID, des
 		return nil
 	})
 	if err != nil {
-		return "", fmt.Errorf("d4server: redis register queue %s: %w", q, err)
-	}
-	s.mu.Lock()
-	clear(s.routes) // the new queue must get the very next lines
-	s.mu.Unlock()
-	return q, nil
-}
-
-// Queue returns the reliable consumer of analyzer:<metaType>:<queueUUID>.
-// queueUUID must be given exactly as stored (with or without dashes).
-func (s *RedisStore) Queue(metaType, queueUUID string) *RedisQueue {
-	return &RedisQueue{
-		c:        s.an,
-		key:      keyAnalyzerList(metaType, queueUUID),
-		inflight: keyInflight(metaType, queueUUID),
-		dead:     keyDead(metaType, queueUUID),
-	}
-}
-
-// RedisQueue consumes one d4-core analyzer list reliably (export.Queue).
-// Producers LPUSH, so the oldest element is at the right: Pop is
-// BLMOVE <list> <list>:inflight RIGHT LEFT, and the in-flight list in turn has
-// its oldest element at the right. Several exporters may share a queue; each
-// element goes to one of them. Because they also share the in-flight list, an
-// exporter that restarts re-sends what the others hold at that moment
-// (duplicates, never losses).
-type RedisQueue struct {
-	c                   *redis.Client
-	key, inflight, dead string
-}
-
-// Name returns the Redis key of the queue.
-func (q *RedisQueue) Name() string { return q.key }
-
-// InFlight returns the in-flight list, oldest first.
-func (q *RedisQueue) InFlight(ctx context.Context) ([]string, error) {
-	v, err := q.c.LRange(ctx, q.inflight, 0, -1).Result()
-	if err != nil {
-		return nil, fmt.Errorf("d4server: redis read %s: %w", q.inflight, err)
-	}
-	slices.Reverse(v)
-	return v, nil
-}
-
-// Pop blocks on BLMOVE until an element arrives or ctx is done.
-func (q *RedisQueue) Pop(ctx context.Context) (string, error) {
-	for {
-		if err := ctx.Err(); err != nil {
-			return "", err
-		}
-		v, err := q.c.BLMove(ctx, q.key, q.inflight, "RIGHT", "LEFT", popBlock).Result()
-		switch {
-		case err == nil:
-			return v, nil
-		case errors.Is(err, redis.Nil):
-			// The block timed out empty: look at ctx and block again.
-		case ctx.Err() != nil:
-			return "", ctx.Err()
-		default:
-			return "", fmt.Errorf("d4server: redis pop %s: %w", q.key, err)
-		}
-	}
-}
-
-// Ack removes elem from the in-flight list.
-func (q *RedisQueue) Ack(ctx context.Context, elem string) error {
-	if err := q.c.LRem(ctx, q.inflight, 1, elem).Err(); err != nil {
-		return fmt.Errorf("d4server: redis ack on %s: %w", q.inflight, err)
+		return fmt.Errorf("d4server: redis register queue %s: %w", q, err)
 	}
 	return nil
 }
 
-// Bury moves elem to <list>:dead atomically (MULTI/EXEC), so it is in exactly
-// one of the two lists at any time.
-func (q *RedisQueue) Bury(ctx context.Context, elem string) error {
-	_, err := q.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.LPush(ctx, q.dead, elem)
-		p.LRem(ctx, q.inflight, 1, elem)
-		return nil
-	})
+// QueueRegistered reports whether queue q is registered for metaType.
+func (s *RedisStore) QueueRegistered(ctx context.Context, metaType, q string) (bool, error) {
+	ok, err := s.meta.SIsMember(ctx, keyQueuesOfMetaType(metaType), q).Result()
 	if err != nil {
-		return fmt.Errorf("d4server: redis bury on %s: %w", q.dead, err)
+		return false, fmt.Errorf("d4server: redis queue %s registered: %w", q, err)
 	}
-	return nil
+	return ok, nil
 }

@@ -5,13 +5,13 @@
 // d4-core's maltrail handler does, and stores them in d4-core's Redis layout
 // (§4) or an in-process store.
 //
-// Differences from d4-core's server, on purpose (spec §8-§9): the HMAC is
-// verified (in constant time) before anything is written about a uuid, so an
-// unauthenticated peer can create no per-sensor state and cannot write Error
-// strings; lines are queued synchronously while the frame is read (no stream
-// plus polling worker), so a slow store slows the sensor down instead of
-// growing memory; a connection idle for IdleTimeout is closed even in the
-// middle of a frame; and rejections are counted.
+// Differences from d4-core's server, on purpose (spec §8-§9), are listed in
+// docs/architecture.md. In short: nothing is allocated for a payload before
+// its header's uuid is known, nothing is written about a uuid before its
+// HMAC verifies (in constant time), frames outside a timestamp window or
+// repeating a recent one are refused, connections are capped, timed out and
+// rate limited, lines are stored before the next frame is read (no stream
+// plus polling worker), and every rejection is counted.
 package d4server
 
 import (
@@ -21,13 +21,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
-	"net/netip"
 	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/xtrail/xtrail/internal/ctxtime"
 	"github.com/xtrail/xtrail/pkg/d4"
@@ -35,17 +37,40 @@ import (
 
 // Server modes (d4-core's server_mode, spec §3.3).
 const (
-	// ModeSharedSecret accepts any v4 uuid; its own key if Config.Keys has
-	// one, else Config.DefaultKey.
+	// ModeSharedSecret accepts any v4 uuid; its own key if it has one, else
+	// the default key.
 	ModeSharedSecret = "shared-secret"
-	// ModeRegistration accepts only the uuids of Config.Keys.
+	// ModeRegistration accepts only registered uuids.
 	ModeRegistration = "registration"
 )
 
 // Defaults of Config.
 const (
-	DefaultAddr        = ":4443"
+	DefaultAddr = ":4443"
+	// DefaultIdleTimeout is d4-core's 30 s without a byte, applied before
+	// a session's first frame verified and inside every frame.
 	DefaultIdleTimeout = 30 * time.Second
+	// DefaultFrameTimeout bounds one whole frame, from its first byte (and
+	// a session's first frame from the connection's start): a peer that
+	// drips bytes just often enough to beat the idle timeout is cut here.
+	DefaultFrameTimeout = 60 * time.Second
+	// DefaultTimeWindow is how far a frame's timestamp may be from the
+	// server's clock; the replay state is kept as long.
+	DefaultTimeWindow = 300 * time.Second
+	// DefaultMaxConns caps open connections (all transports).
+	DefaultMaxConns = 10000
+	// DefaultMaxConnsPerSource caps the connections of one IPv4 address or
+	// IPv6 /64 (sensors behind one NAT share it).
+	DefaultMaxConnsPerSource = 256
+	// DefaultMaxConnsPerSensor caps one sensor's authenticated sessions; a
+	// new one beyond it closes the sensor's oldest.
+	DefaultMaxConnsPerSensor = 4
+	// DefaultMaxUnauthBytes caps the payload bytes buffered, all sessions
+	// together, for peers that have not proven a key yet.
+	DefaultMaxUnauthBytes = 16 << 20
+	// DefaultSensorRate is a sensor's payload allowance in bytes/s (about
+	// 50,000 Maltrail lines/s); frames beyond it wait (back-pressure).
+	DefaultSensorRate = 10 << 20
 )
 
 // MetaTypeMaltrail is the only meta type this server accepts.
@@ -58,33 +83,72 @@ const maxMetaHeader = 100_000
 // storeRetryMax caps the backoff while the store refuses lines.
 const storeRetryMax = 5 * time.Second
 
-// Config configures a Server.
+// pauseSlack: a read deadline found expired this late means the server
+// itself was not running (SIGSTOP, swap); that time is not the peer's.
+const pauseSlack = time.Second
+
+// keepBuffer is the largest frame buffer a session keeps between frames;
+// a larger one is dropped so idle sessions do not pin megabytes.
+const keepBuffer = 64 << 10
+
+// Config configures a Server. Zero values mean the documented defaults.
 type Config struct {
 	Store Store // required
+	// Registry says which sensors may send and with which key. Nil means a
+	// StaticRegistry of Mode, DefaultKey and Keys.
+	Registry Registry
 	// Mode is ModeSharedSecret or ModeRegistration; "" means registration,
-	// the safer one and d4-core's sample default.
+	// the safer one and d4-core's sample default. Used only without a
+	// Registry.
 	Mode string
 	// DefaultKey is the HMAC key of sensors without their own key.
 	DefaultKey []byte
 	// Keys maps sensor uuids (32 hex or dashed) to their own HMAC key; in
 	// registration mode it is the list of accepted sensors. See LoadKeys.
 	Keys map[string][]byte
-	// MaxPayload is the largest accepted frame payload; 0 means
+	// MaxPayload is the largest accepted frame payload, and so what one
+	// stream may hold in server memory: the server reads a stream's next
+	// frame only after the current one is stored, so a slow store pushes
+	// back on the sensor through the transport's flow control. 0 means
 	// d4.MaxPayload (1 000 000, as d4-core).
 	MaxPayload uint32
-	// IdleTimeout closes a connection that sent no byte for this long; 0
-	// means DefaultIdleTimeout.
+	// IdleTimeout closes a connection that sent no byte for this long
+	// before its first frame verified or inside a frame.
 	IdleTimeout time.Duration
-	Logger      *slog.Logger     // nil discards logs
-	Now         func() time.Time // nil means time.Now
+	// SessionIdleTimeout closes an authenticated session silent between
+	// frames for this long; 0 means never, as d4-core (TCP keepalive and
+	// QUIC's idle timeout find dead peers).
+	SessionIdleTimeout time.Duration
+	// FrameTimeout bounds a whole frame (see DefaultFrameTimeout).
+	FrameTimeout time.Duration
+	// TimeWindow is the accepted distance between a frame's timestamp and
+	// the server's clock.
+	TimeWindow time.Duration
+	// MaxConns, MaxConnsPerSource and MaxConnsPerSensor: see the defaults.
+	MaxConns, MaxConnsPerSource, MaxConnsPerSensor int
+	// MaxUnauthBytes: see DefaultMaxUnauthBytes.
+	MaxUnauthBytes int64
+	// SensorRate is a sensor's payload allowance in bytes/s; negative
+	// means unlimited.
+	SensorRate int64
+	// DropUnrouted makes the server drop (and count) lines that no queue
+	// receives, as d4-core does. By default it holds the frame and retries
+	// until a queue is registered, which pushes back on the sensor.
+	DropUnrouted bool
+	Logger       *slog.Logger     // nil discards logs
+	Now          func() time.Time // nil means time.Now
 }
 
-// Rejection reasons, as counted in Stats.Rejected and logged.
+// Rejection reasons, as counted in Stats.Rejected and logged. Each one
+// ends the connection.
 const (
 	ReasonTooLarge          = "payload too large"
 	ReasonNotV4             = "uuid not v4"
 	ReasonUnregistered      = "unregistered uuid"
+	ReasonBlacklisted       = "blacklisted"
 	ReasonHMAC              = "hmac mismatch"
+	ReasonTimestamp         = "timestamp outside window"
+	ReasonReplay            = "replayed frame"
 	ReasonNoMetaHeader      = "type 254 before a type-2 meta header"
 	ReasonTypeChange        = "type change"
 	ReasonUUIDChange        = "uuid change"
@@ -93,42 +157,67 @@ const (
 	ReasonUnsupportedMeta   = "unsupported meta type"
 	ReasonIncompleteMeta    = "type 254 before the meta header was complete"
 	ReasonMetaHeaderTooLong = "meta header too large"
+	ReasonUnauthBudget      = "unauthenticated buffer budget exhausted"
+	ReasonIdle              = "idle timeout"
+	ReasonFrameTimeout      = "frame deadline exceeded"
+	ReasonConnLimit         = "connection limit"
+	ReasonSourceLimit       = "per-source connection limit"
+	ReasonEvicted           = "replaced by a newer session of the sensor"
+	ReasonUnavailable       = "sensor registry unavailable"
 )
 
 var reasons = []string{
-	ReasonTooLarge, ReasonNotV4, ReasonUnregistered, ReasonHMAC, ReasonNoMetaHeader,
-	ReasonTypeChange, ReasonUUIDChange, ReasonUnsupportedType, ReasonBadMetaHeader,
-	ReasonUnsupportedMeta, ReasonIncompleteMeta, ReasonMetaHeaderTooLong,
+	ReasonTooLarge, ReasonNotV4, ReasonUnregistered, ReasonBlacklisted, ReasonHMAC,
+	ReasonTimestamp, ReasonReplay, ReasonNoMetaHeader, ReasonTypeChange, ReasonUUIDChange,
+	ReasonUnsupportedType, ReasonBadMetaHeader, ReasonUnsupportedMeta, ReasonIncompleteMeta,
+	ReasonMetaHeaderTooLong, ReasonUnauthBudget, ReasonIdle, ReasonFrameTimeout,
+	ReasonConnLimit, ReasonSourceLimit, ReasonEvicted, ReasonUnavailable,
 }
 
 // Stats are a Server's counters since New.
 type Stats struct {
 	ActiveConns  int64
-	Conns        uint64            // connections accepted
-	Frames       uint64            // frames accepted
-	PayloadBytes uint64            // payload bytes of accepted frames
-	Lines        uint64            // lines stored
-	IdleTimeouts uint64            // connections closed for silence
-	ReadErrors   uint64            // TLS or transport errors, truncated frames
-	StoreErrors  uint64            // failed store calls (lines are retried)
-	Panics       uint64            // recovered handler panics (bugs)
-	Rejected     map[string]uint64 // per reason; every reason is present
+	Conns        uint64 // connections admitted
+	Frames       uint64 // frames accepted
+	PayloadBytes uint64 // payload bytes of accepted frames
+	Lines        uint64 // lines stored in at least one queue
+	// Unrouted counts lines for which no queue was registered when they
+	// came: held and retried (the default) or, with DropUnrouted, dropped.
+	Unrouted uint64
+	// UnroutedDropped counts the lines dropped for lack of a queue.
+	UnroutedDropped uint64
+	Throttled       uint64 // frames that waited for their sensor's rate limit
+	ReadErrors      uint64 // TLS or transport errors, truncated frames
+	StoreErrors     uint64 // failed store calls (retried)
+	Panics          uint64 // recovered handler panics (bugs)
+	// Rejected counts refused frames and connections per reason (every
+	// reason is present): each closed a connection.
+	Rejected map[string]uint64
 }
 
-// Server accepts D4 sessions. Create it with New and run it with Serve.
+// Server accepts D4 sessions. Create it with New and run it with Serve (TLS)
+// or HandleStream (any transport, after Admit).
 type Server struct {
-	store      Store
-	register   bool
-	defaultKey []byte
-	keys       map[string][]byte // by 32-hex uuid
-	maxPayload uint32
-	idle       time.Duration
-	log        *slog.Logger
-	now        func() time.Time
+	store        Store
+	registry     Registry
+	maxPayload   uint32
+	idle         time.Duration
+	sessionIdle  time.Duration
+	frameTimeout time.Duration
+	window       time.Duration
+	dropUnrouted bool
+	log          *slog.Logger
+	now          func() time.Time
 
-	active                                                          atomic.Int64
-	conns, frames, bytes, lines, idles, readErrs, storeErrs, panics atomic.Uint64
-	rejected                                                        map[string]*atomic.Uint64
+	admission admission
+	unauth    budget
+	sensors   sensorTable
+	logs      logLimiter
+
+	active                                         atomic.Int64
+	conns, frames, bytes, lines, unrouted, unrDrop atomic.Uint64
+	throttled, readErrs, storeErrs, panics         atomic.Uint64
+	rejected                                       map[string]*atomic.Uint64
 }
 
 // New checks cfg and returns a Server.
@@ -137,43 +226,40 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("d4server: Config.Store is required")
 	}
 	s := &Server{
-		store:      cfg.Store,
-		defaultKey: cfg.DefaultKey,
-		keys:       make(map[string][]byte, len(cfg.Keys)),
-		maxPayload: cfg.MaxPayload,
-		idle:       cfg.IdleTimeout,
-		log:        cfg.Logger,
-		now:        cfg.Now,
-		rejected:   make(map[string]*atomic.Uint64, len(reasons)),
+		store:        cfg.Store,
+		registry:     cfg.Registry,
+		maxPayload:   cfg.MaxPayload,
+		idle:         orDefault(cfg.IdleTimeout, DefaultIdleTimeout),
+		sessionIdle:  max(cfg.SessionIdleTimeout, 0),
+		frameTimeout: orDefault(cfg.FrameTimeout, DefaultFrameTimeout),
+		window:       orDefault(cfg.TimeWindow, DefaultTimeWindow),
+		dropUnrouted: cfg.DropUnrouted,
+		log:          cfg.Logger,
+		now:          cfg.Now,
+		admission: admission{
+			max:       orDefault(cfg.MaxConns, DefaultMaxConns),
+			perSource: orDefault(cfg.MaxConnsPerSource, DefaultMaxConnsPerSource),
+		},
+		unauth:   budget{max: orDefault(cfg.MaxUnauthBytes, DefaultMaxUnauthBytes)},
+		logs:     logLimiter{every: 10 * time.Second},
+		rejected: make(map[string]*atomic.Uint64, len(reasons)),
 	}
-	switch cfg.Mode {
-	case "", ModeRegistration:
-		s.register = true
-		if len(cfg.Keys) == 0 {
-			return nil, errors.New("d4server: registration mode needs at least one sensor key")
-		}
-	case ModeSharedSecret:
-		if len(cfg.DefaultKey) == 0 && len(cfg.Keys) == 0 {
-			return nil, errors.New("d4server: shared-secret mode needs a default key")
-		}
-	default:
-		return nil, fmt.Errorf("d4server: unknown mode %q (want %q or %q)", cfg.Mode, ModeSharedSecret, ModeRegistration)
-	}
-	for u, k := range cfg.Keys {
-		id, err := d4.ParseUUID(u)
+	if s.registry == nil {
+		r, err := NewStaticRegistry(cfg.Mode, cfg.DefaultKey, cfg.Keys)
 		if err != nil {
-			return nil, fmt.Errorf("d4server: key list: %w", err)
+			return nil, err
 		}
-		if len(k) == 0 {
-			return nil, fmt.Errorf("d4server: key list: empty key for %s", u)
-		}
-		s.keys[id.Hex()] = k
+		s.registry = r
 	}
 	if s.maxPayload == 0 {
 		s.maxPayload = d4.MaxPayload
 	}
-	if s.idle <= 0 {
-		s.idle = DefaultIdleTimeout
+	s.sensors = sensorTable{maxConns: orDefault(cfg.MaxConnsPerSensor, DefaultMaxConnsPerSensor), rate: rate.Inf}
+	if r := orDefault(cfg.SensorRate, DefaultSensorRate); r > 0 {
+		s.sensors.rate = rate.Limit(r)
+		// A burst of at least two of the largest frames, so one frame
+		// never exceeds it.
+		s.sensors.burst = int(min(max(r, 2*int64(s.maxPayload)), math.MaxInt32))
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -187,19 +273,28 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
+func orDefault[T int | int64 | time.Duration](v, def T) T {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
 // Stats returns a snapshot of the counters.
 func (s *Server) Stats() Stats {
 	st := Stats{
-		ActiveConns:  s.active.Load(),
-		Conns:        s.conns.Load(),
-		Frames:       s.frames.Load(),
-		PayloadBytes: s.bytes.Load(),
-		Lines:        s.lines.Load(),
-		IdleTimeouts: s.idles.Load(),
-		ReadErrors:   s.readErrs.Load(),
-		StoreErrors:  s.storeErrs.Load(),
-		Panics:       s.panics.Load(),
-		Rejected:     make(map[string]uint64, len(s.rejected)),
+		ActiveConns:     s.active.Load(),
+		Conns:           s.conns.Load(),
+		Frames:          s.frames.Load(),
+		PayloadBytes:    s.bytes.Load(),
+		Lines:           s.lines.Load(),
+		Unrouted:        s.unrouted.Load(),
+		UnroutedDropped: s.unrDrop.Load(),
+		Throttled:       s.throttled.Load(),
+		ReadErrors:      s.readErrs.Load(),
+		StoreErrors:     s.storeErrs.Load(),
+		Panics:          s.panics.Load(),
+		Rejected:        make(map[string]uint64, len(s.rejected)),
 	}
 	for r, c := range s.rejected {
 		st.Rejected[r] = c.Load()
@@ -231,10 +326,61 @@ func ListenTLS(addr, certFile, keyFile string) (net.Listener, error) {
 	return ln, nil
 }
 
-// Serve accepts connections on ln until ctx is done, then closes ln and every
-// connection, waits for their handlers and returns nil. It returns an error
-// if ln fails for another reason. Temporary accept errors (such as running
-// out of file descriptors) are retried with backoff.
+// Admit takes a connection slot for a peer, before any byte of it is read
+// (the TLS handshake included): the global and per-source caps, and d4-core's
+// blacklist_ip. It returns the function that gives the slot back, or false
+// after counting and logging the refusal. Every transport calls it once per
+// connection.
+func (s *Server) Admit(ctx context.Context, peer net.Addr) (release func(), ok bool) {
+	ip := addrOf(peer)
+	if ip.IsValid() {
+		allowed, err := s.registry.PeerAllowed(ctx, ip)
+		if err != nil {
+			// Fail open: the blacklist is an admin convenience, and a
+			// Redis outage must not lock every sensor out.
+			s.storeErrs.Add(1)
+			s.logOnce("blacklist check failed", slog.LevelWarn, "d4server: blacklist check failed; admitting", "err", err)
+		} else if !allowed {
+			s.count(ReasonBlacklisted, peer, "", "address in blacklist_ip")
+			return nil, false
+		}
+	}
+	if reason, ok := s.admission.admit(ip); !ok {
+		s.count(reason, peer, "", "")
+		return nil, false
+	}
+	s.conns.Add(1)
+	return func() { s.admission.release(ip) }, true
+}
+
+// count counts a rejection and logs it, at most once per reason every ten
+// seconds (with the number of lines suppressed meanwhile).
+func (s *Server) count(reason string, peer net.Addr, uuid, detail string) {
+	s.rejected[reason].Add(1)
+	p := ""
+	if peer != nil {
+		p = peer.String()
+	}
+	s.logOnce(reason, slog.LevelWarn, "d4server: rejected, closing connection",
+		"reason", reason, "peer", p, "uuid", uuid, "detail", detail)
+}
+
+// logOnce logs msg at most once per key and interval.
+func (s *Server) logOnce(key string, level slog.Level, msg string, args ...any) {
+	ok, skipped := s.logs.allow(key, time.Now())
+	if !ok {
+		return
+	}
+	if skipped > 0 {
+		args = append(args, "similar_lines_suppressed", skipped)
+	}
+	s.log.Log(context.Background(), level, msg, args...)
+}
+
+// Serve accepts TLS connections on ln until ctx is done, then closes ln and
+// every connection, waits for their handlers and returns nil. It returns an
+// error if ln fails for another reason. Temporary accept errors (such as
+// running out of file descriptors) are retried with backoff.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -260,11 +406,15 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			continue
 		}
 		wait = 10 * time.Millisecond
-		s.conns.Add(1)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer c.Close()
+			release, ok := s.Admit(ctx, c.RemoteAddr())
+			if !ok {
+				return
+			}
+			defer release()
 			s.HandleStream(ctx, c, c.RemoteAddr(), nil)
 		}()
 	}
@@ -273,8 +423,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // peerIP is d4-core's <ip>: the address without port, IPv4-mapped prefix
 // stripped.
 func peerIP(a net.Addr) string {
-	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
-		return ap.Addr().Unmap().WithZone("").String()
+	if ip := addrOf(a); ip.IsValid() {
+		return ip.WithZone("").String()
 	}
 	return a.String()
 }

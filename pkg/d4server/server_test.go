@@ -125,7 +125,7 @@ func dialSensor(t *testing.T, ts *testServer, uuid string, key []byte) *sensor {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &sensor{t: t, conn: c, uuid: u, signer: d4.NewSigner(key), ts: 1700000000}
+	return &sensor{t: t, conn: c, uuid: u, signer: d4.NewSigner(key), ts: uint64(time.Now().Unix())}
 }
 
 func (s *sensor) frameBytes(typ uint8, payload string) []byte {
@@ -327,9 +327,10 @@ func TestServerConcurrentSensors(t *testing.T) {
 		s := dialSensor(t, srv, u.String(), goodKey)
 		go func() {
 			var buf []byte
-			buf = s.signer.AppendFrame(buf, d4.TypeMeta, s.uuid, 1, []byte(`{"type":"maltrail"}`))
+			now := uint64(time.Now().Unix())
+			buf = s.signer.AppendFrame(buf, d4.TypeMeta, s.uuid, now, []byte(`{"type":"maltrail"}`))
 			for f := range frames {
-				buf = s.signer.AppendFrame(buf, d4.TypeExtended, s.uuid, 2, fmt.Appendf(nil, "s%d %03d\n", i, f))
+				buf = s.signer.AppendFrame(buf, d4.TypeExtended, s.uuid, now, fmt.Appendf(nil, "s%d %03d\n", i, f))
 			}
 			_, err := s.conn.Write(buf)
 			errs <- err
@@ -365,7 +366,7 @@ func TestServerIdleTimeout(t *testing.T) {
 	f := s.frameBytes(d4.TypeMeta, `{"type":"maltrail"}`)
 	s.write(f[:30]) // half a header, then silence
 	s.expectClosed()
-	waitUntil(t, func() bool { return srv.Stats().IdleTimeouts == 1 })
+	waitUntil(t, func() bool { return srv.Stats().Rejected[ReasonIdle] == 1 })
 }
 
 func TestServerShutdownClosesSessions(t *testing.T) {

@@ -10,6 +10,8 @@ import (
 	"runtime/debug"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/xtrail/xtrail/internal/ctxtime"
 	"github.com/xtrail/xtrail/pkg/d4"
 )
@@ -49,17 +51,21 @@ type AckFunc func(kind AckKind, done uint64, reason string) error
 // HandleStream runs one D4 session on st until the peer ends it, a frame is
 // rejected, a timeout expires or ctx is done. peer is the remote address (its
 // IP is d4-core's <ip>); ack may be nil, as on TLS, where D4 never writes
-// back. The caller owns the transport: it closes it after HandleStream
-// returns. Safe for concurrent use on distinct streams.
+// back. The caller has taken the connection's slot with Admit and owns the
+// transport: it closes it after HandleStream returns. Safe for concurrent
+// use on distinct streams.
 func (s *Server) HandleStream(ctx context.Context, st Stream, peer net.Addr, ack AckFunc) {
 	s.active.Add(1)
 	defer s.active.Add(-1)
-	// Shutdown interrupts a blocked read through its deadline, which every
-	// transport has (closing is the caller's job).
-	stop := context.AfterFunc(ctx, func() { _ = st.SetReadDeadline(time.Unix(1, 0)) })
+	sctx, cancel := context.WithCancel(ctx) // cancelled on shutdown or eviction
+	defer cancel()
+	// Shutdown and eviction interrupt a blocked read through its deadline,
+	// which every transport has (closing is the caller's job).
+	stop := context.AfterFunc(sctx, func() { _ = st.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
-	sess := &session{peer: peerIP(peer), ack: ack}
+	sess := &session{st: st, addr: peer, peer: peerIP(peer), ack: ack, evict: cancel, start: time.Now()}
 	log := s.log.With("peer", peer.String())
+	defer s.endSession(ctx, sess)
 	defer func() {
 		// A bug must cost one connection, not the server.
 		if r := recover(); r != nil {
@@ -68,15 +74,14 @@ func (s *Server) HandleStream(ctx context.Context, st Stream, peer net.Addr, ack
 		}
 	}()
 
-	rd := d4.NewReader(idleReader{ctx: ctx, st: st, idle: s.idle}, s.maxPayload)
 	for {
-		h, payload, err := rd.Next()
-		if err != nil {
-			s.readFailed(ctx, log, sess, h, err)
+		rej, err := s.nextFrame(sctx, sess)
+		switch {
+		case err != nil:
+			s.readFailed(ctx, sctx, log, sess, err)
 			return
-		}
-		if rej := s.frame(ctx, sess, h, payload, rd.Frame()); rej != nil {
-			s.reject(ctx, log, sess, rej)
+		case rej != nil:
+			s.reject(ctx, sess, rej)
 			return
 		}
 		if err := sess.acked(AckStored, ""); err != nil {
@@ -86,32 +91,23 @@ func (s *Server) HandleStream(ctx context.Context, st Stream, peer net.Addr, ack
 	}
 }
 
-// idleReader arms the read deadline before every read, so the timeout means
-// "no byte for IdleTimeout" rather than "no whole frame for IdleTimeout".
-type idleReader struct {
-	ctx  context.Context
-	st   Stream
-	idle time.Duration
-}
-
-func (r idleReader) Read(p []byte) (int, error) {
-	if err := r.st.SetReadDeadline(time.Now().Add(r.idle)); err != nil {
-		return 0, err
-	}
-	// Checked after arming: a shutdown that set its past deadline before
-	// ours must still stop the read.
-	if err := r.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return r.st.Read(p)
-}
-
 // session is the per-connection state.
 type session struct {
-	peer     string
-	ack      AckFunc // nil on TLS
-	done     uint64  // frames handled, for acks
-	started  bool
+	st    Stream
+	addr  net.Addr
+	peer  string  // d4-core's <ip>
+	ack   AckFunc // nil on TLS
+	evict context.CancelFunc
+	start time.Time
+	done  uint64 // frames handled, for acks
+
+	hdr [d4.HeaderSize]byte
+	buf []byte // header + payload of the current frame, allocated after the header checks
+
+	authed   bool // a frame's HMAC verified: the session counts toward its sensor
+	id       string
+	limiter  *rate.Limiter
+	started  bool // a frame was accepted
 	uuid     d4.UUID
 	hex      string
 	typ      uint8
@@ -132,41 +128,232 @@ func (sess *session) acked(kind AckKind, reason string) error {
 	return sess.ack(kind, sess.done, reason)
 }
 
-// rejection is a frame the server refuses: the connection is closed.
+// rejection is a frame or session the server refuses: the connection is
+// closed.
 type rejection struct {
 	reason string
-	uuid   string // 32 hex as claimed by the frame
+	uuid   string // 32 hex as claimed by the frame, "" before a header
 	detail string
 	// authed is true when the frame's HMAC verified: only then may the
 	// rejection be written to the sensor's metadata (spec §8.3, §9).
 	authed bool
 }
 
-// readFailed accounts for the end of a connection without a complete frame.
-func (s *Server) readFailed(ctx context.Context, log *slog.Logger, sess *session, h d4.Header, err error) {
-	var ne net.Error
-	var fe *d4.FrameError
+// timeoutError is a read that hit a deadline of the session.
+type timeoutError struct{ reason string }
+
+func (e *timeoutError) Error() string { return e.reason }
+
+// readFull fills p from the session's stream. idle (0: none) bounds each
+// wait for bytes and *until (zero: none) the whole read. A deadline found
+// expired more than pauseSlack late means the server was not running (a
+// SIGSTOP, swapping): the peer's bytes may be waiting in the receive buffer,
+// so that time is not charged to the peer and *until moves by as much.
+func readFull(ctx context.Context, sess *session, p []byte, idle time.Duration, until *time.Time) error {
+	for n := 0; n < len(p); {
+		var d time.Time
+		if idle > 0 {
+			d = time.Now().Add(idle)
+		}
+		if !until.IsZero() && (d.IsZero() || until.Before(d)) {
+			d = *until
+		}
+		if err := sess.st.SetReadDeadline(d); err != nil {
+			return err
+		}
+		// Checked after arming: a shutdown that set its past deadline
+		// before ours must still stop the read.
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		k, err := sess.st.Read(p[n:])
+		n += k
+		if err == nil || (k > 0 && n == len(p)) {
+			continue
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() && ctx.Err() == nil {
+			if late := time.Since(d); late > pauseSlack {
+				if !until.IsZero() {
+					*until = until.Add(late)
+				}
+				continue
+			}
+			if d.Equal(*until) {
+				return &timeoutError{ReasonFrameTimeout}
+			}
+			return &timeoutError{ReasonIdle}
+		}
+		if err == io.EOF && n > 0 {
+			err = io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	return nil
+}
+
+// nextFrame reads, checks and stores one frame. It returns a rejection, or
+// an error when the stream ended or failed without one.
+func (s *Server) nextFrame(ctx context.Context, sess *session) (*rejection, error) {
+	// Wait for the frame's first byte: an authenticated session may be
+	// quiet for SessionIdleTimeout; a new one has FrameTimeout from the
+	// connection's start for its whole first frame.
+	var until time.Time
+	wait := s.sessionIdle
+	if !sess.authed {
+		until, wait = sess.start.Add(s.frameTimeout), s.idle
+	}
+	if err := readFull(ctx, sess, sess.hdr[:1], wait, &until); err != nil {
+		return asRejection(err)
+	}
+	if sess.authed {
+		until = time.Now().Add(s.frameTimeout)
+	}
+	if err := readFull(ctx, sess, sess.hdr[1:], s.idle, &until); err != nil {
+		return asRejection(err)
+	}
+	var h d4.Header
+	_ = h.Unmarshal(sess.hdr[:]) // cannot fail: the header is complete
+
+	// Header checks: nothing of the payload is read or allocated before
+	// the uuid is known to be allowed.
+	signer, rej := s.checkHeader(ctx, sess, &h)
+	if rej != nil {
+		return rej, nil
+	}
+	if !sess.authed {
+		if !s.unauth.reserve(int64(h.Size)) {
+			return &rejection{reason: ReasonUnauthBudget, uuid: h.UUID.Hex(),
+				detail: fmt.Sprintf("size %d", h.Size)}, nil
+		}
+		defer s.unauth.release(int64(h.Size))
+	}
+	need := d4.HeaderSize + int(h.Size)
+	if cap(sess.buf) < need {
+		sess.buf = make([]byte, need, max(need, min(2*cap(sess.buf), d4.HeaderSize+int(s.maxPayload))))
+	}
+	sess.buf = sess.buf[:need]
+	copy(sess.buf, sess.hdr[:])
+	if err := readFull(ctx, sess, sess.buf[d4.HeaderSize:], s.idle, &until); err != nil {
+		return asRejection(err)
+	}
+	defer sess.shrink()
+	if !signer.Verify(sess.buf) {
+		return &rejection{reason: ReasonHMAC, uuid: h.UUID.Hex()}, nil
+	}
+	if !sess.authed {
+		s.authenticated(ctx, sess, &h, signer)
+	}
+	return s.frame(ctx, sess, &h, signer, sess.buf[d4.HeaderSize:])
+}
+
+// asRejection turns a timeout into its rejection; other errors end the
+// session as they are.
+func asRejection(err error) (*rejection, error) {
+	var te *timeoutError
+	if errors.As(err, &te) {
+		return &rejection{reason: te.reason}, nil
+	}
+	return nil, err
+}
+
+// shrink drops a large frame buffer once the frame is handled.
+func (sess *session) shrink() {
+	if cap(sess.buf) > keepBuffer {
+		sess.buf = nil
+	}
+	sess.lines.shrink()
+}
+
+// checkHeader runs the checks that need only the header: uuid version,
+// size, timestamp window, and the registry (key lookup), in that order. It
+// returns the signer of the frame's uuid.
+func (s *Server) checkHeader(ctx context.Context, sess *session, h *d4.Header) (*d4.Signer, *rejection) {
+	hex := h.UUID.Hex()
 	switch {
-	case errors.As(err, &fe):
-		s.reject(ctx, log, sess, &rejection{reason: ReasonTooLarge, uuid: fe.Header.UUID.Hex(),
-			detail: fmt.Sprintf("size %d > %d", fe.Header.Size, fe.Max)})
-	case ctx.Err() != nil, errors.Is(err, net.ErrClosed):
+	case !h.UUID.IsV4():
+		return nil, &rejection{reason: ReasonNotV4, uuid: hex}
+	case h.Size > s.maxPayload:
+		return nil, &rejection{reason: ReasonTooLarge, uuid: hex, detail: fmt.Sprintf("size %d > %d", h.Size, s.maxPayload)}
+	}
+	now := s.now()
+	if ts := time.Unix(int64(min(h.Timestamp, 1<<62)), 0); ts.Before(now.Add(-s.window)) || ts.After(now.Add(s.window)) {
+		return nil, &rejection{reason: ReasonTimestamp, uuid: hex,
+			detail: fmt.Sprintf("timestamp %d, server time %d, window %s", h.Timestamp, now.Unix(), s.window)}
+	}
+	if sess.signer != nil && h.UUID == sess.uuid {
+		return sess.signer, nil
+	}
+	v, key, err := s.registry.SensorKey(ctx, hex)
+	switch {
+	case err != nil:
+		s.storeErrs.Add(1)
+		return nil, &rejection{reason: ReasonUnavailable, uuid: hex, detail: err.Error()}
+	case v == Blacklisted:
+		return nil, &rejection{reason: ReasonBlacklisted, uuid: hex}
+	case v != Allowed:
+		return nil, &rejection{reason: ReasonUnregistered, uuid: hex}
+	}
+	return d4.NewSigner(key), nil
+}
+
+// authenticated makes sess count toward its sensor: the first HMAC of the
+// session verified. A sensor over its session cap loses its oldest session.
+func (s *Server) authenticated(ctx context.Context, sess *session, h *d4.Header, signer *d4.Signer) {
+	sess.authed = true
+	sess.uuid, sess.hex, sess.signer = h.UUID, h.UUID.Hex(), signer
+	if id, err := d4.NewUUIDv4(); err == nil {
+		sess.id = id.String()
+	}
+	var evicted *session
+	sess.limiter, evicted = s.sensors.attach(sess, time.Now())
+	if evicted != nil {
+		evicted.evict()
+	}
+	s.sessionState(ctx, sess, SessionOpened, h.Type)
+}
+
+// endSession undoes authenticated when the connection ends.
+func (s *Server) endSession(ctx context.Context, sess *session) {
+	if !sess.authed {
+		return
+	}
+	s.sensors.detach(sess, time.Now())
+	// The session's state must be cleared even when the server is
+	// stopping, or d4-core's UI shows the sensor connected.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	s.sessionState(cctx, sess, SessionClosed, sess.typ)
+}
+
+// sessionState records a session change for d4-core's UI; like statistics,
+// a failure is logged, not fatal.
+func (s *Server) sessionState(ctx context.Context, sess *session, kind SessionEventKind, typ uint8) {
+	ev := SessionEvent{Kind: kind, UUID: sess.hex, Session: sess.id, Type: typ, MetaType: sess.metaType}
+	if err := s.store.SessionState(ctx, ev); err != nil && ctx.Err() == nil {
+		s.storeErrs.Add(1)
+		s.logOnce("session state", slog.LevelWarn, "d4server: storing session state failed", "uuid", sess.hex, "err", err)
+	}
+}
+
+// readFailed accounts for the end of a connection without a rejection.
+func (s *Server) readFailed(ctx, sctx context.Context, log *slog.Logger, sess *session, err error) {
+	switch {
+	case ctx.Err() != nil:
 		// Shutdown.
+	case sctx.Err() != nil:
+		s.reject(ctx, sess, &rejection{reason: ReasonEvicted, uuid: sess.hex})
 	case err == io.EOF:
 		log.Debug("d4server: connection closed by the sensor", "uuid", sess.hex)
-	case errors.As(err, &ne) && ne.Timeout():
-		s.idles.Add(1)
-		log.Info("d4server: closing idle connection", "uuid", sess.hex, "idle", s.idle)
 	default:
 		s.readErrs.Add(1)
-		log.Info("d4server: connection failed", "uuid", sess.hex, "header_type", h.Type, "err", err)
+		log.Info("d4server: connection failed", "uuid", sess.hex, "err", err)
 	}
 }
 
 // reject counts, logs, acknowledges and records a refused frame.
-func (s *Server) reject(ctx context.Context, log *slog.Logger, sess *session, r *rejection) {
-	s.rejected[r.reason].Add(1)
-	log.Warn("d4server: frame rejected, closing connection", "uuid", r.uuid, "reason", r.reason, "detail", r.detail)
+func (s *Server) reject(ctx context.Context, sess *session, r *rejection) {
+	s.count(r.reason, sess.addr, r.uuid, r.detail)
 	_ = sess.acked(AckRejected, r.reason) // the session ends either way
 	if !r.authed || ctx.Err() != nil {
 		return
@@ -175,71 +362,53 @@ func (s *Server) reject(ctx context.Context, log *slog.Logger, sess *session, r 
 	defer cancel()
 	if err := s.store.SetError(sctx, r.uuid, r.reason); err != nil {
 		s.storeErrs.Add(1)
-		log.Warn("d4server: storing the sensor error failed", "uuid", r.uuid, "err", err)
+		s.logOnce("set error", slog.LevelWarn, "d4server: storing the sensor error failed", "uuid", r.uuid, "err", err)
 	}
 }
 
-// keyFor returns the HMAC key of a sensor, or nil when registration mode
-// does not know it.
-func (s *Server) keyFor(hex string) []byte {
-	if k, ok := s.keys[hex]; ok {
-		return k
-	}
-	if s.register {
-		return nil
-	}
-	return s.defaultKey
-}
-
-// frame runs the checks of spec §3.2 in order on one complete frame, then
-// stores it. The HMAC is verified before anything is stored about the uuid.
-func (s *Server) frame(ctx context.Context, sess *session, h d4.Header, payload, raw []byte) *rejection {
+// frame runs the checks of spec §3.2 that need an authentic frame, in order,
+// then the replay check and the sensor's rate, then stores the frame.
+func (s *Server) frame(ctx context.Context, sess *session, h *d4.Header, signer *d4.Signer, payload []byte) (*rejection, error) {
 	hex := h.UUID.Hex()
-	if !h.UUID.IsV4() {
-		return &rejection{reason: ReasonNotV4, uuid: hex}
-	}
-	signer := sess.signer
-	if !sess.started || h.UUID != sess.uuid {
-		key := s.keyFor(hex)
-		if key == nil {
-			return &rejection{reason: ReasonUnregistered, uuid: hex}
-		}
-		signer = d4.NewSigner(key)
-	}
-	if !signer.Verify(raw) {
-		return &rejection{reason: ReasonHMAC, uuid: hex}
+	if rej, err := s.checkReplay(ctx, sess, h); rej != nil || err != nil {
+		return rej, err
 	}
 	switch {
 	case !sess.started && h.Type == d4.TypeExtended:
-		return &rejection{reason: ReasonNoMetaHeader, uuid: hex, authed: true}
-	case sess.started && h.UUID != sess.uuid:
+		return &rejection{reason: ReasonNoMetaHeader, uuid: hex, authed: true}, nil
+	case h.UUID != sess.uuid:
 		// Recorded on the session's sensor: the sender proved both keys.
-		return &rejection{reason: ReasonUUIDChange, uuid: sess.hex, authed: true, detail: "to " + hex}
+		return &rejection{reason: ReasonUUIDChange, uuid: sess.hex, authed: true, detail: "to " + hex}, nil
 	case sess.started && h.Type != sess.typ && (sess.typ != d4.TypeMeta || h.Type != d4.TypeExtended):
 		return &rejection{reason: ReasonTypeChange, uuid: hex, authed: true,
-			detail: fmt.Sprintf("%d to %d", sess.typ, h.Type)}
+			detail: fmt.Sprintf("%d to %d", sess.typ, h.Type)}, nil
 	case h.Type != d4.TypeMeta && h.Type != d4.TypeExtended:
 		return &rejection{reason: ReasonUnsupportedType, uuid: hex, authed: true,
-			detail: fmt.Sprintf("type %d", h.Type)}
+			detail: fmt.Sprintf("type %d", h.Type)}, nil
+	}
+	if waited, err := waitTokens(ctx, sess.limiter, len(payload)); err != nil {
+		return nil, err
+	} else if waited {
+		s.throttled.Add(1)
 	}
 
 	first := !sess.started
-	if first {
-		sess.started, sess.uuid, sess.hex, sess.signer = true, h.UUID, hex, signer
+	sess.started = true
+	if sess.typ == d4.TypeMeta && h.Type == d4.TypeExtended {
+		s.sessionState(ctx, sess, SessionTypeChanged, h.Type)
 	}
 	sess.typ = h.Type
-
 	if h.Type == d4.TypeMeta {
-		if rej := sess.addMeta(payload); rej != nil {
-			return rej
+		if rej := s.addMeta(ctx, sess, payload); rej != nil {
+			return rej, nil
 		}
 	} else {
 		if sess.metaType == "" {
-			return &rejection{reason: ReasonIncompleteMeta, uuid: hex, authed: true}
+			return &rejection{reason: ReasonIncompleteMeta, uuid: hex, authed: true}, nil
 		}
 		if lines := sess.lines.feed(payload); len(lines) > 0 {
 			if err := s.push(ctx, sess, lines); err != nil {
-				return nil // shutdown; the connection closes
+				return nil, err // shutdown; the connection closes
 			}
 		}
 	}
@@ -253,14 +422,42 @@ func (s *Server) frame(ctx context.Context, sess *session, h d4.Header, payload,
 	// Statistics are not worth stalling the sensor for: log and go on.
 	if err := s.store.SensorSeen(ctx, seen); err != nil && ctx.Err() == nil {
 		s.storeErrs.Add(1)
-		s.log.Warn("d4server: storing sensor statistics failed", "uuid", hex, "err", err)
+		s.logOnce("statistics", slog.LevelWarn, "d4server: storing sensor statistics failed", "uuid", hex, "err", err)
 	}
-	return nil
+	return nil, nil
+}
+
+// checkReplay refuses a data frame whose (uuid, timestamp, HMAC) another
+// session already sent within the time window. The same frame twice in one
+// session is let through: D4 has no sequence number, so a sensor may
+// legitimately send identical frames in the same second, and an attacker
+// cannot inject into a session. Type-2 frames are exempt: a sensor resends
+// the same meta header on every connection, and a replayed one stores
+// nothing. A replay is not recorded as the sensor's error, since the sender
+// is not necessarily the sensor.
+func (s *Server) checkReplay(ctx context.Context, sess *session, h *d4.Header) (*rejection, error) {
+	if h.Type == d4.TypeMeta {
+		return nil, nil
+	}
+	hex := h.UUID.Hex()
+	expires := time.Unix(int64(h.Timestamp), 0).Add(s.window + time.Second)
+	var fresh bool
+	if err := s.retryStore(ctx, "replay check", hex, func() error {
+		var err error
+		fresh, err = s.store.MarkFrame(ctx, Mark{UUID: hex, Session: sess.id, Timestamp: h.Timestamp, HMAC: h.HMAC, Expires: expires})
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	if !fresh {
+		return &rejection{reason: ReasonReplay, uuid: hex, detail: fmt.Sprintf("timestamp %d", h.Timestamp)}, nil
+	}
+	return nil, nil
 }
 
 // addMeta accumulates the type-2 payload; once it parses, it must be a JSON
 // object with a string "type", and that type must be maltrail.
-func (sess *session) addMeta(payload []byte) *rejection {
+func (s *Server) addMeta(ctx context.Context, sess *session, payload []byte) *rejection {
 	if sess.metaType != "" {
 		return nil // extra type-2 frames after a complete header change nothing
 	}
@@ -283,25 +480,62 @@ func (sess *session) addMeta(payload []byte) *rejection {
 	}
 	sess.metaType = name
 	sess.meta = nil
+	s.sessionState(ctx, sess, SessionMetaType, d4.TypeMeta)
 	return nil
 }
 
-// push stores lines, retrying while the store fails: the lines are only in
-// memory, and blocking here pushes back on the sensor through TCP instead of
-// dropping data. It fails only when ctx ends.
-func (s *Server) push(ctx context.Context, sess *session, lines [][]byte) error {
+// retryStore runs f until it succeeds or ctx ends, with backoff: the frame is
+// only in memory, and blocking here pushes back on the sensor through its
+// transport instead of dropping data.
+func (s *Server) retryStore(ctx context.Context, what, uuid string, f func() error) error {
 	wait := 100 * time.Millisecond
 	for {
-		err := s.store.PushLines(ctx, sess.metaType, sess.hex, lines)
+		err := f()
 		if err == nil {
-			s.lines.Add(uint64(len(lines)))
 			return nil
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		s.storeErrs.Add(1)
-		s.log.Warn("d4server: storing lines failed; retrying", "uuid", sess.hex, "lines", len(lines), "err", err, "retry_in", wait)
+		s.logOnce(what, slog.LevelWarn, "d4server: "+what+" failed; retrying", "uuid", uuid, "err", err, "retry_in", wait)
+		if err := ctxtime.Sleep(ctx, wait); err != nil {
+			return err
+		}
+		wait = min(2*wait, storeRetryMax)
+	}
+}
+
+// push stores lines, retrying while the store fails and, unless
+// DropUnrouted, while no queue receives them. It fails only when ctx ends.
+func (s *Server) push(ctx context.Context, sess *session, lines [][]byte) error {
+	counted := false
+	wait := 100 * time.Millisecond
+	for {
+		var queues int
+		if err := s.retryStore(ctx, "storing lines", sess.hex, func() error {
+			var err error
+			queues, err = s.store.PushLines(ctx, sess.metaType, sess.hex, lines)
+			return err
+		}); err != nil {
+			return err
+		}
+		if queues > 0 {
+			s.lines.Add(uint64(len(lines)))
+			return nil
+		}
+		if !counted {
+			counted = true
+			s.unrouted.Add(uint64(len(lines)))
+		}
+		if s.dropUnrouted {
+			s.unrDrop.Add(uint64(len(lines)))
+			s.logOnce("unrouted", slog.LevelWarn, "d4server: no analyzer queue for these lines; dropped (-drop-unrouted)",
+				"uuid", sess.hex, "meta_type", sess.metaType, "lines", len(lines))
+			return nil
+		}
+		s.logOnce("unrouted", slog.LevelWarn, "d4server: no analyzer queue for these lines; holding them until one is registered (xtrail export, -export, or d4-core's UI)",
+			"uuid", sess.hex, "meta_type", sess.metaType, "lines", len(lines), "retry_in", wait)
 		if err := ctxtime.Sleep(ctx, wait); err != nil {
 			return err
 		}

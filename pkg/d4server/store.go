@@ -19,9 +19,10 @@ const DefaultQueueMaxSize = 100_000_000
 const maxForcedLine = 100_000
 
 // Store persists what the server accepts: sensor metadata and statistics,
-// and the analyzer queues the exporters consume. RedisStore writes d4-core's
-// layout (spec §4) so d4-core's analyzers work on our data; MemStore keeps the
-// same semantics in process for demos and tests (not durable).
+// session state, replay state, and the analyzer queues the exporters
+// consume. RedisStore writes d4-core's layout (spec §4) so d4-core's
+// analyzers and web UI work on our data; MemStore keeps the same semantics in
+// process for demos and tests (not durable).
 //
 // All methods are safe for concurrent use. Slices passed in are only read
 // during the call.
@@ -31,16 +32,54 @@ type Store interface {
 	Init(ctx context.Context) error
 	// SensorSeen records one accepted (HMAC-verified) frame.
 	SensorSeen(ctx context.Context, s Sighting) error
+	// SessionState records a session change (d4-core's active sets).
+	SessionState(ctx context.Context, ev SessionEvent) error
 	// SetError stores msg as the sensor's last error (d4-core's Error field).
 	SetError(ctx context.Context, uuid, msg string) error
+	// MarkFrame records an authentic data frame until m.Expires and reports
+	// whether it is fresh: never seen, or seen only in the same session.
+	// The state is shared by every server on the store.
+	MarkFrame(ctx context.Context, m Mark) (bool, error)
 	// PushLines appends lines (without '\n') to every analyzer queue of
-	// metaType that receives data from sensor uuid, oldest line first.
-	PushLines(ctx context.Context, metaType, uuid string, lines [][]byte) error
-	// RegisterQueue creates (or updates) an analyzer queue for metaType and
-	// returns its uuid; an empty queueUUID makes a new dashed uuid4.
+	// metaType that receives data from sensor uuid, oldest line first, and
+	// returns how many queues received them: 0 means no queue is registered
+	// and nothing was stored.
+	PushLines(ctx context.Context, metaType, uuid string, lines [][]byte) (int, error)
+	// RegisterQueue creates (or completes) an analyzer queue for metaType
+	// and returns its uuid; an empty queueUUID makes a new dashed uuid4. The
+	// description is set only on a queue that has none.
 	RegisterQueue(ctx context.Context, metaType, queueUUID, description string) (string, error)
 	// Close releases connections.
 	Close() error
+}
+
+// Mark identifies a frame for replay protection.
+type Mark struct {
+	UUID      string // sensor, 32 hex
+	Session   string // the session that sent it
+	Timestamp uint64
+	HMAC      [32]byte
+	Expires   time.Time // when a repeat can no longer pass the time window
+}
+
+// SessionEventKind is what happened to a session.
+type SessionEventKind uint8
+
+// Session events, in the order a session goes through them.
+const (
+	SessionOpened      SessionEventKind = iota + 1 // first frame verified (Type is its type)
+	SessionMetaType                                // the meta header parsed (MetaType)
+	SessionTypeChanged                             // 2 -> 254
+	SessionClosed                                  // the connection ended (Type is the last type)
+)
+
+// SessionEvent is one session change.
+type SessionEvent struct {
+	Kind     SessionEventKind
+	UUID     string // sensor, 32 hex
+	Session  string // d4-core's <s>: a dashed uuid4 per connection
+	Type     uint8
+	MetaType string
 }
 
 // Sighting is one accepted frame, as SensorSeen records it.

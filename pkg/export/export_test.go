@@ -113,7 +113,7 @@ func push(t *testing.T, s d4server.Store, lines ...string) {
 	for i, l := range lines {
 		b[i] = []byte(l)
 	}
-	if err := s.PushLines(context.Background(), "maltrail", sensor, b); err != nil {
+	if _, err := s.PushLines(context.Background(), "maltrail", sensor, b); err != nil {
 		t.Fatal(err)
 	}
 }
