@@ -6,43 +6,65 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/xtrail/xtrail/pkg/d4server"
 	"github.com/xtrail/xtrail/pkg/export"
 )
 
 // runExport takes d4_export_udp.py's arguments (-t -u -i -p, -ri/-rp) so it
-// can replace it in place; --redis names the server as a URL instead.
+// can replace it in place; -redis names the server as a URL instead, and
+// -target picks another kind of target.
 func runExport(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("export", flag.ContinueOnError)
 	typ := fs.String("t", "", "queue type or meta-type name, used literally in the key (maltrail)")
 	queue := fs.String("u", "", "analyzer queue UUID, exactly as stored")
 	ip := fs.String("i", "127.0.0.1", "destination address")
 	port := fs.Int("p", 0, "destination UDP port")
+	target := fs.String("target", "", "destination as udp://, tcp://, syslog:// or syslog+tcp://HOST:PORT (overrides -i/-p)")
 	fs.Bool("n", true, "ignored: one line per datagram, always (as d4_export_udp.py)")
 	redisHost := fs.String("ri", "127.0.0.1", "Redis host (d4_export_udp.py's -ri)")
 	redisPort := fs.Int("rp", 6380, "Redis port (d4_export_udp.py's -rp)")
-	redisURL := fs.String("redis", "", "Redis URL of the metadata db (overrides -ri/-rp); queues live in -analyzer-db")
-	analyzerDB := fs.Int("analyzer-db", d4server.DefaultAnalyzerDB, "Redis db of the analyzer queues")
-	register := fs.Bool("register", true, "register the queue for its type so the server fills it")
+	var rf redisFlags
+	rf.register(fs)
+	register := fs.Bool("register", true, "register the queue for its type so the server fills it, and restore the registration when it goes missing")
+	host, _ := os.Hostname()
+	consumer := fs.String("consumer", host, "this exporter's name among the queue's consumers (its in-flight list); unique per live exporter, the same across restarts")
+	claim := fs.Duration("claim-timeout", d4server.DefaultClaimTimeout, "after this long without a sign of life, an exporter's in-flight lines go to the queue's other exporters")
+	batch := fs.Int("batch", export.DefaultBatch, "lines moved and sent per round trip")
+	rate := fs.Float64("rate", -1, "lines per second at most (0: no limit; default: 20000 on UDP and syslog targets, which Maltrail's collector keeps up with, none on TCP)")
+	confirm := fs.Duration("confirm-delay", export.DefaultConfirmDelay, "UDP: wait this long after a batch for an ICMP refusal before taking it as delivered")
 	quiet := fs.Bool("q", false, "log warnings and errors only")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *typ == "" || *queue == "" || *port == 0 {
+	if *typ == "" || *queue == "" || (*port == 0 && *target == "") {
 		fs.Usage()
-		return errors.New("-t, -u and -p are required")
+		return errors.New("-t, -u and -p (or -target) are required")
 	}
-	if *port < 1 || *port > 65535 {
-		return fmt.Errorf("-p %d: not a port", *port)
+	if *target == "" {
+		if *port < 1 || *port > 65535 {
+			return fmt.Errorf("-p %d: not a port", *port)
+		}
+		*target = "udp://" + net.JoinHostPort(*ip, strconv.Itoa(*port))
+	}
+	if *claim < 3*time.Second {
+		return fmt.Errorf("-claim-timeout %s: want at least 3s (a live exporter refreshes its claim every second or so)", *claim)
+	}
+	if *rate < 0 {
+		*rate = 0
+		if !strings.HasSuffix(strings.SplitN(*target, "://", 2)[0], "tcp") {
+			*rate = export.DefaultUDPRate
+		}
 	}
 	log := newLogger(*quiet)
-	url := *redisURL
-	if url == "" {
-		url = "redis://" + net.JoinHostPort(*redisHost, strconv.Itoa(*redisPort)) + "/0"
+	if rf.metadata == "" {
+		rf.metadata = "redis://" + net.JoinHostPort(*redisHost, strconv.Itoa(*redisPort)) + "/0"
 	}
-	st, err := d4server.NewRedisStore(url, *analyzerDB)
+	st, err := rf.open(log)
 	if err != nil {
 		return err
 	}
@@ -50,20 +72,35 @@ func runExport(ctx context.Context, args []string) error {
 	if err := st.Ping(ctx); err != nil {
 		return err
 	}
+	cfg := export.Config{Batch: *batch, Rate: *rate, Logger: log}
 	if *register {
-		if _, err := st.RegisterQueue(ctx, *typ, *queue, "xtrail export"); err != nil {
-			return err
+		cfg.Register = func(ctx context.Context) (bool, error) {
+			ok, err := st.QueueRegistered(ctx, *typ, *queue)
+			if err != nil || ok {
+				return false, err
+			}
+			// The description is written only on a queue that has none.
+			_, err = st.RegisterQueue(ctx, *typ, *queue, "xtrail export")
+			return err == nil, err
 		}
 	}
-	conn, err := export.DialUDP(ctx, *ip, *port)
+	tgt, err := export.Dial(ctx, *target, *confirm)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	e := export.New(st.Queue(*typ, *queue), conn, log)
-	log.Info("exporting", "queue", *queue, "type", *typ, "to", conn.RemoteAddr().String())
+	defer tgt.Close()
+	cfg.Queue = st.Queue(*typ, *queue, d4server.Consumer(*consumer), d4server.ClaimTimeout(*claim))
+	cfg.Target = tgt
+	e := export.New(cfg)
+	log.Info("exporting", "queue", *queue, "type", *typ, "to", tgt.Target(), "consumer", *consumer)
 	err = e.Run(ctx)
-	s := e.Stats()
-	log.Info("export counters", "sent", s.Sent, "recovered", s.Recovered, "send_errors", s.SendErrors, "buried", s.Buried)
+	logExportStats(log, e.Stats())
 	return err
+}
+
+func logExportStats(log interface{ Info(string, ...any) }, s export.Stats) {
+	log.Info("export counters", "sent", s.Sent, "recovered_possible_duplicates", s.Recovered, "resent", s.Resent,
+		"refusals", s.Refusals, "buried", s.Buried, "reclaimed", s.Reclaimed, "lost_backlog", s.LostBacklog,
+		"store_losses", s.StoreLosses, "reregistered", s.Reregistered, "queue_errors", s.QueueErrors,
+		"backlog", s.Backlog, "lag", s.Lag)
 }

@@ -34,6 +34,7 @@ func runServer(ctx context.Context, args []string) error {
 	keysFile := fs.String("keys", "", "sensor keys file, lines `<uuid> <key>` (in-process store only; with -redis use `xtrail server sensors`)")
 	var exports listFlag
 	fs.Var(&exports, "export", "built-in exporter maltrail=HOST:PORT (repeatable)")
+	exportRate := fs.Float64("export-rate", export.DefaultUDPRate, "lines per second at most per built-in exporter (0: no limit)")
 	cfg := d4server.Config{}
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", d4server.DefaultIdleTimeout, "close a connection silent this long before its first frame verified or inside a frame")
 	fs.DurationVar(&cfg.FrameTimeout, "frame-timeout", d4server.DefaultFrameTimeout, "deadline of one whole frame (and of a connection's first frame)")
@@ -87,7 +88,7 @@ func runServer(ctx context.Context, args []string) error {
 		cfg.Registry = reg
 		ms := d4server.NewMemStore(0)
 		store = ms
-		queueOf = func(t, q string) export.Queue { return ms.Queue(t, q) }
+		queueOf = func(t, q string) export.Queue { return ms.Queue(t, q, d4server.Consumer(serverConsumer())) }
 	} else {
 		if *keysFile != "" {
 			return errors.New("-keys is for the in-process store; with -redis, sensors and keys live in Redis (`xtrail server sensors add`)")
@@ -110,7 +111,7 @@ func runServer(ctx context.Context, args []string) error {
 		}
 		cfg.Registry = reg
 		store = rs
-		queueOf = func(t, q string) export.Queue { return rs.Queue(t, q) }
+		queueOf = func(t, q string) export.Queue { return rs.Queue(t, q, d4server.Consumer(serverConsumer())) }
 	}
 	defer store.Close()
 	if err := store.Init(ctx); err != nil {
@@ -150,9 +151,11 @@ func runServer(ctx context.Context, args []string) error {
 			return err
 		}
 		log.Info("exporting", "queue", q, "to", dest)
+		e := export.New(export.Config{Queue: queueOf(metaType, q), Target: conn, Rate: *exportRate, Logger: log})
 		g.Go(func() error {
 			defer conn.Close()
-			return export.Run(gctx, queueOf(metaType, q), conn, log)
+			defer logExportStats(log, e.Stats())
+			return e.Run(gctx)
 		})
 	}
 	g.Go(func() error { return srv.Serve(gctx, ln) })
@@ -162,6 +165,13 @@ func runServer(ctx context.Context, args []string) error {
 		log.Warn("Redis was found emptied during the run; registrations were written again", "times", rs.Restores())
 	}
 	return err
+}
+
+// serverConsumer names the built-in exporters among their queue's consumers:
+// one per host, the same across restarts.
+func serverConsumer() string {
+	h, _ := os.Hostname()
+	return "server@" + h
 }
 
 // redisFlags are the Redis locations of d4-core's layout (one instance by

@@ -77,7 +77,7 @@ func TestChain(t *testing.T) {
 	defer col.Close()
 	collected := make(chan error, 1)
 	go func() { collected <- col.Serve(ctx, pc) }()
-	conn, err := net.Dial("udp", pc.LocalAddr().String())
+	conn, err := export.Dial(ctx, pc.LocalAddr().String(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}

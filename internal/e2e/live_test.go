@@ -95,7 +95,7 @@ func TestLiveNames(t *testing.T) {
 	col := &collector.Collector{Dir: filepath.Join(tmp, "collector"), Loc: time.UTC}
 	defer col.Close()
 	go col.Serve(ctx, pc)
-	conn, err := net.Dial("udp", pc.LocalAddr().String())
+	conn, err := export.Dial(ctx, pc.LocalAddr().String(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}

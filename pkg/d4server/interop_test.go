@@ -48,7 +48,7 @@ func runBytes(t testing.TB, srv *Server, store *MemStore, b []byte) runResult {
 			res.done, res.reason = done, reason
 			return nil
 		})
-	q := store.Queue("maltrail", testQueue)
+	q := newPopper(store.Queue("maltrail", testQueue))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 	defer cancel()
 	for {
@@ -57,7 +57,6 @@ func runBytes(t testing.TB, srv *Server, store *MemStore, b []byte) runResult {
 			return res
 		}
 		res.lines = append(res.lines, v)
-		_ = q.Ack(context.Background(), v)
 	}
 }
 
@@ -209,7 +208,7 @@ func FuzzHandleStream(f *testing.F) {
 		if last > uint64(len(b)/d4.HeaderSize) {
 			t.Fatalf("%d frames acked from %d bytes", last, len(b))
 		}
-		q := store.Queue("maltrail", testQueue)
+		q := newPopper(store.Queue("maltrail", testQueue))
 		for {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
 			v, err := q.Pop(ctx)
@@ -220,7 +219,6 @@ func FuzzHandleStream(f *testing.F) {
 			if v == "" || strings.Contains(v, "\n") {
 				t.Fatalf("stored %q", v)
 			}
-			_ = q.Ack(context.Background(), v)
 		}
 	})
 }

@@ -47,13 +47,11 @@ func runHelperServer() int {
 	// Only the legitimate sensor's lines are stored: drain them so the
 	// queue itself does not grow the RSS being measured.
 	go func() {
-		q := store.Queue("maltrail", testQueue)
+		q := newPopper(store.Queue("maltrail", testQueue))
 		for {
-			v, err := q.Pop(ctx)
-			if err != nil {
+			if _, err := q.Pop(ctx); err != nil {
 				return
 			}
-			_ = q.Ack(ctx, v)
 		}
 	}()
 	ln, err := ListenTLS("127.0.0.1:0", os.Getenv(helperEnv), "")

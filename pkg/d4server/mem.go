@@ -5,6 +5,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/xtrail/xtrail/pkg/export"
 )
 
 // MemStore is an in-process Store with the semantics of RedisStore: the same
@@ -50,12 +52,13 @@ type memQueueMeta struct {
 	lastUpdated           time.Time
 }
 
-// memList mirrors a Redis list and its in-flight list. Both are kept oldest
-// first. wake is closed and replaced on every push, so any number of blocked
-// Pops wake up without a sync.Cond (which cannot select on a context).
+// memList mirrors a Redis list and its consumers' in-flight lists, all
+// kept oldest first. wake is closed and replaced on every push, so any number of blocked
+// consumers wake up without a sync.Cond (which cannot select on a context).
 type memList struct {
-	items, inflight, dead []string
-	wake                  chan struct{}
+	items, dead []string
+	inflight    map[string][]string // by consumer
+	wake        chan struct{}
 }
 
 // NewMemStore returns an empty in-process store whose queues keep at most
@@ -182,7 +185,7 @@ func (m *MemStore) Sensor(uuid string) (SensorInfo, bool) {
 func (m *MemStore) list(key string) *memList {
 	l := m.lists[key]
 	if l == nil {
-		l = &memList{wake: make(chan struct{})}
+		l = &memList{wake: make(chan struct{}), inflight: make(map[string][]string)}
 		m.lists[key] = l
 	}
 	return l
@@ -249,76 +252,75 @@ func (m *MemStore) SetQueueMaxSize(queueUUID string, n int64) {
 	m.mu.Unlock()
 }
 
-// Queue returns the reliable consumer of the queue, like RedisStore.Queue.
-func (m *MemStore) Queue(metaType, queueUUID string) *MemQueue {
-	return &MemQueue{m: m, key: keyAnalyzerList(metaType, queueUUID)}
+// Queue returns a consumer of the queue, like RedisStore.Queue (without
+// claims: in process a consumer name has one user).
+func (m *MemStore) Queue(metaType, queueUUID string, opts ...QueueOption) *MemQueue {
+	return &MemQueue{m: m, key: keyAnalyzerList(metaType, queueUUID), consumer: newQueueOpts(opts).consumer}
 }
 
 // MemQueue is MemStore's export.Queue.
 type MemQueue struct {
-	m   *MemStore
-	key string
+	m             *MemStore
+	key, consumer string
 }
+
+var _ export.Queue = (*MemQueue)(nil)
 
 // Name returns the Redis-style key of the queue.
 func (q *MemQueue) Name() string { return q.key }
 
-// InFlight returns the in-flight elements, oldest first.
+// Open implements export.Queue.
+func (q *MemQueue) Open(context.Context) ([]string, error) {
+	return q.InFlight(context.Background())
+}
+
+// InFlight returns the consumer's in-flight lines, oldest first.
 func (q *MemQueue) InFlight(context.Context) ([]string, error) {
 	q.m.mu.Lock()
 	defer q.m.mu.Unlock()
-	return slices.Clone(q.m.list(q.key).inflight), nil
+	return slices.Clone(q.m.list(q.key).inflight[q.consumer]), nil
 }
 
-// Pop blocks until an element arrives or ctx is done.
-func (q *MemQueue) Pop(ctx context.Context) (string, error) {
+// Next implements export.Queue.
+func (q *MemQueue) Next(ctx context.Context, done int, dead []string, max int) (export.Batch, error) {
 	for {
 		q.m.mu.Lock()
 		l := q.m.list(q.key)
-		if len(l.items) > 0 {
-			v := l.items[0]
-			l.items = l.items[1:]
-			l.inflight = append(l.inflight, v)
-			q.m.mu.Unlock()
-			return v, nil
-		}
+		fl := l.inflight[q.consumer]
+		l.inflight[q.consumer] = slices.Delete(fl, 0, min(done, len(fl)))
+		l.dead = append(l.dead, dead...)
+		done, dead = 0, nil
+		n := min(max, len(l.items))
+		lines := slices.Clone(l.items[:n])
+		l.items = l.items[n:]
+		l.inflight[q.consumer] = append(l.inflight[q.consumer], lines...)
+		b := export.Batch{Lines: lines, Backlog: int64(len(l.items))}
 		wake := l.wake
 		q.m.mu.Unlock()
+		if n > 0 || max == 0 {
+			return b, nil
+		}
 		select {
 		case <-ctx.Done():
-			return "", ctx.Err()
+			return b, nil
 		case <-wake:
+		case <-time.After(popBlock):
+			return b, nil
 		}
 	}
 }
 
-// take removes one occurrence of elem from the in-flight list, newest first
-// like LREM with count 1.
-func (l *memList) take(elem string) bool {
-	for i := len(l.inflight) - 1; i >= 0; i-- {
-		if l.inflight[i] == elem {
-			l.inflight = slices.Delete(l.inflight, i, i+1)
-			return true
-		}
-	}
-	return false
-}
+// Backlog implements export.Queue.
+func (q *MemQueue) Backlog(ctx context.Context) (export.Batch, error) { return q.Next(ctx, 0, nil, 0) }
 
-// Ack removes elem from the in-flight list.
-func (q *MemQueue) Ack(_ context.Context, elem string) error {
-	q.m.mu.Lock()
-	q.m.list(q.key).take(elem)
-	q.m.mu.Unlock()
-	return nil
-}
+// Close implements export.Queue. Undelivered lines stay in flight for the
+// consumer's next run: in process there are no other consumers to take
+// them over.
+func (q *MemQueue) Close(context.Context) error { return nil }
 
-// Bury moves elem to the dead-letter list.
-func (q *MemQueue) Bury(_ context.Context, elem string) error {
+// Dead returns the dead-letter lines (tests).
+func (q *MemQueue) Dead() []string {
 	q.m.mu.Lock()
 	defer q.m.mu.Unlock()
-	l := q.m.list(q.key)
-	if l.take(elem) {
-		l.dead = append(l.dead, elem)
-	}
-	return nil
+	return slices.Clone(q.m.list(q.key).dead)
 }

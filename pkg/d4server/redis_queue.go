@@ -4,39 +4,145 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
+	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/xtrail/xtrail/pkg/d4"
+	"github.com/xtrail/xtrail/pkg/export"
 )
 
-// Queue returns the reliable consumer of analyzer:<metaType>:<queueUUID>.
-// queueUUID must be given exactly as stored (with or without dashes).
-func (s *RedisStore) Queue(metaType, queueUUID string) *RedisQueue {
+// DefaultClaimTimeout is how long a consumer may go without refreshing its
+// claim before the queue's other consumers take over its in-flight lines.
+// A consumer refreshes it at least every popBlock (a second) while it runs,
+// and during a target outage at every backoff step (at most 5 s), so it
+// must be well above both.
+const DefaultClaimTimeout = 15 * time.Second
+
+// QueueOption adjusts a queue consumer.
+type QueueOption func(*queueOpts)
+
+type queueOpts struct {
+	consumer string
+	claim    time.Duration
+}
+
+// Consumer names the consumer: its in-flight list is analyzer:<t>:<q>:
+// inflight:<name>. A restarted exporter must use the same name to resend its
+// lines at once (otherwise the others take them over after the claim
+// timeout); two live exporters must not share one.
+func Consumer(name string) QueueOption { return func(o *queueOpts) { o.consumer = name } }
+
+// ClaimTimeout sets DefaultClaimTimeout.
+func ClaimTimeout(d time.Duration) QueueOption { return func(o *queueOpts) { o.claim = d } }
+
+func newQueueOpts(opts []QueueOption) queueOpts {
+	o := queueOpts{consumer: "default", claim: DefaultClaimTimeout}
+	for _, f := range opts {
+		f(&o)
+	}
+	if o.claim <= 0 {
+		o.claim = DefaultClaimTimeout
+	}
+	return o
+}
+
+// Queue returns a consumer of analyzer:<metaType>:<queueUUID> (the uuid
+// exactly as stored, with or without dashes).
+//
+// Keys, next to d4-core's list (which d4-core's tools keep using as is):
+//   - analyzer:<t>:<q>:inflight:<consumer>: the consumer's in-flight lines,
+//     newest at the head like the queue;
+//   - analyzer:<t>:<q>:consumer:<consumer>: its claim, a token that
+//     expires after the claim timeout unless refreshed;
+//   - analyzer:<t>:<q>:consumers: the set of consumer names;
+//   - analyzer:<t>:<q>:dead: lines no target can take;
+//   - analyzer:<t>:<q>:epoch: present while Redis keeps its data; its
+//     absence tells a consumer that the store was emptied.
+//
+// A Redis Cluster needs all of them and the queue in one hash slot, which
+// the names will get through a hash tag (issue 13); the scripts below
+// already touch only these keys.
+func (s *RedisStore) Queue(metaType, queueUUID string, opts ...QueueOption) *RedisQueue {
+	o := newQueueOpts(opts)
+	base := keyAnalyzerList(metaType, queueUUID)
+	tok, _ := d4.NewUUIDv4()
 	return &RedisQueue{
-		c:        s.an,
-		key:      keyAnalyzerList(metaType, queueUUID),
-		inflight: keyInflight(metaType, queueUUID),
-		dead:     keyDead(metaType, queueUUID),
+		c: s.an, log: s.log, opts: o, token: tok.String(),
+		key:       base,
+		inflight:  base + ":inflight:" + o.consumer,
+		claim:     base + ":consumer:" + o.consumer,
+		consumers: base + ":consumers",
+		dead:      base + ":dead",
+		epoch:     base + ":epoch",
+		legacy:    base + ":inflight",
 	}
 }
 
-// RedisQueue consumes one d4-core analyzer list reliably (export.Queue).
-// Producers LPUSH, so the oldest element is at the right: Pop is
-// BLMOVE <list> <list>:inflight RIGHT LEFT, and the in-flight list in turn has
-// its oldest element at the right. Several exporters may share a queue; each
-// element goes to one of them. Because they also share the in-flight list, an
-// exporter that restarts re-sends what the others hold at that moment
-// (duplicates, never losses).
+// RedisQueue is the export.Queue on d4-core's lists (producers LPUSH, so
+// the oldest line is at the right).
 type RedisQueue struct {
-	c                   *redis.Client
-	key, inflight, dead string
+	c     *redis.Client
+	log   *slog.Logger
+	opts  queueOpts
+	token string // this process's claim
+
+	key, inflight, claim, consumers, dead, epoch, legacy string
+
+	mu          sync.Mutex
+	nextReclaim time.Time
 }
+
+var _ export.Queue = (*RedisQueue)(nil)
 
 // Name returns the Redis key of the queue.
 func (q *RedisQueue) Name() string { return q.key }
 
-// InFlight returns the in-flight list, oldest first.
-func (q *RedisQueue) InFlight(ctx context.Context) ([]string, error) {
+// openScript takes the consumer's claim unless another live process holds
+// it. KEYS: claim, consumers, epoch. ARGV: token, ttl ms, consumer.
+var openScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur and cur ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[3])
+redis.call('SET', KEYS[3], '1', 'NX')
+return 1
+`)
+
+// Open implements export.Queue.
+func (q *RedisQueue) Open(ctx context.Context) ([]string, error) {
+	warned := false
+	for {
+		ok, err := openScript.Run(ctx, q.c, []string{q.claim, q.consumers, q.epoch},
+			q.token, q.opts.claim.Milliseconds(), q.opts.consumer).Int()
+		if err != nil {
+			return nil, fmt.Errorf("d4server: redis claim %s: %w", q.claim, err)
+		}
+		if ok == 1 {
+			break
+		}
+		if !warned {
+			warned = true
+			// A live twin, or this consumer's own previous run killed
+			// without releasing: either way the claim expires if nobody
+			// refreshes it.
+			q.log.Warn("export: another process holds this consumer's claim; waiting for it to expire",
+				"consumer", q.opts.consumer, "claim_timeout", q.opts.claim)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: %s", export.ErrConsumerBusy, q.opts.consumer)
+		case <-time.After(min(time.Second, q.opts.claim/4)):
+		}
+	}
+	// An exporter of an older xtrail kept one shared in-flight list: give
+	// its lines back to the queue first.
+	if _, err := reclaimScript.Run(ctx, q.c, []string{q.legacy, q.key, q.legacy + ":none", q.consumers}, "").Result(); err != nil {
+		return nil, fmt.Errorf("d4server: redis reclaim %s: %w", q.legacy, err)
+	}
 	v, err := q.c.LRange(ctx, q.inflight, 0, -1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("d4server: redis read %s: %w", q.inflight, err)
@@ -45,44 +151,154 @@ func (q *RedisQueue) InFlight(ctx context.Context) ([]string, error) {
 	return v, nil
 }
 
-// Pop blocks on BLMOVE until an element arrives or ctx is done.
-func (q *RedisQueue) Pop(ctx context.Context) (string, error) {
-	for {
-		if err := ctx.Err(); err != nil {
-			return "", err
-		}
-		v, err := q.c.BLMove(ctx, q.key, q.inflight, "RIGHT", "LEFT", popBlock).Result()
-		switch {
-		case err == nil:
-			return v, nil
-		case errors.Is(err, redis.Nil):
-			// The block timed out empty: look at ctx and block again.
-		case ctx.Err() != nil:
-			return "", ctx.Err()
-		default:
-			return "", fmt.Errorf("d4server: redis pop %s: %w", q.key, err)
-		}
+// nextScript acknowledges, buries, refreshes the claim and moves a batch in
+// one round trip. KEYS: queue, inflight, dead, claim, consumers, epoch. ARGV:
+// done, max, token, ttl ms, consumer, dead lines... Returns {status,
+// backlog, lines oldest first}; status 1 means the consumer had been
+// reclaimed (its acknowledgement is skipped: its lines went back to the
+// queue), 2 that the store lost its data.
+var nextScript = redis.NewScript(`
+local status = 0
+if redis.call('EXISTS', KEYS[6]) == 0 then
+  status = 2
+  redis.call('SET', KEYS[6], '1')
+elseif redis.call('SISMEMBER', KEYS[5], ARGV[5]) == 0 then
+  status = 1
+end
+redis.call('SADD', KEYS[5], ARGV[5])
+redis.call('SET', KEYS[4], ARGV[3], 'PX', ARGV[4])
+for i = 6, #ARGV do redis.call('LPUSH', KEYS[3], ARGV[i]) end
+local done = tonumber(ARGV[1])
+if done > 0 and status == 0 then redis.call('LTRIM', KEYS[2], 0, -done-1) end
+local out = {status, 0}
+local n = tonumber(ARGV[2])
+if n > 0 then
+  local v = redis.call('LRANGE', KEYS[1], -n, -1)
+  if #v > 0 then
+    redis.call('LTRIM', KEYS[1], 0, -#v-1)
+    local r = {}
+    for i = #v, 1, -1 do r[#r+1] = v[i] end
+    redis.call('LPUSH', KEYS[2], unpack(r))
+    for i = 1, #r do out[#out+1] = r[i] end
+  end
+end
+out[2] = redis.call('LLEN', KEYS[1])
+return out
+`)
+
+// reclaimScript gives a dead consumer's in-flight lines back to the queue's
+// oldest end, in order, unless its claim is alive. KEYS: inflight, queue,
+// claim, consumers. ARGV: consumer. Returns the lines moved, -1 if alive.
+var reclaimScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[3]) == 1 then return -1 end
+local v = redis.call('LRANGE', KEYS[1], 0, -1)
+for i = 1, #v, 1000 do
+  redis.call('RPUSH', KEYS[2], unpack(v, i, math.min(i + 999, #v)))
+end
+redis.call('DEL', KEYS[1])
+if ARGV[1] ~= '' then redis.call('SREM', KEYS[4], ARGV[1]) end
+return #v
+`)
+
+// Next implements export.Queue.
+func (q *RedisQueue) Next(ctx context.Context, done int, dead []string, max int) (export.Batch, error) {
+	if err := q.reclaimDead(ctx); err != nil {
+		return export.Batch{}, err
 	}
+	b, err := q.next(ctx, done, dead, max)
+	if err != nil || max == 0 || len(b.Lines) > 0 || b.Lost || b.Reclaimed {
+		return b, err
+	}
+	// Empty: block for the next line, moving it into flight as it comes.
+	v, err := q.c.BLMove(ctx, q.key, q.inflight, "RIGHT", "LEFT", popBlock).Result()
+	switch {
+	case err == nil:
+		b.Lines = []string{v}
+	case errors.Is(err, redis.Nil), ctx.Err() != nil:
+	default:
+		return b, fmt.Errorf("d4server: redis wait on %s: %w", q.key, err)
+	}
+	return b, nil
 }
 
-// Ack removes elem from the in-flight list.
-func (q *RedisQueue) Ack(ctx context.Context, elem string) error {
-	if err := q.c.LRem(ctx, q.inflight, 1, elem).Err(); err != nil {
-		return fmt.Errorf("d4server: redis ack on %s: %w", q.inflight, err)
-	}
-	return nil
+// Backlog implements export.Queue (it also refreshes the claim).
+func (q *RedisQueue) Backlog(ctx context.Context) (export.Batch, error) {
+	return q.next(ctx, 0, nil, 0)
 }
 
-// Bury moves elem to <list>:dead atomically (MULTI/EXEC), so it is in exactly
-// one of the two lists at any time.
-func (q *RedisQueue) Bury(ctx context.Context, elem string) error {
-	_, err := q.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.LPush(ctx, q.dead, elem)
-		p.LRem(ctx, q.inflight, 1, elem)
-		return nil
-	})
+func (q *RedisQueue) next(ctx context.Context, done int, dead []string, max int) (export.Batch, error) {
+	args := make([]any, 0, 5+len(dead))
+	args = append(args, done, max, q.token, q.opts.claim.Milliseconds(), q.opts.consumer)
+	for _, d := range dead {
+		args = append(args, d)
+	}
+	res, err := nextScript.Run(ctx, q.c, []string{q.key, q.inflight, q.dead, q.claim, q.consumers, q.epoch}, args...).Slice()
 	if err != nil {
-		return fmt.Errorf("d4server: redis bury on %s: %w", q.dead, err)
+		return export.Batch{}, fmt.Errorf("d4server: redis next batch of %s: %w", q.key, err)
+	}
+	if len(res) < 2 {
+		return export.Batch{}, fmt.Errorf("d4server: redis next batch of %s: short reply", q.key)
+	}
+	status, _ := res[0].(int64)
+	backlog, _ := res[1].(int64)
+	b := export.Batch{Backlog: backlog, Reclaimed: status == 1, Lost: status == 2}
+	for _, v := range res[2:] {
+		s, _ := v.(string)
+		b.Lines = append(b.Lines, s)
+	}
+	return b, nil
+}
+
+// reclaimDead gives the lines of consumers whose claim expired back to the
+// queue, at most twice per claim timeout.
+func (q *RedisQueue) reclaimDead(ctx context.Context) error {
+	q.mu.Lock()
+	due := time.Now().After(q.nextReclaim)
+	if due {
+		q.nextReclaim = time.Now().Add(q.opts.claim / 2)
+	}
+	q.mu.Unlock()
+	if !due {
+		return nil
+	}
+	names, err := q.c.SMembers(ctx, q.consumers).Result()
+	if err != nil {
+		return fmt.Errorf("d4server: redis consumers of %s: %w", q.key, err)
+	}
+	base := q.key
+	for _, c := range names {
+		if c == q.opts.consumer {
+			continue
+		}
+		n, err := reclaimScript.Run(ctx, q.c, []string{base + ":inflight:" + c, q.key, base + ":consumer:" + c, q.consumers}, c).Int()
+		if err != nil {
+			return fmt.Errorf("d4server: redis reclaim consumer %s of %s: %w", c, q.key, err)
+		}
+		if n >= 0 {
+			q.log.Warn("export: took over the in-flight lines of a consumer whose claim expired; they are sent again",
+				"consumer", c, "lines", n)
+		}
 	}
 	return nil
+}
+
+// Close implements export.Queue: the claim is dropped (if still ours), so
+// the other consumers take over what is in flight at their next look.
+func (q *RedisQueue) Close(ctx context.Context) error {
+	err := q.c.Eval(ctx, `if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end return 1`,
+		[]string{q.claim}, q.token).Err()
+	if err != nil {
+		return fmt.Errorf("d4server: redis release %s: %w", q.claim, err)
+	}
+	return nil
+}
+
+// InFlight returns the consumer's in-flight lines, oldest first (tests).
+func (q *RedisQueue) InFlight(ctx context.Context) ([]string, error) {
+	v, err := q.c.LRange(ctx, q.inflight, 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("d4server: redis read %s: %w", q.inflight, err)
+	}
+	slices.Reverse(v)
+	return v, nil
 }

@@ -279,7 +279,7 @@ func TestSensorRateLimit(t *testing.T) {
 	for range 5 {
 		s.send(d4.TypeExtended, line)
 	}
-	q := store.Queue("maltrail", testQueue)
+	q := newPopper(store.Queue("maltrail", testQueue))
 	for range 5 {
 		if _, err := q.Pop(ctx); err != nil {
 			t.Fatal(err)
@@ -382,7 +382,7 @@ func TestSlotStealing(t *testing.T) {
 			}
 			real.send(d4.TypeExtended, "after\n")
 			want = append(want, "after")
-			q := queueOf("maltrail", testQueue)
+			q := newPopper(queueOf("maltrail", testQueue))
 			for _, w := range want {
 				if v := must(q.Pop(ctx)); v != w {
 					t.Fatalf("queue gave %q, want %q", v, w)
@@ -425,7 +425,7 @@ func TestReplayRefused(t *testing.T) {
 			capture := append(s.frameBytes(d4.TypeMeta, `{"type":"maltrail"}`), data...)
 			s.write(capture)
 			s.write(data) // the same frame again in its own session: accepted
-			q := queueOf("maltrail", testQueue)
+			q := newPopper(queueOf("maltrail", testQueue))
 			for range 2 {
 				if v := must(q.Pop(ctx)); v != "captured line" {
 					t.Fatalf("queue gave %q", v)

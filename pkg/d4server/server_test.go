@@ -285,7 +285,7 @@ func TestServerSessions(t *testing.T) {
 
 			// The only lines queued are the good sensor's and the one
 			// authenticated line of the "254 then 2" session, in order.
-			q := queueOf("maltrail", testQueue)
+			q := newPopper(queueOf("maltrail", testQueue))
 			var got []string
 			for len(got) < len(want)+1 {
 				v, err := q.Pop(ctx)
@@ -293,7 +293,6 @@ func TestServerSessions(t *testing.T) {
 					t.Fatalf("after %q: %v", got, err)
 				}
 				got = append(got, v)
-				_ = q.Ack(ctx, v)
 			}
 			got = slices.DeleteFunc(got, func(s string) bool { return s == "other line" })
 			if !slices.Equal(got, want) {
@@ -341,7 +340,7 @@ func TestServerConcurrentSensors(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	q := store.Queue("maltrail", testQueue)
+	q := newPopper(store.Queue("maltrail", testQueue))
 	last := map[string]string{}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

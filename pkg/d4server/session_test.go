@@ -66,7 +66,7 @@ func TestHandleStreamAcks(t *testing.T) {
 	}
 	<-done
 	// The frames acknowledged as stored are in the queue.
-	q := store.Queue("maltrail", testQueue)
+	q := newPopper(store.Queue("maltrail", testQueue))
 	for _, w := range []string{"one", "two", "three"} {
 		if v := must(q.Pop(ctx)); v != w {
 			t.Fatalf("queue gave %q, want %q", v, w)

@@ -103,14 +103,6 @@ func keyAnalyzerList(metaType, q string) string {
 	return "analyzer:" + metaType + ":" + q
 }
 
-// keyInflight is the list where Pop parks an element until Ack: d4-core has no
-// such list; the name extends the queue's own key so that it is obviously tied
-// to it and ignored by d4-core's analyzers.
-func keyInflight(metaType, q string) string { return keyAnalyzerList(metaType, q) + ":inflight" }
-
-// keyDead holds elements the exporter could never send (see export.Queue.Bury).
-func keyDead(metaType, q string) string { return keyAnalyzerList(metaType, q) + ":dead" }
-
 func keyAnalyzerMeta(q string) string            { return "analyzer:" + q }
 func keyQueuesOfMetaType(metaType string) string { return "analyzer:254:" + metaType }
 func keySensorQueues(metaType, u string) string {

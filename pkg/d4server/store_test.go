@@ -229,7 +229,7 @@ func storeFor(t *testing.T, qs queueStore) queueStore {
 	return qs
 }
 
-func TestQueueReliablePop(t *testing.T) {
+func TestQueueBatches(t *testing.T) {
 	for _, qs := range bothStores(t) {
 		t.Run(qs.name, func(t *testing.T) {
 			qs := storeFor(t, qs)
@@ -237,46 +237,45 @@ func TestQueueReliablePop(t *testing.T) {
 			defer cancel()
 			must(qs.store.RegisterQueue(ctx, "maltrail", testQueue, ""))
 			q := qs.queue("maltrail", testQueue)
-
-			// A blocked Pop wakes up on a push (no polling).
-			got := make(chan string, 1)
-			go func() {
-				v, err := q.Pop(ctx)
-				if err != nil {
-					v = "error: " + err.Error()
-				}
-				got <- v
-			}()
+			if fl := must(q.Open(ctx)); len(fl) != 0 {
+				t.Fatalf("fresh consumer has %q in flight", fl)
+			}
+			// A waiting Next wakes up on a push.
+			got := make(chan export.Batch, 1)
+			go func() { b, _ := q.Next(ctx, 0, nil, 10); got <- b }()
 			time.Sleep(50 * time.Millisecond)
-			noErr(t, push(ctx, qs.store, "maltrail", testSensor, [][]byte{[]byte("a"), []byte("b")}))
-			if v := <-got; v != "a" {
-				t.Fatalf("first Pop = %q, want oldest %q", v, "a")
+			noErr(t, push(ctx, qs.store, "maltrail", testSensor, [][]byte{[]byte("a")}))
+			if b := <-got; !slices.Equal(b.Lines, []string{"a"}) {
+				t.Fatalf("waiting Next = %+v", b)
 			}
-			if v := must(q.Pop(ctx)); v != "b" {
-				t.Fatalf("second Pop = %q", v)
+			noErr(t, push(ctx, qs.store, "maltrail", testSensor, [][]byte{[]byte("b"), []byte("c"), []byte("d")}))
+			b := must(q.Next(ctx, 1, nil, 2)) // "a" done; two more, oldest first
+			if !slices.Equal(b.Lines, []string{"b", "c"}) || b.Backlog != 1 {
+				t.Fatalf("Next = %+v, want [b c] with 1 waiting", b)
 			}
-			if fl := must(q.InFlight(ctx)); !slices.Equal(fl, []string{"a", "b"}) {
-				t.Fatalf("InFlight = %q, want oldest first", fl)
+			// A stop now: the next run of the same consumer gets b, c back.
+			noErr(t, q.Close(ctx))
+			again := qs.queue("maltrail", testQueue)
+			if fl := must(again.Open(ctx)); !slices.Equal(fl, []string{"b", "c"}) {
+				t.Fatalf("in flight after a restart = %q", fl)
 			}
-			noErr(t, q.Ack(ctx, "a"))
-			noErr(t, q.Bury(ctx, "b"))
-			if fl := must(q.InFlight(ctx)); len(fl) != 0 {
-				t.Fatalf("InFlight after Ack/Bury = %q", fl)
+			b = must(again.Next(ctx, 2, []string{"c"}, 5)) // c can never be sent
+			if !slices.Equal(b.Lines, []string{"d"}) || b.Backlog != 0 || b.Lost || b.Reclaimed {
+				t.Fatalf("Next = %+v", b)
 			}
-
-			// Pop honours cancellation.
-			cctx, ccancel := context.WithCancel(ctx)
-			done := make(chan error, 1)
-			go func() { _, err := q.Pop(cctx); done <- err }()
-			time.Sleep(50 * time.Millisecond)
-			ccancel()
-			select {
-			case err := <-done:
-				if err != context.Canceled {
-					t.Fatalf("cancelled Pop returned %v", err)
-				}
-			case <-time.After(3 * popBlock):
-				t.Fatal("Pop ignored cancellation")
+			b = must(again.Backlog(ctx))
+			if len(b.Lines) != 0 || b.Backlog != 0 {
+				t.Fatalf("Backlog = %+v", b)
+			}
+			b = must(again.Next(ctx, 1, nil, 0))
+			if len(b.Lines) != 0 {
+				t.Fatalf("Next with max 0 moved %q", b.Lines)
+			}
+			// Nothing left in flight; c is in the dead-letter list.
+			noErr(t, again.Close(ctx))
+			reopened := qs.queue("maltrail", testQueue)
+			if fl := must(reopened.Open(ctx)); len(fl) != 0 {
+				t.Fatalf("in flight after acknowledging everything = %q", fl)
 			}
 		})
 	}
@@ -289,7 +288,7 @@ func TestMemStoreBound(t *testing.T) {
 	for _, l := range []string{"1", "2", "3", "4"} {
 		noErr(t, push(ctx, m, "maltrail", testSensor, [][]byte{[]byte(l)}))
 	}
-	q := m.Queue("maltrail", "q")
+	q := newPopper(m.Queue("maltrail", "q"))
 	var got []string
 	for range 3 {
 		got = append(got, must(q.Pop(ctx)))
@@ -303,4 +302,94 @@ func TestMemStoreBound(t *testing.T) {
 func push(ctx context.Context, s Store, metaType, uuid string, lines [][]byte) error {
 	_, err := s.PushLines(ctx, metaType, uuid, lines)
 	return err
+}
+
+// popper reads a queue one line at a time, as tests like it: each batch is
+// acknowledged when the next one is asked for.
+type popper struct {
+	q       export.Queue
+	buf     []string
+	unacked int
+}
+
+func newPopper(q export.Queue) *popper { return &popper{q: q} }
+
+// Pop returns the next line, waiting until ctx ends.
+func (p *popper) Pop(ctx context.Context) (string, error) {
+	for len(p.buf) == 0 {
+		if err := ctx.Err(); err != nil {
+			return "", err
+		}
+		b, err := p.q.Next(ctx, p.unacked, nil, 100)
+		p.unacked = 0
+		if err != nil {
+			return "", err
+		}
+		p.buf, p.unacked = b.Lines, len(b.Lines)
+	}
+	v := p.buf[0]
+	p.buf = p.buf[1:]
+	return v, nil
+}
+
+// TestRedisQueueConsumers: several consumers of one queue, each with its own
+// in-flight list; a consumer that stops refreshing its claim has its lines
+// handed back to the queue, oldest first, after the claim timeout; a twin
+// waits for the claim; an emptied Redis is reported as a loss.
+func TestRedisQueueConsumers(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, _, an := newRedisStore(t)
+	must(r.RegisterQueue(ctx, "maltrail", testQueue, ""))
+	claim := ClaimTimeout(400 * time.Millisecond)
+	a := r.Queue("maltrail", testQueue, Consumer("a"), claim)
+	b := r.Queue("maltrail", testQueue, Consumer("b"), claim)
+	must(a.Open(ctx))
+	must(b.Open(ctx))
+	lines := [][]byte{[]byte("1"), []byte("2"), []byte("3"), []byte("4"), []byte("5")}
+	noErr(t, push(ctx, r, "maltrail", testSensor, lines))
+	if got := must(a.Next(ctx, 0, nil, 3)).Lines; !slices.Equal(got, []string{"1", "2", "3"}) {
+		t.Fatalf("a got %q", got)
+	}
+	if got := must(b.Next(ctx, 0, nil, 3)).Lines; !slices.Equal(got, []string{"4", "5"}) {
+		t.Fatalf("b got %q", got)
+	}
+	// a dies (no Close, no refresh). A twin of a waits for the claim.
+	twin := r.Queue("maltrail", testQueue, Consumer("a"), claim)
+	start := time.Now()
+	if fl := must(twin.Open(ctx)); !slices.Equal(fl, []string{"1", "2", "3"}) {
+		t.Fatalf("a's next run found %q in flight", fl)
+	}
+	if time.Since(start) < 300*time.Millisecond {
+		t.Fatalf("a second process took a live claim after %s", time.Since(start))
+	}
+	noErr(t, twin.Close(ctx))
+	// Now nobody holds a's claim: b takes a's lines back into the queue.
+	time.Sleep(450 * time.Millisecond)
+	bb := must(b.Next(ctx, 2, nil, 10)) // b delivered 4, 5
+	if !slices.Equal(bb.Lines, []string{"1", "2", "3"}) {
+		t.Fatalf("b after a's claim expired got %q, want a's lines in order", bb.Lines)
+	}
+	if n := an.LLen(ctx, "analyzer:maltrail:"+testQueue+":inflight:a").Val(); n != 0 {
+		t.Fatalf("a's in-flight list still has %d lines", n)
+	}
+	// A stalled consumer notices it was reclaimed.
+	time.Sleep(450 * time.Millisecond) // b's claim expires too
+	c := r.Queue("maltrail", testQueue, Consumer("c"), claim)
+	must(c.Open(ctx))
+	if got := must(c.Next(ctx, 0, nil, 10)).Lines; !slices.Equal(got, []string{"1", "2", "3"}) {
+		t.Fatalf("c took over %q", got)
+	}
+	if got := must(b.Next(ctx, 3, nil, 10)); !got.Reclaimed {
+		t.Fatalf("b, reclaimed while stalled, was not told: %+v", got)
+	}
+	// Redis emptied under the consumers.
+	noErr(t, push(ctx, r, "maltrail", testSensor, lines[:2]))
+	noErr(t, an.FlushAll(ctx).Err())
+	if got := must(c.Backlog(ctx)); !got.Lost {
+		t.Fatalf("Backlog after FLUSHALL = %+v, want Lost", got)
+	}
+	if got := must(c.Next(ctx, 3, nil, 10)); got.Lost {
+		t.Fatal("the loss was reported twice")
+	}
 }

@@ -1,10 +1,12 @@
-// Package export consumes D4 analyzer queues and forwards their elements,
-// as d4-core's analyzer-d4-export scripts do (spec d4.md §5), but without
-// losing an element when the destination or the process fails.
+// Package export consumes D4 analyzer queues and forwards their lines, as
+// d4-core's analyzer-d4-export scripts do (spec d4.md §5), but at least
+// once: lines move in batches into the exporter's own in-flight list and
+// leave it only once delivered, and a failed or refused send is retried with
+// backoff instead of dropping the line.
 //
-// UDP to a Maltrail collector: each queue element is one line (the server
-// removed its '\n'), sent back with '\n' as exactly one datagram, which is
-// what Maltrail's server reads (maltrail.md §3.2).
+// UDP to a Maltrail collector: each line (the server removed its '\n') is
+// sent back with '\n' as exactly one datagram, which is what Maltrail's
+// server reads (maltrail.md §3.2). TCP and syslog targets exist too.
 package export
 
 import (
@@ -13,164 +15,298 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"sync/atomic"
-	"syscall"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/xtrail/xtrail/internal/ctxtime"
 )
 
-// Retry pacing for a failing destination or store.
+// Retry pacing for a failing target or store.
 const (
 	backoffMin = 100 * time.Millisecond
 	backoffMax = 5 * time.Second
 	ackTimeout = 5 * time.Second
 )
 
+// DefaultBatch is the most lines moved and sent per round trip.
+const DefaultBatch = 1000
+
+// DefaultUDPRate is the pace the commands use on UDP targets: Maltrail's
+// single-threaded collector keeps up with about 20,000 datagrams a second,
+// and UDP drops what overflows a receiver without telling the sender.
+const DefaultUDPRate = 20000
+
+// registerEvery is how often Run checks that its queue is still registered.
+const registerEvery = 5 * time.Second
+
 // Stats are an Exporter's counters since it was created.
 type Stats struct {
-	Sent       uint64 // elements delivered and acknowledged
-	Recovered  uint64 // of Sent, elements found in flight at start
-	SendErrors uint64 // failed send attempts (each retried)
-	Buried     uint64 // elements that could never be sent, moved to the dead-letter list
-	AckErrors  uint64 // delivered elements whose Ack failed: sent again after a restart
-	PopErrors  uint64 // store errors while waiting for elements
+	Sent      uint64 // lines delivered (and so acknowledged)
+	Recovered uint64 // of Sent, lines a previous run left in flight: each may have reached the target twice
+	Resent    uint64 // lines written again after a refusal or failure
+	Refusals  uint64 // failed or refused sends (each backed off and retried)
+	Buried    uint64 // lines that can never be sent, moved to the dead-letter list
+	Reclaimed uint64 // times this exporter found its in-flight lines taken over by others (it stalled)
+	// LostBacklog counts the lines the store lost while they waited in the
+	// queue (Redis restarted empty), as far as the last backlog reading
+	// before the loss tells: a lower bound.
+	LostBacklog  uint64
+	StoreLosses  uint64 // times the store was found emptied
+	Reregistered uint64 // times the queue's registration was found missing and written again
+	QueueErrors  uint64 // failed store calls (each retried)
+	Backlog      int64  // lines waiting in the queue at the last reading
+	// Lag is the age of the last line sent, from its leading epoch second
+	// (Maltrail's "<sec> <line>" datagram form); zero when unknown.
+	Lag time.Duration
 }
 
-// Exporter sends the elements of one Queue over one connected socket.
+// Config configures an Exporter.
+type Config struct {
+	Queue  Queue  // required
+	Target Sender // required
+	// Batch is the most lines per round trip; 0 means DefaultBatch.
+	Batch int
+	// Rate caps the lines sent per second, sent in slices of 10 ms worth
+	// (Maltrail's single-threaded collector takes about 20,000 a second and
+	// UDP drops what overflows its socket buffer without telling the
+	// sender); 0 means none.
+	Rate float64
+	// Register, if set, writes the queue's registration when it is found
+	// missing (checked at start and every few seconds); it reports whether
+	// it had to.
+	Register func(ctx context.Context) (bool, error)
+	Logger   *slog.Logger // nil discards logs
+}
+
+// Exporter sends the lines of one Queue to one target.
 type Exporter struct {
-	q    Queue
-	conn net.Conn
-	log  *slog.Logger
-	buf  []byte
+	cfg     Config
+	log     *slog.Logger
+	limiter *rate.Limiter
+	pace    int // lines per Send under a rate limit
 
-	sent, recovered, sendErrs, buried, ackErrs, popErrs atomic.Uint64
+	sent, recovered, resent, refusals, buried, reclaimed, lost, losses, rereg, qerrs atomic.Uint64
+	backlog, lag                                                                     atomic.Int64
+	nextRegister                                                                     time.Time
 }
 
-// New returns an Exporter of q to conn (normally a connected UDP socket, so
-// each Write is one datagram). A nil logger discards logs.
-func New(q Queue, conn net.Conn, logger *slog.Logger) *Exporter {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+// New returns an Exporter.
+func New(cfg Config) *Exporter {
+	if cfg.Batch <= 0 {
+		cfg.Batch = DefaultBatch
 	}
-	return &Exporter{q: q, conn: conn, log: logger.With("queue", q.Name(), "dest", conn.RemoteAddr().String())}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	e := &Exporter{cfg: cfg, log: log.With("queue", cfg.Queue.Name(), "target", cfg.Target.Target())}
+	if cfg.Rate > 0 {
+		// Paced in slices of 10 ms worth of lines: a UDP receiver's
+		// buffer (about 280 datagrams at Linux's default rmem_max) must
+		// not take a whole batch at once.
+		e.pace = max(1, int(cfg.Rate/100))
+		e.limiter = rate.NewLimiter(rate.Limit(cfg.Rate), e.pace)
+	}
+	return e
 }
 
-// Run is New(q, conn, logger).Run(ctx), for callers that need no counters.
-func Run(ctx context.Context, q Queue, conn net.Conn, logger *slog.Logger) error {
-	return New(q, conn, logger).Run(ctx)
+// Run is New(Config{Queue: q, Target: t, Logger: log}).Run(ctx).
+func Run(ctx context.Context, q Queue, t Sender, log *slog.Logger) error {
+	return New(Config{Queue: q, Target: t, Logger: log}).Run(ctx)
 }
 
 // Stats returns a snapshot of the counters; safe while Run is going.
 func (e *Exporter) Stats() Stats {
 	return Stats{
-		Sent:       e.sent.Load(),
-		Recovered:  e.recovered.Load(),
-		SendErrors: e.sendErrs.Load(),
-		Buried:     e.buried.Load(),
-		AckErrors:  e.ackErrs.Load(),
-		PopErrors:  e.popErrs.Load(),
+		Sent: e.sent.Load(), Recovered: e.recovered.Load(), Resent: e.resent.Load(),
+		Refusals: e.refusals.Load(), Buried: e.buried.Load(), Reclaimed: e.reclaimed.Load(),
+		LostBacklog: e.lost.Load(), StoreLosses: e.losses.Load(), Reregistered: e.rereg.Load(),
+		QueueErrors: e.qerrs.Load(), Backlog: e.backlog.Load(), Lag: time.Duration(e.lag.Load()),
 	}
 }
 
-// Run first delivers the elements a previous run left in flight, then pops
-// and delivers elements, oldest first, until ctx is done; it then returns
-// nil. An element is acknowledged only after it was sent, and a failing send
-// is retried with backoff, so an element in hand when ctx ends stays in the
-// in-flight list for the next run. Run must not be called concurrently on
-// one Exporter.
+// Run claims the queue's in-flight list, sends what a previous run left
+// there, then moves and sends batches, oldest first, until ctx is done; it
+// then returns nil, leaving undelivered lines in flight for the next run.
+// Run must not be called concurrently on one Exporter.
 func (e *Exporter) Run(ctx context.Context) error {
-	var pending []string
-	err := retry(ctx, e.log, "read in-flight list", func() error {
+	q := e.cfg.Queue
+	var batch []string
+	if err := e.retry(ctx, "claim the in-flight list", func() error {
 		var err error
-		pending, err = e.q.InFlight(ctx)
+		batch, err = q.Open(ctx)
 		return err
-	})
-	if err != nil {
+	}); err != nil {
 		return nil // ctx done
 	}
-	if len(pending) > 0 {
-		e.log.Info("export: resending elements left in flight by a previous run", "count", len(pending))
-	}
-	for _, elem := range pending {
-		if e.deliver(ctx, elem) != nil {
-			return nil
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ackTimeout)
+		defer cancel()
+		if err := q.Close(cctx); err != nil {
+			e.log.Warn("export: releasing the queue failed; other exporters take over after the claim timeout", "err", err)
 		}
-		e.recovered.Add(1)
+	}()
+	if len(batch) > 0 {
+		e.log.Info("export: resending lines left in flight by a previous run", "lines", len(batch))
+		e.recovered.Add(uint64(len(batch)))
 	}
-
-	wait := backoffMin
+	e.checkRegistration(ctx)
 	for {
-		elem, err := e.q.Pop(ctx)
+		done, dead, err := e.deliver(ctx, batch)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			e.popErrs.Add(1)
-			e.log.Warn("export: waiting for queue elements failed; retrying", "err", err, "retry_in", wait)
-			if ctxtime.Sleep(ctx, wait) != nil {
-				return nil
-			}
-			wait = min(2*wait, backoffMax)
-			continue
-		}
-		wait = backoffMin
-		if e.deliver(ctx, elem) != nil {
+			// Shutdown: acknowledge what was delivered, keep the rest.
+			e.ack(ctx, done, dead)
 			return nil
 		}
+		var next Batch
+		if err := e.retry(ctx, "move the next batch", func() error {
+			var err error
+			next, err = q.Next(ctx, done, dead, e.cfg.Batch)
+			return err
+		}); err != nil || ctx.Err() != nil {
+			if err != nil {
+				e.ack(ctx, done, dead)
+			}
+			return nil
+		}
+		e.observe(next)
+		batch = next.Lines
+		e.checkRegistration(ctx)
 	}
 }
 
-// deliver sends elem until it succeeds, then acknowledges it. It returns an
-// error only when ctx ended first; elem then stays in flight.
-func (e *Exporter) deliver(ctx context.Context, elem string) error {
-	e.buf = append(append(e.buf[:0], elem...), '\n')
+// ack reports done lines on shutdown, past ctx's end.
+func (e *Exporter) ack(ctx context.Context, done int, dead []string) {
+	if done == 0 {
+		return
+	}
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ackTimeout)
+	defer cancel()
+	if _, err := e.cfg.Queue.Next(actx, done, dead, 0); err != nil {
+		e.log.Warn("export: acknowledging delivered lines failed; they will be sent again", "lines", done, "err", err)
+	}
+}
+
+// observe records what a batch says about the queue.
+func (e *Exporter) observe(b Batch) {
+	if b.Lost {
+		// The backlog read before the loss is what the store lost.
+		n := max(e.backlog.Load(), 0)
+		e.losses.Add(1)
+		e.lost.Add(uint64(n))
+		e.log.Error("export: the store lost its data (Redis restarted empty?): queued lines are gone",
+			"lost_lines_at_least", n)
+		e.nextRegister = time.Time{} // re-register at once
+	}
+	if b.Reclaimed {
+		e.reclaimed.Add(1)
+		e.log.Warn("export: other exporters took over this exporter's in-flight lines while it stalled; they may be delivered twice")
+	}
+	e.backlog.Store(b.Backlog)
+}
+
+// checkRegistration writes the queue's registration when it is missing,
+// at most every registerEvery.
+func (e *Exporter) checkRegistration(ctx context.Context) {
+	if e.cfg.Register == nil || time.Now().Before(e.nextRegister) {
+		return
+	}
+	e.nextRegister = time.Now().Add(registerEvery)
+	restored, err := e.cfg.Register(ctx)
+	switch {
+	case err != nil:
+		e.qerrs.Add(1)
+		e.log.Warn("export: checking the queue's registration failed", "err", err)
+	case restored:
+		e.rereg.Add(1)
+		e.log.Warn("export: the queue's registration was missing; written again so the server fills it")
+	}
+}
+
+// deliver sends batch until every line is delivered or buried. It returns
+// the number of lines done (all of them, unless ctx ended first) and the
+// buried ones.
+func (e *Exporter) deliver(ctx context.Context, batch []string) (int, []string, error) {
+	var dead []string
 	wait := backoffMin
-	for failures := 0; ; failures++ {
-		_, err := e.conn.Write(e.buf)
+	failures := 0
+	for done := 0; done < len(batch); {
+		chunk := batch[done:]
+		if e.limiter != nil {
+			chunk = chunk[:min(len(chunk), e.pace)]
+			if err := e.limiter.WaitN(ctx, len(chunk)); err != nil {
+				return done, dead, err
+			}
+		}
+		n, written, err := e.cfg.Target.Send(chunk)
+		e.sent.Add(uint64(n))
+		done += n
+		if n > 0 {
+			e.noteLag(batch[done-1])
+		}
 		if err == nil {
-			if failures > 0 {
-				e.log.Info("export: destination accepts data again", "failed_attempts", failures)
-			}
-			break
+			continue
 		}
-		if errors.Is(err, syscall.EMSGSIZE) {
-			// Retrying cannot help and would block the queue forever;
-			// dropping would lose it. Park it for an operator instead.
-			e.log.Error("export: element too large for one datagram; moved to the dead-letter list",
-				"bytes", len(e.buf), "err", err)
-			if err := retry(ctx, e.log, "bury element", func() error { return e.q.Bury(ctx, elem) }); err != nil {
-				return err
-			}
+		var tl *TooLargeError
+		if errors.As(err, &tl) {
+			e.log.Error("export: line too large for the target; moved to the dead-letter list", "bytes", tl.Bytes, "err", err)
+			dead = append(dead, batch[done])
 			e.buried.Add(1)
-			return nil
+			done++
+			continue
 		}
-		e.sendErrs.Add(1)
+		e.refusals.Add(1)
+		e.resent.Add(uint64(max(written-n, 0)))
 		if failures == 0 {
 			// One line per outage, not one per attempt.
-			e.log.Warn("export: send failed; retrying with backoff until it succeeds", "err", err)
+			e.log.Warn("export: target refused or failed; retrying with backoff from the first undelivered line",
+				"err", err, "delivered", n, "written", written)
 		}
-		if err := ctxtime.Sleep(ctx, wait); err != nil {
-			return err
+		failures++
+		if err := e.pause(ctx, wait); err != nil {
+			return done, dead, err
 		}
 		wait = min(2*wait, backoffMax)
 	}
-
-	// The element is out: acknowledge it even if ctx was cancelled just now,
-	// otherwise the next run would send it a second time.
-	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ackTimeout)
-	defer cancel()
-	if err := e.q.Ack(actx, elem); err != nil {
-		e.ackErrs.Add(1)
-		e.log.Warn("export: acknowledging a sent element failed; it will be sent again after a restart", "err", err)
+	if failures > 0 {
+		e.log.Info("export: target accepts lines again", "failed_attempts", failures)
 	}
-	e.sent.Add(1)
+	return len(batch), dead, nil
+}
+
+// pause waits d while the target refuses, reading the backlog meanwhile so
+// lag stays visible and a store that lost its data is noticed.
+func (e *Exporter) pause(ctx context.Context, d time.Duration) error {
+	if err := ctxtime.Sleep(ctx, d); err != nil {
+		return err
+	}
+	b, err := e.cfg.Queue.Backlog(ctx)
+	if err != nil {
+		e.qerrs.Add(1)
+		return nil
+	}
+	e.observe(b)
+	e.checkRegistration(ctx)
 	return nil
 }
 
+// noteLag reads the leading epoch second of a Maltrail datagram line.
+func (e *Exporter) noteLag(line string) {
+	var sec int64
+	i := 0
+	for ; i < len(line) && i < 19 && line[i] >= '0' && line[i] <= '9'; i++ {
+		sec = sec*10 + int64(line[i]-'0')
+	}
+	if i == 0 || i >= len(line) || line[i] != ' ' {
+		return
+	}
+	e.lag.Store(int64(time.Since(time.Unix(sec, 0))))
+}
+
 // retry runs f until it succeeds or ctx is done, with backoff.
-func retry(ctx context.Context, log *slog.Logger, what string, f func() error) error {
+func (e *Exporter) retry(ctx context.Context, what string, f func() error) error {
 	wait := backoffMin
 	for {
 		err := f()
@@ -180,22 +316,13 @@ func retry(ctx context.Context, log *slog.Logger, what string, f func() error) e
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		log.Warn("export: "+what+" failed; retrying", "err", err, "retry_in", wait)
+		e.qerrs.Add(1)
+		e.log.Warn("export: "+what+" failed; retrying", "err", err, "retry_in", wait)
 		if err := ctxtime.Sleep(ctx, wait); err != nil {
 			return err
 		}
 		wait = min(2*wait, backoffMax)
 	}
-}
-
-// DialUDP connects a UDP socket to host:port for Run.
-func DialUDP(ctx context.Context, host string, port int) (net.Conn, error) {
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "udp", net.JoinHostPort(host, fmt.Sprint(port)))
-	if err != nil {
-		return nil, fmt.Errorf("export: dial udp %s:%d: %w", host, port, err)
-	}
-	return c, nil
 }
 
 // QueueUUIDFor derives a stable queue UUID (v4 layout) from a name such as

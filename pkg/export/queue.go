@@ -1,29 +1,53 @@
 package export
 
-import "context"
+import (
+	"context"
+	"errors"
+)
 
-// Queue is one analyzer queue seen as a reliable FIFO: Pop moves the oldest
-// element to an in-flight list instead of deleting it, and only Ack removes
-// it from there. An element popped but not acknowledged (the process died, or
-// the destination kept failing until shutdown) is therefore still stored and
-// InFlight hands it back to the next consumer. Delivery is at-least-once.
+// Queue is one analyzer queue seen by one consumer as a reliable, batched
+// FIFO. Each consumer has its own in-flight list: Next moves lines from the
+// queue into it and removes them only when a later call reports them done,
+// so a line is in exactly one place at any time and a consumer that dies
+// leaves its lines in flight, for its next run or, after a timeout, for the
+// other consumers of the queue. Delivery is at least once.
 //
-// pkg/d4server implements it for Redis (d4-core's lists, see RedisQueue) and
-// for its in-process store.
+// pkg/d4server implements it on d4-core's Redis lists (RedisQueue) and in
+// process (MemQueue).
 type Queue interface {
 	// Name identifies the queue in logs, e.g. "analyzer:maltrail:<q>".
 	Name() string
-	// InFlight returns the elements a previous consumer popped but never
-	// acknowledged, oldest first. Run sends them before popping new ones.
-	InFlight(ctx context.Context) ([]string, error)
-	// Pop blocks until an element is available and returns the oldest one,
-	// now in flight. It returns ctx.Err() once ctx is done.
-	Pop(ctx context.Context) (string, error)
-	// Ack removes one occurrence of elem from the in-flight list after it
-	// was delivered.
-	Ack(ctx context.Context, elem string) error
-	// Bury moves elem from the in-flight list to a dead-letter list. Run
-	// uses it only for an element that can never be sent (a datagram too
-	// large for UDP), so it neither blocks the queue forever nor is lost.
-	Bury(ctx context.Context, elem string) error
+	// Open claims this consumer's in-flight list, waiting while another
+	// live consumer holds it, and returns what a previous run left there,
+	// oldest first: Run sends those lines before any other.
+	Open(ctx context.Context) ([]string, error)
+	// Next removes the done oldest lines from the in-flight list (moving
+	// dead, which must be among them, to a dead-letter list), then moves up
+	// to max of the queue's oldest lines into it and returns them oldest
+	// first, in one round trip. When the queue is empty it waits a little
+	// (about a second) for a line before returning an empty batch.
+	Next(ctx context.Context, done int, dead []string, max int) (Batch, error)
+	// Backlog returns the number of lines waiting in the queue, and
+	// detects a store that lost its data like Next does.
+	Backlog(ctx context.Context) (Batch, error)
+	// Close gives up the claim, so other consumers may take over at once
+	// what is still in flight.
+	Close(ctx context.Context) error
 }
+
+// Batch is what Next and Backlog return.
+type Batch struct {
+	Lines   []string // now in flight, oldest first
+	Backlog int64    // lines still waiting in the queue
+	// Reclaimed is set when this consumer's in-flight lines had been
+	// handed to other consumers (it stalled past the claim timeout): the
+	// lines it was delivering may reach the target twice.
+	Reclaimed bool
+	// Lost is set when the store was found emptied (Redis restarted
+	// without its data): the queue's backlog before that is gone.
+	Lost bool
+}
+
+// ErrConsumerBusy is returned by Open when ctx ends while another live
+// consumer holds the same consumer name.
+var ErrConsumerBusy = errors.New("export: another live exporter uses this consumer name")
