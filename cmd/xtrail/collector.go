@@ -5,6 +5,7 @@ import (
 	"flag"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/xtrail/xtrail/pkg/collector"
@@ -16,6 +17,7 @@ func runCollector(ctx context.Context, args []string) error {
 	listen := fs.String("listen", "", "UDP address to receive events on (default UDP_ADDRESS:UDP_PORT of -c)")
 	logDir := fs.String("log-dir", "", "directory of the daily logs (default LOG_DIR of -c, else /var/log/maltrail)")
 	conf := fs.String("c", "", "Maltrail server's maltrail.conf (UDP_ADDRESS, UDP_PORT, LOG_DIR)")
+	window := fs.Duration("time-window", collector.DefaultWindow, "accept an event only if its time is this close to now, either way (negative: any time, as Maltrail)")
 	quiet := fs.Bool("q", false, "log warnings and errors only")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -57,12 +59,16 @@ func runCollector(ctx context.Context, args []string) error {
 		return err
 	}
 	defer pc.Close()
-	c := &collector.Collector{Dir: dir, Loc: time.Local, Logger: log}
+	c := &collector.Collector{Dir: dir, Loc: time.Local, Window: *window, Logger: log}
 	defer c.Close()
 	log.Info("collector listening", "addr", pc.LocalAddr().String(), "log_dir", dir)
 	err = c.Serve(ctx, pc)
 	st := c.Stats()
-	log.Info("collector counters", "datagrams", st.Datagrams, "written", st.Written)
+	counters := []any{"datagrams", st.Datagrams, "written", st.Written}
+	for r, n := range st.Dropped {
+		counters = append(counters, "dropped_"+strings.ReplaceAll(r.String(), " ", "_"), n)
+	}
+	log.Info("collector counters", counters...)
 	return err
 }
 

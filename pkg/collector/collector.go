@@ -13,7 +13,10 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/xtrail/xtrail/pkg/sink"
 )
@@ -37,24 +40,33 @@ const (
 	maxYear = 9999
 )
 
+// DefaultWindow is how far an event's time may be from the collector's
+// clock, either way. Maltrail's server takes any time and creates a day file
+// for it (sec 0 makes 1970-01-01.log); a week covers a sensor that was cut
+// off for days, or a replay of a recent capture.
+const DefaultWindow = 7 * 24 * time.Hour
+
 // DropReason says why a datagram was not written.
 type DropReason int
 
 // The reasons a datagram is dropped. The first three are the parse failures
-// Maltrail's handler swallows; the last is a failed append.
+// Maltrail's handler swallows; DropWrite is a failed append; DropOutOfWindow
+// an event time too far from now (Maltrail writes those).
 const (
 	DropBadSec DropReason = iota
 	DropNoSpace
 	DropBadDate
 	DropWrite
+	DropOutOfWindow
 	numDropReasons
 )
 
 var dropReasonNames = [numDropReasons]string{
-	DropBadSec:  "bad sec",
-	DropNoSpace: "missing space",
-	DropBadDate: "unparseable date",
-	DropWrite:   "write error",
+	DropBadSec:      "bad sec",
+	DropNoSpace:     "missing space",
+	DropBadDate:     "unparseable date",
+	DropWrite:       "write error",
+	DropOutOfWindow: "time outside the window",
 }
 
 func (r DropReason) String() string {
@@ -69,6 +81,7 @@ var (
 	ErrBadSec  = errors.New("leading epoch second is not an integer")
 	ErrNoSpace = errors.New("no space after the leading epoch second")
 	ErrBadDate = errors.New("naive datagram has no parseable %Y-%m-%d %H:%M:%S date")
+	ErrWindow  = errors.New("event time outside the collector's window around now")
 )
 
 // Stats are the collector's counters.
@@ -83,11 +96,13 @@ type Stats struct {
 //
 // The zero value plus Dir is ready to use. Dir is created (0755) on the
 // first datagram if absent; Loc is the server's local time zone, which
-// chooses the day file (nil means time.Local); Logger nil means
-// slog.Default().
+// chooses the day file (nil means time.Local); Window bounds an event's time
+// around now (0 means DefaultWindow, negative means no bound); Logger nil
+// means slog.Default().
 type Collector struct {
 	Dir    string
 	Loc    *time.Location
+	Window time.Duration
 	Logger *slog.Logger
 
 	mu        sync.Mutex
@@ -107,6 +122,13 @@ func (c *Collector) logger() *slog.Logger {
 	return slog.Default()
 }
 
+func (c *Collector) window() time.Duration {
+	if c.Window == 0 {
+		return DefaultWindow
+	}
+	return c.Window
+}
+
 func (c *Collector) loc() *time.Location {
 	if c.Loc != nil {
 		return c.Loc
@@ -120,11 +142,7 @@ func (c *Collector) loc() *time.Location {
 // deadline to unblock the pending read, so the caller should close conn
 // rather than reuse it.
 func (c *Collector) Serve(ctx context.Context, conn net.PacketConn) error {
-	if rb, ok := conn.(interface{ SetReadBuffer(int) error }); ok {
-		if err := rb.SetReadBuffer(socketReceiveBuffer); err != nil {
-			c.logger().Debug("collector: SO_RCVBUF not raised", "err", err)
-		}
-	}
+	raiseReadBuffer(conn, c.logger())
 	stop := context.AfterFunc(ctx, func() {
 		_ = conn.SetReadDeadline(time.Unix(1, 0))
 	})
@@ -197,6 +215,9 @@ func (c *Collector) Handle(b []byte, now time.Time) error {
 		sec, event = s, b
 	}
 
+	if w := c.window(); w > 0 && (sec < now.Add(-w).Unix() || sec > now.Add(w).Unix()) {
+		return c.drop(DropOutOfWindow, ErrWindow, b)
+	}
 	c.line = normalise(c.line[:0], event)
 	if c.file == nil {
 		f, err := sink.NewFile(c.Dir, loc)
@@ -275,6 +296,30 @@ func (c *Collector) Close() error {
 	err := c.file.Close()
 	c.file = nil
 	return err
+}
+
+// raiseReadBuffer asks for Maltrail's 8 MB receive buffer. The kernel clamps
+// SO_RCVBUF to net.core.rmem_max (about 208 KiB by default, some 280
+// datagrams) without an error, so as root SO_RCVBUFFORCE is tried first: a
+// burst beyond the buffer is lost without any sign to the sender.
+func raiseReadBuffer(conn net.PacketConn, log *slog.Logger) {
+	sc, ok := conn.(syscall.Conn)
+	if ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			var serr error
+			_ = rc.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, socketReceiveBuffer)
+			})
+			if serr == nil {
+				return
+			}
+		}
+	}
+	if rb, ok := conn.(interface{ SetReadBuffer(int) error }); ok {
+		if err := rb.SetReadBuffer(socketReceiveBuffer); err != nil {
+			log.Debug("collector: SO_RCVBUF not raised", "err", err)
+		}
+	}
 }
 
 func yearOK(sec int64, loc *time.Location) bool {
