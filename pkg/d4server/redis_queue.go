@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"slices"
 	"sync"
 	"time"
@@ -92,6 +93,8 @@ type RedisQueue struct {
 
 	key, inflight, claim, consumers, dead, epoch, legacy string
 
+	calls uint64 // id of the next Next or Backlog call (with token)
+
 	mu          sync.Mutex
 	nextReclaim time.Time
 }
@@ -152,12 +155,21 @@ func (q *RedisQueue) Open(ctx context.Context) ([]string, error) {
 }
 
 // nextScript acknowledges, buries, refreshes the claim and moves a batch in
-// one round trip. KEYS: queue, inflight, dead, claim, consumers, epoch. ARGV:
-// done, max, token, ttl ms, consumer, dead lines... Returns {status,
-// backlog, lines oldest first}; status 1 means the consumer had been
+// one round trip. KEYS: queue, inflight, dead, claim, consumers, epoch, seq.
+// ARGV: done, max, token, ttl ms, consumer, call id, dead lines... Returns
+// {status, backlog, lines oldest first}. Status 1: the consumer had been
 // reclaimed (its acknowledgement is skipped: its lines went back to the
-// queue), 2 that the store lost its data.
+// queue); 2: the store lost its data; 3: this call id was already applied
+// (its reply was lost), so the reply is the in-flight list as it stands,
+// which is that call's batch plus any line a lost BLMOVE reply moved.
 var nextScript = redis.NewScript(`
+if redis.call('GET', KEYS[7]) == ARGV[6] then
+  redis.call('SET', KEYS[4], ARGV[3], 'PX', ARGV[4])
+  local v = redis.call('LRANGE', KEYS[2], 0, -1)
+  local out = {3, redis.call('LLEN', KEYS[1])}
+  for i = #v, 1, -1 do out[#out+1] = v[i] end
+  return out
+end
 local status = 0
 if redis.call('EXISTS', KEYS[6]) == 0 then
   status = 2
@@ -167,7 +179,8 @@ elseif redis.call('SISMEMBER', KEYS[5], ARGV[5]) == 0 then
 end
 redis.call('SADD', KEYS[5], ARGV[5])
 redis.call('SET', KEYS[4], ARGV[3], 'PX', ARGV[4])
-for i = 6, #ARGV do redis.call('LPUSH', KEYS[3], ARGV[i]) end
+redis.call('SET', KEYS[7], ARGV[6])
+for i = 7, #ARGV do redis.call('LPUSH', KEYS[3], ARGV[i]) end
 local done = tonumber(ARGV[1])
 if done > 0 and status == 0 then redis.call('LTRIM', KEYS[2], 0, -done-1) end
 local out = {status, 0}
@@ -200,14 +213,20 @@ if ARGV[1] ~= '' then redis.call('SREM', KEYS[4], ARGV[1]) end
 return #v
 `)
 
-// Next implements export.Queue.
+// Next implements export.Queue. A call that fails may have been applied:
+// the caller retries it with the same arguments, and the retry carries the
+// same call id, so nothing is acknowledged twice.
 func (q *RedisQueue) Next(ctx context.Context, done int, dead []string, max int) (export.Batch, error) {
 	if err := q.reclaimDead(ctx); err != nil {
 		return export.Batch{}, err
 	}
 	b, err := q.next(ctx, done, dead, max)
-	if err != nil || max == 0 || len(b.Lines) > 0 || b.Lost || b.Reclaimed {
+	if err != nil {
 		return b, err
+	}
+	if max == 0 || len(b.Lines) > 0 || b.Lost || b.Reclaimed {
+		q.calls++
+		return b, nil
 	}
 	// Empty: block for the next line, moving it into flight as it comes.
 	v, err := q.c.BLMove(ctx, q.key, q.inflight, "RIGHT", "LEFT", popBlock).Result()
@@ -216,23 +235,31 @@ func (q *RedisQueue) Next(ctx context.Context, done int, dead []string, max int)
 		b.Lines = []string{v}
 	case errors.Is(err, redis.Nil), ctx.Err() != nil:
 	default:
+		// The line may have moved: the retry's replay returns the
+		// in-flight list, with it.
 		return b, fmt.Errorf("d4server: redis wait on %s: %w", q.key, err)
 	}
+	q.calls++
 	return b, nil
 }
 
 // Backlog implements export.Queue (it also refreshes the claim).
 func (q *RedisQueue) Backlog(ctx context.Context) (export.Batch, error) {
-	return q.next(ctx, 0, nil, 0)
+	b, err := q.next(ctx, 0, nil, 0)
+	if err == nil {
+		q.calls++
+	}
+	return b, err
 }
 
 func (q *RedisQueue) next(ctx context.Context, done int, dead []string, max int) (export.Batch, error) {
-	args := make([]any, 0, 5+len(dead))
-	args = append(args, done, max, q.token, q.opts.claim.Milliseconds(), q.opts.consumer)
+	args := make([]any, 0, 6+len(dead))
+	args = append(args, done, max, q.token, q.opts.claim.Milliseconds(), q.opts.consumer,
+		q.token+":"+strconv.FormatUint(q.calls, 10))
 	for _, d := range dead {
 		args = append(args, d)
 	}
-	res, err := nextScript.Run(ctx, q.c, []string{q.key, q.inflight, q.dead, q.claim, q.consumers, q.epoch}, args...).Slice()
+	res, err := nextScript.Run(ctx, q.c, []string{q.key, q.inflight, q.dead, q.claim, q.consumers, q.epoch, q.inflight + ":call"}, args...).Slice()
 	if err != nil {
 		return export.Batch{}, fmt.Errorf("d4server: redis next batch of %s: %w", q.key, err)
 	}

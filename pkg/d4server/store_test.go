@@ -393,3 +393,30 @@ func TestRedisQueueConsumers(t *testing.T) {
 		t.Fatal("the loss was reported twice")
 	}
 }
+
+// TestRedisQueueRetryIsIdempotent: a batch call whose reply is lost (Redis
+// went away after applying it) is retried with the same call id; the retry
+// must not acknowledge a second time, which would drop unsent lines.
+func TestRedisQueueRetryIsIdempotent(t *testing.T) {
+	ctx := context.Background()
+	r, _, _ := newRedisStore(t)
+	must(r.RegisterQueue(ctx, "maltrail", testQueue, ""))
+	q := r.Queue("maltrail", testQueue)
+	must(q.Open(ctx))
+	noErr(t, push(ctx, r, "maltrail", testSensor, [][]byte{[]byte("1"), []byte("2"), []byte("3"), []byte("4"), []byte("5")}))
+	if got := must(q.Next(ctx, 0, nil, 2)).Lines; !slices.Equal(got, []string{"1", "2"}) {
+		t.Fatalf("first batch %q", got)
+	}
+	// Applied, reply lost: the call id does not advance.
+	must(q.next(ctx, 2, nil, 2))
+	b := must(q.Next(ctx, 2, nil, 2)) // the retry
+	if !slices.Equal(b.Lines, []string{"3", "4"}) || b.Backlog != 1 {
+		t.Fatalf("retry gave %+v, want the lost reply's batch [3 4]", b)
+	}
+	if fl := must(q.InFlight(ctx)); !slices.Equal(fl, []string{"3", "4"}) {
+		t.Fatalf("in flight after the retry: %q", fl)
+	}
+	if got := must(q.Next(ctx, 2, nil, 5)).Lines; !slices.Equal(got, []string{"5"}) {
+		t.Fatalf("next batch %q", got)
+	}
+}
