@@ -9,9 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -29,9 +32,33 @@ const startTimeout = 10 * time.Second
 // a failure (see internal/testenv).
 func Start(t testing.TB) (addr string) {
 	t.Helper()
-	bin := testenv.RequireBinary(t, "redis-server")
-	dir := t.TempDir()
+	return StartServer(t, Options{}).Addr()
+}
 
+// Options of StartServer.
+type Options struct {
+	// AppendOnly turns on the append-only file (fsync every second), so a
+	// restart keeps the data, as production Redis for xtrail should run.
+	AppendOnly bool
+}
+
+// Server is a redis-server that a fault test can stop, kill, wipe and start
+// again on the same port and directory.
+type Server struct {
+	t    testing.TB
+	bin  string
+	dir  string
+	port int
+	opts Options
+	stop func() // kills and reaps the running process; nil when stopped
+
+	stopWith func(syscall.Signal) // signals the running process and reaps it
+}
+
+// StartServer is Start with options, returning a Server to restart.
+func StartServer(t testing.TB, opts Options) *Server {
+	t.Helper()
+	s := &Server{t: t, bin: testenv.RequireBinary(t, "redis-server"), dir: t.TempDir(), opts: opts}
 	// The port is found by binding :0 and releasing it; another process could
 	// grab it in between, so a failed start is retried a few times.
 	var lastErr error
@@ -40,15 +67,73 @@ func Start(t testing.TB) (addr string) {
 		if err != nil {
 			t.Fatalf("redistest: find a free port: %v", err)
 		}
-		addr, stop, err := launch(bin, dir, port)
-		if err == nil {
-			t.Cleanup(stop)
-			return addr
+		s.port = port
+		if lastErr = s.launch(); lastErr == nil {
+			t.Cleanup(func() {
+				if s.stop != nil {
+					s.stop()
+				}
+			})
+			return s
 		}
-		lastErr = err
 	}
 	t.Fatalf("redistest: start redis-server: %v", lastErr)
-	return ""
+	return nil
+}
+
+// Addr returns "host:port".
+func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
+
+// Stop shuts the server down cleanly (SIGTERM: with AppendOnly, the file is
+// flushed first) and waits for it to exit.
+func (s *Server) Stop() { s.signal(syscall.SIGTERM) }
+
+// Kill stops the server with SIGKILL: with AppendOnly, up to the last
+// second of writes may be lost, as in a crash.
+func (s *Server) Kill() { s.signal(syscall.SIGKILL) }
+
+func (s *Server) signal(sig syscall.Signal) {
+	s.t.Helper()
+	if s.stop == nil {
+		return
+	}
+	s.stopWith(sig)
+	s.stop = nil
+}
+
+// Wipe deletes the data of a stopped server, so the next Start comes back
+// empty (a lost disk, or Redis without persistence).
+func (s *Server) Wipe() {
+	s.t.Helper()
+	if s.stop != nil {
+		s.t.Fatal("redistest: Wipe on a running server")
+	}
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	for _, e := range ents {
+		if err := os.RemoveAll(filepath.Join(s.dir, e.Name())); err != nil {
+			s.t.Fatal(err)
+		}
+	}
+}
+
+// Restart starts a stopped server again on its port and directory.
+func (s *Server) Restart() {
+	s.t.Helper()
+	if s.stop != nil {
+		s.t.Fatal("redistest: Restart on a running server")
+	}
+	var err error
+	for attempt := 0; attempt < 50; attempt++ {
+		// The port may linger briefly after the old process exits.
+		if err = s.launch(); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	s.t.Fatalf("redistest: restart redis-server: %v", err)
 }
 
 func freePort() (int, error) {
@@ -60,46 +145,58 @@ func freePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-// launch starts one server and returns once it answers PING, or an error
-// (after killing it) when it exits or does not answer in time.
-func launch(bin, dir string, port int) (string, func(), error) {
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	cmd := exec.Command(bin,
-		"--port", strconv.Itoa(port),
+// launch starts the server on s.port and returns once it answers PING, or
+// an error (after killing it) when it exits or does not answer in time.
+func (s *Server) launch() error {
+	addr := s.Addr()
+	aof := "no"
+	if s.opts.AppendOnly {
+		aof = "yes"
+	}
+	cmd := exec.Command(s.bin,
+		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
 		"--save", "",
-		"--appendonly", "no",
-		"--dir", dir,
+		"--appendonly", aof,
+		"--appendfsync", "everysec",
+		"--dir", s.dir,
 	)
 	var out strings.Builder
 	cmd.Stdout = &out
 	cmd.Stderr = &out
 	if err := cmd.Start(); err != nil {
-		return "", nil, fmt.Errorf("exec %s: %w", bin, err)
+		return fmt.Errorf("exec %s: %w", s.bin, err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	stop := func() {
-		_ = cmd.Process.Kill()
-		<-exited
+	stopWith := func(sig syscall.Signal) {
+		_ = cmd.Process.Signal(sig)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
 	}
+	s.stopWith = stopWith
+	s.stop = func() { stopWith(syscall.SIGKILL) }
 
 	deadline := time.Now().Add(startTimeout)
 	for time.Now().Before(deadline) {
 		select {
 		case err := <-exited:
-			// Put the result back so stop() does not block forever.
-			exited <- err
-			return "", nil, fmt.Errorf("redis-server exited early (%v): %s", err, out.String())
+			s.stop = nil
+			return fmt.Errorf("redis-server exited early (%v): %s", err, out.String())
 		default:
 		}
 		if ping(addr) == nil {
-			return addr, stop, nil
+			return nil
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	stop()
-	return "", nil, fmt.Errorf("redis-server on %s did not answer PING within %s: %s", addr, startTimeout, out.String())
+	s.stop()
+	s.stop = nil
+	return fmt.Errorf("redis-server on %s did not answer PING within %s: %s", addr, startTimeout, out.String())
 }
 
 // ping speaks just enough RESP to check readiness without depending on a
