@@ -9,7 +9,8 @@
 #  3. Trail management: store compile, sensor start to ready (first start
 #     and restarts on the same store), kernel map memory, store reload,
 #     store lookups; `trails load` of the CSV (store and pinned maps).
-#  4. Go micro-benchmarks of the per-event and per-frame paths.
+#  4. D4 server ingest (CPU per 100k lines) and exporter drain (lines/s).
+#  5. Go micro-benchmarks of the per-event and per-frame paths.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARED=${XTRAIL_SHARED:-$(cd .. && pwd)/shared}
@@ -130,6 +131,14 @@ go test -run '^$' -bench . -benchmem ./pkg/heuristics/ 2>/dev/null | grep -E '^B
 echo "== kernel to event: XDP-made HTTP candidates through the real ring buffer into the agent"
 go test -run '^$' -bench 'BenchmarkKernelToEvent' -benchtime 1000000x ./pkg/sensor/ 2>/dev/null |
 	grep -E '^Benchmark' | sed 's/^/  /'
+
+echo "== D4 server and exporter on a real redis-server (loopback)"
+go test -run '^$' -bench 'BenchmarkServerIngest' -benchtime 10x ./pkg/d4server/ 2>/dev/null |
+	grep -E '^Benchmark' | sed 's/^/  /'
+echo "  (one TLS sensor, 100 lines per frame; the server is a separate process, its CPU per 100k lines stored)"
+go test -run '^$' -bench 'BenchmarkExportDrain' -benchtime 1x ./pkg/export/ 2>/dev/null |
+	grep -E '^Benchmark' | sed 's/^/  /'
+echo "  (draining a 1M-line queue into a UDP sink, unpaced; d4_export_udp.py: about 13,400 lines/s)"
 
 echo "== Go micro-benchmarks (allocations per op)"
 go test -run '^$' -bench 'AppendLine|AppendDatagram|AppendFrame|ReaderNext|Emit|Next|ToEthernet|ParseDNS|ParseHTTP|ClientHelloSNI|QUICInitialSNI' -benchmem \

@@ -26,6 +26,10 @@ import (
 // so a test can measure a server's RSS without its own clients in it.
 const helperEnv = "XTRAIL_D4SERVER_HELPER"
 
+// helperRedisEnv, if set, gives the helper server a RedisStore on that
+// address instead of the in-process store.
+const helperRedisEnv = "XTRAIL_D4SERVER_HELPER_REDIS"
+
 func TestMain(m *testing.M) {
 	if os.Getenv(helperEnv) != "" {
 		os.Exit(runHelperServer())
@@ -37,23 +41,34 @@ func TestMain(m *testing.M) {
 // the environment, prints "ADDR <addr>", runs until stdin closes, then
 // prints "STATS <json>".
 func runHelperServer() int {
-	store := NewMemStore(0)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	var store Store
+	if addr := os.Getenv(helperRedisEnv); addr != "" {
+		rs, err := NewRedisStore("redis://"+addr+"/0", DefaultAnalyzerDB)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		store = rs
+	} else {
+		ms := NewMemStore(0)
+		store = ms
+		// Only the legitimate sensor's lines are stored: drain them so the
+		// queue itself does not grow the RSS being measured.
+		go func() {
+			q := newPopper(ms.Queue("maltrail", testQueue))
+			for {
+				if _, err := q.Pop(ctx); err != nil {
+					return
+				}
+			}
+		}()
+	}
 	if _, err := store.RegisterQueue(ctx, "maltrail", testQueue, ""); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	// Only the legitimate sensor's lines are stored: drain them so the
-	// queue itself does not grow the RSS being measured.
-	go func() {
-		q := newPopper(store.Queue("maltrail", testQueue))
-		for {
-			if _, err := q.Pop(ctx); err != nil {
-				return
-			}
-		}
-	}()
 	ln, err := ListenTLS("127.0.0.1:0", os.Getenv(helperEnv), "")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -102,28 +117,7 @@ func TestSlowLorisMemory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("takes 20 s")
 	}
-	pemPath, pool := selfSigned(t)
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"="+pemPath)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	out := bufio.NewScanner(stdout)
-	if !out.Scan() || !strings.HasPrefix(out.Text(), "ADDR ") {
-		t.Fatalf("helper said %q", out.Text())
-	}
-	ts := &testServer{addr: strings.TrimPrefix(out.Text(), "ADDR "), pool: pool}
-
+	ts, cmd, stdin, out := startHelper(t, "")
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	var sent atomic.Int64
@@ -163,7 +157,7 @@ func TestSlowLorisMemory(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			loris(ctx, ts, pool, i, &attempts)
+			loris(ctx, ts, ts.pool, i, &attempts)
 		}()
 	}
 	first := sample(6 * time.Second)
@@ -199,6 +193,33 @@ func TestSlowLorisMemory(t *testing.T) {
 	if st.Rejected[ReasonFrameTimeout] == 0 || st.Rejected[ReasonTooLarge] == 0 {
 		t.Errorf("rejections %v: want frame deadlines and 1 GB sizes", st.Rejected)
 	}
+}
+
+// startHelper runs the helper server (with a RedisStore on redisAddr, if
+// set) and returns its address, process, stdin (close it to stop the
+// server) and stdout (the STATS line follows the stop).
+func startHelper(t testing.TB, redisAddr string) (*testServer, *exec.Cmd, io.WriteCloser, *bufio.Scanner) {
+	pemPath, pool := selfSigned(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"="+pemPath, helperRedisEnv+"="+redisAddr)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	out := bufio.NewScanner(stdout)
+	if !out.Scan() || !strings.HasPrefix(out.Text(), "ADDR ") {
+		t.Fatalf("helper said %q", out.Text())
+	}
+	return &testServer{addr: strings.TrimPrefix(out.Text(), "ADDR "), pool: pool}, cmd, stdin, out
 }
 
 // loris is one slow-loris peer: from its own loopback address it claims a

@@ -29,7 +29,7 @@ var (
 // selfSigned writes a fresh certificate for 127.0.0.1 (made by pkg/certs)
 // and its key into one PEM file, as d4-core's server.pem holds both, and
 // returns the file and a pool trusting the certificate's CA.
-func selfSigned(t *testing.T) (string, *x509.CertPool) {
+func selfSigned(t testing.TB) (string, *x509.CertPool) {
 	t.Helper()
 	dir := t.TempDir()
 	if err := certs.Generate(dir, []string{"127.0.0.1", "localhost"}, time.Hour); err != nil {

@@ -33,7 +33,9 @@ type fixture struct {
 	raw   *redis.Client // analyzer db, nil for the MemStore
 }
 
-func redisFixture(t *testing.T) fixture {
+func redisFixture(t *testing.T) fixture { return redisFixtureB(t) }
+
+func redisFixtureB(t testing.TB) fixture {
 	addr := redistest.Start(t)
 	s, err := d4server.NewRedisStore("redis://"+addr+"/0", d4server.DefaultAnalyzerDB)
 	if err != nil {
@@ -49,7 +51,7 @@ func redisFixture(t *testing.T) fixture {
 
 // register registers the exporter's queue, as the server does for a
 // `-export` destination.
-func (f fixture) register(t *testing.T) {
+func (f fixture) register(t testing.TB) {
 	t.Helper()
 	if _, err := f.store.RegisterQueue(context.Background(), "maltrail", queue, ""); err != nil {
 		t.Fatal(err)

@@ -74,7 +74,8 @@ func DialUDP(ctx context.Context, host string, port int) (*UDPSender, error) {
 }
 
 // DialUDPConfirm is DialUDP with an address and a confirm delay (0: check
-// only what has arrived when the batch is out).
+// only what has arrived when the batch is out, which is all there is on
+// loopback, where the delay is always 0).
 func DialUDPConfirm(ctx context.Context, addr string, confirm time.Duration) (*UDPSender, error) {
 	d := net.Dialer{Control: func(network, _ string, rc syscall.RawConn) error {
 		var serr error
@@ -92,6 +93,11 @@ func DialUDPConfirm(ctx context.Context, addr string, confirm time.Duration) (*U
 		return nil, fmt.Errorf("export: dial udp %s: %w", addr, err)
 	}
 	uc := c.(*net.UDPConn)
+	if uc.RemoteAddr().(*net.UDPAddr).IP.IsLoopback() {
+		// On loopback the ICMP error is queued before the send that caused
+		// it returns: nothing more can come later.
+		confirm = 0
+	}
 	return &UDPSender{c: uc, confirm: confirm, v6: uc.RemoteAddr().(*net.UDPAddr).IP.To4() == nil,
 		quote: make([]byte, 2048), oob: make([]byte, 512)}, nil
 }
