@@ -128,10 +128,3 @@ func (c *answerCache[K, V]) put(k K, v V, now time.Time) {
 	}
 	c.m[k] = cached[V]{v: v, expires: now.Add(registryCacheTTL)}
 }
-
-// clear forgets every answer (after an admin change in this process).
-func (c *answerCache[K, V]) clear() {
-	c.mu.Lock()
-	c.m = nil
-	c.mu.Unlock()
-}
