@@ -31,7 +31,7 @@ func runServer(ctx context.Context, args []string) error {
 	mode := fs.String("mode", d4server.ModeRegistration, "registration (only registered sensors) or shared-secret (any v4 UUID with the default key)")
 	defKey := fs.String("default-key", "", "HMAC key of sensors without their own key (with -redis: also written to server:hmac_default_key)")
 	defKeyFile := fs.String("default-key-file", "", "file holding the default HMAC key")
-	keysFile := fs.String("keys", "", "sensor keys file, lines `<uuid> <key>` (in-process store only; with -redis use `xtrail server sensors`)")
+	keysFile := fs.String("keys", "", "sensor keys file, lines `<uuid> <key>` (with -redis: registered in Redis at start; `xtrail server sensors` manages them there)")
 	var exports listFlag
 	fs.Var(&exports, "export", "built-in exporter maltrail=HOST:PORT (repeatable)")
 	exportRate := fs.Float64("export-rate", export.DefaultUDPRate, "lines per second at most per built-in exporter (0: no limit)")
@@ -90,15 +90,26 @@ func runServer(ctx context.Context, args []string) error {
 		store = ms
 		queueOf = func(t, q string) export.Queue { return ms.Queue(t, q, d4server.Consumer(serverConsumer())) }
 	} else {
-		if *keysFile != "" {
-			return errors.New("-keys is for the in-process store; with -redis, sensors and keys live in Redis (`xtrail server sensors add`)")
-		}
 		rs, err := rf.open(log)
 		if err != nil {
 			return err
 		}
 		if err := rs.Ping(ctx); err != nil {
 			return err
+		}
+		if *keysFile != "" {
+			// Sensors live in Redis; a key file registers its sensors there
+			// at every start (so a key rotated in Redis is reset by it).
+			keys, err := d4server.LoadKeys(*keysFile)
+			if err != nil {
+				return err
+			}
+			for u, k := range keys {
+				if err := rs.AddSensor(ctx, u, string(k), ""); err != nil {
+					return fmt.Errorf("-keys %s: %w", *keysFile, err)
+				}
+			}
+			log.Info("sensors from the key file registered in Redis", "file", *keysFile, "sensors", len(keys))
 		}
 		if len(dk) > 0 {
 			if err := rs.SetDefaultKey(ctx, string(dk)); err != nil {
