@@ -17,7 +17,8 @@ func runCollector(ctx context.Context, args []string) error {
 	listen := fs.String("listen", "", "UDP address to receive events on (default UDP_ADDRESS:UDP_PORT of -c)")
 	logDir := fs.String("log-dir", "", "directory of the daily logs (default LOG_DIR of -c, else /var/log/maltrail)")
 	conf := fs.String("c", "", "Maltrail server's maltrail.conf (UDP_ADDRESS, UDP_PORT, LOG_DIR)")
-	window := fs.Duration("time-window", collector.DefaultWindow, "accept an event only if its time is this close to now, either way (negative: any time, as Maltrail)")
+	maxAge := fs.Duration("max-event-age", collector.DefaultMaxAge, "drop (and count) events older than this (negative: any age, as Maltrail)")
+	maxAhead := fs.Duration("max-event-ahead", collector.DefaultMaxAhead, "drop (and count) events this far in the future (negative: any, as Maltrail)")
 	quiet := fs.Bool("q", false, "log warnings and errors only")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -59,7 +60,7 @@ func runCollector(ctx context.Context, args []string) error {
 		return err
 	}
 	defer pc.Close()
-	c := &collector.Collector{Dir: dir, Loc: time.Local, Window: *window, Logger: log}
+	c := &collector.Collector{Dir: dir, Loc: time.Local, MaxAge: *maxAge, MaxAhead: *maxAhead, Logger: log}
 	defer c.Close()
 	log.Info("collector listening", "addr", pc.LocalAddr().String(), "log_dir", dir)
 	err = c.Serve(ctx, pc)

@@ -43,7 +43,7 @@ func runExport(ctx context.Context, args []string) error {
 	}
 	if *typ == "" || *queue == "" || (*port == 0 && *target == "") {
 		fs.Usage()
-		return errors.New("-t, -u and -p (or -target) are required")
+		return errors.New("-t, -u and -p are required (-target may replace -i and -p)")
 	}
 	if *target == "" {
 		if *port < 1 || *port > 65535 {

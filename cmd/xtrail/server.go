@@ -71,6 +71,7 @@ func runServer(ctx context.Context, args []string) error {
 	var (
 		store   d4server.Store
 		queueOf func(metaType, q string) export.Queue
+		nKeys   int // sensors of the -keys file
 	)
 	if rf.metadata == "" {
 		log.Warn("NO --redis: events are kept in this process only and are LOST if it stops; use --redis in production")
@@ -81,6 +82,7 @@ func runServer(ctx context.Context, args []string) error {
 				return err
 			}
 		}
+		nKeys = len(keys)
 		reg, err := d4server.NewStaticRegistry(*mode, dk, keys)
 		if err != nil {
 			return err
@@ -109,6 +111,7 @@ func runServer(ctx context.Context, args []string) error {
 					return fmt.Errorf("-keys %s: %w", *keysFile, err)
 				}
 			}
+			nKeys = len(keys)
 			log.Info("sensors from the key file registered in Redis", "file", *keysFile, "sensors", len(keys))
 		}
 		if len(dk) > 0 {
@@ -137,7 +140,7 @@ func runServer(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log.Info("D4 server listening", "addr", ln.Addr().String(), "mode", *mode)
+	log.Info("D4 server listening", "addr", ln.Addr().String(), "mode", *mode, "sensors", nKeys)
 
 	g, gctx := errgroup.WithContext(ctx)
 	for _, spec := range exports {

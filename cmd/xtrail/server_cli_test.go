@@ -284,7 +284,7 @@ func TestCLIExport(t *testing.T) {
 		for _, l := range lines {
 			b = append(b, []byte(l))
 		}
-		if err := st.PushLines(ctx, "maltrail", "any", b); err != nil {
+		if _, err := st.PushLines(ctx, "maltrail", "any", b); err != nil {
 			t.Fatal(err)
 		}
 	}

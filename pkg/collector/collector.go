@@ -40,11 +40,15 @@ const (
 	maxYear = 9999
 )
 
-// DefaultWindow is how far an event's time may be from the collector's
-// clock, either way. Maltrail's server takes any time and creates a day file
-// for it (sec 0 makes 1970-01-01.log); a week covers a sensor that was cut
-// off for days, or a replay of a recent capture.
-const DefaultWindow = 7 * 24 * time.Hour
+// Defaults of the window around now in which an event's time must fall.
+// Maltrail's server takes any time and creates a day file for it (sec 0
+// makes 1970-01-01.log, a sec in year 9000 9000-01-01.log). Replays of old
+// captures legitimately carry old times, so the past reaches back ten
+// years; a sensor's clock is not a day ahead.
+const (
+	DefaultMaxAge   = 10 * 365 * 24 * time.Hour
+	DefaultMaxAhead = 24 * time.Hour
+)
 
 // DropReason says why a datagram was not written.
 type DropReason int
@@ -96,14 +100,16 @@ type Stats struct {
 //
 // The zero value plus Dir is ready to use. Dir is created (0755) on the
 // first datagram if absent; Loc is the server's local time zone, which
-// chooses the day file (nil means time.Local); Window bounds an event's time
-// around now (0 means DefaultWindow, negative means no bound); Logger nil
-// means slog.Default().
+// chooses the day file (nil means time.Local); MaxAge and MaxAhead bound an
+// event's time before and after now (0 means DefaultMaxAge and
+// DefaultMaxAhead, negative means no bound); Logger nil means
+// slog.Default().
 type Collector struct {
-	Dir    string
-	Loc    *time.Location
-	Window time.Duration
-	Logger *slog.Logger
+	Dir      string
+	Loc      *time.Location
+	MaxAge   time.Duration
+	MaxAhead time.Duration
+	Logger   *slog.Logger
 
 	mu        sync.Mutex
 	file      *sink.File
@@ -122,11 +128,12 @@ func (c *Collector) logger() *slog.Logger {
 	return slog.Default()
 }
 
-func (c *Collector) window() time.Duration {
-	if c.Window == 0 {
-		return DefaultWindow
+// bound returns v, or def when v is 0.
+func bound(v, def time.Duration) time.Duration {
+	if v == 0 {
+		return def
 	}
-	return c.Window
+	return v
 }
 
 func (c *Collector) loc() *time.Location {
@@ -215,7 +222,10 @@ func (c *Collector) Handle(b []byte, now time.Time) error {
 		sec, event = s, b
 	}
 
-	if w := c.window(); w > 0 && (sec < now.Add(-w).Unix() || sec > now.Add(w).Unix()) {
+	if age := bound(c.MaxAge, DefaultMaxAge); age > 0 && sec < now.Add(-age).Unix() {
+		return c.drop(DropOutOfWindow, ErrWindow, b)
+	}
+	if ahead := bound(c.MaxAhead, DefaultMaxAhead); ahead > 0 && sec > now.Add(ahead).Unix() {
 		return c.drop(DropOutOfWindow, ErrWindow, b)
 	}
 	c.line = normalise(c.line[:0], event)

@@ -24,7 +24,7 @@ func newCollector(t testing.TB, loc *time.Location) (*Collector, *bytes.Buffer) 
 	c := &Collector{
 		Dir:    filepath.Join(t.TempDir(), "log"),
 		Loc:    loc,
-		Window: -1, // the fixtures are of August 2026; TestWindow tests the bound
+		MaxAge: -1, MaxAhead: -1, // TestWindow tests the bounds
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 	}
 	t.Cleanup(func() { c.Close() })
@@ -209,20 +209,20 @@ func TestGarbageIsCountedNotWritten(t *testing.T) {
 
 // TestWindow: an event time outside the window around now is counted and
 // not written, whatever its form; Maltrail would create 1970-01-01.log for
-// sec 0.
+// sec 0 and 9999-12-31.log for the last second of year 9999.
 func TestWindow(t *testing.T) {
 	c, _ := newCollector(t, time.UTC)
-	c.Window = 0 // the default, a week
+	c.MaxAge, c.MaxAhead = 0, 0 // the defaults: ten years back, a day ahead
 	now := time.Unix(1786094062, 0)
 	for _, d := range []string{
 		"0 " + line,
 		"253402300799 " + line, // 9999-12-31
 		"1786094062 " + line,   // now
-		"1786698862 " + line,   // 7 days later: the edge, kept
-		"1786698863 " + line,   // past the edge
-		"1785489262 " + line,   // 7 days before: kept
-		`"2026-07-01 00:00:00.0" naive and old`,
-		`"2026-08-08 00:00:00.0" naive`,
+		"1786180462 " + line,   // a day ahead: the edge, kept
+		"1786180463 " + line,   // past the edge
+		"1700000000 " + line,   // an old capture replayed: kept
+		`"2012-01-01 00:00:00.0" naive and too old`,
+		`"2026-08-07 12:00:00.0" naive`,
 	} {
 		_ = c.Handle([]byte(d), now)
 	}
@@ -233,9 +233,9 @@ func TestWindow(t *testing.T) {
 	if _, ok := readDir(t, c.Dir)["1970-01-01.log"]; ok {
 		t.Fatal("sec 0 made a 1970 file")
 	}
-	c.Window = time.Hour
-	if err := c.Handle([]byte("1786101263 "+line), now); !errors.Is(err, ErrWindow) {
-		t.Fatalf("2 h ahead with a 1 h window: %v", err)
+	c.MaxAge = time.Hour
+	if err := c.Handle([]byte("1786087000 "+line), now); !errors.Is(err, ErrWindow) {
+		t.Fatalf("2 h old with a 1 h window: %v", err)
 	}
 }
 
@@ -245,7 +245,7 @@ func TestWriteErrorCounted(t *testing.T) {
 	if err := os.WriteFile(blocker, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	c := &Collector{Dir: blocker, Loc: time.UTC, Window: -1, Logger: slog.New(slog.DiscardHandler)}
+	c := &Collector{Dir: blocker, Loc: time.UTC, MaxAge: -1, MaxAhead: -1, Logger: slog.New(slog.DiscardHandler)}
 	if err := c.Handle([]byte("1 x"), time.Now()); err == nil {
 		t.Fatal("writing under a regular file succeeded")
 	}
@@ -418,7 +418,7 @@ func FuzzHandle(f *testing.F) {
 }
 
 func BenchmarkHandle(b *testing.B) {
-	c := &Collector{Dir: b.TempDir(), Loc: time.UTC, Window: -1, Logger: slog.New(slog.DiscardHandler)}
+	c := &Collector{Dir: b.TempDir(), Loc: time.UTC, MaxAge: -1, MaxAhead: -1, Logger: slog.New(slog.DiscardHandler)}
 	defer c.Close()
 	d := []byte("1786094062 " + line + "\n")
 	b.ReportAllocs()

@@ -63,7 +63,7 @@ func rejected(reason string) func(Stats) uint64 {
 }
 
 func readErrors(st Stats) uint64   { return st.ReadErrors }
-func idleTimeouts(st Stats) uint64 { return st.IdleTimeouts }
+func idleTimeouts(st Stats) uint64 { return st.Rejected[ReasonIdle] }
 
 func hmacFirst(t *testing.T, mode string, store Store, dump func() string) {
 	ctx := context.Background()
