@@ -1,0 +1,5 @@
+//go:build !race
+
+package d4server
+
+const raceEnabled = false
