@@ -449,3 +449,41 @@ func TestReplayRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestUnroutedLines: lines no queue receives are never counted as stored.
+// By default the frame is held until a queue is registered, then stored;
+// with DropUnrouted they are dropped and counted.
+func TestUnroutedLines(t *testing.T) {
+	ctx := context.Background()
+	for _, drop := range []bool{false, true} {
+		t.Run(fmt.Sprint("drop=", drop), func(t *testing.T) {
+			store := NewMemStore(0)
+			ts := startServer(t, Config{Store: store, Mode: ModeSharedSecret, DefaultKey: goodKey, DropUnrouted: drop})
+			s := dialSensor(t, ts, goodUUID, goodKey)
+			s.send(d4.TypeMeta, `{"type":"maltrail"}`)
+			s.send(d4.TypeExtended, "nobody listens\n")
+			waitUntil(t, func() bool { return ts.Stats().Unrouted == 1 })
+			if st := ts.Stats(); st.Lines != 0 {
+				t.Fatalf("unrouted lines counted as stored: %+v", st)
+			}
+			must(store.RegisterQueue(ctx, "maltrail", testQueue, ""))
+			s.send(d4.TypeExtended, "now routed\n")
+			want := []string{"nobody listens", "now routed"}
+			if drop {
+				want = want[1:]
+				if n := ts.Stats().UnroutedDropped; n != 1 {
+					t.Fatalf("UnroutedDropped = %d", n)
+				}
+			}
+			q := newPopper(store.Queue("maltrail", testQueue))
+			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			for _, w := range want {
+				if v := must(q.Pop(pctx)); v != w {
+					t.Fatalf("queue gave %q, want %q", v, w)
+				}
+			}
+			waitUntil(t, func() bool { return ts.Stats().Lines == uint64(len(want)) })
+		})
+	}
+}

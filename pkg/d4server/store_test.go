@@ -420,3 +420,36 @@ func TestRedisQueueRetryIsIdempotent(t *testing.T) {
 		t.Fatalf("next batch %q", got)
 	}
 }
+
+// TestRegistrationRestored: a Redis emptied under the server (FLUSHALL, as
+// an empty restart) has the start keys and the known queues written again
+// at the next route refresh, so lines keep reaching the queue; a
+// description is never overwritten, and an admin's removal of one queue
+// (Redis otherwise intact) is respected.
+func TestRegistrationRestored(t *testing.T) {
+	ctx := context.Background()
+	s, meta, an := newRedisStore(t)
+	noErr(t, s.Init(ctx))
+	must(s.RegisterQueue(ctx, "maltrail", testQueue, "made in d4-core's UI"))
+	must(s.RegisterQueue(ctx, "maltrail", testQueue, "xtrail export"))
+	if d := must(meta.HGet(ctx, "analyzer:"+testQueue, "description").Result()); d != "made in d4-core's UI" {
+		t.Fatalf("description overwritten: %q", d)
+	}
+	noErr(t, meta.FlushAll(ctx).Err())
+	time.Sleep(routeTTL + 50*time.Millisecond)
+	if n := must(s.PushLines(ctx, "maltrail", testSensor, [][]byte{[]byte("after")})); n != 1 {
+		t.Fatalf("PushLines after the flush reached %d queues", n)
+	}
+	if s.Restores() != 1 || !must(meta.SIsMember(ctx, "analyzer:254:maltrail", testQueue).Result()) {
+		t.Fatalf("restores %d; queue registered again: %v", s.Restores(), meta.SIsMember(ctx, "analyzer:254:maltrail", testQueue).Val())
+	}
+	if got := an.LRange(ctx, "analyzer:maltrail:"+testQueue, 0, -1).Val(); !slices.Equal(got, []string{"after"}) {
+		t.Fatalf("queue = %q", got)
+	}
+	// An admin removes the queue; Redis keeps its data: not restored.
+	noErr(t, meta.SRem(ctx, "analyzer:254:maltrail", testQueue).Err())
+	time.Sleep(routeTTL + 50*time.Millisecond)
+	if n := must(s.PushLines(ctx, "maltrail", testSensor, [][]byte{[]byte("unrouted")})); n != 0 || s.Restores() != 1 {
+		t.Fatalf("a removed queue came back: %d queues, %d restores", n, s.Restores())
+	}
+}
