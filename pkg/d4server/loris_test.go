@@ -167,6 +167,9 @@ func TestSlowLorisMemory(t *testing.T) {
 	second := sample(6 * time.Second)
 	stop()
 	wg.Wait()
+	// The last frames may still sit in the server's socket buffer: let it
+	// read them before it stops.
+	time.Sleep(time.Second)
 	_ = stdin.Close()
 	var st Stats
 	for out.Scan() {
