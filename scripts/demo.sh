@@ -100,6 +100,7 @@ D4_SERVER 127.0.0.1:$D4_PORT
 D4_UUID $uuid
 D4_KEY $key
 D4_CA $T/pki/ca.crt
+D4_SPOOL_DIR $T/spool
 XDP_ACTION drop
 XDP_PIN_DIR $PIN
 CONF

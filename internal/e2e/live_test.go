@@ -107,11 +107,13 @@ func TestLiveNames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client, err := d4.NewClient(d4.ClientConfig{Addr: ln.Addr().String(), UUID: id, Key: key,
-		TLS: &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}, FlushEvery: 10 * time.Millisecond})
+	client, err := d4.NewClient(d4.ClientConfig{Servers: []string{ln.Addr().String()}, UUID: id, Key: key,
+		Spool: d4.SpoolConfig{Dir: filepath.Join(tmp, "spool")},
+		TLS:   &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}, FlushEvery: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer client.Close() // after the sensor (deferred below) stopped its Run
 	trailsFile := filepath.Join(tmp, "trails.csv")
 	if err := os.WriteFile(trailsFile, []byte(nameTrails), 0o644); err != nil {
 		t.Fatal(err)

@@ -28,6 +28,12 @@ const (
 	AckRejected = 2
 )
 
+// CloseRejected is the QUIC application error code of a connection the
+// server closes after an AckRejected record; the reason string says why.
+// A client that sees it without the record (the close overtook it) treats
+// it the same way.
+const CloseRejected = 0x2
+
 var ackMagic = [4]byte{'D', '4', 'A', 'K'}
 
 // Ack is a decoded acknowledgement record.

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -18,107 +17,141 @@ import (
 
 // Client defaults and fixed timeouts.
 const (
-	DefaultQueueSize  = 65536
-	DefaultFlushEvery = 100 * time.Millisecond
+	DefaultFlushEvery = 10 * time.Millisecond
 	DefaultBackoff    = 250 * time.Millisecond
+	DefaultKeepAlive  = 10 * time.Second
 	// DefaultMaxFrame keeps header+payload within one TLS record (16384
 	// plaintext bytes), so every frame reaches the server in one piece: the
 	// reference server stalls on a trailing fragment shorter than a header
 	// (spec §3.1).
 	DefaultMaxFrame = 16384 - HeaderSize
 
-	maxBackoff    = 30 * time.Second
-	dialTimeout   = 10 * time.Second // TCP connect + TLS handshake
-	writeTimeout  = 30 * time.Second // a server that stops reading is a lost connection
-	shutdownGrace = 5 * time.Second  // best-effort flush budget once ctx is done
-	// A connection that lived this long was healthy: the next failure
-	// starts again from the initial backoff instead of the last one.
-	healthyAfter = maxBackoff
+	// A sensor retries at least this often, so it finds a restarted
+	// server again within 30 s.
+	maxBackoff    = 10 * time.Second
+	dialTimeout   = 10 * time.Second // TCP connect + TLS handshake, or the QUIC handshake
+	shutdownGrace = 2 * time.Second  // on shutdown, how long frames in flight may wait for their ack
+	// A connection that lived this long, or delivered lines, was healthy:
+	// the next failure starts again from the initial backoff.
+	healthyAfter = 30 * time.Second
+	// maxInflight bounds the bytes of frames written but not yet
+	// delivered: what a lost connection makes the client send again.
+	maxInflight = 8 << 20
 )
 
 // ClientConfig configures a Client. Zero values take the defaults above.
 type ClientConfig struct {
-	Addr       string        // host:port of the D4 server
+	// Servers are host:port entries: the client uses the first, and
+	// fails over to the next when a connection cannot be made.
+	Servers    []string
+	Transport  string        // TransportTLS (default) or TransportQUIC
 	UUID       UUID          // sensor uuid; must be version 4 (the server drops others)
 	Key        []byte        // HMAC key, verbatim
 	MetaType   string        // meta type sent as {"type":MetaType} on every (re)connect; default "maltrail"
-	TLS        *tls.Config   // required; the server is verified unless the caller opts out in it
-	QueueSize  int           // bounded queue of lines; when full, new lines are dropped and counted
+	TLS        *tls.Config   // required; an empty ServerName means the host of each server entry
+	Spool      SpoolConfig   // required: Spool.Dir
 	MaxFrame   int           // max payload of a 254 frame, whole lines only (≤ MaxPayload)
-	FlushEvery time.Duration // max time a line waits in a partly filled frame
-	Backoff    time.Duration // initial reconnect delay; doubles up to 30 s, with jitter
-	Logger     *slog.Logger
-	Now        func() time.Time // frame timestamps; time.Now by default (tests override)
+	FlushEvery time.Duration // max time a line waits for a partly filled frame
+	Backoff    time.Duration // initial reconnect delay; doubles up to 10 s, with jitter
+	// KeepAlive is the longest a connection stays silent: an idle client
+	// sends an empty type-254 frame (no line; d4-core ignores it), and
+	// QUIC keep-alives run at this period. A server silent for three
+	// periods is given up.
+	KeepAlive time.Duration
+	Logger    *slog.Logger
+	Now       func() time.Time // frame timestamps; time.Now by default (tests override)
 }
 
-// ClientStats is a snapshot of a Client's counters. All but Pending are
-// cumulative since NewClient.
+// ClientStats is a snapshot of a Client's counters, cumulative since
+// NewClient except Pending.
 type ClientStats struct {
-	Queued      uint64 // lines accepted by Send
-	Sent        uint64 // lines in 254 frames whose Write returned success
-	Frames      uint64 // 254 frames written successfully (meta frames excluded)
-	Dropped     uint64 // lines refused by Send: queue full or longer than MaxPayload
-	Reconnects  uint64 // connections established after the first one
-	WriteErrors uint64 // failed writes; each one ends a connection
-	DialErrors  uint64 // failed connection attempts (TCP or TLS)
-	Pending     uint64 // lines accepted but not yet written (queue + current batch)
+	Spooled       uint64 // lines Send handed to the spool
+	Sent          uint64 // lines in 254 frames written; a line sent again after a lost connection counts again
+	Frames        uint64 // 254 frames with lines written (heartbeats and meta frames excluded)
+	Acked         uint64 // lines delivered and removed from the spool: acknowledged (QUIC) or received by the server's TCP (TLS)
+	Dropped       uint64 // lines Send refused: longer than MaxPayload or the spool, or the disk failed
+	DroppedOldest uint64 // lines deleted unacknowledged from a full spool, the oldest first
+	Pending       uint64 // lines in the spool not yet acknowledged (including those of earlier runs)
+	Recovered     uint64 // lines found in the spool at start, left by an earlier run
+	Reconnects    uint64 // connections established after the first one
+	Failovers     uint64 // moves to the next server entry after a failure
+	DialErrors    uint64 // failed connection attempts
+	WriteErrors   uint64 // failed frame writes; each one ends a connection
+	Rejected      uint64 // connections the server ended by rejecting a frame (QUIC)
 }
 
 // Client ships newline-terminated lines (Maltrail datagrams) to a D4
-// server as one type-2 meta header followed by type-254 frames, over TLS.
+// server as one type-2 meta header followed by type-254 frames, over TLS or
+// QUIC. Send hands each line to an on-disk spool; Run reads the spool, oldest
+// first, and removes lines only once they are delivered:
 //
-// Delivery is at-least-once only up to the socket: a batch whose Write
-// fails is kept and resent after reconnecting, but TLS over TCP gives no
-// application acknowledgement and the D4 server never replies, so a batch
-// whose Write succeeded can still be lost if the server or the connection
-// dies before the server stored it. Acknowledged delivery needs the QUIC
-// transport, where the server returns acks.
+//   - over QUIC, once the server acknowledged the frame that carried them,
+//     which it does after storing its lines;
+//   - over TLS, which has no acknowledgement, once the server's TCP
+//     acknowledged the frame's last byte. A server that crashes loses
+//     what its kernel received but the process had not stored yet: at most
+//     its socket receive buffer and the frame it was storing.
+//
+// Lines written on a connection that dies before delivery are sent again on
+// the next one (after the meta header), so delivery is at least once: a line
+// stored by a server that died before acknowledging it arrives twice.
 type Client struct {
-	cfg    ClientConfig
-	meta   []byte // type-2 payload
-	queue  chan []byte
-	log    *slog.Logger
-	now    func() time.Time
-	dialFn func(ctx context.Context) (net.Conn, error) // tests replace it
+	cfg         ClientConfig
+	meta        []byte // type-2 payload
+	spool       *Spool
+	log         *slog.Logger
+	now         func() time.Time
+	dial        func(ctx context.Context, addr string) (link, error) // tests replace it
+	warnBuffers func(error)
 
 	running  atomic.Bool
-	dropping atomic.Bool // true while Send is dropping, to log only the first drop
+	dropping atomic.Bool // true while Send refuses lines, to log only the first
+	// for Drain: connected now; every server failed since the last connection
+	connected, roundFailed atomic.Bool
 
-	queued, sent, frames, dropped    atomic.Uint64
-	reconnects, writeErrors, dialErr atomic.Uint64
-	held                             atomic.Int64 // lines in batch + carry, owned by Run
+	sent, frames, acked, tooLong                atomic.Uint64
+	reconnects, failovers, writeErrors, dialErr atomic.Uint64
+	rejected                                    atomic.Uint64
 
 	// State below is touched only by the goroutine inside Run.
-	signer     *Signer
-	buf        []byte // frame being written
-	batch      []byte // payload of whole lines taken from the queue, not yet written
-	batchLines int
-	carry      []byte    // a line taken from the queue that did not fit in batch
-	flushAt    time.Time // when the oldest line in batch must leave
+	signer *Signer
+	buf    []byte // frame being written
+	batch  []byte // payload read from the spool
 }
 
-// NewClient validates cfg and returns a Client; nothing happens on the
-// network until Run.
+// NewClient validates cfg and opens the spool; nothing happens on the
+// network until Run. Close releases the spool.
 func NewClient(cfg ClientConfig) (*Client, error) {
 	switch {
-	case cfg.Addr == "":
-		return nil, errors.New("d4 client: empty server address")
+	case len(cfg.Servers) == 0:
+		return nil, errors.New("d4 client: no server address")
 	case !cfg.UUID.IsV4():
 		return nil, fmt.Errorf("d4 client: uuid %s is not version 4; the server would drop every frame", cfg.UUID)
 	case len(cfg.Key) == 0:
 		return nil, errors.New("d4 client: empty HMAC key")
 	case cfg.TLS == nil:
 		return nil, errors.New("d4 client: no TLS config (refusing to send in clear text)")
-	case cfg.QueueSize < 0, cfg.MaxFrame < 0, cfg.FlushEvery < 0, cfg.Backoff < 0:
+	case cfg.MaxFrame < 0, cfg.FlushEvery < 0, cfg.Backoff < 0, cfg.KeepAlive < 0:
 		return nil, errors.New("d4 client: negative size or duration in config")
 	case cfg.MaxFrame > MaxPayload:
 		return nil, fmt.Errorf("d4 client: MaxFrame %d above the server limit %d", cfg.MaxFrame, MaxPayload)
+	case cfg.KeepAlive > 0 && cfg.KeepAlive < time.Second:
+		return nil, errors.New("d4 client: keep-alive period under a second")
+	}
+	for _, a := range cfg.Servers {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return nil, fmt.Errorf("d4 client: server %q: %w", a, err)
+		}
+	}
+	switch cfg.Transport {
+	case "":
+		cfg.Transport = TransportTLS
+	case TransportTLS, TransportQUIC:
+	default:
+		return nil, fmt.Errorf("d4 client: transport %q: want %s or %s", cfg.Transport, TransportTLS, TransportQUIC)
 	}
 	if cfg.MetaType == "" {
 		cfg.MetaType = "maltrail"
-	}
-	if cfg.QueueSize == 0 {
-		cfg.QueueSize = DefaultQueueSize
 	}
 	if cfg.MaxFrame == 0 {
 		cfg.MaxFrame = DefaultMaxFrame
@@ -128,6 +161,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	if cfg.Backoff == 0 {
 		cfg.Backoff = DefaultBackoff
+	}
+	if cfg.KeepAlive == 0 {
+		cfg.KeepAlive = DefaultKeepAlive
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -142,140 +178,210 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("d4 client: encoding meta header: %w", err)
 	}
+	if cfg.Spool.Logger == nil {
+		cfg.Spool.Logger = cfg.Logger
+	}
+	spool, err := OpenSpool(cfg.Spool)
+	if err != nil {
+		return nil, err
+	}
 
 	// Go's crypto/tls starts connections with small records (dynamic record
 	// sizing); disabling it keeps a frame of up to 16 KiB in one record.
 	// Clone so the caller's config is never modified.
 	tc := cfg.TLS.Clone()
 	tc.DynamicRecordSizingDisabled = true
-
+	if cfg.Transport == TransportQUIC {
+		tc.NextProtos = []string{ALPN}
+	}
+	log := cfg.Logger.With("uuid", cfg.UUID.String(), "transport", cfg.Transport)
 	c := &Client{
-		cfg:    cfg,
-		meta:   meta,
-		queue:  make(chan []byte, cfg.QueueSize),
-		log:    cfg.Logger.With("d4_server", cfg.Addr, "uuid", cfg.UUID.String()),
-		now:    cfg.Now,
-		signer: NewSigner(cfg.Key),
-		buf:    make([]byte, 0, HeaderSize+cfg.MaxFrame),
-		batch:  make([]byte, 0, cfg.MaxFrame),
+		cfg:         cfg,
+		meta:        meta,
+		spool:       spool,
+		log:         log,
+		now:         cfg.Now,
+		warnBuffers: BufferWarner(log),
+		signer:      NewSigner(cfg.Key),
+		buf:         make([]byte, 0, HeaderSize+cfg.MaxFrame),
+		batch:       make([]byte, 0, cfg.MaxFrame),
 	}
-	d := &tls.Dialer{
-		NetDialer: &net.Dialer{
-			Timeout: dialTimeout,
-			// The server never writes, so keepalive is how a dead peer on an
-			// idle connection is noticed at all.
-			KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: 10 * time.Second, Count: 3},
-		},
-		Config: tc,
+	c.dial = func(ctx context.Context, addr string) (link, error) {
+		conf := tc
+		if conf.ServerName == "" {
+			host, _, _ := net.SplitHostPort(addr)
+			conf = tc.Clone()
+			conf.ServerName = host
+		}
+		if cfg.Transport == TransportQUIC {
+			return dialQUIC(ctx, addr, conf, cfg.KeepAlive, c.warnBuffers)
+		}
+		return dialTLS(ctx, addr, conf, cfg.KeepAlive)
 	}
-	c.dialFn = func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", cfg.Addr) }
 	return c, nil
 }
 
-// Send queues a copy of line without blocking. line should be one whole
-// Maltrail datagram ending in '\n'; a missing final '\n' is added so lines
-// can never run together on the server. It returns false, and counts the
-// line as dropped, when the queue is full or the line exceeds MaxPayload.
-// An empty line is ignored (the server would drop it) and returns true.
-// Send is safe for concurrent use.
+// Send hands a copy of line to the spool without waiting for the network.
+// line should be one whole Maltrail datagram ending in '\n'; a missing final
+// '\n' is added so lines can never run together on the server. It returns
+// false, and counts the line as dropped, when the line exceeds MaxPayload or
+// the spool refuses it (disk error). An empty line is ignored and returns
+// true. Send is safe for concurrent use.
 func (c *Client) Send(line []byte) bool {
 	n := len(line)
 	if n == 0 {
 		return true
 	}
-	size := n
 	if line[n-1] != '\n' {
-		size++
+		n++
 	}
-	if size > MaxPayload {
-		c.dropped.Add(1)
-		c.log.Warn("d4: line longer than the server's frame limit dropped", "bytes", size, "max", MaxPayload)
+	if n > MaxPayload {
+		c.tooLong.Add(1)
+		c.log.Warn("d4: line longer than the server's frame limit dropped", "bytes", n, "max", MaxPayload)
 		return false
 	}
-	l := make([]byte, size)
-	copy(l, line)
-	l[size-1] = '\n'
-	select {
-	case c.queue <- l:
-		c.queued.Add(1)
-		if c.dropping.Load() && c.dropping.CompareAndSwap(true, false) {
-			c.log.Info("d4: queue accepts lines again", "dropped_total", c.dropped.Load())
-		}
-		return true
-	default:
-		c.dropped.Add(1)
+	if err := c.spool.Append(line); err != nil {
 		if c.dropping.CompareAndSwap(false, true) {
-			c.log.Warn("d4: queue full, dropping lines", "queue_size", c.cfg.QueueSize)
+			c.log.Warn("d4: the spool refuses lines; dropping them", "spool", c.spool.Dir(), "err", err)
 		}
 		return false
 	}
+	if c.dropping.Load() && c.dropping.CompareAndSwap(true, false) {
+		c.log.Info("d4: the spool accepts lines again", "refused_total", c.spool.Stats().Refused)
+	}
+	return true
 }
 
 // Stats returns a snapshot of the counters; safe for concurrent use.
 func (c *Client) Stats() ClientStats {
+	ss := c.spool.Stats()
 	return ClientStats{
-		Queued:      c.queued.Load(),
-		Sent:        c.sent.Load(),
-		Frames:      c.frames.Load(),
-		Dropped:     c.dropped.Load(),
-		Reconnects:  c.reconnects.Load(),
-		WriteErrors: c.writeErrors.Load(),
-		DialErrors:  c.dialErr.Load(),
-		Pending:     uint64(len(c.queue)) + uint64(max(c.held.Load(), 0)),
+		Spooled:       ss.Spooled,
+		Sent:          c.sent.Load(),
+		Frames:        c.frames.Load(),
+		Acked:         c.acked.Load(),
+		Dropped:       c.tooLong.Load() + ss.Refused,
+		DroppedOldest: ss.Dropped,
+		Pending:       ss.Pending,
+		Recovered:     ss.Recovered,
+		Reconnects:    c.reconnects.Load(),
+		Failovers:     c.failovers.Load(),
+		DialErrors:    c.dialErr.Load(),
+		WriteErrors:   c.writeErrors.Load(),
+		Rejected:      c.rejected.Load(),
 	}
 }
 
-// Run connects, sends the meta header, then streams queued lines, and
-// reconnects with backoff after any failure, until ctx is done. On
-// cancellation it flushes what it can within a few seconds over the
-// current connection (if any), closes it and returns nil. Every goroutine it
-// starts has ended when it returns. Only one Run may be active at a time.
+// SpoolDir is the directory of the client's spool.
+func (c *Client) SpoolDir() string { return c.spool.Dir() }
+
+// Close syncs and releases the spool. Call it after Run has returned; lines
+// not yet delivered stay in the spool for the next run.
+func (c *Client) Close() error { return c.spool.Close() }
+
+// Run connects, sends the meta header, then streams spooled lines, and
+// reconnects after any failure (next server entry on a failed connection
+// attempt, with backoff once all failed), until ctx is done. On
+// cancellation it waits briefly for the acknowledgement of frames in flight,
+// then closes the connection and returns nil; undelivered lines stay in the
+// spool. Only one Run may be active at a time.
 func (c *Client) Run(ctx context.Context) error {
 	if !c.running.CompareAndSwap(false, true) {
 		return errors.New("d4 client: Run is already active")
 	}
 	defer c.running.Store(false)
 
+	servers := c.cfg.Servers
 	backoff := c.cfg.Backoff
+	idx, failed := 0, 0
 	connected := false
 	for ctx.Err() == nil {
-		conn, err := c.dialFn(ctx)
+		addr := servers[idx]
+		l, err := c.dial(ctx, addr)
 		if err != nil {
 			if ctx.Err() != nil {
 				break
 			}
 			c.dialErr.Add(1)
-			c.log.Warn("d4: connect failed", "err", err, "retry_in", backoff)
-		} else {
-			if connected {
-				c.reconnects.Add(1)
+			c.log.Warn("d4: connect failed", "server", addr, "err", err)
+			if failed++; failed < len(servers) {
+				idx = (idx + 1) % len(servers)
+				c.failovers.Add(1)
+				c.log.Warn("d4: failing over to the next server", "server", servers[idx])
+				continue
 			}
-			connected = true
-			c.log.Info("d4: connected", "remote", conn.RemoteAddr().String())
-			start := time.Now()
-			err = c.session(ctx, conn)
-			if ctx.Err() != nil {
-				if err != nil {
-					c.log.Warn("d4: flush on shutdown failed", "err", err)
-				}
+			// Every entry failed: wait, then start again from the first.
+			c.roundFailed.Store(true)
+			idx, failed = 0, 0
+			c.log.Warn("d4: no server reachable; lines wait in the spool", "pending", c.spool.Stats().Pending, "retry_in", backoff)
+			if ctxtime.Sleep(ctx, jitter(backoff)) != nil {
 				break
 			}
-			if time.Since(start) >= healthyAfter {
-				backoff = c.cfg.Backoff
+			backoff = min(2*backoff, maxBackoff)
+			continue
+		}
+		failed = 0
+		if connected {
+			c.reconnects.Add(1)
+		}
+		connected = true
+		c.connected.Store(true)
+		c.roundFailed.Store(false)
+		c.log.Info("d4: connected", "server", addr, "remote", l.remote())
+		start := time.Now()
+		delivered, err := c.session(ctx, l)
+		l.close()
+		c.connected.Store(false)
+		if ctx.Err() != nil {
+			if err != nil {
+				c.log.Debug("d4: connection ended on shutdown", "err", err)
 			}
-			c.log.Warn("d4: connection lost", "err", err, "unsent_lines", c.Stats().Pending, "retry_in", backoff)
+			break
+		}
+		if delivered || time.Since(start) >= healthyAfter {
+			backoff = c.cfg.Backoff
+		}
+		var rej *RejectedError
+		if errors.As(err, &rej) {
+			c.rejected.Add(1)
+			c.log.Error("d4: the server rejected the sensor's frames; they stay in the spool", "server", addr, "reason", rej.Reason, "retry_in", backoff)
+			if len(servers) > 1 { // another server may take them
+				idx = (idx + 1) % len(servers)
+				c.failovers.Add(1)
+			}
+		} else {
+			c.log.Warn("d4: connection lost", "server", addr, "err", err, "pending", c.spool.Stats().Pending, "retry_in", backoff)
 		}
 		if ctxtime.Sleep(ctx, jitter(backoff)) != nil {
 			break
 		}
 		backoff = min(2*backoff, maxBackoff)
 	}
-	if p := c.Stats().Pending; p > 0 {
-		c.log.Warn("d4: stopped with unsent lines", "lines", p)
+	if p := c.spool.Stats().Pending; p > 0 {
+		c.log.Warn("d4: stopped; lines wait in the spool for the next run", "lines", p, "spool", c.spool.Dir())
 	} else {
 		c.log.Info("d4: stopped")
 	}
 	return nil
+}
+
+// Drain waits until every spooled line is delivered, ctx is done, or no
+// server could be reached since the last connection, and returns the number
+// of lines still waiting in the spool. A replay calls it before it stops Run.
+func (c *Client) Drain(ctx context.Context) uint64 {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		p := c.spool.Stats().Pending
+		if p == 0 || (!c.connected.Load() && c.roundFailed.Load()) {
+			return p
+		}
+		select {
+		case <-ctx.Done():
+			return p
+		case <-t.C:
+		}
+	}
 }
 
 // jitter returns a delay in [d/2, d], so that sensors cut off together do
@@ -287,206 +393,145 @@ func jitter(d time.Duration) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-// connWriter serialises write deadlines between the session loop and the
-// cancellation callback, so that a cancel can shorten a write in progress
-// and no later deadline overrides it.
-type connWriter struct {
-	conn       net.Conn
-	mu         sync.Mutex
-	shutdownAt time.Time // zero until ctx is done
+// flight is a frame written and not yet delivered.
+type flight struct {
+	frame uint64 // its number on the link, from 1
+	end   Pos    // spool position after its lines
+	lines int    // 0 for the meta header and heartbeats
+	bytes int
 }
 
-func (w *connWriter) setDeadline() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	d := time.Now().Add(writeTimeout)
-	if !w.shutdownAt.IsZero() && w.shutdownAt.Before(d) {
-		d = w.shutdownAt
+// session runs one connection until it fails or ctx is done. It reports
+// whether any line was delivered on it. Lines not delivered stay in the
+// spool, and the next session reads them again.
+func (c *Client) session(ctx context.Context, l link) (delivered bool, err error) {
+	stop := context.AfterFunc(ctx, l.abort)
+	defer stop()
+	c.spool.Rewind()
+	var (
+		inflight      []flight
+		inflightBytes int
+		frames        uint64
+		lastWrite     time.Time
+		flushAt       time.Time
+	)
+	write := func(typ uint8, payload []byte, end Pos, lines int) error {
+		c.buf = c.signer.AppendFrame(c.buf[:0], typ, c.cfg.UUID, uint64(c.now().Unix()), payload)
+		if err := l.write(c.buf); err != nil {
+			c.writeErrors.Add(1)
+			if _, ferr := l.done(); ferr != nil {
+				return ferr // why the link failed says more than the write
+			}
+			return fmt.Errorf("d4: writing a type %d frame of %d bytes: %w", typ, len(c.buf), err)
+		}
+		if cap(c.buf) > 4*(HeaderSize+c.cfg.MaxFrame) {
+			c.buf = make([]byte, 0, HeaderSize+c.cfg.MaxFrame) // a huge line grew it
+		}
+		frames++
+		lastWrite = time.Now()
+		inflight = append(inflight, flight{frame: frames, end: end, lines: lines, bytes: HeaderSize + len(payload)})
+		inflightBytes += HeaderSize + len(payload)
+		return nil
 	}
-	_ = w.conn.SetWriteDeadline(d) // an error here resurfaces on Write
-}
-
-func (w *connWriter) shutdown() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.shutdownAt = time.Now().Add(shutdownGrace)
-	_ = w.conn.SetWriteDeadline(w.shutdownAt)
-}
-
-// session runs one connection until a write fails, the peer closes it, or
-// ctx is done (then it flushes). It always closes conn and waits for the
-// goroutines it started. Lines not confirmed written stay in c.batch and
-// c.carry for the next session.
-func (c *Client) session(ctx context.Context, conn net.Conn) error {
-	w := &connWriter{conn: conn}
-
-	// The server never sends application data, so a finished Read means
-	// the peer closed or reset the connection. Watching for it lets us stop
-	// writing into a dead socket sooner than the next failing Write would.
-	peerGone := make(chan error, 1)
-	go func() {
-		var b [256]byte
-		for {
-			if _, err := conn.Read(b[:]); err != nil {
-				peerGone <- err
-				return
+	collect := func() error {
+		n, ferr := l.done()
+		for len(inflight) > 0 && inflight[0].frame <= n {
+			f := inflight[0]
+			inflight = inflight[1:]
+			inflightBytes -= f.bytes
+			if f.lines > 0 {
+				c.spool.Ack(f.end, f.lines)
+				c.acked.Add(uint64(f.lines))
+				delivered = true
 			}
 		}
-	}()
-	cbDone := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
-		defer close(cbDone)
-		w.shutdown()
-	})
-	defer func() {
-		if !stop() {
-			<-cbDone
-		}
-		conn.Close() // unblocks the reader
-		if peerGone != nil {
-			<-peerGone
-		}
-	}()
-
-	// Check the peer before each write; consuming peerGone marks it so the
-	// deferred cleanup does not wait for a second value.
-	lost := func() error {
-		select {
-		case err := <-peerGone:
-			peerGone = nil
-			return fmt.Errorf("d4: server closed the connection: %w", err)
-		default:
-			return nil
-		}
+		return ferr
 	}
 
-	if err := c.writeFrame(w, TypeMeta, c.meta); err != nil {
-		return err
+	if err := write(TypeMeta, c.meta, Pos{}, 0); err != nil {
+		return false, err
 	}
-
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
 	for {
-		if ctx.Err() != nil {
-			return c.drain(w)
+		if err := collect(); err != nil {
+			return delivered, err
 		}
-		full := c.fill()
-		if len(c.batch) > 0 && (full || !time.Now().Before(c.flushAt)) {
-			if err := lost(); err != nil {
-				return err
+		if ctx.Err() != nil {
+			c.finish(l, &inflight, collect)
+			return delivered, nil
+		}
+		now := time.Now()
+		if inflightBytes < maxInflight {
+			if unread := c.spool.Unread(); unread == 0 {
+				flushAt = time.Time{}
+			} else {
+				if flushAt.IsZero() {
+					flushAt = now.Add(c.cfg.FlushEvery)
+				}
+				if unread >= int64(c.cfg.MaxFrame) || !now.Before(flushAt) {
+					b, err := c.spool.Next(c.batch, c.cfg.MaxFrame)
+					if err != nil {
+						return delivered, err
+					}
+					c.batch = b.Payload[:0]
+					if b.Lines > 0 {
+						if err := write(TypeExtended, b.Payload, b.End, b.Lines); err != nil {
+							return delivered, err
+						}
+						c.frames.Add(1)
+						c.sent.Add(uint64(b.Lines))
+					}
+					continue
+				}
 			}
-			if err := c.writeBatch(w); err != nil {
-				return err
+		}
+		if now.Sub(lastWrite) >= c.cfg.KeepAlive {
+			// An empty 254 frame: the server resets its idle timer and
+			// stores nothing, and a dead server shows up as a failed
+			// delivery rather than as silence.
+			if err := write(TypeExtended, nil, Pos{}, 0); err != nil {
+				return delivered, err
 			}
 			continue
 		}
-		var tc <-chan time.Time
-		if len(c.batch) > 0 {
-			timer.Reset(time.Until(c.flushAt))
-			tc = timer.C
+		wait := lastWrite.Add(c.cfg.KeepAlive).Sub(now)
+		if !flushAt.IsZero() && inflightBytes < maxInflight {
+			wait = min(wait, flushAt.Sub(now))
 		}
+		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
-			timer.Stop()
-			return c.drain(w)
-		case err := <-peerGone:
-			peerGone = nil
-			return fmt.Errorf("d4: server closed the connection: %w", err)
-		case l := <-c.queue:
-			c.held.Add(1)
-			c.carry = l // fill puts it in the batch (or starts a new one)
-		case <-tc:
+		case <-l.wake():
+		case <-c.spool.Notify():
+		case <-timer.C:
 		}
 		timer.Stop()
 	}
 }
 
-// drain writes everything queued right now, best effort, after ctx is done.
-func (c *Client) drain(w *connWriter) error {
-	for {
-		c.fill()
-		if len(c.batch) == 0 {
-			return nil
-		}
-		if err := c.writeBatch(w); err != nil {
-			return err
-		}
-	}
-}
-
-// fill moves lines from the carry slot and the queue into the batch
-// without blocking. It reports true when the batch must be written now:
-// it reached MaxFrame, or the next line does not fit and waits in carry.
-func (c *Client) fill() bool {
-	if c.carry != nil {
-		if len(c.batch) > 0 && len(c.batch)+len(c.carry) > c.cfg.MaxFrame {
-			return true
-		}
-		l := c.carry
-		c.carry = nil
-		if c.add(l) {
-			return true
-		}
-	}
-	for {
-		select {
-		case l := <-c.queue:
-			c.held.Add(1)
-			if c.add(l) {
+// finish waits up to shutdownGrace for the delivery of lines in flight, so
+// a clean stop leaves fewer lines to send twice.
+func (c *Client) finish(l link, inflight *[]flight, collect func() error) {
+	waiting := func() bool {
+		for _, f := range *inflight {
+			if f.lines > 0 {
 				return true
 			}
-		default:
-			return false
+		}
+		return false
+	}
+	deadline := time.NewTimer(shutdownGrace)
+	defer deadline.Stop()
+	for waiting() {
+		select {
+		case <-deadline.C:
+			return
+		case <-l.wake():
+		}
+		if collect() != nil {
+			return
 		}
 	}
-}
-
-// add appends one line (already counted in held) to the batch, or parks it
-// in carry when it would push a non-empty batch past MaxFrame: frames carry
-// whole lines only, and a line longer than MaxFrame travels alone.
-func (c *Client) add(l []byte) (full bool) {
-	if len(c.batch) > 0 && len(c.batch)+len(l) > c.cfg.MaxFrame {
-		c.carry = l
-		return true
-	}
-	if len(c.batch) == 0 {
-		c.flushAt = time.Now().Add(c.cfg.FlushEvery)
-	}
-	c.batch = append(c.batch, l...)
-	c.batchLines++
-	return len(c.batch) >= c.cfg.MaxFrame
-}
-
-// writeBatch sends the batch as one 254 frame and forgets it on success.
-func (c *Client) writeBatch(w *connWriter) error {
-	if err := c.writeFrame(w, TypeExtended, c.batch); err != nil {
-		return err // the batch stays for the next connection
-	}
-	c.frames.Add(1)
-	c.sent.Add(uint64(c.batchLines))
-	c.held.Add(-int64(c.batchLines))
-	c.batchLines = 0
-	if cap(c.batch) > 4*c.cfg.MaxFrame {
-		// A huge single line grew the buffer; do not keep it forever.
-		c.batch = make([]byte, 0, c.cfg.MaxFrame)
-	} else {
-		c.batch = c.batch[:0]
-	}
-	return nil
-}
-
-// writeFrame signs payload as one frame and writes it in a single Write
-// call, so the server never sees a frame interleaved or split by us.
-func (c *Client) writeFrame(w *connWriter, typ uint8, payload []byte) error {
-	c.buf = c.signer.AppendFrame(c.buf[:0], typ, c.cfg.UUID, uint64(c.now().Unix()), payload)
-	w.setDeadline()
-	if _, err := w.conn.Write(c.buf); err != nil {
-		c.writeErrors.Add(1)
-		return fmt.Errorf("d4: writing type %d frame of %d bytes: %w", typ, len(c.buf), err)
-	}
-	if cap(c.buf) > 4*(HeaderSize+c.cfg.MaxFrame) {
-		c.buf = make([]byte, 0, HeaderSize+c.cfg.MaxFrame)
-	}
-	return nil
 }

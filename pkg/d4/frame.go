@@ -1,6 +1,8 @@
 // Package d4 implements the D4 protocol as spoken by d4-core's server:
 // the frame codec with its HMAC (frame.go), a streaming frame reader for
-// servers (reader.go) and the sensor-side TLS client (client.go).
+// servers (reader.go), xtrail's QUIC acknowledgement records (ack.go), and
+// the sensor side: an on-disk spool of event lines (spool.go) and the client
+// that delivers them over TLS or QUIC (client.go, link.go, pin.go).
 //
 // The wire format is specified in shared/spec/d4.md §1: a 62-byte header
 // (version, type, uuid, timestamp, hmac, size; integers little-endian)

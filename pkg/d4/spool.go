@@ -119,6 +119,7 @@ type Spool struct {
 	lastDrop  time.Time // for rate-limiting the drop log
 	unlogged  uint64    // lines dropped since the last drop log
 	closed    bool
+	scratch   []byte // a line plus its missing '\n'
 
 	// reader state, used by the sender goroutine only
 	rd   Pos
@@ -346,15 +347,21 @@ func (s *Spool) newSegment(id uint64) error {
 	return nil
 }
 
-// Append writes one or more whole lines (line must end in '\n') to the
-// spool. It never waits for the network; it fails only when the line is
-// larger than the spool or the disk refuses it, and then counts it as
-// Refused.
+// Append writes a line to the spool, adding the final '\n' when it is
+// missing, with one write(2). It never waits for the network; it fails only
+// when the line is larger than the spool or the disk refuses it, and then
+// counts it as Refused. An empty line is ignored.
 func (s *Spool) Append(line []byte) error {
-	n := int64(len(line))
+	if len(line) == 0 {
+		return nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.append(line, n); err != nil {
+	if line[len(line)-1] != '\n' {
+		s.scratch = append(append(s.scratch[:0], line...), '\n')
+		line = s.scratch
+	}
+	if err := s.append(line, int64(len(line))); err != nil {
 		s.st.Refused += uint64(max(bytes.Count(line, []byte{'\n'}), 1))
 		return err
 	}
@@ -369,8 +376,6 @@ func (s *Spool) append(line []byte, n int64) error {
 	switch {
 	case s.closed:
 		return errors.New("d4 spool: closed")
-	case n == 0 || line[n-1] != '\n':
-		return errors.New("d4 spool: a line must end in a newline")
 	case n > s.max:
 		return fmt.Errorf("%w (%d > %d bytes)", ErrSpoolLineTooLarge, n, s.max)
 	}
@@ -458,6 +463,19 @@ func (s *Spool) readable() (id uint64, off, n int64) {
 		// fully read: the next segment follows
 	}
 	return 0, 0, 0
+}
+
+// Unread is how many bytes wait after the reader.
+func (s *Spool) Unread() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id, _, n := s.readable()
+	for _, seg := range s.segs {
+		if seg.id > id {
+			n += seg.size
+		}
+	}
+	return max(n, 0)
 }
 
 // Next appends to dst[:0] the next whole lines after the reader, at most

@@ -124,7 +124,7 @@ func TestSpoolSurvivesRestart(t *testing.T) {
 	if st := s.Stats(); st.Recovered != 700 || st.Pending != 700 {
 		t.Fatalf("after restart %+v, want 700 recovered and pending", st)
 	}
-	s.Append(seqLine(1000))
+	s.Append(bytes.TrimSuffix(seqLine(1000), []byte("\n"))) // the '\n' is added
 	wantSeq(t, drainSpool(t, s, 4096, true), 300, 1001)
 }
 
@@ -265,10 +265,7 @@ func TestSpoolRefuses(t *testing.T) {
 	if err := s.Append(append(bytes.Repeat([]byte("x"), 9000), '\n')); err == nil {
 		t.Fatal("a line larger than the spool was accepted")
 	}
-	if err := s.Append([]byte("no newline")); err == nil {
-		t.Fatal("a line without a newline was accepted")
-	}
-	if st := s.Stats(); st.Refused != 2 || st.Pending != 0 {
+	if st := s.Stats(); st.Refused != 1 || st.Pending != 0 {
 		t.Fatalf("stats %+v", st)
 	}
 }

@@ -47,13 +47,20 @@ type Setup struct {
 
 // Configuration keys of xtrail's own, in maltrail.conf's format.
 const (
-	KeyD4Server       = "D4_SERVER"      // host:port of the xtrail/D4 server
-	KeyD4UUID         = "D4_UUID"        // this sensor's v4 UUID
-	KeyD4Key          = "D4_KEY"         // HMAC key (or D4_KEY_FILE)
-	KeyD4KeyFile      = "D4_KEY_FILE"    // file holding the HMAC key
-	KeyD4CA           = "D4_CA"          // CA certificate that signed the server's
-	KeyD4ServerName   = "D4_SERVER_NAME" // name to verify (default: the host of D4_SERVER)
+	KeyD4Server       = "D4_SERVER"        // host:port of the xtrail/D4 server; several, space-separated, for failover
+	KeyD4UUID         = "D4_UUID"          // this sensor's v4 UUID
+	KeyD4Key          = "D4_KEY"           // HMAC key (or D4_KEY_FILE)
+	KeyD4KeyFile      = "D4_KEY_FILE"      // file holding the HMAC key
+	KeyD4CA           = "D4_CA"            // CA certificate that signed the server's
+	KeyD4ServerSHA256 = "D4_SERVER_SHA256" // pinned SHA-256 fingerprint(s) of the server certificate
+	KeyD4ServerName   = "D4_SERVER_NAME"   // name to verify (default: the host of each D4_SERVER entry)
 	KeyD4NoVerify     = "DISABLE_D4_TLS_VERIFY"
+	KeyD4Transport    = "D4_TRANSPORT"      // tls (default) or quic
+	KeyD4SpoolDir     = "D4_SPOOL_DIR"      // on-disk spool of undelivered events
+	KeyD4SpoolMax     = "D4_SPOOL_MAX"      // bytes; the oldest events are dropped beyond
+	KeyD4KeepAlive    = "D4_KEEPALIVE"      // seconds an idle connection stays silent
+	KeyD4ReplayWait   = "D4_REPLAY_TIMEOUT" // seconds a replay waits for its events to be delivered
+	DefaultD4SpoolDir = "/var/lib/xtrail/spool"
 	KeyXDPMode        = "XDP_MODE"   // auto, native, generic
 	KeyXDPAction      = "XDP_ACTION" // pass, drop
 	KeyXDPPinDir      = "XDP_PIN_DIR"
@@ -67,6 +74,7 @@ const (
 // traffic to the host. A new key of those prefixes must be listed here.
 var ownKeys = []string{
 	KeyD4Server, KeyD4UUID, KeyD4Key, KeyD4KeyFile, KeyD4CA, KeyD4ServerName,
+	KeyD4ServerSHA256, KeyD4Transport, KeyD4SpoolDir, KeyD4SpoolMax, KeyD4KeepAlive, KeyD4ReplayWait,
 	KeyXDPMode, KeyXDPAction, KeyXDPPinDir, KeyXDPRingSize,
 	"SNAPLEN_DNS", "SNAPLEN_HTTP", "SNAPLEN_TLS", "SNAPLEN_QUIC",
 	"TRAILS_FEEDS", "TRAILS_FEED_DIR", // read by `xtrail trails update -c`
@@ -426,13 +434,19 @@ func (k keys) outputs(f Flags, o *Options, log *slog.Logger, h process) (_ []sin
 		sinks = append(sinks, us)
 	}
 	if addr := k.cfg.String(KeyD4Server, ""); addr != "" {
+		wait, err := k.integer(KeyD4ReplayWait, int(defaultReplayWait/time.Second), 1, 1<<31-1, "a positive number of seconds (default 60)")
+		if err != nil {
+			return nil, err
+		}
+		o.D4ReplayWait = time.Duration(wait) * time.Second
 		c, err := d4Client(k.cfg, addr, log)
 		if err != nil {
 			return nil, err
 		}
 		o.D4 = c
 		sinks = append(sinks, sink.NewD4(c))
-	} else if set := k.setOf(KeyD4UUID, KeyD4Key, KeyD4KeyFile, KeyD4CA, KeyD4ServerName); len(set) > 0 {
+	} else if set := k.setOf(KeyD4UUID, KeyD4Key, KeyD4KeyFile, KeyD4CA, KeyD4ServerName, KeyD4ServerSHA256,
+		KeyD4Transport, KeyD4SpoolDir, KeyD4SpoolMax, KeyD4KeepAlive, KeyD4ReplayWait); len(set) > 0 {
 		log.Warn("D4 keys are set but D4_SERVER is not: no D4 output", "keys", set)
 	}
 	remote, err := k.remoteOutputs(o, h)
@@ -515,7 +529,12 @@ func vanish(f *os.File) bool {
 	return err == nil && os.SameFile(st, null)
 }
 
-func d4Client(cfg *maltrail.Config, addr string, log *slog.Logger) (*d4.Client, error) {
+// defaultReplayWait is D4_REPLAY_TIMEOUT's default.
+const defaultReplayWait = time.Minute
+
+// d4Client builds the D4 client of D4_SERVER (one or more host:port
+// entries, space- or comma-separated) and opens its spool.
+func d4Client(cfg *maltrail.Config, servers string, log *slog.Logger) (*d4.Client, error) {
 	k := keys{cfg}
 	id, err := d4.ParseUUID(cfg.String(KeyD4UUID, ""))
 	if err != nil {
@@ -532,28 +551,81 @@ func d4Client(cfg *maltrail.Config, addr string, log *slog.Logger) (*d4.Client, 
 	if len(key) == 0 {
 		return nil, fmt.Errorf("sensor: %s needs %s or %s (a non-empty HMAC key)", KeyD4Server, KeyD4Key, KeyD4KeyFile)
 	}
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, k.wrap(KeyD4Server, fmt.Errorf("%w (want host:port)", err))
+	addrs := strings.FieldsFunc(servers, func(r rune) bool { return r == ' ' || r == '\t' || r == ',' })
+	for _, a := range addrs {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return nil, k.bad(KeyD4Server, servers, "host:port entries separated by spaces")
+		}
 	}
+	transport := strings.ToLower(cfg.String(KeyD4Transport, d4.TransportTLS))
+	if err := k.choice(KeyD4Transport, func(v string) error {
+		if v != "" && v != d4.TransportTLS && v != d4.TransportQUIC {
+			return errors.New("unknown transport")
+		}
+		return nil
+	}, "tls or quic"); err != nil {
+		return nil, err
+	}
+	tc, err := d4TLS(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	spoolMax, err := k.integer(KeyD4SpoolMax, d4.DefaultSpoolMax, 64<<10, 1<<62, "a number of bytes, at least 65536")
+	if err != nil {
+		return nil, err
+	}
+	keepAlive, err := k.integer(KeyD4KeepAlive, int(d4.DefaultKeepAlive/time.Second), 1, 3600, "1 to 3600 seconds")
+	if err != nil {
+		return nil, err
+	}
+	spoolDir := cfg.String(KeyD4SpoolDir, DefaultD4SpoolDir)
+	if spoolDir == "" {
+		spoolDir = DefaultD4SpoolDir
+	}
+	c, err := d4.NewClient(d4.ClientConfig{Servers: addrs, Transport: transport,
+		UUID: id, Key: key, MetaType: "maltrail", TLS: tc, KeepAlive: time.Duration(keepAlive) * time.Second, Logger: log,
+		Spool: d4.SpoolConfig{Dir: expandHome(spoolDir), Max: int64(spoolMax)}})
+	if err != nil {
+		return nil, k.at(KeyD4SpoolDir, fmt.Errorf("D4 client: %w", err))
+	}
+	return c, nil
+}
+
+// d4TLS is how the sensor authenticates the server: by default against the
+// system's CAs; D4_CA names the CA instead; D4_SERVER_SHA256 pins the
+// certificate (alone, or on top of D4_CA); DISABLE_D4_TLS_VERIFY turns
+// verification off, explicitly.
+func d4TLS(cfg *maltrail.Config, log *slog.Logger) (*tls.Config, error) {
+	k := keys{cfg}
 	noVerify, err := k.boolean(KeyD4NoVerify)
 	if err != nil {
 		return nil, err
 	}
-	tc := &tls.Config{ServerName: cfg.String(KeyD4ServerName, host), MinVersion: tls.VersionTLS12}
-	if ca, ok := cfg.Get(KeyD4CA); ok && ca != "" {
+	// An empty ServerName makes the client verify each D4_SERVER entry's host.
+	tc := &tls.Config{ServerName: cfg.String(KeyD4ServerName, ""), MinVersion: tls.VersionTLS12}
+	ca := cfg.String(KeyD4CA, "")
+	pins := cfg.String(KeyD4ServerSHA256, "")
+	if ca != "" {
 		if tc.RootCAs, err = certs.LoadPool(expandHome(ca)); err != nil {
 			return nil, k.wrap(KeyD4CA, err)
 		}
-	} else if noVerify {
-		log.Warn("D4 server certificate is NOT verified (DISABLE_D4_TLS_VERIFY): anyone on the path can read and replay events")
-		tc.InsecureSkipVerify = true
 	}
-	c, err := d4.NewClient(d4.ClientConfig{Addr: addr, UUID: id, Key: key, MetaType: "maltrail", TLS: tc, Logger: log})
-	if err != nil {
-		return nil, fmt.Errorf("sensor: D4 client: %w", err)
+	if pins != "" {
+		fps, err := d4.ParseFingerprints(pins)
+		if err != nil {
+			return nil, k.wrap(KeyD4ServerSHA256, err)
+		}
+		d4.PinServer(tc, fps, ca != "")
 	}
-	return c, nil
+	if noVerify {
+		if ca != "" || pins != "" {
+			log.Warn("DISABLE_D4_TLS_VERIFY ignored: D4_CA or D4_SERVER_SHA256 is set")
+		} else {
+			log.Warn("D4 server certificate is NOT verified (DISABLE_D4_TLS_VERIFY): anyone on the path can read and replay events")
+			tc.InsecureSkipVerify = true
+		}
+	}
+	return tc, nil
 }
 
 // interfaces splits IFACE[,IFACE]; "any" (Maltrail's capture-everything

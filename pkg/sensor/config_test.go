@@ -68,7 +68,7 @@ func TestConfigure(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := "TRAILS_FILE " + trails + "\nLOG_DIR " + dir + "/log\n"
-	d4 := "D4_SERVER 127.0.0.1:4443\nD4_UUID 1d940331-9fc9-4381-8fc9-3b624db66025\nD4_KEY k\nDISABLE_D4_TLS_VERIFY true\n"
+	d4 := "D4_SERVER 127.0.0.1:4443\nD4_UUID 1d940331-9fc9-4381-8fc9-3b624db66025\nD4_KEY k\nDISABLE_D4_TLS_VERIFY true\nD4_SPOOL_DIR " + dir + "/spool\n"
 	replay := Flags{Pcaps: []string{"x.pcap"}}
 	cases := []struct {
 		name, conf string

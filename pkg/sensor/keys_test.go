@@ -546,7 +546,7 @@ func TestKeyD4(t *testing.T) {
 	server := "DISABLE_LOCAL_LOG_STORAGE true\nD4_SERVER " + ln.Addr().String() + "\n"
 	ca := "D4_CA " + filepath.Join(pki, certs.CAFile) + "\n"
 	good := "D4_UUID " + id.String() + "\nD4_KEY " + key + "\n"
-	for _, c := range []struct {
+	for i, c := range []struct {
 		name, conf string
 		stored     bool
 	}{
@@ -564,7 +564,9 @@ func TestKeyD4(t *testing.T) {
 		// be byte for byte the previous run's, which the server refuses as
 		// a replay. Start each run in a second of its own.
 		time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second)))
-		r := d.run(d.base()+server+c.conf, Flags{}, pcap)
+		// a spool per case: a refused case's line must not reach the next
+		spool := fmt.Sprintf("D4_SPOOL_DIR %s/spool%d\n", d.dir, i)
+		r := d.run(d.base()+server+spool+c.conf, Flags{}, pcap)
 		if r.console != "" {
 			t.Errorf("%s: console %q: D4_SERVER is an output", c.name, r.console)
 		}

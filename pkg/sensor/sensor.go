@@ -40,9 +40,12 @@ type Options struct {
 	Processes  int           // PROCESS_COUNT, for the legacy throttle
 	Heuristics heuristics.Config
 	// D4, when set, is the client behind one of Out's sinks: Run runs it
-	// beside the sensor and lets it flush when the sensor stops.
-	D4     *d4.Client
-	Logger *slog.Logger
+	// beside the sensor. A replay then waits up to D4ReplayWait (default
+	// a minute) for its events to be delivered; what is not stays in the
+	// client's spool for the next run.
+	D4           *d4.Client
+	D4ReplayWait time.Duration
+	Logger       *slog.Logger
 	// Ready, if set, is called once the program is attached (live) or
 	// loaded (replay).
 	Ready func()
@@ -65,24 +68,25 @@ func Run(ctx context.Context, o Options) error {
 	if log == nil {
 		log = slog.Default()
 	}
+	replay := len(o.Pcaps) > 0
 	if o.D4 != nil {
-		// The client outlives the sensor loop by its flush: it gets its own
-		// context, cancelled once the loop is over.
+		// The client outlives the sensor loop by its delivery wait: it gets
+		// its own context, cancelled once the loop is over.
 		d4ctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 		done := make(chan error, 1)
 		go func() { done <- o.D4.Run(d4ctx) }()
 		defer func() {
+			if replay {
+				waitD4(ctx, o.D4, o.D4ReplayWait, log)
+			}
 			stop()
 			if err := <-done; err != nil {
 				log.Warn("D4 client", "err", err)
 			}
-			st := o.D4.Stats()
-			log.Info("D4 client counters", "sent", st.Sent, "frames", st.Frames, "dropped", st.Dropped,
-				"pending", st.Pending, "reconnects", st.Reconnects, "write_errors", st.WriteErrors)
+			reportD4(log, o.D4.Stats())
 		}()
 	}
 	began := time.Now()
-	replay := len(o.Pcaps) > 0
 	if !replay && len(o.Interfaces) == 0 {
 		return errors.New("sensor: no interface to monitor and no capture to replay")
 	}
@@ -173,6 +177,30 @@ func Run(ctx context.Context, o Options) error {
 	agent.Flush()
 	report(log, dp, agent)
 	return err
+}
+
+// waitD4 waits until the replay's events are delivered, no server can be
+// reached, or wait (default a minute) is over, and says how many wait in
+// the spool for the next run.
+func waitD4(ctx context.Context, c *d4.Client, wait time.Duration, log *slog.Logger) {
+	if wait <= 0 {
+		wait = time.Minute
+	}
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	if n := c.Drain(wctx); n > 0 {
+		log.Warn("D4: events wait in the spool; the next sensor run sends them", "lines", n, "spool", c.SpoolDir())
+	} else {
+		log.Info("D4: every event delivered")
+	}
+}
+
+// reportD4 logs the D4 client's counters in the exit summary.
+func reportD4(log *slog.Logger, st d4.ClientStats) {
+	log.Info("D4 client counters", "spooled", st.Spooled, "sent", st.Sent, "frames", st.Frames, "acked", st.Acked,
+		"pending", st.Pending, "dropped", st.Dropped, "dropped_oldest", st.DroppedOldest, "recovered", st.Recovered,
+		"reconnects", st.Reconnects, "failovers", st.Failovers, "dial_errors", st.DialErrors,
+		"write_errors", st.WriteErrors, "rejected", st.Rejected)
 }
 
 // runLive reads records until ctx is done, and warns when the kernel
