@@ -161,7 +161,7 @@ func TestCLIChain(t *testing.T) {
 	srvAddr := srv.waitLog(`D4 server listening" addr=(\S+)`)[1]
 
 	conf, dir := sensorSetup(t, "D4_SERVER "+srvAddr, "D4_UUID "+id.String(), "D4_KEY_FILE "+keyFile,
-		"D4_CA "+filepath.Join(pkiDir, certs.CAFile))
+		"D4_CA "+filepath.Join(pkiDir, certs.CAFile), "D4_SPOOL_DIR "+filepath.Join(tmp, "spool"))
 	r := mustXtrail(t, "sensor", "-c", conf, "-r", filepath.Join(dir, "a.pcap"), "-r", filepath.Join(dir, "b.pcap"))
 	if !strings.Contains(r.stderr, `msg="D4 client counters" sent=3`) {
 		t.Errorf("sensor: %s", r)
