@@ -2,13 +2,16 @@ package main
 
 import (
 	"context"
+	"encoding/pem"
 	"flag"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/xtrail/xtrail/pkg/certs"
+	"github.com/xtrail/xtrail/pkg/d4"
 )
 
 func runGencert(_ context.Context, args []string) error {
@@ -34,7 +37,26 @@ func runGencert(_ context.Context, args []string) error {
 	if err := certs.Generate(*dir, hs, time.Duration(*days)*24*time.Hour); err != nil {
 		return err
 	}
-	fmt.Printf("server: xtrail server -cert %s -key %s\nsensors: D4_CA %s\n",
-		filepath.Join(*dir, certs.CertFile), filepath.Join(*dir, certs.KeyFile), filepath.Join(*dir, certs.CAFile))
+	crt := filepath.Join(*dir, certs.CertFile)
+	pin, err := certFingerprint(crt)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("server: xtrail server -cert %s -key %s\nsensors: D4_CA %s\n  or pin the certificate: D4_SERVER_SHA256 %s\n",
+		crt, filepath.Join(*dir, certs.KeyFile), filepath.Join(*dir, certs.CAFile), pin)
 	return nil
+}
+
+// certFingerprint is the SHA-256 fingerprint of the first certificate of a
+// PEM file, as D4_SERVER_SHA256 takes it.
+func certFingerprint(path string) (d4.Fingerprint, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return d4.Fingerprint{}, err
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil || blk.Type != "CERTIFICATE" {
+		return d4.Fingerprint{}, fmt.Errorf("%s: no PEM certificate", path)
+	}
+	return d4.CertFingerprint(blk.Bytes), nil
 }

@@ -49,6 +49,9 @@ func TestCLIGencert(t *testing.T) {
 		t.Errorf("gencert does not say how to use the files: %s", r)
 	}
 	c := readCert(t, crt)
+	if pin := d4.CertFingerprint(c.Raw).String(); !strings.Contains(r.stdout, "D4_SERVER_SHA256 "+pin) {
+		t.Errorf("gencert does not print the certificate's fingerprint %s: %s", pin, r)
+	}
 	if !slices.Equal(c.DNSNames, []string{"d4.example.org"}) || len(c.IPAddresses) != 1 || c.IPAddresses[0].String() != "192.0.2.10" {
 		t.Errorf("-hosts: names %q, addresses %v", c.DNSNames, c.IPAddresses)
 	}
