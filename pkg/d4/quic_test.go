@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -307,3 +310,26 @@ func (s *syncBuffer) String() string {
 }
 
 func testLogger(w *syncBuffer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
+
+func TestSetUDPBuffers(t *testing.T) {
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	err = SetUDPBuffers(pc, 8<<20)
+	if os.Geteuid() == 0 && err != nil { // root may go past rmem_max/wmem_max
+		t.Fatalf("as root: %v", err)
+	}
+	// an impossible size is reported, with what was obtained
+	if err := SetUDPBuffers(pc, 1<<40); err == nil || !strings.Contains(err.Error(), "KiB") {
+		t.Fatalf("1 TiB buffers: %v", err)
+	}
+	var logs syncBuffer
+	warn := BufferWarner(testLogger(&logs))
+	warn(errors.New("short"))
+	warn(errors.New("short again"))
+	if n := strings.Count(logs.String(), "buffers too small"); n != 1 {
+		t.Fatalf("the shortfall was logged %d times, want once:\n%s", n, logs.String())
+	}
+}
