@@ -24,6 +24,7 @@ func runServer(ctx context.Context, args []string) error {
 	}
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	listen := fs.String("listen", d4server.DefaultAddr, "TLS listen address")
+	listenQUIC := fs.String("listen-quic", "", "QUIC (UDP) listen address, ALPN d4, with acknowledgements (default: the address of -listen, over UDP; off: none)")
 	cert := fs.String("cert", "", "server certificate (PEM; `xtrail gencert` makes one)")
 	key := fs.String("key", "", "server key (PEM; empty: the -cert file holds both, like d4-core's server.pem)")
 	var rf redisFlags
@@ -141,6 +142,19 @@ func runServer(ctx context.Context, args []string) error {
 		return err
 	}
 	log.Info("D4 server listening", "addr", ln.Addr().String(), "mode", *mode, "sensors", nKeys)
+	var qln *d4server.QUICListener
+	if *listenQUIC != "off" {
+		addr := *listenQUIC
+		if addr == "" {
+			addr = ln.Addr().String() // the same host and port, over UDP
+		}
+		if qln, err = srv.ListenQUIC(addr, *cert, *key); err != nil {
+			ln.Close()
+			return err
+		}
+		defer qln.Close()
+		log.Info("D4 server listening on QUIC", "addr", qln.Addr().String())
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	for _, spec := range exports {
@@ -173,6 +187,9 @@ func runServer(ctx context.Context, args []string) error {
 		})
 	}
 	g.Go(func() error { return srv.Serve(gctx, ln) })
+	if qln != nil {
+		g.Go(func() error { return srv.ServeQUIC(gctx, qln) })
+	}
 	err = g.Wait()
 	logServerStats(log, srv.Stats())
 	if rs, ok := store.(*d4server.RedisStore); ok && rs.Restores() > 0 {
