@@ -48,7 +48,7 @@ var xtrailBin string
 
 func TestMain(m *testing.M) {
 	code := func() int {
-		if os.Geteuid() == 0 {
+		if os.Geteuid() == 0 && !raceEnabled {
 			dir, err := os.MkdirTemp("", "d4fault-")
 			if err != nil {
 				fmt.Fprintln(os.Stderr, err)
@@ -96,6 +96,9 @@ type chain struct {
 // the test.
 func newChain(t *testing.T, transport string) *chain {
 	t.Helper()
+	if raceEnabled {
+		t.Skip("runs the built binaries through minutes of faults; the run without -race covers it")
+	}
 	testenv.RequireRoot(t)
 	if xtrailBin == "" {
 		t.Fatal("the xtrail binary was not built")

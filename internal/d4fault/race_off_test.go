@@ -1,0 +1,5 @@
+//go:build !race
+
+package d4fault
+
+const raceEnabled = false
