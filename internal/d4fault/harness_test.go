@@ -19,7 +19,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,9 +54,9 @@ func TestMain(m *testing.M) {
 				return 1
 			}
 			defer os.RemoveAll(dir)
-			goBin, err := exec.LookPath("go")
-			if err != nil {
-				goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+			goBin := "go" // go test sets GOROOT to the toolchain running it
+			if root := os.Getenv("GOROOT"); root != "" {
+				goBin = filepath.Join(root, "bin", "go")
 			}
 			xtrailBin = filepath.Join(dir, "xtrail")
 			if out, err := exec.Command(goBin, "build", "-o", xtrailBin, "github.com/xtrail/xtrail/cmd/xtrail").CombinedOutput(); err != nil {
