@@ -3,6 +3,7 @@ module github.com/xtrail/xtrail
 go 1.26.0
 
 require (
+	github.com/FastFilter/xorfilter v0.4.1
 	github.com/cilium/ebpf v0.22.0
 	github.com/quic-go/quic-go v0.65.0
 	github.com/redis/go-redis/v9 v9.23.0

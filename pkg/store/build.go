@@ -34,6 +34,9 @@ type Stats struct {
 	Sources    int
 	Slots      int // name table slots
 	MaxProbe   int // longest probe sequence in the name table, in slots beyond the first
+	// FilterBytes is the name filter's size (header and fingerprints):
+	// about 9 bits per name key.
+	FilterBytes int
 
 	Duplicates     int // name rows whose key an earlier row had (the last row won)
 	IPDuplicates   int // IP rows whose (address, port) an earlier row had
@@ -274,6 +277,12 @@ func lay(in *Input) (*layout, error) {
 		return nil, err
 	}
 	st.KeyBytes = len(keys)
+	filter, err := buildFilter(nt.hashes)
+	if err != nil {
+		return nil, err
+	}
+	nt.hashes = nil
+	st.FilterBytes = len(filter)
 	l.sections = [numSections][]byte{
 		secStrings: strs.buf,
 		secMetas:   metas,
@@ -284,6 +293,7 @@ func lay(in *Input) (*layout, error) {
 		secRegexes: rxSec,
 		secSources: srcSec,
 		secCounts:  encodeCounts(st),
+		secFilter:  filter,
 	}
 	pos := int64(headerSize)
 	for i, sec := range l.sections {
@@ -438,6 +448,7 @@ func (t *stringTable) add(s string) (off, n uint32, err error) {
 type nameTable struct {
 	slots      []byte
 	keys       []byte
+	hashes     []uint64 // hashKey of every distinct key, for the filter
 	mask       uint64
 	seed       uint64
 	names      int
@@ -523,6 +534,7 @@ func (t *nameTable) insert(key string, meta uint32) error {
 			binary.LittleEndian.PutUint32(s[8:], uint32(len(key)))
 			binary.LittleEndian.PutUint32(s[12:], meta)
 			t.keys = append(t.keys, key...)
+			t.hashes = append(t.hashes, h)
 			t.names++
 			if strings.IndexByte(key, '/') >= 0 {
 				t.urls++

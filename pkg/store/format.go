@@ -7,7 +7,7 @@
 // and reclaimable, instead of on the Go heap. Maltrail's Python sensor
 // does the same with its trails.csv.bin (spec §7).
 //
-// # File format, version 2
+// # File format, version 3
 //
 // All integers are little-endian. The file is a fixed header followed by
 // sections, each starting at an offset that is a multiple of 8 (the gaps
@@ -20,7 +20,7 @@
 //	 16     8  build time, Unix nanoseconds
 //	 24     8  file size in bytes
 //	 32     4  header size (88 + 16 × section count)
-//	 36     4  section count (9)
+//	 36     4  section count (10)
 //	 40     8  hash seed of the name table
 //	 48    32  SHA-256 of bytes [header size, file size): every section and gap
 //	 80     4  CRC-32C (Castagnoli) of the header with this field zeroed
@@ -70,6 +70,12 @@
 //  8. counts: u64 values; the first is how many follow. See the count*
 //     constants: a later version may append counts, and a reader requires
 //     only those it knows.
+//  9. filter: a binary fuse filter of every name key's hash (see
+//     filter.go): {seed u64, segment length u32, segment count u32,
+//     fingerprint count u32, zero u32}, then one byte per fingerprint,
+//     (segment count + 2) × segment length of them. Every name lookup
+//     asks it first and reads the table only when it holds the key's
+//     hash. (Version 2 had no filter; a reader refuses it: recompile.)
 //
 // # Hash
 //
@@ -86,7 +92,7 @@ import (
 
 const (
 	magic   = "XTRAILS\x00"
-	version = 2
+	version = 3
 
 	fixedHeader = 88 // bytes before the section table
 	sectionEnt  = 16 // one section table entry
@@ -105,7 +111,7 @@ const (
 	hCRC       = 80
 	hReserved  = 84
 
-	knownFlags = 0 // no flag bits are defined in version 2
+	knownFlags = 0 // no flag bits are defined in version 3
 )
 
 // Section indexes, in section-table order.
@@ -119,6 +125,7 @@ const (
 	secRegexes
 	secSources
 	secCounts
+	secFilter
 	numSections
 )
 
@@ -143,6 +150,8 @@ func sectionName(i int) string {
 		return "sources"
 	case secCounts:
 		return "counts"
+	case secFilter:
+		return "filter"
 	}
 	return "unknown"
 }

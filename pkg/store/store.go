@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/FastFilter/xorfilter"
 	"golang.org/x/sys/unix"
 
 	"github.com/xtrail/xtrail/pkg/trails"
@@ -49,6 +50,9 @@ type Store struct {
 
 	strs, metas, slots, keys, ips, cidrs, regexes, sources []byte
 
+	// filter holds the hash of every name key: a lookup it rules out
+	// reads nothing else (see filter.go).
+	filter   xorfilter.BinaryFuse[uint8]
 	mask     uint64 // slots-1
 	seed     uint64
 	maxProbe uint64 // probes beyond the first slot a lookup may need
@@ -245,6 +249,12 @@ func parse(data []byte, verify func(sum [32]byte) error) (*Store, error) {
 	}
 	// Sizes are not counts: they are the sections themselves.
 	st.Slots, st.KeyBytes, st.StringBytes = nslots, len(s.keys), len(s.strs)
+	filter, err := parseFilter(secs[secFilter])
+	if err != nil {
+		return nil, err
+	}
+	s.filter = filter
+	st.FilterBytes = len(secs[secFilter])
 	s.mask = uint64(nslots - 1)
 	s.maxProbe = uint64(st.MaxProbe)
 	s.nMetas = uint32(st.Metas)
@@ -381,6 +391,9 @@ func lookupName[T ~string | ~[]byte](s *Store, key T) (uint32, bool) {
 		return 0, false
 	}
 	h := hashKey(key, s.seed)
+	if !s.filter.Contains(h) {
+		return 0, false
+	}
 	tag := uint32(h >> 32)
 	i := h & s.mask
 	for probe := uint64(0); probe <= s.maxProbe; probe++ {

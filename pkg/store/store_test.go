@@ -180,7 +180,7 @@ func TestOpenErrors(t *testing.T) {
 	if _, err := Open(csv); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "magic") {
 		t.Errorf("a CSV file: %v", err)
 	}
-	for _, v := range []byte{1, version + 1} { // version 1 had 16-byte slots
+	for _, v := range []byte{1, 2, version + 1} { // version 1 had 16-byte slots, version 2 no filter
 		b := buildBytes(t, &Input{})
 		b[hVersion] = v
 		if _, err := openBytes(t, b, OpenOptions{}); !errors.Is(err, ErrVersion) || !strings.Contains(err.Error(), "recompile") {

@@ -1,0 +1,133 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/xtrail/xtrail/pkg/trails"
+)
+
+// filterInput is an Input of n distinct domain and URL keys.
+func filterInput(n int) *Input {
+	c := NewCollector(nil)
+	for i := range n {
+		key := fmt.Sprintf("k%d-%x.example.net", i, i*7919)
+		if i%5 == 0 {
+			key += fmt.Sprintf("/p%d.php", i)
+		}
+		c.Add(trails.Row{Trail: key, Info: "filter test (malware)", Reference: "(static)", Line: i + 1})
+	}
+	return c.Input()
+}
+
+// TestFilterHoldsEveryKey: the filter holds every key of the table (no
+// false negatives, or a trail would go unseen), its false-positive rate
+// on names that are no keys is near the 1/256 of 8-bit fingerprints, and
+// it costs about 9 bits per key.
+func TestFilterHoldsEveryKey(t *testing.T) {
+	const n = 50000
+	s := mustOpen(t, buildBytes(t, filterInput(n)))
+	defer s.Close()
+	keys := 0
+	for k := range s.Keys() {
+		keys++
+		if !s.filter.Contains(hashKey(k, s.seed)) {
+			t.Fatalf("key %q is not in the filter", k)
+		}
+		if _, ok := s.LookupName(k); !ok {
+			t.Fatalf("key %q not found", k)
+		}
+	}
+	if keys != n {
+		t.Fatalf("%d keys, want %d", keys, n)
+	}
+	const probes = 1 << 20
+	pos := 0
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := range probes {
+		k := fmt.Appendf(nil, "miss-%d-%x.example.org", i, rng.Uint64())
+		if s.filter.Contains(hashKey(k, s.seed)) {
+			pos++
+		}
+		if _, ok := s.LookupName(k); ok {
+			t.Fatalf("%q found", k)
+		}
+	}
+	fpr := float64(pos) / probes
+	bits := float64(s.Stats().FilterBytes*8) / n
+	t.Logf("false positives %d of %d (%.3f%%), %.2f bits per key", pos, probes, 100*fpr, bits)
+	if fpr < 0.002 || fpr > 0.006 {
+		t.Errorf("false-positive rate %.4f, want about 1/256", fpr)
+	}
+	if bits > 10 {
+		t.Errorf("%.2f bits per key, want about 9", bits)
+	}
+}
+
+// TestFilterGatesLookups: every name lookup asks the filter first. With
+// its fingerprints zeroed (and the checksum not verified), a key is found
+// only when its own fingerprint happens to be zero: about 1 in 256.
+func TestFilterGatesLookups(t *testing.T) {
+	in := filterInput(4000)
+	b := buildBytes(t, in)
+	e := b[fixedHeader+secFilter*sectionEnt:]
+	off, n := binary.LittleEndian.Uint64(e), binary.LittleEndian.Uint64(e[8:])
+	clear(b[off+filterHeader : off+n])
+	s, err := openBytes(t, b, OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	found := 0
+	for _, k := range in.Names {
+		if _, ok := s.LookupNameString(k.Key); ok {
+			found++
+		}
+	}
+	if found > len(in.Names)/50 {
+		t.Errorf("%d of %d keys found past a zeroed filter: lookups do not ask it", found, len(in.Names))
+	}
+}
+
+// TestFilterDamage: a filter header whose geometry does not match its
+// fingerprints is refused as corrupt, checksums resealed.
+func TestFilterDamage(t *testing.T) {
+	b := buildBytes(t, filterInput(300))
+	e := b[fixedHeader+secFilter*sectionEnt:]
+	off := binary.LittleEndian.Uint64(e)
+	for _, c := range []struct {
+		field int
+		v     uint32
+	}{{8, 0}, {8, 3}, {8, 1 << 20}, {12, 0}, {12, 1 << 30}, {16, 7}, {20, 1}} {
+		d := slices.Clone(b)
+		binary.LittleEndian.PutUint32(d[off+uint64(c.field):], c.v)
+		reseal(d)
+		if s, err := openBytes(t, d, OpenOptions{Verify: true}); err == nil {
+			s.Close()
+			t.Errorf("filter field %d = %d: opened", c.field, c.v)
+		} else if !errors.Is(err, ErrCorrupt) {
+			t.Errorf("filter field %d = %d: %v", c.field, c.v, err)
+		}
+	}
+}
+
+// TestFilterEmpty: a store without name keys still has a filter, and
+// lookups in it find nothing.
+func TestFilterEmpty(t *testing.T) {
+	c := NewCollector(nil)
+	c.Add(trails.Row{Trail: "192.0.2.1:80", Info: "ip:port only (malware)", Reference: "(static)", Line: 1})
+	s := mustOpen(t, buildBytes(t, c.Input()))
+	defer s.Close()
+	if s.Stats().Names != 0 || s.Stats().FilterBytes == 0 {
+		t.Fatalf("stats %+v", s.Stats())
+	}
+	for _, k := range []string{"a.example", "192.0.2.1:80", "x"} {
+		if _, ok := s.LookupNameString(k); ok {
+			t.Errorf("%q found", k)
+		}
+	}
+}
