@@ -1,11 +1,13 @@
 package sensor
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,6 +20,7 @@ import (
 	"github.com/xtrail/xtrail/pkg/dataplane"
 	"github.com/xtrail/xtrail/pkg/heuristics"
 	"github.com/xtrail/xtrail/pkg/maltrail"
+	"github.com/xtrail/xtrail/pkg/store"
 	"github.com/xtrail/xtrail/pkg/throttle"
 	"github.com/xtrail/xtrail/pkg/trails"
 )
@@ -28,11 +31,29 @@ var (
 	staticErr   error
 )
 
-// loadStatic loads the name trails of the real 1.63M-row trails file.
+// loadStatic returns the name trails of the real 1.63M-row trails file
+// as a sensor runs them: compiled into a .xts store (xtrail trails
+// compile) and read from its mapping. The file is removed once mapped;
+// the mapping lives on until the process ends.
 func loadStatic(b *testing.B) *trails.Names {
 	b.Helper()
-	path := testenv.StaticTrailsPath(b)
+	csv := testenv.StaticTrails(b)
 	staticOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "xtrail-sensor-bench-")
+		if err != nil {
+			staticErr = err
+			return
+		}
+		defer os.RemoveAll(dir)
+		in, err := store.FromCSV(bytes.NewReader(csv), "trails-static.csv", trails.DefaultWhitelist())
+		if err != nil {
+			staticErr = err
+			return
+		}
+		path := filepath.Join(dir, "trails"+storeExt)
+		if _, staticErr = store.Compile(path, in); staticErr != nil {
+			return
+		}
 		var ts *trailSet
 		if ts, staticErr = readTrails(path, trails.DefaultWhitelist(), slog.New(slog.DiscardHandler)); staticErr == nil {
 			staticNames = ts.names
