@@ -37,6 +37,9 @@ type Stats struct {
 	// FilterBytes is the name filter's size (header and fingerprints):
 	// about 9 bits per name key.
 	FilterBytes int
+	// HostFilterBytes is the URL host filter's size: about 9 bits per
+	// distinct host part of the URL keys.
+	HostFilterBytes int
 
 	Duplicates     int // name rows whose key an earlier row had (the last row won)
 	IPDuplicates   int // IP rows whose (address, port) an earlier row had
@@ -281,8 +284,12 @@ func lay(in *Input) (*layout, error) {
 	if err != nil {
 		return nil, err
 	}
-	nt.hashes = nil
-	st.FilterBytes = len(filter)
+	hosts, err := buildFilter(nt.hostHashes)
+	if err != nil {
+		return nil, err
+	}
+	nt.hashes, nt.hostHashes = nil, nil
+	st.FilterBytes, st.HostFilterBytes = len(filter), len(hosts)
 	l.sections = [numSections][]byte{
 		secStrings: strs.buf,
 		secMetas:   metas,
@@ -294,6 +301,7 @@ func lay(in *Input) (*layout, error) {
 		secSources: srcSec,
 		secCounts:  encodeCounts(st),
 		secFilter:  filter,
+		secHosts:   hosts,
 	}
 	pos := int64(headerSize)
 	for i, sec := range l.sections {
@@ -449,6 +457,7 @@ type nameTable struct {
 	slots      []byte
 	keys       []byte
 	hashes     []uint64 // hashKey of every distinct key, for the filter
+	hostHashes []uint64 // hashKey of every URL key's host part (repeats included)
 	mask       uint64
 	seed       uint64
 	names      int
@@ -536,7 +545,8 @@ func (t *nameTable) insert(key string, meta uint32) error {
 			t.keys = append(t.keys, key...)
 			t.hashes = append(t.hashes, h)
 			t.names++
-			if strings.IndexByte(key, '/') >= 0 {
+			if slash := strings.IndexByte(key, '/'); slash >= 0 {
+				t.hostHashes = append(t.hostHashes, hashKey(key[:slash], t.seed))
 				t.urls++
 			} else if len(key) > t.maxNameKey {
 				t.maxNameKey = len(key)

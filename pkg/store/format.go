@@ -20,7 +20,7 @@
 //	 16     8  build time, Unix nanoseconds
 //	 24     8  file size in bytes
 //	 32     4  header size (88 + 16 × section count)
-//	 36     4  section count (10)
+//	 36     4  section count (11)
 //	 40     8  hash seed of the name table
 //	 48    32  SHA-256 of bytes [header size, file size): every section and gap
 //	 80     4  CRC-32C (Castagnoli) of the header with this field zeroed
@@ -76,6 +76,10 @@
 //     (segment count + 2) × segment length of them. Every name lookup
 //     asks it first and reads the table only when it holds the key's
 //     hash. (Version 2 had no filter; a reader refuses it: recompile.)
+//  10. hosts: a filter of the same layout over the hash of every URL key's
+//     host part (the bytes before its first '/'). A request whose host it
+//     rules out has no host+candidate key (spec §1.4), so none is looked
+//     up, nor hashed.
 //
 // # Hash
 //
@@ -126,6 +130,7 @@ const (
 	secSources
 	secCounts
 	secFilter
+	secHosts
 	numSections
 )
 
@@ -152,6 +157,8 @@ func sectionName(i int) string {
 		return "counts"
 	case secFilter:
 		return "filter"
+	case secHosts:
+		return "hosts"
 	}
 	return "unknown"
 }

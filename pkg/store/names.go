@@ -31,6 +31,8 @@ func (x *nameIndex) KeySkips(idx uint32) (nsSkip, dynSkip bool) {
 
 func (x *nameIndex) MaxNameKey() int { return x.s.MaxNameKey() }
 
+func (x *nameIndex) MayBeURLHost(host []byte) bool { return x.s.MayHaveURLHost(host) }
+
 // Metas returns every meta of the store, indexed as the name, IP and
 // CIDR tables refer to them. It allocates the strings.
 func (s *Store) Metas() []trails.Meta {

@@ -53,7 +53,8 @@ type Store struct {
 	// filter holds the hash of every name key: a lookup it rules out
 	// reads nothing else (see filter.go).
 	filter   xorfilter.BinaryFuse[uint8]
-	mask     uint64 // slots-1
+	hosts    xorfilter.BinaryFuse[uint8] // of the URL keys' host parts
+	mask     uint64                      // slots-1
 	seed     uint64
 	maxProbe uint64 // probes beyond the first slot a lookup may need
 	nMetas   uint32
@@ -253,8 +254,12 @@ func parse(data []byte, verify func(sum [32]byte) error) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.filter = filter
-	st.FilterBytes = len(secs[secFilter])
+	hosts, err := parseFilter(secs[secHosts])
+	if err != nil {
+		return nil, err
+	}
+	s.filter, s.hosts = filter, hosts
+	st.FilterBytes, st.HostFilterBytes = len(secs[secFilter]), len(secs[secHosts])
 	s.mask = uint64(nslots - 1)
 	s.maxProbe = uint64(st.MaxProbe)
 	s.nMetas = uint32(st.Metas)
@@ -412,6 +417,16 @@ func lookupName[T ~string | ~[]byte](s *Store, key T) (uint32, bool) {
 		i = (i + 1) & s.mask
 	}
 	return 0, false
+}
+
+// MayHaveURLHost reports whether some URL key's part before its first
+// '/' may be host: false means certainly none is, so that no key starts
+// with host+"/". It does not allocate.
+func (s *Store) MayHaveURLHost(host []byte) bool {
+	if len(s.slots) == 0 {
+		return false
+	}
+	return s.hosts.Contains(hashKey(host, s.seed))
 }
 
 // entry decodes the key entry a slot's ref names; ok is false when it
