@@ -31,6 +31,14 @@ type KeyIndex interface {
 	MaxNameKey() int
 }
 
+// URLHostIndex is what a KeyIndex may also offer: a quick test that
+// rules out every host+candidate key of a request (spec §1.4) at once.
+// MayBeURLHost(host) false means no key begins with host+"/"; true may
+// be wrong. It must not allocate.
+type URLHostIndex interface {
+	MayBeURLHost(host []byte) bool
+}
+
 // RegexRow is a row that passed spec §1.2's textual regex test
 // (IsRegexCandidate) and was not whitelisted, for NamesFromIndex.
 type RegexRow struct {
@@ -57,6 +65,7 @@ func NamesFromIndex(idx KeyIndex, regexes []RegexRow, wl *Whitelist) (*Names, []
 		return nil, nil, errors.New("names from index: nil index")
 	}
 	n := &Names{idx: idx, wl: wl, maxNameKey: idx.MaxNameKey()}
+	n.hosts, _ = idx.(URLHostIndex)
 	seen := make(map[string]bool)
 	for _, r := range regexes {
 		if n.Stats.RegexSlots >= maxRegexTrails {

@@ -27,6 +27,7 @@ type Names struct {
 	// the Go heap. Every lookup goes through lookup, meta and skips, so
 	// both forms share all matching code.
 	idx   KeyIndex
+	hosts URLHostIndex // idx's, if it has one: nil tests no host
 	regex []regexTrail
 	rx    *regexIndex // nil when there are no regex trails
 	wl    *Whitelist
@@ -275,7 +276,7 @@ func (n *Names) CheckDomain(name []byte, res *DomainHit) bool {
 	}
 	res.name = AppendLower(res.name[:0], name)
 	q := res.name
-	if isDigitsAndDots(q) || !validName(q) || n.wl.IsWhitelistedDomain(q) {
+	if isDigitsAndDots(q) || !validName(q) || n.wl.IsWhitelistedName(q) { // validName: name bytes only
 		return false
 	}
 	// 2. "<base>.ip-adress.com" where base is a trail.

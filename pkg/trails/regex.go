@@ -633,13 +633,25 @@ func minLen(s []string) int {
 // regexIndex runs the regex trails with their prefilters. Names are
 // short and most hold none of the literals, so instead of searching each
 // literal in turn it walks the name once, looking each byte pair up in a
-// bitset of the literals' first two bytes.
+// bitset of the literals' first two bytes, and the pairs that pass up in
+// a bitset of their first three; only a position passing both looks the
+// literals up.
 type regexIndex struct {
 	trails []regexTrail
 	always regexMask                // trails without a usable prefilter: always run
 	first  [1 << 16 / 64]uint64     // bit set: some literal starts with this byte pair
+	pair   [1 << 16 / 64]uint64     // bit set: some 2-byte literal is this byte pair
+	tri    [1 << 16 / 64]uint64     // bit set: some longer literal starts with these 3 bytes (hashed)
 	lits   map[uint16][]regexLitRef // the literals by their first byte pair
 }
+
+// triKey hashes three bytes into the tri bitset.
+func triKey(a, b, c byte) uint32 {
+	return (uint32(a)<<16 | uint32(b)<<8 | uint32(c)) * 0x9E3779B1 >> 16
+}
+
+func bitHas(set *[1 << 16 / 64]uint64, k uint32) bool { return set[k/64]&(1<<(k%64)) != 0 }
+func bitSet(set *[1 << 16 / 64]uint64, k uint32)      { set[k/64] |= 1 << (k % 64) }
 
 // regexMask has one bit per regex trail (at most maxRegexTrails).
 type regexMask [(maxRegexTrails + 63) / 64]uint64
@@ -668,7 +680,12 @@ func newRegexIndex(trails []regexTrail) *regexIndex {
 		}
 		for _, l := range t.lits {
 			bg := uint16(l[0])<<8 | uint16(l[1])
-			x.first[bg/64] |= 1 << (bg % 64)
+			bitSet(&x.first, uint32(bg))
+			if len(l) == 2 {
+				bitSet(&x.pair, uint32(bg))
+			} else {
+				bitSet(&x.tri, triKey(l[0], l[1], l[2]))
+			}
 			x.lits[bg] = append(x.lits[bg], regexLitRef{lit: l, trail: i})
 		}
 	}
@@ -684,17 +701,30 @@ func newRegexIndex(trails []regexTrail) *regexIndex {
 // alone. No allocation unless a regex matches.
 func (x *regexIndex) find(name []byte) (idx, start, end int) {
 	cand := x.always
+	if len(name) < 2 {
+		return x.run(cand, name)
+	}
+	// bg rolls over the name: the pair starting at i, one load a byte.
+	bg := uint32(name[0])
 	for i := 0; i+1 < len(name); i++ {
-		bg := uint16(name[i])<<8 | uint16(name[i+1])
-		if x.first[bg/64]&(1<<(bg%64)) == 0 {
+		bg = (bg<<8 | uint32(name[i+1])) & 0xffff
+		if x.first[bg>>6]&(1<<(bg&63)) == 0 {
 			continue
 		}
-		for _, r := range x.lits[bg] {
+		if !bitHas(&x.pair, bg) && (i+2 >= len(name) || !bitHas(&x.tri, triKey(name[i], name[i+1], name[i+2]))) {
+			continue
+		}
+		for _, r := range x.lits[uint16(bg)] {
 			if !cand.has(r.trail) && bytes.HasPrefix(name[i:], r.lit) {
 				cand.set(r.trail)
 			}
 		}
 	}
+	return x.run(cand, name)
+}
+
+// run runs the regexes of the candidate trails on name; see find.
+func (x *regexIndex) run(cand regexMask, name []byte) (idx, start, end int) {
 	idx = -1
 	for w, m := range cand {
 		for m != 0 {

@@ -226,10 +226,14 @@ func (n *Names) CheckURL(s *URLScratch, req *HTTPRequest) (URLHit, bool) {
 	if n.wl.IsWhitelistedDomain(host) {
 		return URLHit{}, false
 	}
+	// With no key under host+"/", a candidate starting with '/' cannot
+	// make a host+candidate key (a host holding '/' could: it is looked
+	// up as ever).
+	noHostKeys := n.hosts != nil && bytes.IndexByte(host, '/') < 0 && !n.hosts.MayBeURLHost(host)
 	for _, c := range URLCandidates(s, req.Path, req.Body) {
 		mi, ok := n.lookup(c)
 		hitKey := c
-		if !ok {
+		if !ok && !(noHostKeys && c[0] == '/') {
 			s.key = append(append(s.key[:0], host...), c...)
 			mi, ok = n.lookup(s.key)
 			hitKey = s.key
@@ -253,6 +257,9 @@ func (n *Names) CheckURL(s *URLScratch, req *HTTPRequest) (URLHit, bool) {
 		}
 		s.trail = appendSplitWrap(s.trail[:0], url, hitKey)
 		return URLHit{Type: "URL", Trail: s.trail, Meta: m}, true
+	}
+	if noHostKeys {
+		return URLHit{}, false
 	}
 	s.key = append(append(s.key[:0], host...), '/')
 	if mi, ok := n.lookup(s.key); ok {

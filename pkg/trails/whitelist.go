@@ -2,7 +2,6 @@ package trails
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"io"
 	"net/netip"
@@ -21,10 +20,35 @@ import (
 type Whitelist struct {
 	literals map[string]struct{}
 	ranges   []ipv4Range
-	// litLens has bit n set when some literal is n bytes long (n < 256):
-	// a name suffix of another length is not hashed, which skips nearly
-	// every lookup with a short whitelist.
-	litLens [4]uint64
+	// litShapes has a bit set for the shape (litShape) of every literal:
+	// a name suffix whose shape has none is no literal and is not
+	// hashed, which spares nearly every map lookup of the domain check.
+	litShapes [litShapeBits / 64]uint64
+}
+
+// litShapeBits is the size of the literal shape bitset (512 bytes).
+const litShapeBits = 1 << 12
+
+// litShape hashes what a literal and a name suffix must share to be
+// equal: the length (capped at 255) and the first two bytes. Suffixes of
+// one name differ in both, so a short whitelist rejects them all with a
+// bit test each.
+func litShape(s []byte) uint32 {
+	n := min(len(s), 255)
+	var b0, b1 byte
+	if len(s) > 0 {
+		b0 = s[0]
+	}
+	if len(s) > 1 {
+		b1 = s[1]
+	}
+	h := (uint32(n)<<16 | uint32(b0)<<8 | uint32(b1)) * 0x9E3779B1
+	return h >> (32 - 12)
+}
+
+func (w *Whitelist) mayBeLiteral(s []byte) bool {
+	k := litShape(s)
+	return w.litShapes[k/64]&(1<<(k%64)) != 0
 }
 
 // ipv4Range is a CIDR as Maltrail checks it: addr&mask == prefix.
@@ -92,8 +116,10 @@ func (w *Whitelist) Add(entry string) {
 		w.ranges = append(w.ranges, r)
 		return
 	}
-	w.literals[strings.ToLower(e)] = struct{}{}
-	w.litLens[min(len(e), 255)/64] |= 1 << (min(len(e), 255) % 64)
+	lit := strings.ToLower(e)
+	w.literals[lit] = struct{}{}
+	k := litShape([]byte(lit))
+	w.litShapes[k/64] |= 1 << (k % 64)
 }
 
 // Load adds the entries of a whitelist file (one per line, '#' and blank
@@ -203,8 +229,10 @@ func (w *Whitelist) IsWhitelistedIP(a netip.Addr) bool {
 	}
 	a = a.WithZone("")
 	var buf [48]byte
-	if _, ok := w.literals[string(maltrail.AppendAddr(buf[:0], a))]; ok {
-		return true
+	if text := maltrail.AppendAddr(buf[:0], a); w.mayBeLiteral(text) {
+		if _, ok := w.literals[string(text)]; ok {
+			return true
+		}
 	}
 	return a.Is4() && w.inRanges(a)
 }
@@ -217,43 +245,68 @@ func (w *Whitelist) IsWhitelistedDomain(name []byte) bool {
 	if w == nil || len(w.literals) == 0 {
 		return false
 	}
+	// One pass finds the cut and any upper case (nameClass).
+	upper := false
 	for i, c := range name {
-		if !isNameByte(c) {
+		k := nameClass[c]
+		if k == 0 {
 			name = name[:i]
 			break
 		}
+		upper = upper || k == 2
 	}
-	if hasUpper(name) {
+	if upper {
 		var buf [256]byte
 		name = AppendLower(buf[:0], name) // on the heap only past 256 bytes
 	}
+	return w.suffixIsLiteral(name)
+}
+
+// IsWhitelistedName is IsWhitelistedDomain for a name already in the
+// form it compares: lowercase, and only bytes of [a-z0-9._-] (a name
+// that passed the domain check's name test, or a part of one). It skips
+// IsWhitelistedDomain's scan for the cut and upper case.
+func (w *Whitelist) IsWhitelistedName(name []byte) bool {
+	if w == nil || len(w.literals) == 0 {
+		return false
+	}
+	return w.suffixIsLiteral(name)
+}
+
+// suffixIsLiteral reports whether name or a suffix of it after a '.' is
+// a literal; the shape test spares the map nearly always.
+func (w *Whitelist) suffixIsLiteral(name []byte) bool {
 	for off := 0; off < len(name); {
-		if n := min(len(name)-off, 255); w.litLens[n/64]&(1<<(n%64)) != 0 {
+		if w.mayBeLiteral(name[off:]) {
 			if _, ok := w.literals[string(name[off:])]; ok {
 				return true
 			}
 		}
-		dot := bytes.IndexByte(name[off:], '.')
-		if dot < 0 {
-			break
+		for off < len(name) && name[off] != '.' {
+			off++
 		}
-		off += dot + 1
+		off++
 	}
 	return false
 }
+
+// nameClass is 1 for the bytes of a name ([a-z0-9._-]), 2 for upper
+// case letters, 0 for the rest.
+var nameClass = func() (t [256]uint8) {
+	for c := range 256 {
+		switch {
+		case c >= 'A' && c <= 'Z':
+			t[c] = 2
+		case isNameByte(byte(c)):
+			t[c] = 1
+		}
+	}
+	return t
+}()
 
 // isNameByte reports whether c may appear in a name: [A-Za-z0-9._-].
 func isNameByte(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-'
-}
-
-func hasUpper(b []byte) bool {
-	for _, c := range b {
-		if c >= 'A' && c <= 'Z' {
-			return true
-		}
-	}
-	return false
 }
 
 // AppendLower appends b with ASCII letters lowercased. Other bytes are
