@@ -103,7 +103,7 @@ func (e *Engine) Exhaustion(q *DNS, r Reporter) (skip bool) {
 		s.subs.reset()
 	}
 	base := exhaustionBase(name)
-	if q.Whitelist.IsWhitelistedDomain(base) {
+	if q.Whitelist.IsWhitelistedName(base) {
 		return false
 	}
 	first := name[:bytes.IndexByte(name, '.')]
@@ -204,7 +204,7 @@ func (e *Engine) NXDomain(q *DNS, r Reporter) bool {
 			return false
 		}
 	}
-	if q.Whitelist.IsWhitelistedDomain(name) || (q.Names != nil && q.Names.HasDomainOrParent(name)) {
+	if q.Whitelist.IsWhitelistedName(name) || (q.Names != nil && q.Names.HasDomainOrParent(name)) {
 		return false
 	}
 	tld := lastLabels(name, 1)
@@ -434,7 +434,7 @@ func (e *Engine) Sinkhole(q *DNS, firstA netip.Addr, answers *AnswerTrails, r Re
 	}
 	info, ok := answers.lookup(firstA)
 	dot := bytes.LastIndexByte(q.Name, '.')
-	if !ok || dot < 0 || q.Whitelist.IsWhitelistedDomain(q.Name) {
+	if !ok || dot < 0 || q.Whitelist.IsWhitelistedName(q.Name) {
 		return false // (a checked name always has a dot)
 	}
 	var kind Kind

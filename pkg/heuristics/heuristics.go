@@ -223,7 +223,7 @@ type Engine struct {
 
 	ua       *UserAgents
 	families familySet
-	wlPaths  [][]byte
+	wlPaths  litSet // WHITELIST_HTTP_REQUEST_PATHS, searched in one pass
 	ctypes   map[string]struct{}
 	dlInfo   map[string]string // extension -> "direct .exe download (suspicious)"
 	iot      *regexp.Regexp
@@ -269,7 +269,7 @@ func New(c Config) (*Engine, error) {
 	}
 	for _, p := range paths {
 		if p = strings.TrimSpace(p); p != "" {
-			e.wlPaths = append(e.wlPaths, []byte(strings.ToLower(p)))
+			e.wlPaths.add(strings.ToLower(p), 0)
 		}
 	}
 	e.ctypes = make(map[string]struct{}, len(suspiciousContentTypes))

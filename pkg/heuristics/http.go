@@ -411,7 +411,7 @@ func (e *Engine) request(h *HTTP, r Reporter) bool {
 		e.lower = lowerASCII(e.lower[:0], e.unq)
 		unq, lower = e.unq, e.lower
 	}
-	if !containsAny(lower, e.wlPaths) {
+	if e.wlPaths.tagsIn(lower) == 0 {
 		if hasPrecondition(unq) {
 			if fam := e.families.first(lower); fam >= 0 && !(fam == famLeak && isPrivate(h.Dst)) {
 				t := append(append(e.trail[:0], h.Host...), '(')

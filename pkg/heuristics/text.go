@@ -1,7 +1,5 @@
 package heuristics
 
-import "bytes"
-
 // appendUnquote is Python's urllib.parse.unquote on bytes: "%XX" becomes
 // its byte, anything else (a lone '%', '+') is kept. Python decodes the
 // result as UTF-8 (invalid sequences become U+FFFD); the bytes are kept
@@ -40,16 +38,6 @@ func trimPySpace(b []byte) []byte {
 		b = b[:len(b)-1]
 	}
 	return b
-}
-
-// containsAny reports whether one of subs occurs in b.
-func containsAny(b []byte, subs [][]byte) bool {
-	for _, s := range subs {
-		if bytes.Contains(b, s) {
-			return true
-		}
-	}
-	return false
 }
 
 // labels returns the number of dot-separated labels of a name.

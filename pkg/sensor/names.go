@@ -40,12 +40,17 @@ type nameState struct {
 	hdns heuristics.DNS
 }
 
-// ignoredTLDs: a DNS query whose last label is one of these is never
-// checked (spec §1.3).
-var ignoredTLDs = map[string]struct{}{
-	"arpa": {}, "local": {}, "guest": {}, "intranet": {}, "corp": {}, "home": {}, "lan": {}, "intra": {},
-	"intran": {}, "workgroup": {}, "localdomain": {}, "url": {}, "alienvault": {}, "example": {},
-	"internal": {}, "localnet": {}, "test": {},
+// ignoredTLD reports whether a DNS query whose last label is tld is
+// never checked (spec §1.3). A switch, not a map: it compares without
+// hashing, on every query.
+func ignoredTLD(tld []byte) bool {
+	switch string(tld) {
+	case "arpa", "local", "guest", "intranet", "corp", "home", "lan", "intra",
+		"intran", "workgroup", "localdomain", "url", "alienvault", "example",
+		"internal", "localnet", "test":
+		return true
+	}
+	return false
 }
 
 // queryName applies the DNS query filter of spec §1.3: non-empty, matching
@@ -68,8 +73,7 @@ func queryName(q []byte) bool {
 	if bytes.Contains(q, []byte(".intranet.")) {
 		return false
 	}
-	_, ignored := ignoredTLDs[string(q[dot+1:])]
-	return !ignored
+	return !ignoredTLD(q[dot+1:])
 }
 
 func isAlnum(c byte) bool {
