@@ -31,12 +31,29 @@ var (
 	staticErr   error
 )
 
+// benchStoreEnv names a store already compiled from the static trails
+// (xtrail trails compile), for runs that cannot afford the compile, such
+// as a benchmark under callgrind (scripts/agentcost.sh).
+const benchStoreEnv = "XTRAIL_BENCH_STORE"
+
 // loadStatic returns the name trails of the real 1.63M-row trails file
 // as a sensor runs them: compiled into a .xts store (xtrail trails
 // compile) and read from its mapping. The file is removed once mapped;
 // the mapping lives on until the process ends.
 func loadStatic(b *testing.B) *trails.Names {
 	b.Helper()
+	if path := os.Getenv(benchStoreEnv); path != "" {
+		staticOnce.Do(func() {
+			var ts *trailSet
+			if ts, staticErr = readTrails(path, trails.DefaultWhitelist(), slog.New(slog.DiscardHandler)); staticErr == nil {
+				staticNames = ts.names
+			}
+		})
+		if staticErr != nil {
+			b.Fatal(staticErr)
+		}
+		return staticNames
+	}
 	csv := testenv.StaticTrails(b)
 	staticOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "xtrail-sensor-bench-")
