@@ -42,34 +42,28 @@ const benchStoreEnv = "XTRAIL_BENCH_STORE"
 // the mapping lives on until the process ends.
 func loadStatic(b *testing.B) *trails.Names {
 	b.Helper()
-	if path := os.Getenv(benchStoreEnv); path != "" {
-		staticOnce.Do(func() {
-			var ts *trailSet
-			if ts, staticErr = readTrails(path, trails.DefaultWhitelist(), slog.New(slog.DiscardHandler)); staticErr == nil {
-				staticNames = ts.names
-			}
-		})
-		if staticErr != nil {
-			b.Fatal(staticErr)
-		}
-		return staticNames
+	path := os.Getenv(benchStoreEnv)
+	var csv []byte
+	if path == "" {
+		csv = testenv.StaticTrails(b)
 	}
-	csv := testenv.StaticTrails(b)
 	staticOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "xtrail-sensor-bench-")
-		if err != nil {
-			staticErr = err
-			return
-		}
-		defer os.RemoveAll(dir)
-		in, err := store.FromCSV(bytes.NewReader(csv), "trails-static.csv", trails.DefaultWhitelist())
-		if err != nil {
-			staticErr = err
-			return
-		}
-		path := filepath.Join(dir, "trails"+storeExt)
-		if _, staticErr = store.Compile(path, in); staticErr != nil {
-			return
+		if path == "" {
+			dir, err := os.MkdirTemp("", "xtrail-sensor-bench-")
+			if err != nil {
+				staticErr = err
+				return
+			}
+			defer os.RemoveAll(dir)
+			path = filepath.Join(dir, "trails"+storeExt)
+			in, err := store.FromCSV(bytes.NewReader(csv), "trails-static.csv", trails.DefaultWhitelist())
+			if err == nil {
+				_, err = store.Compile(path, in)
+			}
+			if err != nil {
+				staticErr = err
+				return
+			}
 		}
 		var ts *trailSet
 		if ts, staticErr = readTrails(path, trails.DefaultWhitelist(), slog.New(slog.DiscardHandler)); staticErr == nil {
