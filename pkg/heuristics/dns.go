@@ -5,6 +5,7 @@ import (
 	"math"
 	"net/netip"
 	"strings"
+	"sync"
 
 	"github.com/xtrail/xtrail/pkg/trails"
 )
@@ -38,6 +39,12 @@ type dnsState struct {
 	nxNames  *table[struct{}]
 	nxGroups *table[nxGroup]
 	nxHour   int64
+}
+
+// dnsShared is the DNS state of an Engine and its forks, under one lock.
+type dnsShared struct {
+	mu sync.Mutex
+	dnsState
 }
 
 type baseRec struct {
@@ -95,7 +102,9 @@ func (e *Engine) Exhaustion(q *DNS, r Reporter) (skip bool) {
 	if labels(name) <= 2 {
 		return false
 	}
-	s := &e.dns
+	e.dns.mu.Lock()
+	defer e.dns.mu.Unlock()
+	s := &e.dns.dnsState
 	now := uint32(q.Sec)
 	if !s.started || q.Sec-s.hourStart > hour {
 		s.started, s.hourStart = true, q.Sec
@@ -197,7 +206,9 @@ func (e *Engine) NXDomain(q *DNS, r Reporter) bool {
 	if len(name) == 0 {
 		return false // (a checked name is never empty)
 	}
-	s := &e.dns
+	e.dns.mu.Lock()
+	defer e.dns.mu.Unlock()
+	s := &e.dns.dnsState
 	last2 := lastLabels(name, 2)
 	if s.started && q.Sec-s.hourStart <= hour {
 		if b := s.bases.get(hashNew(last2), uint32(q.Sec)); b != nil && b.val.exhausted {
@@ -239,7 +250,7 @@ func isDNSBLLookup(name []byte) bool {
 }
 
 func (e *Engine) nxFlood(q *DNS, last2 []byte, r Reporter) bool {
-	s := &e.dns
+	s := &e.dns.dnsState // NXDomain holds the lock
 	now := uint32(q.Sec)
 	if h := q.Sec / hour; h != s.nxHour {
 		s.nxHour = h

@@ -217,9 +217,12 @@ type Finding struct {
 const Reference = "(heuristic)"
 
 // Engine runs the heuristics. Make it with New; one goroutine uses it.
+// Fork makes another for another goroutine, sharing the state that
+// records of any source feed (see Fork).
 type Engine struct {
-	cfg   Config
-	stats Stats
+	cfg    Config
+	limits Limits
+	stats  *Stats // shared with forks
 
 	ua       *UserAgents
 	families familySet
@@ -232,7 +235,7 @@ type Engine struct {
 	scanWin  int64
 
 	web webScan
-	dns dnsState
+	dns *dnsShared
 
 	// uaClean remembers user agents that gave no finding, by hash (the
 	// low bit set, so that a zero slot is empty); uaSeed is random per
@@ -253,7 +256,7 @@ type Engine struct {
 
 // New returns an Engine for c. It allocates the tables of c.Limits.
 func New(c Config) (*Engine, error) {
-	e := &Engine{cfg: c, ua: c.UserAgents, scanWin: c.ScanWindow, uaSeed: maphash.MakeSeed()}
+	e := &Engine{cfg: c, ua: c.UserAgents, scanWin: c.ScanWindow, uaSeed: maphash.MakeSeed(), stats: &Stats{}, dns: &dnsShared{}}
 	if e.scanWin <= 0 {
 		e.scanWin = 30
 	}
@@ -291,14 +294,30 @@ func New(c Config) (*Engine, error) {
 		}
 		e.pathRes = append(e.pathRes, re)
 	}
-	l := c.Limits.withDefaults()
-	e.web.init(l, &e.stats)
-	e.dns.init(l, &e.stats)
+	e.limits = c.Limits.withDefaults()
+	e.web.init(e.limits, e.stats)
+	e.dns.init(e.limits, e.stats)
 	return e, nil
 }
 
+// Fork returns an Engine for another goroutine: its own scratch, verdict
+// cache and web-scan table, and the DNS tables (exhaustion, NXDOMAIN)
+// and counters of e, shared under a lock. The sensor spreads records
+// over agents by source address, so a web-scan pair (one source) stays
+// with one agent, while the DNS tables are keyed by names that any
+// source may ask for, and must count them all.
+func (e *Engine) Fork() *Engine {
+	f := *e
+	f.web = webScan{}
+	f.web.init(e.limits, e.stats)
+	f.uaSeed = maphash.MakeSeed()
+	f.uaClean = [uaCacheSize]uint64{}
+	f.f, f.fwd, f.trail, f.lower, f.unq, f.enc, f.encB, f.uaBuf = Finding{}, nil, nil, nil, nil, nil, nil, nil
+	return &f
+}
+
 // Stats returns the Engine's counters.
-func (e *Engine) Stats() *Stats { return &e.stats }
+func (e *Engine) Stats() *Stats { return e.stats }
 
 // Use reports whether USE_HEURISTICS is on.
 func (e *Engine) Use() bool { return e.cfg.Use }
