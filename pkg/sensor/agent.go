@@ -49,6 +49,22 @@ type Stats struct {
 	Whitelisted atomic.Uint64    // events dropped for a whitelisted address
 }
 
+// addTo adds every counter of s to d.
+func (s *Stats) addTo(d *Stats) {
+	for _, c := range []struct{ from, to *atomic.Uint64 }{
+		{&s.Records, &d.Records}, {&s.Events, &d.Events}, {&s.Bad, &d.Bad}, {&s.Panics, &d.Panics},
+		{&s.NoMeta, &d.NoMeta}, {&s.UnknownLUT, &d.UnknownLUT}, {&s.EmitErrors, &d.EmitErrors},
+		{&s.Skipped, &d.Skipped}, {&s.Frames, &d.Frames}, {&s.QUICBadTags, &d.QUICBadTags},
+		{&s.Ignored, &d.Ignored}, {&s.Whitelisted, &d.Whitelisted},
+	} {
+		c.to.Add(c.from.Load())
+	}
+	for k := range s.Kinds {
+		d.Kinds[k].Add(s.Kinds[k].Load())
+		d.Malformed[k].Add(s.Malformed[k].Load())
+	}
+}
+
 // summary lists every counter as slog key-value pairs for the exit
 // summary; per-kind counters are keyed by kind name (records_dns,
 // malformed_dns, ...).

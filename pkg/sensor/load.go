@@ -276,7 +276,7 @@ func (l *liveTrails) replace(slot uint32, ts *trailSet) (unused *trailSet) {
 // and releases the store only that slot held once no record handler can
 // use it. It returns false when ctx ended first (the old store is then
 // left to the process exit rather than unmapped under a handler).
-func (l *liveTrails) stage(ctx context.Context, agent *Agent, slot uint32, ts *trailSet, log *slog.Logger) bool {
+func (l *liveTrails) stage(ctx context.Context, agent agentSet, slot uint32, ts *trailSet, log *slog.Logger) bool {
 	unused := l.replace(slot, ts)
 	agent.SetAnswers(slot, false, ts.answers)
 	if !agent.StageNames(ctx, slot, ts.names) {
@@ -296,7 +296,7 @@ func (l *liveTrails) close(log *slog.Logger) {
 // reloadLoop reloads the trails file on request and when it is replaced.
 // A load that fails keeps the current trails: the kernel switches
 // generations only after the new one is complete.
-func reloadLoop(ctx context.Context, o Options, maps *dataplane.TrailMaps, agent *Agent, live *liveTrails, last string, log *slog.Logger) {
+func reloadLoop(ctx context.Context, o Options, maps *dataplane.TrailMaps, agent agentSet, live *liveTrails, last string, log *slog.Logger) {
 	every := o.WatchEvery
 	if every == 0 {
 		every = 5 * time.Second
@@ -354,7 +354,7 @@ const settleAfter = time.Second
 // set too, once records of the previous one are handled, and releases
 // the previous set's store. It returns false when the sensor is shutting
 // down.
-func settle(ctx context.Context, agent *Agent, live *liveTrails, gen uint32, log *slog.Logger) bool {
+func settle(ctx context.Context, agent agentSet, live *liveTrails, gen uint32, log *slog.Logger) bool {
 	select {
 	case <-ctx.Done():
 		return false
@@ -367,7 +367,7 @@ func settle(ctx context.Context, agent *Agent, live *liveTrails, gen uint32, log
 // the kernel's idle generation, then has the kernel switch to that
 // generation. It returns the generation now live (-1 when the reload
 // failed), and false when the sensor is shutting down.
-func reload(ctx context.Context, o Options, maps *dataplane.TrailMaps, agent *Agent, live *liveTrails, log *slog.Logger) (bool, int) {
+func reload(ctx context.Context, o Options, maps *dataplane.TrailMaps, agent agentSet, live *liveTrails, log *slog.Logger) (bool, int) {
 	liveGen := -1
 	err := lowGC(func() error {
 		ts, err := readTrails(o.TrailsFile, o.Rules.Whitelist, log)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"time"
 
 	"github.com/cilium/ebpf/ringbuf"
@@ -38,6 +39,10 @@ type Options struct {
 	Rules      NameRules     // Names is loaded from TrailsFile by Run
 	Throttle   throttle.Mode // EVENT_THROTTLE_MODE (summarize by default)
 	Processes  int           // PROCESS_COUNT, for the legacy throttle
+	// Agents (live) is how many agents match the ring's records, each on
+	// its own goroutine, fed by source address (fanout.go); 0 is one per
+	// CPU (GOMAXPROCS). Replay runs one.
+	Agents int
 	Heuristics heuristics.Config
 	// D4, when set, is the client behind one of Out's sinks: Run runs it
 	// beside the sensor. A replay then waits up to D4ReplayWait (default
@@ -128,10 +133,17 @@ func Run(ctx context.Context, o Options) error {
 	defer rd.Close()
 	hc := o.Heuristics
 	hc.LocalPrefix = (&localPrefix{dp: dp}).at // heurconfig.go
-	agent := NewAgent(AgentConfig{Meta: maps, Rules: rules, Render: &o.Renderer, Out: o.Out,
-		Throttle: o.Throttle, Processes: o.Processes, Heuristics: hc, Logger: log})
+	nAgents := 1
+	if !replay {
+		if nAgents = o.Agents; nAgents <= 0 {
+			nAgents = runtime.GOMAXPROCS(0)
+		}
+	}
+	agents := agentSet(newAgents(AgentConfig{Meta: maps, Rules: rules, Render: &o.Renderer, Out: o.Out,
+		Throttle: o.Throttle, Processes: o.Processes, Heuristics: hc, Logger: log}, nAgents))
+	agent := agents[0]
 	if ts != nil {
-		agent.SetAnswers(0, true, ts.answers)
+		agents.SetAnswers(0, true, ts.answers)
 	}
 
 	if replay {
@@ -151,7 +163,7 @@ func Run(ctx context.Context, o Options) error {
 			cpu := cpuTime() - start
 			log.Info("replay done", "frames", n, "cpu", cpu, "cpu_per_frame", cpu/time.Duration(n))
 		}
-		report(log, dp, agent)
+		report(log, dp, agents)
 		return errors.Join(errs...)
 	}
 
@@ -160,7 +172,7 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 	}
-	log.Info("sensor ready", "interfaces", o.Interfaces, "took", time.Since(began).Round(time.Millisecond))
+	log.Info("sensor ready", "interfaces", o.Interfaces, "agents", len(agents), "took", time.Since(began).Round(time.Millisecond))
 	if o.Ready != nil {
 		o.Ready()
 	}
@@ -169,13 +181,13 @@ func Run(ctx context.Context, o Options) error {
 		reloaded := make(chan struct{})
 		go func() {
 			defer close(reloaded)
-			reloadLoop(rctx, o, maps, agent, live, loadedVersion, log)
+			reloadLoop(rctx, o, maps, agents, live, loadedVersion, log)
 		}()
 		defer func() { stop(); <-reloaded }()
 	}
-	err = runLive(ctx, dp, rd, agent, log)
-	agent.Flush()
-	report(log, dp, agent)
+	err = runLive(ctx, dp, rd, agents, log)
+	agents.Flush()
+	report(log, dp, agents)
 	return err
 }
 
@@ -204,8 +216,10 @@ func reportD4(log *slog.Logger, st d4.ClientStats) {
 }
 
 // runLive reads records until ctx is done, and warns when the kernel
-// reports lost records.
-func runLive(ctx context.Context, dp *dataplane.Dataplane, rd *ringbuf.Reader, agent *Agent, log *slog.Logger) error {
+// reports lost records. With one agent it handles each record itself;
+// with more it deals them out (fanout) and returns once every agent has
+// handled what was read.
+func runLive(ctx context.Context, dp *dataplane.Dataplane, rd *ringbuf.Reader, agents agentSet, log *slog.Logger) error {
 	stop := context.AfterFunc(ctx, func() { rd.Close() })
 	defer stop()
 	done := make(chan struct{})
@@ -217,6 +231,13 @@ func runLive(ctx context.Context, dp *dataplane.Dataplane, rd *ringbuf.Reader, a
 		defer close(watched)
 		watchLosses(ctx, done, dp, log)
 	}()
+	handle, tick := agents[0].Handle, agents[0].Tick
+	flush := func() {}
+	if len(agents) > 1 {
+		f := newFanout(agents)
+		defer f.Close()
+		handle, tick, flush = f.Handle, f.Tick, f.Flush
+	}
 	var rec ringbuf.Record
 	// The read wakes up at least once a second so held and condensed
 	// events leave on time when traffic is quiet.
@@ -226,7 +247,10 @@ func runLive(ctx context.Context, dp *dataplane.Dataplane, rd *ringbuf.Reader, a
 		err := rd.ReadInto(&rec)
 		switch {
 		case err == nil:
-			agent.Handle(rec.RawSample)
+			handle(rec.RawSample)
+			if rd.AvailableBytes() == 0 {
+				flush() // nothing more to batch with for now
+			}
 		case errors.Is(err, os.ErrDeadlineExceeded):
 		case errors.Is(err, ringbuf.ErrClosed) || ctx.Err() != nil:
 			return nil
@@ -234,7 +258,7 @@ func runLive(ctx context.Context, dp *dataplane.Dataplane, rd *ringbuf.Reader, a
 			return fmt.Errorf("read ring buffer: %w", err)
 		}
 		if now := time.Now(); !now.Before(next) {
-			agent.Tick(now)
+			tick(now)
 			next = now.Add(time.Second)
 			rd.SetDeadline(next)
 		}
@@ -346,11 +370,11 @@ func drain(rd *ringbuf.Reader, rec *ringbuf.Record, agent *Agent) error {
 	}
 }
 
-// report logs the exit summary: every agent counter, then the program's
-// counters that are not zero.
-func report(log *slog.Logger, dp *dataplane.Dataplane, a *Agent) {
-	args := a.stats.summary()
-	if h := a.Heuristics(); h != nil {
+// report logs the exit summary: every agent counter (summed over the
+// agents), then the program's counters that are not zero.
+func report(log *slog.Logger, dp *dataplane.Dataplane, agents agentSet) {
+	args := agents.stats().summary()
+	if h := agents[0].Heuristics(); h != nil { // forks share its counters
 		args = append(args, h.Stats().Summary()...)
 	}
 	if cs, err := dp.Counters(); err == nil {
