@@ -42,7 +42,7 @@ type Options struct {
 	// Agents (live) is how many agents match the ring's records, each on
 	// its own goroutine, fed by source address (fanout.go); 0 is one per
 	// CPU (GOMAXPROCS). Replay runs one.
-	Agents int
+	Agents     int
 	Heuristics heuristics.Config
 	// D4, when set, is the client behind one of Out's sinks: Run runs it
 	// beside the sensor. A replay then waits up to D4ReplayWait (default
