@@ -311,3 +311,85 @@ func BenchmarkKernelToEvent(b *testing.B) {
 	b.ReportMetric(float64(consumed.Load())/elapsed.Seconds(), "candidates/s")
 	b.ReportMetric(100*float64(lost)/float64(b.N), "%lost")
 }
+
+// BenchmarkAgentsDrain: candidates per second that the live loop's ring
+// reader and 1 or 2 agents (one per CPU on the 2-core lab machine) take
+// out of the real ring buffer. The XDP program (test runs, outside the
+// timing) first fills the ring with HTTP request candidates from 1024
+// sources, with every static trail loaded and every heuristic on; the
+// timed part is the drain alone, so the kernel side takes no CPU from the
+// agents. Figures belong to a quiet machine.
+func BenchmarkAgentsDrain(b *testing.B) {
+	testenv.RequireRoot(b)
+	names := loadStatic(b)
+	for _, n := range []int{1, 2} {
+		b.Run(fmt.Sprintf("agents=%d", n), func(b *testing.B) {
+			dp, err := dataplane.Load(dataplane.Options{Replay: true, RingSize: 32 << 20})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer dp.Close()
+			rd, err := dp.NewRingReader()
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer rd.Close()
+			var frames [][]byte
+			for i := range 1024 {
+				src := netip.AddrFrom4([4]byte{10, 20, byte(i >> 8), byte(i)})
+				req := fmt.Sprintf("GET /%s/%s%d.js?v=%d HTTP/1.1\r\nHost: cdn.%s%s.net\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0\r\nAccept: */*\r\n\r\n",
+					words[i%10], words[(i/10)%10], i, i, words[(i/7)%10], words[(i/3)%10])
+				frames = append(frames, pktbuild.Frame{Src: src, Dst: benchDst, Proto: pktbuild.TCP, Sport: uint16(40000 + i), Dport: 80,
+					TCPFlags: pktbuild.ACK | pktbuild.PSH, Payload: []byte(req)}.Bytes())
+			}
+			agents := agentSet(newAgents(AgentConfig{Meta: fakeMeta{}, Rules: NameRules{Names: names, Whitelist: trails.DefaultWhitelist(), CheckHostDomains: true},
+				Render: &maltrail.Renderer{Loc: time.UTC}, Out: discard{}, Throttle: throttle.Off, Heuristics: allHeuristics,
+				Logger: slog.New(slog.DiscardHandler)}, n))
+			const fill = 60000 // about 17 MiB of records: well inside the ring
+			var rec ringbuf.Record
+			var elapsed time.Duration
+			consumed := 0
+			b.ResetTimer()
+			for done := 0; done < b.N; done += fill {
+				b.StopTimer()
+				for i := range fill {
+					if _, err := dp.Run(frames[i%len(frames)]); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StartTimer()
+				start := time.Now()
+				handle := agents[0].Handle
+				var f *fanout
+				if n > 1 {
+					f = newFanout(agents)
+					handle = f.Handle
+				}
+				rd.SetDeadline(time.Now())
+				for {
+					if err := rd.ReadInto(&rec); err != nil {
+						if !errors.Is(err, os.ErrDeadlineExceeded) {
+							b.Fatal(err)
+						}
+						break
+					}
+					handle(rec.RawSample)
+					consumed++
+				}
+				if f != nil {
+					f.Close()
+				}
+				elapsed += time.Since(start)
+			}
+			b.StopTimer()
+			if lost, _ := dp.CounterMap(); lost["ringbuf_full"] != 0 {
+				b.Fatalf("%d records lost while filling", lost["ringbuf_full"])
+			}
+			if got := agents.stats().Kinds[dataplane.KindHTTP].Load(); got < uint64(consumed) {
+				b.Fatalf("agents handled %d of %d candidates", got, consumed)
+			}
+			b.ReportMetric(float64(consumed)/elapsed.Seconds(), "candidates/s")
+			b.ReportMetric(float64(elapsed.Nanoseconds())/float64(consumed), "ns/candidate")
+		})
+	}
+}
