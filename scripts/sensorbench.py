@@ -4,7 +4,9 @@ peak RSS (VmHWM) at that point, and, with --reload FILE=NEW, the time of a
 store reload (NEW renamed over FILE, as `trails compile` + mv does) as the
 sensor logs it, with the peak RSS after it. With --traffic IFACE=PCAP the
 capture's frames are sent out of IFACE (the peer of the monitored veth)
-once the sensor is ready, and the RSS after them is reported.
+once the sensor is ready, and the RSS after them is reported. The ring
+buffer's mapping (kernel map memory) is reported apart: *_ring_kb, and
+*_rss_less_ring_kb is the RSS without it.
 Prints one JSON object.
 usage: sensorbench.py [--traffic IFACE=PCAP] [--reload FILE=NEW] -- CMD..."""
 import json, os, re, signal, socket, struct, subprocess, sys, time
@@ -46,6 +48,19 @@ def status(pid, key):
                 return int(line.split()[1])
     return 0
 
+def ring_kb(pid):
+    """Resident kB of the process's BPF map mappings (the ring buffer,
+    mapped twice): kernel map memory, reported apart from the process's
+    own."""
+    kb, bpf = 0, False
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+                bpf = line.rstrip().endswith("anon_inode:bpf-map")
+            elif bpf and line.startswith("Rss:"):
+                kb += int(line.split()[1])
+    return kb
+
 def hwm(pid):
     return status(pid, "VmHWM")
 
@@ -72,6 +87,8 @@ try:
     out["ready_peak_rss_kb"] = hwm(p.pid)
     out["ready_rss_anon_kb"] = status(p.pid, "RssAnon")
     out["ready_rss_file_kb"] = status(p.pid, "RssFile")
+    out["ready_ring_kb"] = ring_kb(p.pid)
+    out["ready_rss_less_ring_kb"] = status(p.pid, "VmRSS") - out["ready_ring_kb"]
     if traffic:
         t1 = time.monotonic()
         out["traffic_frames"] = send_pcap(*traffic)
@@ -80,6 +97,9 @@ try:
         out["traffic_peak_rss_kb"] = hwm(p.pid)
         out["traffic_rss_anon_kb"] = status(p.pid, "RssAnon")
         out["traffic_rss_file_kb"] = status(p.pid, "RssFile")
+        out["traffic_rss_kb"] = status(p.pid, "VmRSS")
+        out["traffic_ring_kb"] = ring_kb(p.pid)
+        out["traffic_rss_less_ring_kb"] = out["traffic_rss_kb"] - out["traffic_ring_kb"]
     if reload:
         os.rename(reload[1], reload[0])
         p.send_signal(signal.SIGHUP)  # rather than wait for the file watch

@@ -164,6 +164,17 @@ func (ts *trailSet) loadKernel(maps *dataplane.TrailMaps, log *slog.Logger) (uin
 	return st.Generation, nil
 }
 
+// release drops from the resident set the store pages that reading the
+// set touched (store.ReleasePages), once the kernel holds its IP trails.
+func (ts *trailSet) release(log *slog.Logger) {
+	if ts == nil || ts.store == nil {
+		return
+	}
+	if err := ts.store.ReleasePages(); err != nil {
+		log.Warn("releasing trail store pages", "file", ts.path, "err", err)
+	}
+}
+
 // close releases the store, if any.
 func (ts *trailSet) close(log *slog.Logger) {
 	if ts == nil || ts.store == nil {
@@ -202,6 +213,7 @@ func loadPlane(dopts dataplane.Options, file string, wl *trails.Whitelist, log *
 			if ts, err = readTrails(file, wl, log); err != nil {
 				return err
 			}
+			defer ts.release(log)
 			if ts.inKernel(maps) {
 				// a restart on the same store: the pinned generation holds its trails
 				log.Info("IP trails already loaded in the kernel from this store", "file", file)
@@ -374,6 +386,7 @@ func reload(ctx context.Context, o Options, maps *dataplane.TrailMaps, agent age
 		if err != nil {
 			return err
 		}
+		defer ts.release(log)
 		gen, err := maps.Generation()
 		if err != nil {
 			ts.close(log)

@@ -119,6 +119,23 @@ func OpenWith(path string, opt OpenOptions) (*Store, error) {
 	return s, nil
 }
 
+// ReleasePages drops the mapping's resident pages from this process
+// (MADV_DONTNEED; they stay in the page cache, shared and reclaimable).
+// A start reads whole tables through the mapping (the IP trails for the
+// kernel maps and the answer trails, the metas, the regex rows), which
+// lookups never touch again: released, they leave the resident set, and
+// lookups fault back only the pages they read (the filters, and the
+// table and keys on a filter hit). Best effort; the store stays usable.
+func (s *Store) ReleasePages() error {
+	if s.data == nil {
+		return nil
+	}
+	if err := unix.Madvise(s.data, unix.MADV_DONTNEED); err != nil {
+		return fmt.Errorf("release trail store pages: %w", err)
+	}
+	return nil
+}
+
 // Close unmaps the store. Byte slices obtained from it (MetaBytes, Keys)
 // must not be used afterwards.
 func (s *Store) Close() error {
