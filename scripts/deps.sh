@@ -5,7 +5,7 @@
 #                             for make lint, ShellCheck; for the deployment tests (internal/deploytest)
 #                             vagrant, vagrant-libvirt, systemd-analyze, strace, ethtool, setpriv, nsenter
 #   scripts/deps.sh generate  + clang, llvm, kernel UAPI headers (make generate)
-#   scripts/deps.sh bench     + python3 (traffic mix generator)
+#   scripts/deps.sh bench     + python3 (traffic mix generator), valgrind (agentcost.sh)
 set -euo pipefail
 
 need=()
@@ -27,7 +27,7 @@ generate)
 	want clang clang; want llvm-strip llvm
 	[ -e /usr/include/linux/bpf.h ] || need+=(linux-libc-dev) ;;
 bench)
-	want ip iproute2; want python3 python3 ;;
+	want ip iproute2; want python3 python3; want valgrind valgrind ;;
 *)
 	echo "usage: $0 demo|test|generate|bench" >&2; exit 2 ;;
 esac
