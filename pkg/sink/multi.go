@@ -18,7 +18,8 @@ import (
 // detection.
 type Multi struct {
 	sinks  []Sink
-	errs   []atomic.Uint64 // per sink, same index as sinks
+	errs   []atomic.Uint64 // per sink, same index as sinks: events the sink refused
+	sent   []atomic.Uint64 // per sink: events the sink took
 	logger *slog.Logger
 
 	mu     sync.Mutex
@@ -41,6 +42,7 @@ func NewMulti(logger *slog.Logger, sinks ...Sink) *Multi {
 	return &Multi{
 		sinks:  append([]Sink(nil), sinks...),
 		errs:   make([]atomic.Uint64, len(sinks)),
+		sent:   make([]atomic.Uint64, len(sinks)),
 		logger: logger,
 		logged: make(map[errKind]struct{}),
 	}
@@ -65,7 +67,9 @@ func (m *Multi) Emit(sec int64, line []byte) error {
 			m.errs[i].Add(1)
 			m.logOnce(i, err)
 			errs = append(errs, err)
+			continue
 		}
+		m.sent[i].Add(1)
 	}
 	return errors.Join(errs...)
 }
@@ -102,6 +106,23 @@ func (m *Multi) Errors() map[string]uint64 {
 	out := make(map[string]uint64, len(m.sinks))
 	for i, s := range m.sinks {
 		out[s.Name()] += m.errs[i].Load()
+	}
+	return out
+}
+
+// Count is one sink's tally of events.
+type Count struct {
+	Sink   string // the sink's Name
+	Sent   uint64 // events the sink took (for a network sink: handed to the kernel or the D4 queue)
+	Failed uint64 // events the sink refused
+}
+
+// Counts returns every sink's tally, in the order the sinks were given;
+// safe while events are emitted.
+func (m *Multi) Counts() []Count {
+	out := make([]Count, len(m.sinks))
+	for i, s := range m.sinks {
+		out[i] = Count{Sink: s.Name(), Sent: m.sent[i].Load(), Failed: m.errs[i].Load()}
 	}
 	return out
 }

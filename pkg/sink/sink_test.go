@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -447,6 +448,9 @@ func TestMultiKeepsGoingAndLogsOnce(t *testing.T) {
 	errs := m.Errors()
 	if errs["fail"] != 11 || errs["console"] != 0 {
 		t.Errorf("Errors = %v", errs)
+	}
+	if got, want := m.Counts(), []Count{{"fail", 0, 11}, {"console", 11, 0}}; !slices.Equal(got, want) {
+		t.Errorf("Counts = %v, want %v", got, want)
 	}
 	if m.Name() != "multi(fail,console)" {
 		t.Errorf("Name = %q", m.Name())
