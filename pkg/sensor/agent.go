@@ -7,6 +7,7 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -47,6 +48,24 @@ type Stats struct {
 	QUICBadTags atomic.Uint64    // QUIC Initials read although their AEAD tag did not verify (Maltrail does not check it)
 	Ignored     atomic.Uint64    // events dropped by the ignore rules
 	Whitelisted atomic.Uint64    // events dropped for a whitelisted address
+	// EventTypes splits Events by trail type (EventTypeNames, same index).
+	EventTypes   [len(EventTypeNames)]atomic.Uint64
+	TrailLoads   atomic.Uint64 // trail sets made live: the one loaded (or found loaded) at start, then each reload
+	ReloadErrors atomic.Uint64 // trail reloads that failed (the trails loaded before stay)
+}
+
+// EventTypeNames are the trail types of Maltrail's events (spec §2), the
+// index of Stats.EventTypes; a type not listed counts as "other".
+var EventTypeNames = [...]string{"IP", "IPORT", "DNS", "URL", "HTTP", "UA", "PATH", "PORT", "CERT", "other"}
+
+// eventType is the EventTypes index of a trail type.
+func eventType(t string) int {
+	for i, n := range EventTypeNames[:len(EventTypeNames)-1] {
+		if n == t {
+			return i
+		}
+	}
+	return len(EventTypeNames) - 1
 }
 
 // addTo adds every counter of s to d.
@@ -56,12 +75,16 @@ func (s *Stats) addTo(d *Stats) {
 		{&s.NoMeta, &d.NoMeta}, {&s.UnknownLUT, &d.UnknownLUT}, {&s.EmitErrors, &d.EmitErrors},
 		{&s.Skipped, &d.Skipped}, {&s.Frames, &d.Frames}, {&s.QUICBadTags, &d.QUICBadTags},
 		{&s.Ignored, &d.Ignored}, {&s.Whitelisted, &d.Whitelisted},
+		{&s.TrailLoads, &d.TrailLoads}, {&s.ReloadErrors, &d.ReloadErrors},
 	} {
 		c.to.Add(c.from.Load())
 	}
 	for k := range s.Kinds {
 		d.Kinds[k].Add(s.Kinds[k].Load())
 		d.Malformed[k].Add(s.Malformed[k].Load())
+	}
+	for t := range s.EventTypes {
+		d.EventTypes[t].Add(s.EventTypes[t].Load())
 	}
 }
 
@@ -80,10 +103,30 @@ func (s *Stats) summary() []any {
 			args = append(args, "malformed_"+name, s.Malformed[k].Load())
 		}
 	}
-	return append(args, "no_meta", s.NoMeta.Load(), "unknown_proto", s.UnknownLUT.Load(),
+	args = append(args, "no_meta", s.NoMeta.Load(), "unknown_proto", s.UnknownLUT.Load(),
 		"ignored", s.Ignored.Load(), "whitelisted", s.Whitelisted.Load(), "emit_errors", s.EmitErrors.Load(),
 		"quic_bad_tags", s.QUICBadTags.Load(),
-		"frames", s.Frames.Load(), "skipped_frames", s.Skipped.Load())
+		"frames", s.Frames.Load(), "skipped_frames", s.Skipped.Load(),
+		"trail_loads", s.TrailLoads.Load(), "reload_errors", s.ReloadErrors.Load())
+	// events per type: only the types seen, to keep the line short
+	for i, name := range EventTypeNames {
+		if n := s.EventTypes[i].Load(); n > 0 {
+			args = append(args, "events_"+strings.ToLower(name), n)
+		}
+	}
+	return args
+}
+
+// Each calls fn with every counter of the exit summary, by its name there
+// (records, records_dns, ...): what /metrics exports as the sensor's
+// counters, so a counter added to the summary reaches it too.
+func (s *Stats) Each(fn func(name string, value uint64)) {
+	args := s.summary()
+	for i := 0; i+1 < len(args); i += 2 {
+		if v, ok := args[i+1].(uint64); ok {
+			fn(args[i].(string), v)
+		}
+	}
 }
 
 // Agent turns ring-buffer records into events. It is used by one goroutine.
@@ -243,20 +286,21 @@ type lineOut struct {
 
 func (o *lineOut) Event(ev *maltrail.Event) {
 	o.line = o.render.AppendLine(o.line[:0], ev)
-	o.emit(ev.Time.Unix())
+	o.emit(ev.Time.Unix(), ev.Type)
 }
 
 func (o *lineOut) Merged(ev *maltrail.TextEvent) {
 	o.line = o.render.AppendTextLine(o.line[:0], ev)
-	o.emit(ev.Time.Unix())
+	o.emit(ev.Time.Unix(), ev.Type)
 }
 
-func (o *lineOut) emit(sec int64) {
+func (o *lineOut) emit(sec int64, typ string) {
 	if err := o.out.Emit(sec, o.line); err != nil {
 		o.stats.EmitErrors.Add(1)
 		return
 	}
 	o.stats.Events.Add(1)
+	o.stats.EventTypes[eventType(typ)].Add(1)
 }
 
 // Stats returns the agent's counters.

@@ -96,6 +96,17 @@ func TestAgentRendersIPRecords(t *testing.T) {
 			if out.secs[0] != at.Unix() {
 				t.Errorf("sec %d, want %d", out.secs[0], at.Unix())
 			}
+			// the event counts under its type (column 9 of the line)
+			typ := strings.Fields(c.want)[8]
+			for i, name := range EventTypeNames {
+				want := uint64(0)
+				if name == typ {
+					want = 1
+				}
+				if got := a.Stats().EventTypes[i].Load(); got != want {
+					t.Errorf("events of type %s: %d, want %d", name, got, want)
+				}
+			}
 		})
 	}
 }

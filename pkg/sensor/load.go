@@ -350,6 +350,7 @@ func reloadLoop(ctx context.Context, o Options, maps *dataplane.TrailMaps, agent
 		if gen < 0 {
 			continue
 		}
+		agent[0].stats.TrailLoads.Add(1)
 		log.Info("trails reloaded", "file", o.TrailsFile, "why", why, "generation", gen, "took", time.Since(start).Round(time.Millisecond))
 		if !settle(ctx, agent, live, uint32(gen), log) {
 			return
@@ -420,6 +421,7 @@ func reload(ctx context.Context, o Options, maps *dataplane.TrailMaps, agent age
 		return false, -1
 	}
 	if err != nil {
+		agent[0].stats.ReloadErrors.Add(1)
 		log.Error("trail reload failed: the current trails stay loaded", "file", o.TrailsFile, "err", err)
 		return true, -1
 	}

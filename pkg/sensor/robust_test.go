@@ -3,6 +3,7 @@ package sensor
 import (
 	"bytes"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"reflect"
 	"strings"
@@ -244,10 +245,14 @@ func TestStatsSummary(t *testing.T) {
 	s.Ignored.Store(10)
 	s.Whitelisted.Store(11)
 	s.QUICBadTags.Store(12)
+	s.TrailLoads.Store(14)
+	s.ReloadErrors.Store(13)
 	for k := range kindNames {
 		s.Kinds[k].Store(uint64(100 + k))
 		s.Malformed[k].Store(uint64(200 + k))
 	}
+	s.EventTypes[eventType("DNS")].Store(300)
+	s.EventTypes[eventType("no such type")].Store(301)
 	got := map[string]uint64{}
 	args := s.summary()
 	for i := 0; i+1 < len(args); i += 2 {
@@ -256,7 +261,8 @@ func TestStatsSummary(t *testing.T) {
 	want := map[string]uint64{"records": 1, "events": 2, "bad_records": 3, "panics": 4, "no_meta": 5, "unknown_proto": 6,
 		"emit_errors": 7, "skipped_frames": 8, "frames": 9, "ignored": 10, "whitelisted": 11, "quic_bad_tags": 12,
 		"records_ip": 101, "records_dns": 102, "records_http": 103, "records_tls": 104, "records_quic": 105, "records_scan": 106,
-		"malformed_dns": 202, "malformed_http": 203, "malformed_tls": 204, "malformed_quic": 205, "malformed_scan": 206}
+		"malformed_dns": 202, "malformed_http": 203, "malformed_tls": 204, "malformed_quic": 205, "malformed_scan": 206,
+		"trail_loads": 14, "reload_errors": 13, "events_dns": 300, "events_other": 301}
 	for k, v := range want {
 		if got[k] != v {
 			t.Errorf("summary %s = %d, want %d", k, got[k], v)
@@ -265,10 +271,16 @@ func TestStatsSummary(t *testing.T) {
 	if len(got) != len(want) {
 		t.Errorf("summary keys %v, want %d keys", got, len(want))
 	}
+	// Each (what /metrics reads) gives the same counters
+	each := map[string]uint64{}
+	s.Each(func(name string, v uint64) { each[name] = v })
+	if !maps.Equal(each, got) {
+		t.Errorf("Each gave %v, the summary %v", each, got)
+	}
 	// A counter added to Stats must be added to summary and to this test.
 	tested := map[string]bool{"Records": true, "Events": true, "Bad": true, "Panics": true, "NoMeta": true, "UnknownLUT": true,
 		"EmitErrors": true, "Skipped": true, "Frames": true, "Ignored": true, "Whitelisted": true, "Kinds": true, "Malformed": true,
-		"QUICBadTags": true}
+		"QUICBadTags": true, "EventTypes": true, "TrailLoads": true, "ReloadErrors": true}
 	rt := reflect.TypeFor[Stats]()
 	for i := range rt.NumField() {
 		if !tested[rt.Field(i).Name] {
