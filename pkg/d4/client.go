@@ -106,7 +106,8 @@ type Client struct {
 
 	running  atomic.Bool
 	dropping atomic.Bool // true while Send refuses lines, to log only the first
-	// for Drain: connected now; every server failed since the last connection
+	// connected: a session is up now (Connected, Drain); roundFailed:
+	// every server failed since the last connection (Drain)
 	connected, roundFailed atomic.Bool
 
 	sent, frames, acked, tooLong                atomic.Uint64
@@ -271,6 +272,10 @@ func (c *Client) Stats() ClientStats {
 		Rejected:      c.rejected.Load(),
 	}
 }
+
+// Connected reports whether a session with a server is up now; safe for
+// concurrent use.
+func (c *Client) Connected() bool { return c.connected.Load() }
 
 // SpoolDir is the directory of the client's spool.
 func (c *Client) SpoolDir() string { return c.spool.Dir() }

@@ -264,6 +264,9 @@ func TestClientDelivers(t *testing.T) {
 	}
 
 	checkMeta(t, srv.next(t))
+	if !c.Connected() {
+		t.Error("Connected() false while the server reads the session")
+	}
 	var got []string
 	frames := 0
 	for len(got) < len(want) {
@@ -280,6 +283,9 @@ func TestClientDelivers(t *testing.T) {
 	// delivered = acknowledged by the server's TCP
 	waitFor(t, func() bool { return c.Stats().Pending == 0 })
 	stop()
+	if c.Connected() {
+		t.Error("Connected() true after Run returned")
+	}
 	st := c.Stats()
 	if st.Spooled != 2000 || st.Sent != 2000 || st.Acked != 2000 || st.Frames != uint64(frames) || st.Dropped != 0 ||
 		st.Pending != 0 || st.Reconnects != 0 || st.WriteErrors != 0 || st.Failovers != 0 {
