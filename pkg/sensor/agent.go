@@ -90,8 +90,21 @@ func (s *Stats) addTo(d *Stats) {
 
 // summary lists every counter as slog key-value pairs for the exit
 // summary; per-kind counters are keyed by kind name (records_dns,
-// malformed_dns, ...).
+// malformed_dns, ...), and the events of each type seen by type
+// (events_ip, ...).
 func (s *Stats) summary() []any {
+	args := s.counters()
+	// events per type: only the types seen, to keep the line short
+	for i, name := range EventTypeNames {
+		if n := s.EventTypes[i].Load(); n > 0 {
+			args = append(args, "events_"+strings.ToLower(name), n)
+		}
+	}
+	return args
+}
+
+// counters is the summary less the events per type.
+func (s *Stats) counters() []any {
 	args := []any{"records", s.Records.Load(), "events", s.Events.Load(),
 		"bad_records", s.Bad.Load(), "panics", s.Panics.Load()}
 	for k, name := range kindNames {
@@ -103,25 +116,19 @@ func (s *Stats) summary() []any {
 			args = append(args, "malformed_"+name, s.Malformed[k].Load())
 		}
 	}
-	args = append(args, "no_meta", s.NoMeta.Load(), "unknown_proto", s.UnknownLUT.Load(),
+	return append(args, "no_meta", s.NoMeta.Load(), "unknown_proto", s.UnknownLUT.Load(),
 		"ignored", s.Ignored.Load(), "whitelisted", s.Whitelisted.Load(), "emit_errors", s.EmitErrors.Load(),
 		"quic_bad_tags", s.QUICBadTags.Load(),
 		"frames", s.Frames.Load(), "skipped_frames", s.Skipped.Load(),
 		"trail_loads", s.TrailLoads.Load(), "reload_errors", s.ReloadErrors.Load())
-	// events per type: only the types seen, to keep the line short
-	for i, name := range EventTypeNames {
-		if n := s.EventTypes[i].Load(); n > 0 {
-			args = append(args, "events_"+strings.ToLower(name), n)
-		}
-	}
-	return args
 }
 
-// Each calls fn with every counter of the exit summary, by its name there
-// (records, records_dns, ...): what /metrics exports as the sensor's
-// counters, so a counter added to the summary reaches it too.
+// Each calls fn with every counter of the exit summary by its name there
+// (records, records_dns, ...), but the events per type, which
+// EventTypes holds: what /metrics exports as the agent's counters, so a
+// counter added to the summary reaches it too.
 func (s *Stats) Each(fn func(name string, value uint64)) {
-	args := s.summary()
+	args := s.counters()
 	for i := 0; i+1 < len(args); i += 2 {
 		if v, ok := args[i+1].(uint64); ok {
 			fn(args[i].(string), v)

@@ -43,6 +43,9 @@ type Flags struct {
 type Setup struct {
 	Options Options
 	Sinks   *sink.Multi
+	// MetricsAddr is METRICS_ADDRESS, where the command serves /metrics
+	// ("" = off).
+	MetricsAddr string
 }
 
 // Configuration keys of xtrail's own, in maltrail.conf's format.
@@ -64,7 +67,8 @@ const (
 	KeyXDPMode        = "XDP_MODE"   // auto, native, generic
 	KeyXDPAction      = "XDP_ACTION" // pass, drop
 	KeyXDPPinDir      = "XDP_PIN_DIR"
-	KeyXDPRingSize    = "XDP_RING_SIZE" // ring buffer bytes
+	KeyXDPRingSize    = "XDP_RING_SIZE"   // ring buffer bytes
+	KeyMetricsAddress = "METRICS_ADDRESS" // Prometheus /metrics listen address; unset = off
 	defaultTrailsFile = "~/.maltrail/trails.csv"
 )
 
@@ -75,12 +79,12 @@ const (
 var ownKeys = []string{
 	KeyD4Server, KeyD4UUID, KeyD4Key, KeyD4KeyFile, KeyD4CA, KeyD4ServerName,
 	KeyD4ServerSHA256, KeyD4Transport, KeyD4SpoolDir, KeyD4SpoolMax, KeyD4KeepAlive, KeyD4ReplayWait,
-	KeyXDPMode, KeyXDPAction, KeyXDPPinDir, KeyXDPRingSize,
+	KeyXDPMode, KeyXDPAction, KeyXDPPinDir, KeyXDPRingSize, KeyMetricsAddress,
 	"SNAPLEN_DNS", "SNAPLEN_HTTP", "SNAPLEN_TLS", "SNAPLEN_QUIC",
 	"TRAILS_FEEDS", "TRAILS_FEED_DIR", // read by `xtrail trails update -c`
 }
 
-var ownPrefixes = []string{"D4_", "XDP_", "SNAPLEN_", "TRAILS_FEED"}
+var ownPrefixes = []string{"D4_", "XDP_", "SNAPLEN_", "TRAILS_FEED", "METRICS_"}
 
 // maxRingSize bounds XDP_RING_SIZE: a larger ring is kernel memory no
 // agent needs (the default 8 MiB holds thousands of full snapshots).
@@ -130,6 +134,10 @@ func configure(cfg *maltrail.Config, f Flags, log *slog.Logger, h process) (*Set
 			return nil, err
 		}
 	}
+	metricsAddr, err := k.listenAddr(KeyMetricsAddress)
+	if err != nil {
+		return nil, err
+	}
 	o.Renderer = maltrail.Renderer{Sensor: sensorName(cfg), Loc: time.Local}
 	sinks, err := k.outputs(f, &o, log, h)
 	if err != nil {
@@ -137,7 +145,24 @@ func configure(cfg *maltrail.Config, f Flags, log *slog.Logger, h process) (*Set
 	}
 	multi := sink.NewMulti(log, sinks...)
 	o.Out = multi
-	return &Setup{Options: o, Sinks: multi}, nil
+	return &Setup{Options: o, Sinks: multi, MetricsAddr: metricsAddr}, nil
+}
+
+// listenAddr reads a TCP listen address: host:port, [v6]:port or :port,
+// port 0 to 65535; absent or empty is "".
+func (k keys) listenAddr(key string) (string, error) {
+	v := k.cfg.String(key, "")
+	if v == "" {
+		return "", nil
+	}
+	_, port, err := net.SplitHostPort(v)
+	if err == nil {
+		_, err = strconv.ParseUint(port, 10, 16)
+	}
+	if err != nil {
+		return "", k.bad(key, v, "host:port, [v6]:port or :port (every address), port 0 to 65535, empty for none")
+	}
+	return v, nil
 }
 
 // keys reads maltrail.conf values with their checks.

@@ -100,6 +100,9 @@ func TestConfigure(t *testing.T) {
 			if st.Options.TrailsFile != trails {
 				t.Errorf("trails file %q", st.Options.TrailsFile)
 			}
+			if st.MetricsAddr != "" {
+				t.Errorf("metrics served at %q without METRICS_ADDRESS: off by default", st.MetricsAddr)
+			}
 		})
 	}
 }
@@ -116,7 +119,7 @@ func TestConfigureValues(t *testing.T) {
 		"SNAPLEN_DNS 100\nSNAPLEN_HTTP 0\nSNAPLEN_TLS 1536\nSNAPLEN_QUIC 1200\n" +
 		"UPDATE_PERIOD 3600\nEVENT_THROTTLE_MODE Legacy\nPROCESS_COUNT 16\n" +
 		"CHECK_HOST_DOMAINS 1\nUSE_FAST_PREFILTER true\nFAST_FLOW_CUTOFF 0\n" +
-		"MONITOR_INTERFACE eth7, eth8\nTRAILS_FEEDS a=http://x/a\nTRAILS_FEED_DIR /tmp/feeds\n"
+		"MONITOR_INTERFACE eth7, eth8\nTRAILS_FEEDS a=http://x/a\nTRAILS_FEED_DIR /tmp/feeds\nMETRICS_ADDRESS [::1]:9337\n"
 	st, err := configure(readConf(t, dir, conf), Flags{}, quiet, testHost(t))
 	if err != nil {
 		t.Fatal(err)
@@ -130,6 +133,9 @@ func TestConfigureValues(t *testing.T) {
 		throttle.Legacy)
 	if got != want {
 		t.Errorf("options\n got %s\nwant %s", got, want)
+	}
+	if st.MetricsAddr != "[::1]:9337" {
+		t.Errorf("METRICS_ADDRESS: %q", st.MetricsAddr)
 	}
 
 	// flags win over the keys they shadow; 0 processes is the CPU count
@@ -204,6 +210,10 @@ func TestConfigureRejects(t *testing.T) {
 		{d4 + "D4_CA " + dir + "/noca.crt", []string{`D4_CA "` + dir + `/noca.crt"`, "no such file"}},
 		{`XDP_ACTON drop`, []string{"unknown key XDP_ACTON", "XDP_ACTION"}},
 		{`D4_SEVER 127.0.0.1:4443`, []string{"unknown key D4_SEVER"}},
+		{`METRICS_ADDRESS 9337`, []string{`METRICS_ADDRESS "9337"`, "host:port, [v6]:port or :port"}},
+		{`METRICS_ADDRESS 127.0.0.1:70000`, []string{`METRICS_ADDRESS "127.0.0.1:70000"`, "port 0 to 65535"}},
+		{`METRICS_ADDRESS localhost:http`, []string{`METRICS_ADDRESS "localhost:http"`, "port 0 to 65535"}},
+		{`METRICS_ADRESS 127.0.0.1:9337`, []string{"unknown key METRICS_ADRESS", "METRICS_ADDRESS"}},
 	}
 	for _, c := range cases {
 		text := base + c.conf + "\n"

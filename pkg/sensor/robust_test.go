@@ -271,9 +271,26 @@ func TestStatsSummary(t *testing.T) {
 	if len(got) != len(want) {
 		t.Errorf("summary keys %v, want %d keys", got, len(want))
 	}
-	// Each (what /metrics reads) gives the same counters
+	// two agents' counters summed (what the exit summary and /metrics of
+	// several agents read) are every counter doubled
+	var sum Stats
+	s.addTo(&sum)
+	s.addTo(&sum)
+	sumArgs := sum.summary()
+	for i := 0; i+1 < len(sumArgs); i += 2 {
+		if k, v := sumArgs[i].(string), sumArgs[i+1].(uint64); v != 2*got[k] {
+			t.Errorf("summed %s = %d, want %d", k, v, 2*got[k])
+		}
+	}
+	if len(sumArgs) != 2*len(got) {
+		t.Errorf("summed summary has %d keys, want %d", len(sumArgs)/2, len(got))
+	}
+	// Each (what /metrics reads) gives the same counters, but the events
+	// per type
 	each := map[string]uint64{}
 	s.Each(func(name string, v uint64) { each[name] = v })
+	delete(got, "events_dns")
+	delete(got, "events_other")
 	if !maps.Equal(each, got) {
 		t.Errorf("Each gave %v, the summary %v", each, got)
 	}

@@ -54,6 +54,9 @@ type Options struct {
 	// Ready, if set, is called once the program is attached (live) or
 	// loaded (replay).
 	Ready func()
+	// Probe, if set, lets other goroutines read the counters while Run
+	// goes (/metrics, xtrail status).
+	Probe *Probe
 	// Reload (live): each receive reloads TrailsFile (the command sends
 	// one per SIGHUP). The file is also reloaded when it is replaced,
 	// checked every WatchEvery (default 5 s; negative: never).
@@ -144,7 +147,11 @@ func Run(ctx context.Context, o Options) error {
 	agent := agents[0]
 	if ts != nil {
 		agents.SetAnswers(0, true, ts.answers)
+		agent.stats.TrailLoads.Add(1)
 	}
+	// deferred after dp.Close, so it runs before: no reader meets a closed map
+	o.Probe.attach(dp, agents)
+	defer o.Probe.detach()
 
 	if replay {
 		if o.Ready != nil {
