@@ -3,13 +3,17 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"net"
 	"os"
 	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/xtrail/xtrail/pkg/collector"
 	"github.com/xtrail/xtrail/pkg/maltrail"
+	"github.com/xtrail/xtrail/pkg/metrics"
 )
 
 func runCollector(ctx context.Context, args []string) error {
@@ -20,8 +24,12 @@ func runCollector(ctx context.Context, args []string) error {
 	maxAge := fs.Duration("max-event-age", collector.DefaultMaxAge, "drop (and count) events older than this (negative: any age, as Maltrail)")
 	maxAhead := fs.Duration("max-event-ahead", collector.DefaultMaxAhead, "drop (and count) events this far in the future (negative: any, as Maltrail)")
 	quiet := fs.Bool("q", false, "log warnings and errors only")
+	metricsAddr := metricsFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	log := newLogger(*quiet)
 	addr, dir := *listen, *logDir
@@ -55,6 +63,13 @@ func runCollector(ctx context.Context, args []string) error {
 	if dir == "" {
 		dir = "/var/log/maltrail"
 	}
+	mln, err := listenMetrics(*metricsAddr, log)
+	if err != nil {
+		return err
+	}
+	if mln != nil {
+		defer mln.Close()
+	}
 	pc, err := net.ListenPacket("udp", addr)
 	if err != nil {
 		return err
@@ -63,7 +78,12 @@ func runCollector(ctx context.Context, args []string) error {
 	c := &collector.Collector{Dir: dir, Loc: time.Local, MaxAge: *maxAge, MaxAhead: *maxAhead, Logger: log}
 	defer c.Close()
 	log.Info("collector listening", "addr", pc.LocalAddr().String(), "log_dir", dir)
-	err = c.Serve(ctx, pc)
+	g, gctx := errgroup.WithContext(ctx)
+	if err := serveMetrics(gctx, g, mln, metrics.RoleCollector, log, &metrics.Collector{Stats: c.Stats}); err != nil {
+		return err
+	}
+	g.Go(func() error { return c.Serve(gctx, pc) })
+	err = g.Wait()
 	st := c.Stats()
 	counters := []any{"datagrams", st.Datagrams, "written", st.Written}
 	for r, n := range st.Dropped {

@@ -11,8 +11,11 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/xtrail/xtrail/pkg/d4server"
 	"github.com/xtrail/xtrail/pkg/export"
+	"github.com/xtrail/xtrail/pkg/metrics"
 )
 
 // runExport takes d4_export_udp.py's arguments (-t -u -i -p, -ri/-rp) so it
@@ -38,8 +41,12 @@ func runExport(ctx context.Context, args []string) error {
 	rate := fs.Float64("rate", -1, "lines per second at most (0: no limit; default: 20000 on UDP and syslog targets, which Maltrail's collector keeps up with, none on TCP)")
 	confirm := fs.Duration("confirm-delay", export.DefaultConfirmDelay, "UDP: wait this long after a batch for an ICMP refusal before taking it as delivered")
 	quiet := fs.Bool("q", false, "log warnings and errors only")
+	metricsAddr := metricsFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	if *typ == "" || *queue == "" || (*port == 0 && *target == "") {
 		fs.Usage()
@@ -61,6 +68,13 @@ func runExport(ctx context.Context, args []string) error {
 		}
 	}
 	log := newLogger(*quiet)
+	mln, err := listenMetrics(*metricsAddr, log)
+	if err != nil {
+		return err
+	}
+	if mln != nil {
+		defer mln.Close()
+	}
 	if rf.metadata == "" {
 		rf.metadata = "redis://" + net.JoinHostPort(*redisHost, strconv.Itoa(*redisPort)) + "/0"
 	}
@@ -93,7 +107,14 @@ func runExport(ctx context.Context, args []string) error {
 	cfg.Target = tgt
 	e := export.New(cfg)
 	log.Info("exporting", "queue", *queue, "type", *typ, "to", tgt.Target(), "consumer", *consumer)
-	err = e.Run(ctx)
+	g, gctx := errgroup.WithContext(ctx)
+	exporters := &metrics.Exporters{}
+	exporters.Add(*queue, e)
+	if err := serveMetrics(gctx, g, mln, metrics.RoleExport, log, exporters); err != nil {
+		return err
+	}
+	g.Go(func() error { return e.Run(gctx) })
+	err = g.Wait()
 	logExportStats(log, e.Stats())
 	return err
 }

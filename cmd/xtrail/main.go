@@ -29,6 +29,7 @@ func commands() []command {
 		{"collector", "Maltrail server's UDP intake: write LOG_DIR/YYYY-MM-DD.log", runCollector},
 		{"trails", "load trails into the kernel maps of running and future sensors", runTrails},
 		{"gencert", "make a private CA and a server certificate for `xtrail server`", runGencert},
+		{"status", "counters of a running sensor (its status socket) or server, exporter, collector (-addr)", runStatus},
 	}
 }
 

@@ -4,10 +4,16 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
+	"net"
 	"os"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/xtrail/xtrail/pkg/maltrail"
+	"github.com/xtrail/xtrail/pkg/metrics"
 	"github.com/xtrail/xtrail/pkg/sensor"
+	"github.com/xtrail/xtrail/pkg/status"
 )
 
 // readConfig reads a maltrail.conf; an empty path is an empty config.
@@ -57,5 +63,57 @@ func runSensor(ctx context.Context, args []string) error {
 	hctx, stop := context.WithCancel(ctx)
 	defer stop()
 	st.Options.Reload = sensor.ReloadOnHangup(hctx)
-	return sensor.Run(ctx, st.Options)
+	if len(st.Options.Pcaps) > 0 {
+		// a replay is not a service: a config shared with the live sensor
+		// must not make it fight over the metrics port or status socket
+		return sensor.Run(ctx, st.Options)
+	}
+	probe := &sensor.Probe{}
+	st.Options.Probe = probe
+	lns, err := sensorListeners(st, log)
+	if err != nil {
+		return err
+	}
+	reg, err := metrics.NewRegistry(metrics.RoleSensor, &metrics.Sensor{Probe: probe, Sinks: st.Sinks, D4: st.Options.D4})
+	if err != nil {
+		closeAll(lns)
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	serveCtx, stopServing := context.WithCancel(gctx)
+	g.Go(func() error { return metrics.Serve(serveCtx, metrics.Handler(reg, log), log, lns...) })
+	g.Go(func() error {
+		defer stopServing()
+		return sensor.Run(gctx, st.Options)
+	})
+	return g.Wait()
+}
+
+// sensorListeners opens METRICS_ADDRESS, if set, and the status socket
+// of the sensor's pin dir. The socket is a convenience: without it the
+// sensor still runs, and says why `xtrail status` cannot reach it.
+func sensorListeners(st *sensor.Setup, log *slog.Logger) ([]net.Listener, error) {
+	var lns []net.Listener
+	if st.MetricsAddr != "" {
+		ln, err := metrics.Listen(st.MetricsAddr)
+		if err != nil {
+			return nil, fmt.Errorf("sensor: %s %s: %w", sensor.KeyMetricsAddress, st.MetricsAddr, err)
+		}
+		log.Info("metrics listening", "addr", ln.Addr().String(), "path", metrics.Path)
+		lns = append(lns, ln)
+	}
+	path := status.SensorSocket(st.Options.PinDir)
+	ln, err := status.ListenSocket(path)
+	if err != nil {
+		log.Warn("no status socket: `xtrail status` cannot reach this sensor", "err", err)
+		return lns, nil
+	}
+	log.Info("status socket", "path", path)
+	return append(lns, ln), nil
+}
+
+func closeAll(lns []net.Listener) {
+	for _, ln := range lns {
+		ln.Close()
+	}
 }

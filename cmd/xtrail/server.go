@@ -16,6 +16,7 @@ import (
 	"github.com/xtrail/xtrail/pkg/d4"
 	"github.com/xtrail/xtrail/pkg/d4server"
 	"github.com/xtrail/xtrail/pkg/export"
+	"github.com/xtrail/xtrail/pkg/metrics"
 )
 
 func runServer(ctx context.Context, args []string) error {
@@ -49,8 +50,12 @@ func runServer(ctx context.Context, args []string) error {
 	maxPayload := fs.Uint("max-payload", d4.MaxPayload, "largest frame payload")
 	fs.BoolVar(&cfg.DropUnrouted, "drop-unrouted", false, "drop lines no queue receives, as d4-core (default: hold them until a queue is registered)")
 	quiet := fs.Bool("q", false, "log warnings and errors only")
+	metricsAddr := metricsFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	log := newLogger(*quiet)
 	if *cert == "" {
@@ -60,6 +65,13 @@ func runServer(ctx context.Context, args []string) error {
 		return fmt.Errorf("-max-payload %d: want 1..%d", *maxPayload, d4.MaxPayload)
 	}
 	cfg.MaxPayload = uint32(*maxPayload)
+	mln, err := listenMetrics(*metricsAddr, log)
+	if err != nil {
+		return err
+	}
+	if mln != nil {
+		defer mln.Close()
+	}
 	dk := []byte(*defKey)
 	if *defKeyFile != "" {
 		b, err := os.ReadFile(*defKeyFile)
@@ -157,6 +169,7 @@ func runServer(ctx context.Context, args []string) error {
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
+	exporters := &metrics.Exporters{}
 	for _, spec := range exports {
 		metaType, dest, ok := strings.Cut(spec, "=")
 		if !ok || metaType != d4server.MetaTypeMaltrail {
@@ -180,11 +193,16 @@ func runServer(ctx context.Context, args []string) error {
 		}
 		log.Info("exporting", "queue", q, "to", dest)
 		e := export.New(export.Config{Queue: queueOf(metaType, q), Target: conn, Rate: *exportRate, Logger: log})
+		exporters.Add(q, e)
 		g.Go(func() error {
 			defer conn.Close()
 			defer logExportStats(log, e.Stats())
 			return e.Run(gctx)
 		})
+	}
+	if err := serveMetrics(gctx, g, mln, metrics.RoleServer, log, &metrics.Server{Stats: srv.Stats}, exporters); err != nil {
+		ln.Close()
+		return err
 	}
 	g.Go(func() error { return srv.Serve(gctx, ln) })
 	if qln != nil {
