@@ -35,8 +35,15 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	st := c.Stats()
 	counter(ch, descColDatagrams, st.Datagrams)
 	counter(ch, descColWritten, st.Written)
+	// every reason, so a dashboard has its series before the first
+	// rejection; and any other the collector counts
+	for r := collector.DropBadSec; r <= collector.DropWrite; r++ {
+		counter(ch, descColRejected, st.Dropped[r], r.String())
+	}
 	for r, n := range st.Dropped {
-		counter(ch, descColRejected, n, r.String())
+		if r < collector.DropBadSec || r > collector.DropWrite {
+			counter(ch, descColRejected, n, r.String())
+		}
 	}
 	if !st.Last.IsZero() {
 		gauge(ch, descColLast, float64(st.Last.UnixNano())/1e9)

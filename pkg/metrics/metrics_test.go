@@ -164,7 +164,7 @@ func TestCollectorMetrics(t *testing.T) {
 	if got := value(t, fams, "xtrail_collector_lines_written_total"); got != 2 {
 		t.Errorf("written %v", got)
 	}
-	for reason, want := range map[string]float64{"unparseable date": 1, "bad sec": 1} {
+	for reason, want := range map[string]float64{"unparseable date": 1, "bad sec": 1, "missing space": 0, "write error": 0} {
 		if got := value(t, fams, "xtrail_collector_rejected_total", "reason", reason); got != want {
 			t.Errorf("rejected for %s: %v", reason, got)
 		}
