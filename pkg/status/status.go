@@ -14,6 +14,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -85,7 +86,14 @@ type Target struct {
 // AddrTarget is the target of a metrics listen address (host:port) or URL.
 func AddrTarget(addr string) (Target, error) {
 	if strings.HasPrefix(addr, "http://") || strings.HasPrefix(addr, "https://") {
-		return Target{URL: addr}, nil
+		u, err := url.Parse(addr)
+		if err != nil || u.Host == "" {
+			return Target{}, fmt.Errorf("status: URL %q: want http://HOST:PORT[/PATH]", addr)
+		}
+		if u.Path == "" || u.Path == "/" {
+			u.Path = metrics.Path
+		}
+		return Target{URL: u.String()}, nil
 	}
 	if err := metrics.CheckAddr(addr); err != nil {
 		return Target{}, fmt.Errorf("status: address %q: %w (want %s, or a URL)", addr, err, metrics.AddrAllowed)
@@ -111,7 +119,7 @@ const fetchTimeout = 10 * time.Second
 func Fetch(ctx context.Context, t Target) (*Report, error) {
 	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
-	client, url := http.DefaultClient, t.URL
+	client, target := http.DefaultClient, t.URL
 	if t.Socket != "" {
 		if _, err := os.Stat(t.Socket); err != nil {
 			if errors.Is(err, os.ErrNotExist) {
@@ -126,9 +134,9 @@ func Fetch(ctx context.Context, t Target) (*Report, error) {
 			},
 		}}
 		defer client.CloseIdleConnections()
-		url = "http://sensor" + metrics.Path
+		target = "http://sensor" + metrics.Path
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
 		return nil, fmt.Errorf("status: %w", err)
 	}

@@ -202,8 +202,11 @@ func TestShow(t *testing.T) {
 			t.Errorf("AddrTarget(%q) accepted", bad)
 		}
 	}
-	if tg, _ := AddrTarget(":9338"); tg.URL != "http://localhost:9338/metrics" {
-		t.Errorf("AddrTarget(:9338) = %s", tg)
+	for addr, want := range map[string]string{":9338": "http://localhost:9338/metrics", "[::1]:9338": "http://[::1]:9338/metrics",
+		"http://h:1": "http://h:1/metrics", "http://h:1/": "http://h:1/metrics", "https://h/x/metrics": "https://h/x/metrics"} {
+		if tg, err := AddrTarget(addr); err != nil || tg.URL != want {
+			t.Errorf("AddrTarget(%s) = %s, %v; want %s", addr, tg, err, want)
+		}
 	}
 	// no socket: a clear error
 	err = Show(context.Background(), Target{Socket: filepath.Join(t.TempDir(), "none.sock")}, Options{}, &out, &errs)
