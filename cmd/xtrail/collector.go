@@ -10,10 +10,12 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 
 	"github.com/xtrail/xtrail/pkg/collector"
 	"github.com/xtrail/xtrail/pkg/maltrail"
 	"github.com/xtrail/xtrail/pkg/metrics"
+	"github.com/xtrail/xtrail/pkg/sink"
 )
 
 func runCollector(ctx context.Context, args []string) error {
@@ -62,6 +64,13 @@ func runCollector(ctx context.Context, args []string) error {
 	}
 	if dir == "" {
 		dir = "/var/log/maltrail"
+	}
+	// checked now, not at the first event, which would only be counted
+	if err := os.MkdirAll(dir, sink.DirMode); err != nil {
+		return fmt.Errorf("-log-dir (or LOG_DIR of -c): %w", err)
+	}
+	if err := unix.Access(dir, unix.W_OK|unix.X_OK); err != nil {
+		return fmt.Errorf("-log-dir (or LOG_DIR of -c) %s: not writable: %w", dir, err)
 	}
 	mln, err := listenMetrics(*metricsAddr, log)
 	if err != nil {
