@@ -106,6 +106,9 @@ func trailsLoad(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if *wait < 0 {
+		return fmt.Errorf("-wait %s: want 0 or more", *wait)
+	}
 	wl := trails.DefaultWhitelist()
 	bar, report := sourceBar(srcs)
 	var (
@@ -387,6 +390,12 @@ func trailsStats(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if *period <= 0 {
+		return fmt.Errorf("-period %s: want a positive duration", *period)
+	}
 	maps, err := dataplane.OpenTrailMaps(*pinDir)
 	if err != nil {
 		return err
@@ -467,6 +476,9 @@ func trailsUpdate(ctx context.Context, args []string) error {
 	quiet := fs.Bool("q", false, "log warnings and errors only")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *period < 0 {
+		return fmt.Errorf("-period %s: want a positive duration, or 0 for UPDATE_PERIOD", *period)
 	}
 	cfg, err := readConfig(*conf)
 	if err != nil {
