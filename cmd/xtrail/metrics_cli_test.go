@@ -372,6 +372,16 @@ func TestCLIMetrics(t *testing.T) {
 		families[n] = true
 	}
 	checkDashboard(t, families)
+	// and every metric of xtrail's own is on the reference page
+	doc, err := os.ReadFile("../../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n := range families {
+		if (strings.HasPrefix(n, "xtrail_") || strings.HasPrefix(n, "maltrail_")) && !strings.Contains(string(doc), "`"+n+"`") {
+			t.Errorf("metric %s is not in docs/configuration.md", n)
+		}
+	}
 
 	// a stopped sensor takes its socket along
 	if code := sen.stop(); code != 0 {

@@ -313,3 +313,22 @@ func TestParseSize(t *testing.T) {
 		}
 	}
 }
+
+// TestOwnKeysDocumented: each of xtrail's own keys has a row of its own
+// on the configuration reference page.
+func TestOwnKeysDocumented(t *testing.T) {
+	b, err := os.ReadFile("../../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range append(ownKeys, KeyD4NoVerify) {
+		found := false
+		for _, l := range strings.Split(string(b), "\n") {
+			cells := strings.Split(l, "|")
+			found = found || len(cells) > 2 && cells[0] == "" && strings.Contains(cells[1], "`"+key+"`")
+		}
+		if !found {
+			t.Errorf("key %s has no row in docs/configuration.md", key)
+		}
+	}
+}
