@@ -65,7 +65,7 @@ for conf in "$src"/deploy/config/*; do
 	fi
 done
 
-for doc in README.md docs/deploy.md docs/architecture.md; do
+for doc in README.md docs/deploy.md docs/architecture.md docs/configuration.md docs/grafana-dashboard.json; do
 	install -m 0644 "$src/$doc" "$DESTDIR$DOCDIR/$(basename "$doc")"
 done
 echo "install: docs in $DESTDIR$DOCDIR"

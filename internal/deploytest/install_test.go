@@ -48,6 +48,7 @@ func TestMakeInstall(t *testing.T) {
 	installOnce()
 	for _, f := range []string{
 		"opt/xt/bin/xtrail", "opt/xt/share/doc/xtrail/deploy.md", "opt/xt/share/doc/xtrail/README.md",
+		"opt/xt/share/doc/xtrail/configuration.md", "opt/xt/share/doc/xtrail/grafana-dashboard.json",
 		"etc/xtrail/maltrail.conf", "etc/xtrail/server.env", "etc/xtrail/export.env", "etc/xtrail/collector.env",
 	} {
 		if _, err := os.Stat(filepath.Join(dest, f)); err != nil {

@@ -3,6 +3,7 @@ package deploytest
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -65,6 +66,11 @@ func TestSensorUnitCapabilities(t *testing.T) {
 		t.Fatalf("the sensor runs with capabilities %#x, want exactly %#x (%v)", got, want, caps)
 	}
 	pingAndWait(t, l, logDir, 1)
+	// its status socket answers `xtrail status`, found from the same config
+	out, err := exec.Command(xtrailBinary(t), "status", "-c", root.Etc("maltrail.conf"), "-json").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"role": "sensor"`) || !strings.Contains(string(out), `"type": "IP"`) {
+		t.Errorf("xtrail status of the unit's sensor: %v\n%s", err, out)
+	}
 	if err := p.stop(); err != nil {
 		t.Fatalf("sensor exit: %v\n%s", err, p.log.String())
 	}
