@@ -225,7 +225,7 @@ func TestCLIMetrics(t *testing.T) {
 
 	trails := writeFile(t, filepath.Join(tmp, "trails.csv"), "198.51.100.7,malware (test),(static)\nxtrail-metrics-evil.net,malware (test),(static)\n")
 	conf := writeFile(t, filepath.Join(tmp, "maltrail.conf"), strings.Join([]string{"TRAILS_FILE " + trails,
-		"LOG_DIR " + filepath.Join(tmp, "log"), "SENSOR_NAME cli", "METRICS_ADDRESS 127.0.0.1:0",
+		"LOG_DIR " + filepath.Join(tmp, "log"), "SENSOR_NAME cli", "METRICS_ADDRESS 127.0.0.1:0", "USE_HEURISTICS true",
 		"D4_SERVER " + srvAddr, "D4_UUID " + id.String(), "D4_KEY_FILE " + keyFile, "D4_CA " + filepath.Join(pkiDir, certs.CAFile)}, "\n")+"\n")
 	pinDir := testenv.PinDir(t)
 	sen := startXtrail(t, "sensor", "-c", conf, "-i", l.SensorIf, "-netns", l.Sensor, "-xdp-mode", "generic", "-pin-dir", pinDir)
@@ -294,6 +294,9 @@ func TestCLIMetrics(t *testing.T) {
 		`maltrail_remote_log_errors_total{}`:               0,
 		`maltrail_state_saturations_total{}`:               0,
 		`xtrail_xdp_counter_total{counter="ringbuf_full"}`: 0,
+		// the heuristics' counters are there, and found nothing in this traffic
+		`xtrail_sensor_counter_total{counter="heur_long_domain"}`:     0,
+		`xtrail_sensor_counter_total{counter="heur_webscan_evicted"}`: 0,
 	} {
 		if got, ok := after[k]; !ok || got != want {
 			t.Errorf("sensor after traffic: %s = %v (present %v), want %v", k, got, ok, want)

@@ -22,6 +22,8 @@ import (
 	"github.com/xtrail/xtrail/pkg/collector"
 	"github.com/xtrail/xtrail/pkg/d4"
 	"github.com/xtrail/xtrail/pkg/d4server"
+	"github.com/xtrail/xtrail/pkg/dataplane"
+	"github.com/xtrail/xtrail/pkg/sensor"
 	"github.com/xtrail/xtrail/pkg/sink"
 )
 
@@ -283,5 +285,46 @@ func TestListenAndServe(t *testing.T) {
 	if c, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second); err == nil {
 		c.Close()
 		t.Error("the listener still accepts after Serve returned")
+	}
+}
+
+// snapshotOnly collects one fixed sensor snapshot.
+type snapshotOnly struct{ s sensor.Snapshot }
+
+func (c snapshotOnly) Describe(ch chan<- *prometheus.Desc) { (&Sensor{}).Describe(ch) }
+func (c snapshotOnly) Collect(ch chan<- prometheus.Metric) { collectSnapshot(ch, &c.s) }
+
+// TestSensorSnapshot: a running sensor's counters as exported, and
+// Maltrail's names computed from them (the live test in cmd/xtrail reads
+// a real sensor).
+func TestSensorSnapshot(t *testing.T) {
+	s := sensor.Snapshot{
+		XDP:         []dataplane.Counter{{Name: "packets", Value: 100}, {Name: "ringbuf_full", Value: 3}, {Name: "scan_key_cap", Value: 2}},
+		Agent:       []sensor.NamedCount{{Name: "records", Value: 9}, {Name: "heur_webscan_evicted", Value: 4}, {Name: "heur_nx_names_capped", Value: 1}, {Name: "heur_long_domain", Value: 5}},
+		TrailLoads:  2,
+		TrailMemory: dataplane.Memory{Live: 1000, Metas: 10},
+	}
+	s.EventTypes[1] = 6 // IPORT
+	fams := get(t, serveOnce(t, RoleSensor, snapshotOnly{s}))
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"xtrail_xdp_counter_total", []string{"counter", "packets"}, 100},
+		{"maltrail_capture_dropped_total", nil, 3},
+		{"maltrail_state_saturations_total", nil, 2 + 4 + 1},
+		{"xtrail_sensor_counter_total", []string{"counter", "heur_long_domain"}, 5},
+		{"xtrail_sensor_events_total", []string{"type", "IPORT"}, 6},
+		{"xtrail_sensor_events_total", []string{"type", "DNS"}, 0},
+		{"maltrail_trail_generation", nil, 2},
+		{"xtrail_trail_maps_bytes", []string{"part", "live"}, 1000},
+	} {
+		if got := value(t, fams, c.name, c.labels...); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+	if _, ok := fams["xtrail_trails_loaded_timestamp_seconds"]; ok {
+		t.Error("a load time without a recorded origin")
 	}
 }

@@ -28,7 +28,7 @@ var (
 		"Records the XDP program could not hand to the agent because the ring buffer was full (Maltrail's name; xtrail_xdp_counter_total{counter=\"ringbuf_full\"}).",
 		nil, nil)
 	descStateSaturations = prometheus.NewDesc("maltrail_state_saturations_total",
-		"Times bounded detection state was full: new scan keys the kernel refused (xtrail_xdp_counter_total{counter=\"scan_key_cap\"}) (Maltrail's name).",
+		"Times bounded detection state was full: new scan keys the kernel refused (xtrail_xdp_counter_total{counter=\"scan_key_cap\"}), and heuristic table entries evicted or names not kept (xtrail_sensor_counter_total{counter=~\"heur_.*_(evicted|capped)\"}) (Maltrail's name).",
 		nil, nil)
 	descAgent = prometheus.NewDesc("xtrail_sensor_counter_total",
 		"The agent's counters, as named in the sensor's exit summary: records, records_dns, malformed_tls, events, emit_errors, ...",
@@ -121,18 +121,23 @@ func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ..
 }
 
 func collectSnapshot(ch chan<- prometheus.Metric, s *sensor.Snapshot) {
+	var saturations uint64
 	for _, c := range s.XDP {
 		counter(ch, descXDP, c.Value, c.Name)
 		switch c.Name {
 		case "ringbuf_full":
 			counter(ch, descCaptureDropped, c.Value)
 		case "scan_key_cap":
-			counter(ch, descStateSaturations, c.Value)
+			saturations += c.Value
 		}
 	}
 	for _, c := range s.Agent {
 		counter(ch, descAgent, c.Value, c.Name)
+		if saturated(c.Name) {
+			saturations += c.Value
+		}
 	}
+	counter(ch, descStateSaturations, saturations)
 	for i, name := range sensor.EventTypeNames {
 		counter(ch, descEvents, s.EventTypes[i], name)
 	}
@@ -147,6 +152,12 @@ func collectSnapshot(ch chan<- prometheus.Metric, s *sensor.Snapshot) {
 	if !s.TrailsLoaded.IsZero() {
 		gauge(ch, descTrailsLoaded, float64(s.TrailsLoaded.UnixNano())/1e9)
 	}
+}
+
+// saturated reports whether an agent counter counts a full table: the
+// heuristics' evictions and capped name lists.
+func saturated(name string) bool {
+	return strings.HasPrefix(name, "heur_") && (strings.HasSuffix(name, "_evicted") || strings.HasSuffix(name, "_capped"))
 }
 
 // collectSinks reports every output, and Maltrail's local (LOG_DIR) and

@@ -43,7 +43,8 @@ type Snapshot struct {
 	// XDP are the program's counters summed over CPUs, in bpf/xtrail.h's
 	// order; nil if they could not be read.
 	XDP []dataplane.Counter
-	// Agent is every counter of the agent's exit summary, in its order.
+	// Agent is every counter of the agent's exit summary, in its order,
+	// the heuristics' (heur_*) included.
 	Agent []NamedCount
 	// EventTypes are the events emitted per trail type, in
 	// EventTypeNames' order.
@@ -74,6 +75,14 @@ func (p *Probe) Snapshot() (s Snapshot, ok bool) {
 	}
 	st := p.agents.stats() // summed over the agents
 	st.Each(func(name string, v uint64) { s.Agent = append(s.Agent, NamedCount{name, v}) })
+	if h := p.agents[0].Heuristics(); h != nil { // forks share its counters
+		args := h.Stats().Summary()
+		for i := 0; i+1 < len(args); i += 2 {
+			if v, ok := args[i+1].(uint64); ok {
+				s.Agent = append(s.Agent, NamedCount{args[i].(string), v})
+			}
+		}
+	}
 	for i := range s.EventTypes {
 		s.EventTypes[i] = st.EventTypes[i].Load()
 	}
