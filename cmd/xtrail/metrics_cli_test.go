@@ -323,6 +323,7 @@ func TestCLIMetrics(t *testing.T) {
 		`xtrail_server_lines_total{}`:                          2,
 		`xtrail_server_frames_total{}`:                         2, // the meta header and one data frame, or more
 		`xtrail_server_rejected_total{reason="hmac mismatch"}`: 0,
+		`xtrail_export_backlog_lines{queue="` + queue + `"}`:   0,
 	} {
 		if got := srvFig[k]; got != want && !(k == `xtrail_server_frames_total{}` && got > want) {
 			t.Errorf("server: %s = %v, want %v", k, got, want)
