@@ -325,8 +325,8 @@ func TestCLIMetrics(t *testing.T) {
 		`xtrail_server_rejected_total{reason="hmac mismatch"}`: 0,
 		`xtrail_export_backlog_lines{queue="` + queue + `"}`:   0,
 	} {
-		if got := srvFig[k]; got != want && !(k == `xtrail_server_frames_total{}` && got > want) {
-			t.Errorf("server: %s = %v, want %v", k, got, want)
+		if got, ok := srvFig[k]; !ok || got != want && !(k == `xtrail_server_frames_total{}` && got > want) {
+			t.Errorf("server: %s = %v (present %v), want %v", k, got, ok, want)
 		}
 	}
 	if lag, ok := srvFig[`xtrail_export_lag_seconds{queue="`+queue+`"}`]; !ok || lag < 0 || lag > 60 {
