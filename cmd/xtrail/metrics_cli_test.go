@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -22,9 +23,11 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/xtrail/xtrail/internal/lab"
+	"github.com/xtrail/xtrail/internal/redistest"
 	"github.com/xtrail/xtrail/internal/testenv"
 	"github.com/xtrail/xtrail/pkg/certs"
 	"github.com/xtrail/xtrail/pkg/d4"
+	"github.com/xtrail/xtrail/pkg/d4server"
 	"github.com/xtrail/xtrail/pkg/export"
 )
 
@@ -444,4 +447,43 @@ func TestCLIMetricsRefusals(t *testing.T) {
 	// a collector whose log directory cannot be made stops at start
 	file := writeFile(t, filepath.Join(dir, "file"), "x")
 	wantFail(t, xtrail(t, "collector", "-listen", "127.0.0.1:0", "-log-dir", filepath.Join(file, "logs")), 1, "-log-dir (or LOG_DIR of -c)")
+}
+
+// TestCLIExportMetrics: `xtrail export -metrics` on a real Redis queue:
+// lines sent, the queue's backlog and the lag move with the lines, and
+// `xtrail status -addr` reports the same figures.
+func TestCLIExportMetrics(t *testing.T) {
+	addr := redistest.Start(t)
+	ctx := context.Background()
+	const queue = "6a1e7c2a-6b3d-4c5e-9f80-1a2b3c4d5e6f"
+	st, err := d4server.NewRedisStore("redis://"+addr+"/0", d4server.DefaultAnalyzerDB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.RegisterQueue(ctx, "maltrail", queue, "test"); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().Unix()
+	lines := [][]byte{fmt.Appendf(nil, "%d first", now-30), fmt.Appendf(nil, "%d second", now-20)}
+	if _, err := st.PushLines(ctx, "maltrail", "any", lines); err != nil {
+		t.Fatal(err)
+	}
+	dst := newUDPSink(t)
+	_, dport, _ := net.SplitHostPort(dst.addr)
+	p := startXtrail(t, "export", "-t", "maltrail", "-u", queue, "-p", dport, "-redis", "redis://"+addr+"/0", "-metrics", "127.0.0.1:0")
+	maddr := p.waitLog(`metrics listening" addr=(\S+)`)[1]
+	url := "http://" + maddr + "/metrics"
+	dst.want(2)
+	fig := waitFigure(t, url, `xtrail_export_sent_lines_total{queue="`+queue+`"}`, 2)
+	if v, ok := fig[`xtrail_export_backlog_lines{queue="`+queue+`"}`]; !ok || v != 0 {
+		t.Errorf("backlog %v (present %v)", v, ok)
+	}
+	if v := fig[`xtrail_export_lag_seconds{queue="`+queue+`"}`]; v < 19 || v > 60 {
+		t.Errorf("lag %v s, want about 20 (the second line's age)", v)
+	}
+	sameFigures(t, url, "export", "-addr", maddr)
+	if code := p.stop(); code != 0 {
+		t.Errorf("exit %d: %s", code, p)
+	}
 }
