@@ -122,8 +122,11 @@ func Fetch(ctx context.Context, t Target) (*Report, error) {
 	client, target := http.DefaultClient, t.URL
 	if t.Socket != "" {
 		if _, err := os.Stat(t.Socket); err != nil {
-			if errors.Is(err, os.ErrNotExist) {
+			switch {
+			case errors.Is(err, os.ErrNotExist):
 				return nil, fmt.Errorf("status: no sensor status socket %s (is the sensor running with this pin dir?)", t.Socket)
+			case errors.Is(err, os.ErrPermission):
+				return nil, fmt.Errorf("status: %s is root's only: run as root (%w)", t.Socket, err)
 			}
 			return nil, fmt.Errorf("status: %w", err)
 		}
@@ -143,6 +146,9 @@ func Fetch(ctx context.Context, t Target) (*Report, error) {
 	req.Header.Set("Accept", string(expfmt.NewFormat(expfmt.TypeTextPlain)))
 	resp, err := client.Do(req)
 	if err != nil {
+		if t.Socket != "" && errors.Is(err, os.ErrPermission) {
+			return nil, fmt.Errorf("status: %s is root's only: run as root (%w)", t.Socket, err)
+		}
 		return nil, fmt.Errorf("status: read %s: %w", t, err)
 	}
 	defer resp.Body.Close()

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/xtrail/xtrail/internal/testenv"
 	"github.com/xtrail/xtrail/pkg/metrics"
 )
 
@@ -213,4 +215,51 @@ func TestShow(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "is the sensor running with this pin dir?") {
 		t.Errorf("missing socket: %v", err)
 	}
+}
+
+// TestSocketRootOnly: another user cannot read a sensor's status, and is
+// told why.
+func TestSocketRootOnly(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireBinary(t, "setpriv")
+	// a directory anyone may enter: only the modes ListenSocket sets protect the socket
+	tmp, err := os.MkdirTemp("", "xtrail-status-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(tmp) })
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(tmp, "run", "sensor@x.sock")
+	ln, err := ListenSocket(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	// this test binary, run again as nobody, reads the socket
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", self, "-test.v", "-test.run=TestReadAsOther$")
+	cmd.Env = append(os.Environ(), "XTRAIL_STATUS_SOCKET="+path)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "is root's only: run as root") {
+		t.Errorf("as nobody: %v\n%s", err, out)
+	}
+}
+
+// TestReadAsOther is TestSocketRootOnly's other user; it does nothing on
+// its own.
+func TestReadAsOther(t *testing.T) {
+	path := os.Getenv("XTRAIL_STATUS_SOCKET")
+	if path == "" {
+		t.Skip("run by TestSocketRootOnly")
+	}
+	_, err := Fetch(context.Background(), Target{Socket: path})
+	if err == nil {
+		t.Fatal("another user read the sensor's status")
+	}
+	t.Log(err)
 }
