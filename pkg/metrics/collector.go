@@ -37,11 +37,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(ch, descColWritten, st.Written)
 	// every reason, so a dashboard has its series before the first
 	// rejection; and any other the collector counts
-	for r := collector.DropBadSec; r <= collector.DropWrite; r++ {
+	for r := collector.DropBadSec; r <= collector.DropOutOfWindow; r++ {
 		counter(ch, descColRejected, st.Dropped[r], r.String())
 	}
 	for r, n := range st.Dropped {
-		if r < collector.DropBadSec || r > collector.DropWrite {
+		if r < collector.DropBadSec || r > collector.DropOutOfWindow {
 			counter(ch, descColRejected, n, r.String())
 		}
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/xtrail/xtrail/pkg/d4"
 	"github.com/xtrail/xtrail/pkg/d4server"
 	"github.com/xtrail/xtrail/pkg/dataplane"
+	"github.com/xtrail/xtrail/pkg/export"
 	"github.com/xtrail/xtrail/pkg/sensor"
 	"github.com/xtrail/xtrail/pkg/sink"
 )
@@ -166,7 +167,7 @@ func TestCollectorMetrics(t *testing.T) {
 	if got := value(t, fams, "xtrail_collector_lines_written_total"); got != 2 {
 		t.Errorf("written %v", got)
 	}
-	for reason, want := range map[string]float64{"unparseable date": 1, "bad sec": 1, "missing space": 0, "write error": 0} {
+	for reason, want := range map[string]float64{"unparseable date": 1, "bad sec": 1, "missing space": 0, "write error": 0, "time outside the window": 0} {
 		if got := value(t, fams, "xtrail_collector_rejected_total", "reason", reason); got != want {
 			t.Errorf("rejected for %s: %v", reason, got)
 		}
@@ -327,4 +328,71 @@ func TestSensorSnapshot(t *testing.T) {
 	if _, ok := fams["xtrail_trails_loaded_timestamp_seconds"]; ok {
 		t.Error("a load time without a recorded origin")
 	}
+}
+
+// TestExporterMetrics runs a real exporter of an in-process queue to a
+// UDP socket: nothing sent before, then the lines sent, the empty backlog
+// and the lag of the last line.
+func TestExporterMetrics(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	store := d4server.NewMemStore(0)
+	q, err := store.RegisterQueue(ctx, "maltrail", "", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().Unix()
+	lines := [][]byte{fmt.Appendf(nil, "%d first", now-100), fmt.Appendf(nil, "%d second", now-50), fmt.Appendf(nil, "%d third", now-30)}
+	if _, err := store.PushLines(ctx, "maltrail", "sensor", lines); err != nil {
+		t.Fatal(err)
+	}
+	dst, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	target, err := export.DialUDP(ctx, "127.0.0.1", dst.LocalAddr().(*net.UDPAddr).Port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer target.Close()
+	e := export.New(export.Config{Queue: store.Queue("maltrail", q), Target: target, Logger: quiet})
+	x := &Exporters{}
+	x.Add(q, e)
+	url := serveOnce(t, RoleExport, x)
+
+	// before the exporter runs: no lag, nothing sent
+	fams := get(t, url)
+	if _, ok := fams["xtrail_export_lag_seconds"]; ok {
+		t.Error("a lag before any line was sent")
+	}
+	if got := value(t, fams, "xtrail_export_sent_lines_total", "queue", q); got != 0 {
+		t.Errorf("sent before the exporter runs: %v", got)
+	}
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	buf := make([]byte, 100)
+	for range lines {
+		dst.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, _, err := dst.ReadFrom(buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for e.Stats().Sent < 3 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	fams = get(t, url)
+	if got := value(t, fams, "xtrail_export_sent_lines_total", "queue", q); got != 3 {
+		t.Errorf("sent %v", got)
+	}
+	if got := value(t, fams, "xtrail_export_backlog_lines", "queue", q); got != 0 {
+		t.Errorf("backlog after every line was sent: %v", got)
+	}
+	// the lag is the last line's age
+	if got := value(t, fams, "xtrail_export_lag_seconds", "queue", q); got < 29 || got > 60 {
+		t.Errorf("lag %v s, want about 30", got)
+	}
+	cancel()
+	<-done
 }
