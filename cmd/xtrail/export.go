@@ -48,6 +48,12 @@ func runExport(ctx context.Context, args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
+	if err := notNegative(fs, "batch", "confirm-delay", "analyzer-db"); err != nil {
+		return err
+	}
+	if *rate < -1 {
+		return fmt.Errorf("-rate %g: want lines/s, 0 for no limit, or -1 for the target's default", *rate)
+	}
 	if *typ == "" || *queue == "" || (*port == 0 && *target == "") {
 		fs.Usage()
 		return errors.New("-t, -u and -p are required (-target may replace -i and -p)")

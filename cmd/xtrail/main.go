@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 )
 
 type command struct {
@@ -78,6 +79,29 @@ func newLoggerTo(w io.Writer, quiet bool) *slog.Logger {
 		level = slog.LevelWarn
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+// notNegative refuses a negative value of the named numeric or duration
+// flags: a limit or timeout below zero would refuse everything, silently.
+func notNegative(fs *flag.FlagSet, names ...string) error {
+	for _, n := range names {
+		f := fs.Lookup(n)
+		neg := false
+		switch v := f.Value.(flag.Getter).Get().(type) {
+		case int:
+			neg = v < 0
+		case int64:
+			neg = v < 0
+		case float64:
+			neg = v < 0
+		case time.Duration:
+			neg = v < 0
+		}
+		if neg {
+			return fmt.Errorf("-%s %s: want 0 or more", n, f.Value)
+		}
+	}
+	return nil
 }
 
 // listFlag collects a repeatable flag.

@@ -84,11 +84,17 @@ func TestConfigurationReference(t *testing.T) {
 		t.Fatal(err)
 	}
 	page := string(b)
+	host, _ := os.Hostname()
 	for _, cmd := range [][]string{{"sensor"}, {"server"}, {"export"}, {"collector"}, {"status"}, {"gencert"},
-		{"trails", "load"}, {"trails", "lookup"}, {"trails", "diff"}, {"trails", "stats"}, {"trails", "update"}, {"trails", "compile"}} {
+		{"trails", "load"}, {"trails", "lookup"}, {"trails", "diff"}, {"trails", "stats"}, {"trails", "update"}, {"trails", "compile"},
+		{"server", "sensors", "list"}} {
 		name := "xtrail " + strings.Join(cmd, " ")
-		section := docSection(t, page, "`"+name+"`")
+		// one section for the verbs of `xtrail server sensors`
+		section := docSection(t, page, "`"+strings.TrimSuffix(name, " list")+"`")
 		for flag, def := range usageFlags(t, cmd...) {
+			if def == host {
+				def = "" // this machine's name: the page says "the host name"
+			}
 			row := ""
 			rowRe := regexp.MustCompile("`--?" + regexp.QuoteMeta(flag) + "[` ]")
 			for _, l := range strings.Split(section, "\n") {
@@ -109,8 +115,9 @@ func TestConfigurationReference(t *testing.T) {
 	}
 }
 
-// TestCLIRefusesBadValues: values the trails commands used to take
-// silently stop them at start.
+// TestCLIRefusesBadValues: values the commands used to take silently stop
+// them at start: a negative limit or timeout of the server or exporter
+// would refuse every sensor, frame or line.
 func TestCLIRefusesBadValues(t *testing.T) {
 	dir := t.TempDir()
 	src := writeFile(t, filepath.Join(dir, "trails.csv"), "1.2.3.4,x,(static)\n")
@@ -118,4 +125,14 @@ func TestCLIRefusesBadValues(t *testing.T) {
 	wantFail(t, xtrail(t, "trails", "stats", "-period", "0"), 1, "-period 0s: want a positive duration")
 	wantFail(t, xtrail(t, "trails", "stats", "stray"), 1, `unexpected arguments ["stray"]`)
 	wantFail(t, xtrail(t, "trails", "update", "-period", "-1h", "a=http://127.0.0.1:1/a"), 1, "-period -1h0m0s: want a positive duration, or 0")
+	for _, bad := range [][]string{{"-max-conns", "-1"}, {"-max-conns-per-source", "-1"}, {"-max-conns-per-sensor", "-2"},
+		{"-time-window", "-1s"}, {"-idle-timeout", "-1s"}, {"-frame-timeout", "-1s"}, {"-session-idle-timeout", "-1s"},
+		{"-max-unauth-bytes", "-1"}, {"-export-rate", "-5"}, {"-analyzer-db", "-1"}} {
+		wantFail(t, xtrail(t, append([]string{"server", "-cert", "x.crt"}, bad...)...), 1, bad[0]+" "+bad[1]+": want 0 or more")
+	}
+	wantFail(t, xtrail(t, "server", "-cert", "x.crt", "-sensor-rate", "-2"), 1, "-sensor-rate -2: want bytes/s, or -1 for no limit")
+	for _, bad := range [][]string{{"-batch", "-1"}, {"-confirm-delay", "-1ms"}} {
+		wantFail(t, xtrail(t, append([]string{"export", "-t", "maltrail", "-u", "q", "-p", "8337"}, bad...)...), 1, bad[0]+" "+bad[1]+": want 0 or more")
+	}
+	wantFail(t, xtrail(t, "export", "-t", "maltrail", "-u", "q", "-p", "8337", "-rate", "-2"), 1, "-rate -2: want lines/s")
 }

@@ -57,6 +57,13 @@ func runServer(ctx context.Context, args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
+	if err := notNegative(fs, "idle-timeout", "frame-timeout", "session-idle-timeout", "time-window", "max-conns",
+		"max-conns-per-source", "max-conns-per-sensor", "max-unauth-bytes", "export-rate", "analyzer-db"); err != nil {
+		return err
+	}
+	if cfg.SensorRate < -1 {
+		return fmt.Errorf("-sensor-rate %d: want bytes/s, or -1 for no limit", cfg.SensorRate)
+	}
 	log := newLogger(*quiet)
 	if *cert == "" {
 		return errors.New("-cert is required (make a pair with `xtrail gencert -dir DIR -hosts NAME,IP`)")
