@@ -229,7 +229,7 @@ func TestCLIMetrics(t *testing.T) {
 	trails := writeFile(t, filepath.Join(tmp, "trails.csv"), "198.51.100.7,malware (test),(static)\nxtrail-metrics-evil.net,malware (test),(static)\n")
 	conf := writeFile(t, filepath.Join(tmp, "maltrail.conf"), strings.Join([]string{"TRAILS_FILE " + trails,
 		"LOG_DIR " + filepath.Join(tmp, "log"), "SENSOR_NAME cli", "METRICS_ADDRESS 127.0.0.1:0", "USE_HEURISTICS true",
-		"D4_SERVER " + srvAddr, "D4_UUID " + id.String(), "D4_KEY_FILE " + keyFile, "D4_CA " + filepath.Join(pkiDir, certs.CAFile)}, "\n")+"\n")
+		"D4_SERVER " + srvAddr, "D4_SPOOL_DIR " + filepath.Join(tmp, "spool"), "D4_UUID " + id.String(), "D4_KEY_FILE " + keyFile, "D4_CA " + filepath.Join(pkiDir, certs.CAFile)}, "\n")+"\n")
 	pinDir := testenv.PinDir(t)
 	sen := startXtrail(t, "sensor", "-c", conf, "-i", l.SensorIf, "-netns", l.Sensor, "-xdp-mode", "generic", "-pin-dir", pinDir)
 	senURL := "http://" + sen.waitLog(`metrics listening" addr=(\S+)`)[1] + "/metrics"
@@ -290,6 +290,8 @@ func TestCLIMetrics(t *testing.T) {
 		`xtrail_sink_sent_total{sink="d4"}`:                2,
 		`xtrail_sink_failed_total{sink="d4"}`:              0,
 		`xtrail_d4_sent_lines_total{}`:                     2,
+		`xtrail_d4_acked_lines_total{}`:                    2,
+		`xtrail_d4_dropped_oldest_lines_total{}`:           0,
 		`xtrail_d4_connected{}`:                            1,
 		`maltrail_trail_generation{}`:                      1,
 		`maltrail_capture_dropped_total{}`:                 0,

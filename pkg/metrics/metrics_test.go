@@ -221,6 +221,8 @@ func TestSensorOutputs(t *testing.T) {
 		{"maltrail_remote_log_errors_total", nil, 6},
 		{"xtrail_d4_connected", nil, 0},
 		{"xtrail_d4_pending_lines", nil, 2},
+		{"xtrail_d4_spooled_lines_total", nil, 2},
+		{"xtrail_d4_acked_lines_total", nil, 0},
 		{"xtrail_d4_dropped_lines_total", nil, 1},
 		{"xtrail_d4_sent_lines_total", nil, 0},
 		{"xtrail_info", []string{"role", RoleSensor}, 1},

@@ -61,7 +61,25 @@ var (
 		"1 while the D4 client has a session with the server, else 0.",
 		nil, nil)
 	descD4Pending = prometheus.NewDesc("xtrail_d4_pending_lines",
-		"Event lines the D4 client holds that are not yet delivered.",
+		"Event lines in the D4 client's spool that are not yet delivered (earlier runs' included).",
+		nil, nil)
+	descD4Spooled = prometheus.NewDesc("xtrail_d4_spooled_lines_total",
+		"Event lines the D4 client took into its spool.",
+		nil, nil)
+	descD4Acked = prometheus.NewDesc("xtrail_d4_acked_lines_total",
+		"Event lines delivered and removed from the spool: acknowledged (QUIC) or received by the server's TCP (TLS).",
+		nil, nil)
+	descD4DroppedOldest = prometheus.NewDesc("xtrail_d4_dropped_oldest_lines_total",
+		"Event lines deleted undelivered from a full spool, the oldest first (D4_SPOOL_MAX).",
+		nil, nil)
+	descD4Recovered = prometheus.NewDesc("xtrail_d4_recovered_lines_total",
+		"Event lines found in the spool at start, left by an earlier run.",
+		nil, nil)
+	descD4Failovers = prometheus.NewDesc("xtrail_d4_failovers_total",
+		"Moves to the next D4_SERVER entry after a failure.",
+		nil, nil)
+	descD4Rejected = prometheus.NewDesc("xtrail_d4_rejected_total",
+		"Connections the server ended by rejecting a frame (QUIC).",
 		nil, nil)
 	descD4Sent = prometheus.NewDesc("xtrail_d4_sent_lines_total",
 		"Event lines the D4 client wrote in frames.",
@@ -70,7 +88,7 @@ var (
 		"Data frames (type 254) the D4 client wrote.",
 		nil, nil)
 	descD4Dropped = prometheus.NewDesc("xtrail_d4_dropped_lines_total",
-		"Event lines the D4 client refused (queue full, or longer than a frame).",
+		"Event lines the D4 client refused: longer than a frame or the spool, or the disk failed.",
 		nil, nil)
 	descD4Reconnects = prometheus.NewDesc("xtrail_d4_reconnects_total",
 		"D4 sessions established after the first one.",
@@ -88,7 +106,8 @@ func (s *Sensor) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descXDP, descCaptureDropped, descStateSaturations, descAgent, descEvents,
 		descTrailGeneration, descTrailMemory, descTrailsLoaded, descSinkSent, descSinkFailed, descLocalErrors,
 		descRemoteErrors, descD4Connected, descD4Pending, descD4Sent, descD4Frames, descD4Dropped, descD4Reconnects,
-		descD4DialErrors, descD4WriteErrors} {
+		descD4DialErrors, descD4WriteErrors, descD4Spooled, descD4Acked, descD4DroppedOldest, descD4Recovered,
+		descD4Failovers, descD4Rejected} {
 		ch <- d
 	}
 }
@@ -192,4 +211,10 @@ func collectD4(ch chan<- prometheus.Metric, c *d4.Client) {
 	counter(ch, descD4Reconnects, st.Reconnects)
 	counter(ch, descD4DialErrors, st.DialErrors)
 	counter(ch, descD4WriteErrors, st.WriteErrors)
+	counter(ch, descD4Spooled, st.Spooled)
+	counter(ch, descD4Acked, st.Acked)
+	counter(ch, descD4DroppedOldest, st.DroppedOldest)
+	counter(ch, descD4Recovered, st.Recovered)
+	counter(ch, descD4Failovers, st.Failovers)
+	counter(ch, descD4Rejected, st.Rejected)
 }
