@@ -205,16 +205,13 @@ func collectD4(ch chan<- prometheus.Metric, c *d4.Client) {
 	}
 	gauge(ch, descD4Connected, up)
 	gauge(ch, descD4Pending, float64(st.Pending))
-	counter(ch, descD4Sent, st.Sent)
-	counter(ch, descD4Frames, st.Frames)
-	counter(ch, descD4Dropped, st.Dropped)
-	counter(ch, descD4Reconnects, st.Reconnects)
-	counter(ch, descD4DialErrors, st.DialErrors)
-	counter(ch, descD4WriteErrors, st.WriteErrors)
-	counter(ch, descD4Spooled, st.Spooled)
-	counter(ch, descD4Acked, st.Acked)
-	counter(ch, descD4DroppedOldest, st.DroppedOldest)
-	counter(ch, descD4Recovered, st.Recovered)
-	counter(ch, descD4Failovers, st.Failovers)
-	counter(ch, descD4Rejected, st.Rejected)
+	for _, x := range []struct {
+		d *prometheus.Desc
+		v uint64
+	}{{descD4Sent, st.Sent}, {descD4Frames, st.Frames}, {descD4Dropped, st.Dropped}, {descD4Reconnects, st.Reconnects},
+		{descD4DialErrors, st.DialErrors}, {descD4WriteErrors, st.WriteErrors}, {descD4Spooled, st.Spooled},
+		{descD4Acked, st.Acked}, {descD4DroppedOldest, st.DroppedOldest}, {descD4Recovered, st.Recovered},
+		{descD4Failovers, st.Failovers}, {descD4Rejected, st.Rejected}} {
+		counter(ch, x.d, x.v)
+	}
 }
