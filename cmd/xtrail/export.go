@@ -58,6 +58,9 @@ func runExport(ctx context.Context, args []string) error {
 		fs.Usage()
 		return errors.New("-t, -u and -p are required (-target may replace -i and -p)")
 	}
+	if strings.ContainsAny(*queue, "{}: \t") || strings.ContainsAny(*typ, "{}: \t") {
+		return fmt.Errorf("-t %q -u %q: braces, colons and spaces are not allowed (they would break the key names)", *typ, *queue)
+	}
 	if *target == "" {
 		if *port < 1 || *port > 65535 {
 			return fmt.Errorf("-p %d: not a port", *port)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -119,6 +120,7 @@ func runServer(ctx context.Context, args []string) error {
 		if err := rs.Ping(ctx); err != nil {
 			return err
 		}
+		log.Info("Redis store", "cluster", rs.Cluster(), "replicas_waited_for", rs.Replicas())
 		if *keysFile != "" {
 			// Sensors live in Redis; a key file registers its sensors there
 			// at every start (so a key rotated in Redis is reset by it).
@@ -217,8 +219,11 @@ func runServer(ctx context.Context, args []string) error {
 	}
 	err = g.Wait()
 	logServerStats(log, srv.Stats())
-	if rs, ok := store.(*d4server.RedisStore); ok && rs.Restores() > 0 {
-		log.Warn("Redis was found emptied during the run; registrations were written again", "times", rs.Restores())
+	if rs, ok := store.(*d4server.RedisStore); ok {
+		if rs.Restores() > 0 {
+			log.Warn("Redis was found emptied during the run; registrations were written again", "times", rs.Restores())
+		}
+		log.Info("Redis store counters", "cluster", rs.Cluster(), "replicas_waited_for", rs.Replicas(), "replica_wait_timeouts", rs.ReplicaWaits())
 	}
 	return err
 }
@@ -235,18 +240,23 @@ func serverConsumer() string {
 type redisFlags struct {
 	metadata, analyzer, stream string
 	analyzerDB                 int
+	replicas                   int
+	replicaTimeout             time.Duration
 }
 
 func (f *redisFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.metadata, "redis", "", "Redis URL of the metadata db (d4-core's Redis_METADATA), e.g. redis://127.0.0.1:6380/0 (empty: in-process store, NOT durable)")
-	fs.IntVar(&f.analyzerDB, "analyzer-db", d4server.DefaultAnalyzerDB, "db of the analyzer queues on the -redis server (d4-core: 2)")
+	fs.StringVar(&f.metadata, "redis", "", "Redis URL of the metadata db (d4-core's Redis_METADATA), e.g. redis://127.0.0.1:6380/0, or a Redis Cluster as redis://HOST:PORT?addr=HOST:PORT&addr=HOST:PORT (empty: in-process store, NOT durable)")
+	fs.IntVar(&f.analyzerDB, "analyzer-db", d4server.DefaultAnalyzerDB, "db of the analyzer queues on the -redis server (d4-core: 2; a cluster has db 0 only)")
+	fs.IntVar(&f.replicas, "redis-replicas", -1, "replicas that must hold a frame's lines (WAIT) before it counts as stored and is acknowledged (-1: 1 on a cluster, 0 on a single server)")
+	fs.DurationVar(&f.replicaTimeout, "redis-replica-timeout", d4server.DefaultReplicaTimeout, "one WAIT for replicas; a wait that times out is repeated, counted and logged")
 	fs.StringVar(&f.analyzer, "redis-analyzer", "", "Redis URL of the analyzer queues, if not on the -redis server (overrides -analyzer-db)")
 	fs.StringVar(&f.stream, "redis-stream", "", "Redis URL of session and replay state (d4-core's Redis_STREAM, e.g. redis://127.0.0.1:6379/0); empty: the -redis db")
 }
 
 func (f *redisFlags) open(log *slog.Logger) (*d4server.RedisStore, error) {
 	return d4server.OpenRedis(d4server.RedisConfig{
-		Metadata: f.metadata, Analyzer: f.analyzer, AnalyzerDB: f.analyzerDB, Stream: f.stream, Logger: log,
+		Metadata: f.metadata, Analyzer: f.analyzer, AnalyzerDB: f.analyzerDB, Stream: f.stream,
+		Replicas: f.replicas, ReplicaTimeout: f.replicaTimeout, Logger: log,
 	})
 }
 

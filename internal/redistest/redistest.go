@@ -40,6 +40,10 @@ type Options struct {
 	// AppendOnly turns on the append-only file (fsync every second), so a
 	// restart keeps the data, as production Redis for xtrail should run.
 	AppendOnly bool
+	// Cluster starts the server as a Redis Cluster node (see StartCluster)
+	// whose peers are declared failed after NodeTimeout (default 1 s).
+	Cluster     bool
+	NodeTimeout time.Duration
 }
 
 // Server is a redis-server that a fault test can stop, kill, wipe and start
@@ -63,7 +67,11 @@ func StartServer(t testing.TB, opts Options) *Server {
 	// grab it in between, so a failed start is retried a few times.
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
-		port, err := freePort()
+		find := freePort
+		if opts.Cluster {
+			find = freeClusterPort
+		}
+		port, err := find()
 		if err != nil {
 			t.Fatalf("redistest: find a free port: %v", err)
 		}
@@ -145,6 +153,27 @@ func freePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
+// freeClusterPort finds a port that is free with its cluster bus port
+// (port + 10000).
+func freeClusterPort() (int, error) {
+	for range 100 {
+		p, err := freePort()
+		if err != nil {
+			return 0, err
+		}
+		if p+10000 > 65535 {
+			continue
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+10000))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return p, nil
+	}
+	return 0, errors.New("no free port pair for a cluster node")
+}
+
 // launch starts the server on s.port and returns once it answers PING, or
 // an error (after killing it) when it exits or does not answer in time.
 func (s *Server) launch() error {
@@ -153,14 +182,23 @@ func (s *Server) launch() error {
 	if s.opts.AppendOnly {
 		aof = "yes"
 	}
-	cmd := exec.Command(s.bin,
+	args := []string{
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
 		"--save", "",
 		"--appendonly", aof,
 		"--appendfsync", "everysec",
 		"--dir", s.dir,
-	)
+	}
+	if s.opts.Cluster {
+		nt := s.opts.NodeTimeout
+		if nt <= 0 {
+			nt = time.Second
+		}
+		args = append(args, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+			"--cluster-node-timeout", strconv.FormatInt(nt.Milliseconds(), 10))
+	}
+	cmd := exec.Command(s.bin, args...)
 	var out strings.Builder
 	cmd.Stdout = &out
 	cmd.Stderr = &out

@@ -36,12 +36,17 @@ const popBlock = time.Second
 // d4-core splits it over two instances: Redis_STREAM (6379 db 0) and
 // Redis_METADATA (6380 db 0) with the analyzer queues in db 2 of the latter.
 // xtrail uses one instance by default: everything on Metadata's server.
+//
+// Each URL may name a Redis Cluster instead, in go-redis's cluster form
+// redis://HOST:PORT?addr=HOST:PORT&addr=HOST:PORT. A cluster has database 0
+// only: the queues are there too. Key names are d4-core's either way; the
+// keys that must move together share a hash slot (see docs/architecture.md).
 type RedisConfig struct {
 	// Metadata is the URL of Redis_METADATA: sensors, keys, statistics,
 	// queue registrations. "" means DefaultRedisURL.
 	Metadata string
 	// Analyzer is the URL of Redis_ANALYZER (the queues); "" means
-	// Metadata's server with database AnalyzerDB.
+	// Metadata's server with database AnalyzerDB (a cluster: database 0).
 	Analyzer   string
 	AnalyzerDB int
 	// Stream is the URL of Redis_STREAM (session state and xtrail's replay
@@ -50,22 +55,32 @@ type RedisConfig struct {
 	// QueueMaxSize is the LTRIM bound of a queue without a max_size field
 	// (d4-core's analyzer_queues_max_size); 0 means DefaultQueueMaxSize.
 	QueueMaxSize int64
-	Logger       *slog.Logger // nil discards
+	// Replicas is how many replicas must hold a frame's lines and replay
+	// mark before the frame counts as stored (and is acknowledged to the
+	// sensor): Redis replicates asynchronously, and a failover to a replica
+	// that lacks them would lose them. Negative means the default: 1 on a
+	// cluster, 0 on a single server.
+	Replicas int
+	// ReplicaTimeout bounds one WAIT; a wait that times out is repeated.
+	// 0 means DefaultReplicaTimeout.
+	ReplicaTimeout time.Duration
+	Logger         *slog.Logger // nil discards
 }
 
 // RedisStore is the Store in d4-core's Redis layout (spec §4).
 type RedisStore struct {
-	meta   *redis.Client // Redis_METADATA
-	an     *redis.Client // Redis_ANALYZER
-	stream *redis.Client // Redis_STREAM
-	max    int64         // LTRIM bound when analyzer:<q> has no max_size
+	meta   *rconn // Redis_METADATA
+	an     *rconn // Redis_ANALYZER
+	stream *rconn // Redis_STREAM
+	max    int64  // LTRIM bound when analyzer:<q> has no max_size
 	log    *slog.Logger
 
 	mu     sync.Mutex
 	routes map[routeKey]route
 	known  map[string]knownQueue // queues registered or routed to, for restore
 
-	restores atomic.Uint64
+	restores, replicaWaits atomic.Uint64
+	waitLog                atomic.Int64 // unix nanos of the last replica-wait log line
 }
 
 type routeKey struct{ metaType, uuid string }
@@ -92,10 +107,16 @@ func WithQueueMaxSize(n int64) RedisOption {
 	return func(c *RedisConfig) { c.QueueMaxSize = n }
 }
 
-// NewRedisStore is OpenRedis on one server: url is the metadata database
-// ("" means DefaultRedisURL), analyzerDB the queues' database.
+// WithReplicas sets RedisConfig.Replicas and ReplicaTimeout.
+func WithReplicas(n int, timeout time.Duration) RedisOption {
+	return func(c *RedisConfig) { c.Replicas, c.ReplicaTimeout = n, timeout }
+}
+
+// NewRedisStore is OpenRedis on one server or cluster: url is the metadata
+// database ("" means DefaultRedisURL), analyzerDB the queues' database (on
+// a single server).
 func NewRedisStore(url string, analyzerDB int, opts ...RedisOption) (*RedisStore, error) {
-	cfg := RedisConfig{Metadata: url, AnalyzerDB: analyzerDB}
+	cfg := RedisConfig{Metadata: url, AnalyzerDB: analyzerDB, Replicas: -1}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -108,35 +129,11 @@ func OpenRedis(cfg RedisConfig) (*RedisStore, error) {
 	if cfg.Metadata == "" {
 		cfg.Metadata = DefaultRedisURL
 	}
-	mo, err := redis.ParseURL(cfg.Metadata)
-	if err != nil {
-		return nil, fmt.Errorf("d4server: metadata redis url: %w", err)
-	}
-	ao := *mo
-	ao.DB = cfg.AnalyzerDB
-	if cfg.Analyzer != "" {
-		o, err := redis.ParseURL(cfg.Analyzer)
-		if err != nil {
-			return nil, fmt.Errorf("d4server: analyzer redis url: %w", err)
-		}
-		ao = *o
-	}
 	s := &RedisStore{
-		meta:   redis.NewClient(mo),
-		an:     redis.NewClient(&ao),
 		max:    cfg.QueueMaxSize,
 		log:    cfg.Logger,
 		routes: make(map[routeKey]route),
 		known:  make(map[string]knownQueue),
-	}
-	s.stream = s.meta
-	if cfg.Stream != "" && cfg.Stream != cfg.Metadata {
-		so, err := redis.ParseURL(cfg.Stream)
-		if err != nil {
-			_ = s.Close()
-			return nil, fmt.Errorf("d4server: stream redis url: %w", err)
-		}
-		s.stream = redis.NewClient(so)
 	}
 	if s.max <= 0 {
 		s.max = DefaultQueueMaxSize
@@ -144,14 +141,69 @@ func OpenRedis(cfg RedisConfig) (*RedisStore, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	var err error
+	if s.meta, err = dialURL(cfg.Metadata, -1); err != nil {
+		return nil, fmt.Errorf("d4server: metadata %w", err)
+	}
+	an, db := cfg.Analyzer, cfg.AnalyzerDB
+	if an == "" {
+		an = cfg.Metadata
+	} else {
+		db = -1 // the URL's own database
+	}
+	if s.an, err = dialURL(an, db); err != nil {
+		_ = s.Close()
+		return nil, fmt.Errorf("d4server: analyzer %w", err)
+	}
+	s.stream = s.meta
+	if cfg.Stream != "" && cfg.Stream != cfg.Metadata {
+		if s.stream, err = dialURL(cfg.Stream, -1); err != nil {
+			s.stream = s.meta
+			_ = s.Close()
+			return nil, fmt.Errorf("d4server: stream %w", err)
+		}
+	}
+	if cfg.ReplicaTimeout <= 0 {
+		cfg.ReplicaTimeout = DefaultReplicaTimeout
+	}
+	for _, c := range []*rconn{s.meta, s.an, s.stream} {
+		c.replicas = cfg.Replicas
+		if c.replicas < 0 {
+			c.replicas = 0
+			if c.cluster != nil {
+				c.replicas = 1
+			}
+		}
+		c.timeout, c.waits, c.log = cfg.ReplicaTimeout, &s.replicaWaits, s.logWait
+	}
 	return s, nil
 }
 
-// Ping checks that every instance answers (d4_export_udp.py pings at start).
+// logWait logs a replica wait at most every ten seconds.
+func (s *RedisStore) logWait(msg string, args ...any) {
+	now := time.Now().UnixNano()
+	last := s.waitLog.Load()
+	if now-last < int64(10*time.Second) || !s.waitLog.CompareAndSwap(last, now) {
+		return
+	}
+	s.log.Warn(msg, append(args, "waits_so_far", s.replicaWaits.Load())...)
+}
+
+// Cluster reports whether the queues live on a Redis Cluster.
+func (s *RedisStore) Cluster() bool { return s.an.cluster != nil }
+
+// Replicas returns how many replicas a frame's lines wait for.
+func (s *RedisStore) Replicas() int { return s.an.replicas }
+
+// Ping checks that every instance answers (d4_export_udp.py pings at start),
+// every primary of a cluster.
 func (s *RedisStore) Ping(ctx context.Context) error {
-	for name, c := range map[string]*redis.Client{"metadata": s.meta, "analyzer": s.an, "stream": s.stream} {
-		if err := c.Ping(ctx).Err(); err != nil {
-			return fmt.Errorf("d4server: redis ping (%s, %s): %w", name, c.Options().Addr, err)
+	for _, c := range []struct {
+		name string
+		c    *rconn
+	}{{"metadata", s.meta}, {"analyzer", s.an}, {"stream", s.stream}} {
+		if err := c.c.ping(ctx); err != nil {
+			return fmt.Errorf("d4server: redis ping (%s, %s): %w", c.name, c.c.name, err)
 		}
 	}
 	return nil
@@ -159,12 +211,23 @@ func (s *RedisStore) Ping(ctx context.Context) error {
 
 // Close closes the clients.
 func (s *RedisStore) Close() error {
-	err := errors.Join(s.meta.Close(), s.an.Close())
-	if s.stream != s.meta {
+	var err error
+	if s.meta != nil {
+		err = s.meta.Close()
+	}
+	if s.an != nil {
+		err = errors.Join(err, s.an.Close())
+	}
+	if s.stream != nil && s.stream != s.meta {
 		err = errors.Join(err, s.stream.Close())
 	}
 	return err
 }
+
+// ReplicaWaits counts the WAITs for replicas that timed out and were
+// repeated: frames held unacknowledged because a primary's replicas lag or
+// are gone.
+func (s *RedisStore) ReplicaWaits() uint64 { return s.replicaWaits.Load() }
 
 // Restores counts the times the store found Redis emptied (its registration
 // keys gone) and wrote them and the known queues again.
@@ -238,16 +301,17 @@ func (s *RedisStore) SetError(ctx context.Context, uuid, msg string) error {
 
 // MarkFrame keeps the replay state in Redis_STREAM, one hash per sensor and
 // timestamp second (field: the HMAC, value: the session), expiring when the
-// time window has passed, in one round trip.
+// time window has passed, in one round trip; with replicas to wait for, the
+// mark reaches them before the frame is stored, so a replay sent to another
+// server after a failover is still refused.
 func (s *RedisStore) MarkFrame(ctx context.Context, m Mark) (bool, error) {
 	k := keyReplay(m.UUID, m.Timestamp)
 	var set *redis.BoolCmd
 	var owner *redis.StringCmd
-	_, err := s.stream.Pipelined(ctx, func(p redis.Pipeliner) error {
+	err := s.stream.durable(ctx, k, func(p redis.Pipeliner) {
 		set = p.HSetNX(ctx, k, string(m.HMAC[:]), m.Session)
 		owner = p.HGet(ctx, k, string(m.HMAC[:]))
 		p.ExpireAt(ctx, k, m.Expires)
-		return nil
 	})
 	if err != nil {
 		return false, fmt.Errorf("d4server: redis replay check of %s: %w", m.UUID, err)
@@ -259,19 +323,19 @@ func (s *RedisStore) MarkFrame(ctx context.Context, m Mark) (bool, error) {
 // "Per session") so its web UI shows the sensor connected. xtrail writes no
 // stream:<type>:<s> and no session_uuid:<type>: it stores lines itself, and
 // d4-core workers finding those would queue the lines a second time.
+//
+// The sets live in different hash slots on a cluster, so no command or
+// script spans them. A session joins its sensor's own sets before the
+// global ones, and leaves them first; a server that takes the sensor out
+// of a global set because its last session left looks again afterwards
+// and puts it back if a session joined meanwhile (on any server), so
+// concurrent servers end with the sensor listed while it has a session.
 func (s *RedisStore) SessionState(ctx context.Context, ev SessionEvent) error {
 	u, sid, t := ev.UUID, ev.Session, strconv.Itoa(int(ev.Type))
 	var err error
 	switch ev.Kind {
 	case SessionOpened:
-		_, err = s.stream.Pipelined(ctx, func(p redis.Pipeliner) error {
-			p.SAdd(ctx, "active_connection", u)
-			p.SAdd(ctx, "active_connection:"+t, u)
-			p.SAdd(ctx, "active_connection_by_uuid:"+u, t)
-			p.SAdd(ctx, keySessionsOf(u), sid)
-			p.SAdd(ctx, keyTypeSessions(u, t), sid)
-			return nil
-		})
+		err = s.sessionJoin(ctx, u, sid, t)
 	case SessionMetaType:
 		_, err = s.stream.Pipelined(ctx, func(p redis.Pipeliner) error {
 			p.HSet(ctx, "map:session-uuid_active_extended_type", sid, ev.MetaType)
@@ -279,19 +343,13 @@ func (s *RedisStore) SessionState(ctx context.Context, ev SessionEvent) error {
 			return nil
 		})
 	case SessionTypeChanged:
-		err = sessionLeave.Run(ctx, s.stream, sessionKeys(u, "2", ""), u, sid, "type").Err()
-		if err == nil {
-			_, err = s.stream.Pipelined(ctx, func(p redis.Pipeliner) error {
-				p.SAdd(ctx, "active_connection:254", u)
-				p.SAdd(ctx, "active_connection_by_uuid:"+u, "254")
-				p.SAdd(ctx, keyTypeSessions(u, "254"), sid)
-				return nil
-			})
+		if err = s.sessionLeave(ctx, u, sid, "2", "", false); err == nil {
+			err = s.sessionJoin(ctx, u, sid, "254")
 		}
 	case SessionClosed:
-		err = sessionLeave.Run(ctx, s.stream, sessionKeys(u, t, ev.MetaType), u, sid, "close", ev.MetaType).Err()
+		err = s.sessionLeave(ctx, u, sid, t, ev.MetaType, true)
 	}
-	if err != nil && !errors.Is(err, redis.Nil) {
+	if err != nil {
 		return fmt.Errorf("d4server: redis session state of %s: %w", u, err)
 	}
 	return nil
@@ -303,35 +361,94 @@ func keyReplay(u string, ts uint64) string {
 	return "xtrail:replay:{" + u + "}:" + strconv.FormatUint(ts, 10)
 }
 
-func sessionKeys(u, t, metaType string) []string {
-	return []string{
-		keyTypeSessions(u, t), "active_connection:" + t, "active_connection_by_uuid:" + u,
-		keySessionsOf(u), "active_connection", "active_connection_extended_type:" + u,
-		"map:session-uuid_active_extended_type",
+// sessionJoin adds session sid of sensor u to type t's sets: the sensor's
+// own session sets first (see SessionState).
+func (s *RedisStore) sessionJoin(ctx context.Context, u, sid, t string) error {
+	_, err := s.stream.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.SAdd(ctx, keySessionsOf(u), sid)
+		p.SAdd(ctx, keyTypeSessions(u, t), sid)
+		return nil
+	})
+	if err != nil {
+		return err
 	}
+	return s.listed(ctx, true, u, t, true, true, "")
 }
 
-// sessionLeave removes a session from its type's sets, and the sensor from
-// the type's (and, on close, every) active set when it was its last session
-// there, atomically so two servers closing two sessions of one sensor agree.
-var sessionLeave = redis.NewScript(`
-local u, sid, why = ARGV[1], ARGV[2], ARGV[3]
-redis.call('SREM', KEYS[1], sid)
-if redis.call('SCARD', KEYS[1]) == 0 then
-  redis.call('SREM', KEYS[2], u)
-  local t = string.match(KEYS[2], ':(%d+)$')
-  redis.call('SREM', KEYS[3], t)
-end
-if why == 'close' then
-  redis.call('SREM', KEYS[4], sid)
-  redis.call('HDEL', KEYS[7], sid)
-  if redis.call('SCARD', KEYS[4]) == 0 then
-    redis.call('SREM', KEYS[5], u)
-    redis.call('DEL', KEYS[6])
-  end
-end
-return 1
-`)
+// listed adds sensor u to (or removes it from) type t's global sets and,
+// with all, the sets of any session (metaType, if known, back into its
+// extended types; removing clears them).
+func (s *RedisStore) listed(ctx context.Context, add bool, u, t string, typ, all bool, metaType string) error {
+	if !typ && !all {
+		return nil
+	}
+	_, err := s.stream.Pipelined(ctx, func(p redis.Pipeliner) error {
+		set := p.SRem
+		if add {
+			set = p.SAdd
+		}
+		if typ {
+			set(ctx, "active_connection:"+t, u)
+			set(ctx, "active_connection_by_uuid:"+u, t)
+		}
+		if all {
+			set(ctx, "active_connection", u)
+			switch {
+			case !add:
+				p.Del(ctx, "active_connection_extended_type:"+u)
+			case metaType != "":
+				p.SAdd(ctx, "active_connection_extended_type:"+u, metaType)
+			}
+		}
+		return nil
+	})
+	return err
+}
+
+// sessionLeave removes session sid from type t's sets and, on close, from
+// the sensor's; the sensor leaves a global set when its last session of
+// that kind left, and comes back if one joined meanwhile (see
+// SessionState).
+func (s *RedisStore) sessionLeave(ctx context.Context, u, sid, t, metaType string, closing bool) error {
+	var typeLeft, allLeft *redis.IntCmd
+	_, err := s.stream.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.SRem(ctx, keyTypeSessions(u, t), sid)
+		typeLeft = p.SCard(ctx, keyTypeSessions(u, t))
+		if closing {
+			p.SRem(ctx, keySessionsOf(u), sid)
+			p.HDel(ctx, "map:session-uuid_active_extended_type", sid)
+			allLeft = p.SCard(ctx, keySessionsOf(u))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	lastOfType := typeLeft.Val() == 0
+	last := closing && allLeft.Val() == 0
+	if !lastOfType && !last {
+		return nil
+	}
+	if err := s.listed(ctx, false, u, t, lastOfType, last, ""); err != nil {
+		return err
+	}
+	// Look again: a session of the sensor may have joined meanwhile.
+	var typeNow, allNow *redis.IntCmd
+	_, err = s.stream.Pipelined(ctx, func(p redis.Pipeliner) error {
+		typeNow = p.SCard(ctx, keyTypeSessions(u, t))
+		allNow = p.SCard(ctx, keySessionsOf(u))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	back := lastOfType && typeNow.Val() > 0
+	backAll := last && allNow.Val() > 0
+	if !back && !backAll {
+		return nil
+	}
+	return s.listed(ctx, true, u, t, back, backAll, metaType)
+}
 
 // PushLines does d4-core's push for each line: LPUSH to every target queue,
 // LTRIM to its bound, HSET last_updated. One LPUSH carries the whole batch:
@@ -350,14 +467,17 @@ func (s *RedisStore) PushLines(ctx context.Context, metaType, uuid string, lines
 	for i, l := range lines {
 		args[i] = l
 	}
-	_, err = s.an.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, q := range targets {
-			k := keyAnalyzerList(metaType, q.uuid)
+	// Each queue is its own durable write: on a cluster the queues may
+	// live on different primaries, and each one's replicas are waited for.
+	for _, q := range targets {
+		k := keyAnalyzerList(metaType, q.uuid)
+		if err = s.an.durable(ctx, k, func(p redis.Pipeliner) {
 			p.LPush(ctx, k, args...)
 			p.LTrim(ctx, k, 0, q.max)
+		}); err != nil {
+			break
 		}
-		return nil
-	})
+	}
 	if err != nil {
 		return 0, fmt.Errorf("d4server: redis push %d lines of %s: %w", len(lines), uuid, err)
 	}

@@ -54,44 +54,53 @@ func newQueueOpts(opts []QueueOption) queueOpts {
 // Queue returns a consumer of analyzer:<metaType>:<queueUUID> (the uuid
 // exactly as stored, with or without dashes).
 //
-// Keys, next to d4-core's list (which d4-core's tools keep using as is):
-//   - analyzer:<t>:<q>:inflight:<consumer>: the consumer's in-flight lines,
-//     newest at the head like the queue;
-//   - analyzer:<t>:<q>:consumer:<consumer>: its claim, a token that
+// The queue is d4-core's list, which d4-core's tools keep using as is.
+// xtrail's keys for its consumers sit next to it, named with the queue's
+// key as hash tag, so that on a Redis Cluster they share the queue's slot
+// (the tag of "{analyzer:<t>:<q>}:..." hashes exactly like the queue's own
+// key) and one script can move lines between them:
+//   - {analyzer:<t>:<q>}:inflight:<consumer>: the consumer's in-flight
+//     lines, newest at the head like the queue;
+//   - {analyzer:<t>:<q>}:consumer:<consumer>: its claim, a token that
 //     expires after the claim timeout unless refreshed;
-//   - analyzer:<t>:<q>:consumers: the set of consumer names;
-//   - analyzer:<t>:<q>:dead: lines no target can take;
-//   - analyzer:<t>:<q>:epoch: present while Redis keeps its data; its
+//   - {analyzer:<t>:<q>}:consumers: the set of consumer names;
+//   - {analyzer:<t>:<q>}:dead: lines no target can take;
+//   - {analyzer:<t>:<q>}:epoch: present while Redis keeps its data; its
 //     absence tells a consumer that the store was emptied.
-//
-// A Redis Cluster needs all of them and the queue in one hash slot, which
-// the names will get through a hash tag (issue 13); the scripts below
-// already touch only these keys.
 func (s *RedisStore) Queue(metaType, queueUUID string, opts ...QueueOption) *RedisQueue {
 	o := newQueueOpts(opts)
 	base := keyAnalyzerList(metaType, queueUUID)
+	tag := "{" + base + "}"
 	tok, _ := d4.NewUUIDv4()
-	return &RedisQueue{
+	q := &RedisQueue{
 		c: s.an, log: s.log, opts: o, token: tok.String(),
 		key:       base,
-		inflight:  base + ":inflight:" + o.consumer,
-		claim:     base + ":consumer:" + o.consumer,
-		consumers: base + ":consumers",
-		dead:      base + ":dead",
-		epoch:     base + ":epoch",
-		legacy:    base + ":inflight",
+		tag:       tag,
+		inflight:  tag + ":inflight:" + o.consumer,
+		claim:     tag + ":consumer:" + o.consumer,
+		consumers: tag + ":consumers",
+		dead:      tag + ":dead",
+		epoch:     tag + ":epoch",
 	}
+	if s.an.cluster == nil {
+		// Names of earlier xtrail versions (one shared in-flight list,
+		// then lists without the hash tag), emptied into the queue at
+		// Open; a cluster never had them.
+		q.legacy = []string{base + ":inflight", base + ":inflight:" + o.consumer}
+	}
+	return q
 }
 
 // RedisQueue is the export.Queue on d4-core's lists (producers LPUSH, so
 // the oldest line is at the right).
 type RedisQueue struct {
-	c     *redis.Client
+	c     *rconn
 	log   *slog.Logger
 	opts  queueOpts
 	token string // this process's claim
 
-	key, inflight, claim, consumers, dead, epoch, legacy string
+	key, tag, inflight, claim, consumers, dead, epoch string
+	legacy                                            []string
 
 	calls uint64 // id of the next Next or Backlog call (with token)
 
@@ -119,12 +128,18 @@ return 1
 func (q *RedisQueue) Open(ctx context.Context) ([]string, error) {
 	warned := false
 	for {
-		ok, err := openScript.Run(ctx, q.c, []string{q.claim, q.consumers, q.epoch},
-			q.token, q.opts.claim.Milliseconds(), q.opts.consumer).Int()
+		// Through durable: the epoch marker the script may create must
+		// survive a failover, or the next call would report the store
+		// emptied.
+		var res *redis.Cmd
+		err := q.c.durable(ctx, q.claim, func(p redis.Pipeliner) {
+			res = openScript.Eval(ctx, p, []string{q.claim, q.consumers, q.epoch},
+				q.token, q.opts.claim.Milliseconds(), q.opts.consumer)
+		})
 		if err != nil {
 			return nil, fmt.Errorf("d4server: redis claim %s: %w", q.claim, err)
 		}
-		if ok == 1 {
+		if ok, _ := res.Int(); ok == 1 {
 			break
 		}
 		if !warned {
@@ -141,10 +156,11 @@ func (q *RedisQueue) Open(ctx context.Context) ([]string, error) {
 		case <-time.After(min(time.Second, q.opts.claim/4)):
 		}
 	}
-	// An exporter of an older xtrail kept one shared in-flight list: give
-	// its lines back to the queue first.
-	if _, err := reclaimScript.Run(ctx, q.c, []string{q.legacy, q.key, q.legacy + ":none", q.consumers}, "").Result(); err != nil {
-		return nil, fmt.Errorf("d4server: redis reclaim %s: %w", q.legacy, err)
+	// Lines an older xtrail left in flight go back to the queue first.
+	for _, l := range q.legacy {
+		if _, err := reclaimScript.Run(ctx, q.c, []string{l, q.key, l + ":none", q.consumers}, "").Result(); err != nil {
+			return nil, fmt.Errorf("d4server: redis reclaim %s: %w", l, err)
+		}
 	}
 	v, err := q.c.LRange(ctx, q.inflight, 0, -1).Result()
 	if err != nil {
@@ -292,12 +308,11 @@ func (q *RedisQueue) reclaimDead(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("d4server: redis consumers of %s: %w", q.key, err)
 	}
-	base := q.key
 	for _, c := range names {
 		if c == q.opts.consumer {
 			continue
 		}
-		n, err := reclaimScript.Run(ctx, q.c, []string{base + ":inflight:" + c, q.key, base + ":consumer:" + c, q.consumers}, c).Int()
+		n, err := reclaimScript.Run(ctx, q.c, []string{q.tag + ":inflight:" + c, q.key, q.tag + ":consumer:" + c, q.consumers}, c).Int()
 		if err != nil {
 			return fmt.Errorf("d4server: redis reclaim consumer %s of %s: %w", c, q.key, err)
 		}

@@ -173,15 +173,21 @@ func (s *RedisStore) AddSensor(ctx context.Context, uuid, key, description strin
 	if err := checkSensorKey(key); err != nil {
 		return err
 	}
-	_, err = s.meta.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, keyMetadataUUID(u), fieldHMACKey, key)
-		if description != "" {
-			p.HSet(ctx, keyMetadataUUID(u), "description", description)
-		}
-		p.SAdd(ctx, keyRegistered, u)
-		p.SRem(ctx, keyPending, u)
-		return nil
-	})
+	// The key first, then the registration: the keys live in different
+	// hash slots on a cluster, so no transaction spans them, and a server
+	// must never find the sensor registered without its key.
+	fields := []any{fieldHMACKey, key}
+	if description != "" {
+		fields = append(fields, "description", description)
+	}
+	err = s.meta.HSet(ctx, keyMetadataUUID(u), fields...).Err()
+	if err == nil {
+		_, err = s.meta.Pipelined(ctx, func(p redis.Pipeliner) error {
+			p.SAdd(ctx, keyRegistered, u)
+			p.SRem(ctx, keyPending, u)
+			return nil
+		})
+	}
 	if err != nil {
 		return fmt.Errorf("d4server: redis add sensor %s: %w", u, err)
 	}
@@ -222,13 +228,16 @@ func (s *RedisStore) RemoveSensor(ctx context.Context, uuid string) error {
 	if err != nil {
 		return err
 	}
+	// The registration first, then the key (see AddSensor).
 	var removed *redis.IntCmd
-	_, err = s.meta.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	_, err = s.meta.Pipelined(ctx, func(p redis.Pipeliner) error {
 		removed = p.SRem(ctx, keyRegistered, u)
 		p.SRem(ctx, keyPending, u)
-		p.HDel(ctx, keyMetadataUUID(u), fieldHMACKey)
 		return nil
 	})
+	if err == nil {
+		err = s.meta.HDel(ctx, keyMetadataUUID(u), fieldHMACKey).Err()
+	}
 	if err != nil {
 		return fmt.Errorf("d4server: redis remove sensor %s: %w", u, err)
 	}

@@ -123,7 +123,7 @@ func floatEpoch(t time.Time) string {
 // checkQueueArgs validates RegisterQueue's arguments and supplies d4-core's
 // default queue uuid (a dashed uuid4) when none is given.
 func checkQueueArgs(metaType, queueUUID string) (string, error) {
-	if metaType == "" || strings.ContainsAny(metaType, ": \t\r\n") {
+	if metaType == "" || strings.ContainsAny(metaType, ": \t\r\n{}") {
 		return "", fmt.Errorf("d4server: invalid meta type %q", metaType)
 	}
 	if queueUUID == "" {
@@ -133,7 +133,7 @@ func checkQueueArgs(metaType, queueUUID string) (string, error) {
 		}
 		return u.String(), nil
 	}
-	if strings.ContainsAny(queueUUID, ": \t\r\n") {
+	if strings.ContainsAny(queueUUID, ": \t\r\n{}") {
 		return "", fmt.Errorf("d4server: invalid queue uuid %q", queueUUID)
 	}
 	return queueUUID, nil

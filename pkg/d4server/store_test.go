@@ -370,7 +370,7 @@ func TestRedisQueueConsumers(t *testing.T) {
 	if !slices.Equal(bb.Lines, []string{"1", "2", "3"}) {
 		t.Fatalf("b after a's claim expired got %q, want a's lines in order", bb.Lines)
 	}
-	if n := an.LLen(ctx, "analyzer:maltrail:"+testQueue+":inflight:a").Val(); n != 0 {
+	if n := an.LLen(ctx, "{analyzer:maltrail:"+testQueue+"}:inflight:a").Val(); n != 0 {
 		t.Fatalf("a's in-flight list still has %d lines", n)
 	}
 	// A stalled consumer notices it was reclaimed.

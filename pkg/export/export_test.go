@@ -300,7 +300,7 @@ func TestRunBuriesOversizedLine(t *testing.T) {
 	}
 	waitFor(t, func() bool { return e.Stats().Buried == 1 })
 	waitFor(t, func() bool {
-		got := f.raw.LRange(ctx, "analyzer:maltrail:"+queue+":dead", 0, -1).Val()
+		got := f.raw.LRange(ctx, "{analyzer:maltrail:"+queue+"}:dead", 0, -1).Val()
 		return slices.Equal(got, []string{huge})
 	})
 }
