@@ -38,7 +38,7 @@ func runExport(ctx context.Context, args []string) error {
 	consumer := fs.String("consumer", host, "this exporter's name among the queue's consumers (its in-flight list); unique per live exporter, the same across restarts")
 	claim := fs.Duration("claim-timeout", d4server.DefaultClaimTimeout, "after this long without a sign of life, an exporter's in-flight lines go to the queue's other exporters")
 	batch := fs.Int("batch", export.DefaultBatch, "lines moved and sent per round trip")
-	rate := fs.Float64("rate", -1, "lines per second at most (0: no limit; default: 20000 on UDP and syslog targets, which Maltrail's collector keeps up with, none on TCP)")
+	rate := fs.Float64("rate", 0, "lines per second at most (0: no limit; a receiver on this host that overflows is detected and paced; give 20000 for Maltrail's Python collector on another host)")
 	confirm := fs.Duration("confirm-delay", export.DefaultConfirmDelay, "UDP: wait this long after a batch for an ICMP refusal before taking it as delivered")
 	quiet := fs.Bool("q", false, "log warnings and errors only")
 	metricsAddr := metricsFlag(fs)
@@ -71,10 +71,7 @@ func runExport(ctx context.Context, args []string) error {
 		return fmt.Errorf("-claim-timeout %s: want at least 3s (a live exporter refreshes its claim every second or so)", *claim)
 	}
 	if *rate < 0 {
-		*rate = 0
-		if !strings.HasSuffix(strings.SplitN(*target, "://", 2)[0], "tcp") {
-			*rate = export.DefaultUDPRate
-		}
+		return fmt.Errorf("-rate %v: want 0 (no limit) or more", *rate)
 	}
 	log := newLogger(*quiet)
 	mln, err := listenMetrics(*metricsAddr, log)
@@ -132,5 +129,5 @@ func logExportStats(log interface{ Info(string, ...any) }, s export.Stats) {
 	log.Info("export counters", "sent", s.Sent, "recovered_possible_duplicates", s.Recovered, "resent", s.Resent,
 		"refusals", s.Refusals, "buried", s.Buried, "reclaimed", s.Reclaimed, "lost_backlog", s.LostBacklog,
 		"store_losses", s.StoreLosses, "reregistered", s.Reregistered, "queue_errors", s.QueueErrors,
-		"backlog", s.Backlog, "lag", s.Lag)
+		"overflows", s.Overflows, "rate", int64(s.Rate), "backlog", s.Backlog, "lag", s.Lag)
 }

@@ -37,7 +37,7 @@ func runServer(ctx context.Context, args []string) error {
 	keysFile := fs.String("keys", "", "sensor keys file, lines `<uuid> <key>` (with -redis: registered in Redis at start; `xtrail server sensors` manages them there)")
 	var exports listFlag
 	fs.Var(&exports, "export", "built-in exporter maltrail=HOST:PORT (repeatable)")
-	exportRate := fs.Float64("export-rate", export.DefaultUDPRate, "lines per second at most per built-in exporter (0: no limit)")
+	exportRate := fs.Float64("export-rate", 0, "lines per second at most per built-in exporter (0: no limit; a receiver on this host that overflows is detected and paced; 20000 suits Maltrail's Python collector on another host)")
 	cfg := d4server.Config{}
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", d4server.DefaultIdleTimeout, "close a connection silent this long before its first frame verified or inside a frame")
 	fs.DurationVar(&cfg.FrameTimeout, "frame-timeout", d4server.DefaultFrameTimeout, "deadline of one whole frame (and of a connection's first frame)")

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync/atomic"
 	"time"
 
@@ -33,10 +34,14 @@ const (
 // DefaultBatch is the most lines moved and sent per round trip.
 const DefaultBatch = 1000
 
-// DefaultUDPRate is the pace the commands use on UDP targets: Maltrail's
-// single-threaded collector keeps up with about 20,000 datagrams a second,
-// and UDP drops what overflows a receiver without telling the sender.
-const DefaultUDPRate = 20000
+// MaltrailRate is a pace for a UDP target that is Maltrail's own Python
+// collector, which keeps up with about 20,000 datagrams a second (xtrail's
+// collector takes several times that). The exporter does not pace by
+// default: see Config.Rate.
+const MaltrailRate = 20000
+
+// minAdaptiveRate is the floor of the pace an overflow sets.
+const minAdaptiveRate = 1000
 
 // registerEvery is how often Run checks that its queue is still registered.
 const registerEvery = 5 * time.Second
@@ -56,7 +61,14 @@ type Stats struct {
 	StoreLosses  uint64 // times the store was found emptied
 	Reregistered uint64 // times the queue's registration was found missing and written again
 	QueueErrors  uint64 // failed store calls (each retried)
-	Backlog      int64  // lines waiting in the queue at the last reading
+	// Overflows counts sends during which a receiver on this host dropped
+	// datagrams for lack of buffer space (its kernel drop counter rose):
+	// each was sent again and the pace lowered.
+	Overflows uint64
+	// Rate is the current pace in lines/s: the configured one, or the one
+	// overflows set; 0 is unpaced.
+	Rate    float64
+	Backlog int64 // lines waiting in the queue at the last reading
 	// Lag is the age of the last line sent, from its leading epoch second
 	// (Maltrail's "<sec> <line>" datagram form); zero when unknown.
 	Lag time.Duration
@@ -68,10 +80,16 @@ type Config struct {
 	Target Sender // required
 	// Batch is the most lines per round trip; 0 means DefaultBatch.
 	Batch int
-	// Rate caps the lines sent per second, sent in slices of 10 ms worth
-	// (Maltrail's single-threaded collector takes about 20,000 a second and
-	// UDP drops what overflows its socket buffer without telling the
-	// sender); 0 means none.
+	// Rate caps the lines sent per second, sent in slices of 10 ms worth;
+	// 0 means none. UDP drops what overflows a receiver's socket buffer
+	// without telling the sender. Bursts are not what overflows a
+	// collector's 8 MB buffer (a batch of 1,000 lines is about 300 KB):
+	// a sustained rate above what it writes is. That rate differs per
+	// collector, so there is no default: a receiver on this host shows its
+	// overflows in the kernel's drop counter, and the exporter then sends
+	// the lines again and paces itself (half the rate that overflowed,
+	// then 5% more each second without an overflow); a remote one cannot
+	// be watched, so a slow one (MaltrailRate) needs Rate.
 	Rate float64
 	// Register, if set, writes the queue's registration when it is found
 	// missing (checked at start and every few seconds); it reports whether
@@ -88,8 +106,12 @@ type Exporter struct {
 	pace    int // lines per Send under a rate limit
 
 	sent, recovered, resent, refusals, buried, reclaimed, lost, losses, rereg, qerrs atomic.Uint64
+	overflows                                                                        atomic.Uint64
 	backlog, lag                                                                     atomic.Int64
+	rate                                                                             atomic.Uint64 // math.Float64bits of the pace
 	nextRegister                                                                     time.Time
+	adapted                                                                          time.Time // last pace change by an overflow; zero: none
+	overflowLog                                                                      time.Time
 }
 
 // New returns an Exporter.
@@ -103,13 +125,47 @@ func New(cfg Config) *Exporter {
 	}
 	e := &Exporter{cfg: cfg, log: log.With("queue", cfg.Queue.Name(), "target", cfg.Target.Target())}
 	if cfg.Rate > 0 {
-		// Paced in slices of 10 ms worth of lines: a UDP receiver's
-		// buffer (about 280 datagrams at Linux's default rmem_max) must
-		// not take a whole batch at once.
-		e.pace = max(1, int(cfg.Rate/100))
-		e.limiter = rate.NewLimiter(rate.Limit(cfg.Rate), e.pace)
+		e.setRate(cfg.Rate)
 	}
 	return e
+}
+
+// setRate paces the sends at r lines/s, in slices of 10 ms worth.
+func (e *Exporter) setRate(r float64) {
+	e.pace = max(1, int(r/100))
+	if e.limiter == nil {
+		e.limiter = rate.NewLimiter(rate.Limit(r), e.pace)
+	} else {
+		e.limiter.SetLimit(rate.Limit(r))
+		e.limiter.SetBurst(e.pace)
+	}
+	e.rate.Store(math.Float64bits(r))
+}
+
+// slowDown halves the pace after an overflow, from the rate the send that
+// overflowed went at.
+func (e *Exporter) slowDown(measured float64) {
+	if e.limiter != nil {
+		measured = min(measured, float64(e.limiter.Limit()))
+	}
+	e.setRate(max(minAdaptiveRate, measured/2))
+	e.adapted = time.Now()
+}
+
+// speedUp raises a pace an overflow set by 5% once a second, up to the
+// configured rate.
+func (e *Exporter) speedUp() {
+	if e.adapted.IsZero() || time.Since(e.adapted) < time.Second {
+		return
+	}
+	r := float64(e.limiter.Limit()) * 1.05
+	if e.cfg.Rate > 0 && r >= e.cfg.Rate {
+		r = e.cfg.Rate
+		e.adapted = time.Time{}
+	} else {
+		e.adapted = time.Now()
+	}
+	e.setRate(r)
 }
 
 // Run is New(Config{Queue: q, Target: t, Logger: log}).Run(ctx).
@@ -124,6 +180,7 @@ func (e *Exporter) Stats() Stats {
 		Refusals: e.refusals.Load(), Buried: e.buried.Load(), Reclaimed: e.reclaimed.Load(),
 		LostBacklog: e.lost.Load(), StoreLosses: e.losses.Load(), Reregistered: e.rereg.Load(),
 		QueueErrors: e.qerrs.Load(), Backlog: e.backlog.Load(), Lag: time.Duration(e.lag.Load()),
+		Overflows: e.overflows.Load(), Rate: math.Float64frombits(e.rate.Load()),
 	}
 }
 
@@ -240,6 +297,7 @@ func (e *Exporter) deliver(ctx context.Context, batch []string) (int, []string, 
 				return done, dead, err
 			}
 		}
+		start := time.Now()
 		n, written, err := e.cfg.Target.Send(chunk)
 		e.sent.Add(uint64(n))
 		done += n
@@ -247,6 +305,18 @@ func (e *Exporter) deliver(ctx context.Context, batch []string) (int, []string, 
 			e.noteLag(batch[done-1])
 		}
 		if err == nil {
+			e.speedUp()
+			continue
+		}
+		if errors.Is(err, ErrOverflow) {
+			e.overflows.Add(1)
+			e.resent.Add(uint64(max(written-n, 0)))
+			e.slowDown(float64(written) / max(time.Since(start).Seconds(), 1e-6))
+			if time.Since(e.overflowLog) >= 10*time.Second {
+				e.overflowLog = time.Now()
+				e.log.Warn("export: the receiver dropped datagrams (its socket buffer overflowed); sending them again, slower",
+					"lines", written-n, "rate", int(float64(e.limiter.Limit())), "overflows", e.overflows.Load())
+			}
 			continue
 		}
 		var tl *TooLargeError

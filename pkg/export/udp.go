@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 )
 
@@ -57,15 +59,35 @@ const DefaultConfirmDelay = 2 * time.Millisecond
 // sent after it are sent again. A datagram is taken as delivered when no
 // error came within the confirm delay; loss without an ICMP answer (a full
 // receive buffer, a filtered network) is invisible to UDP: use TCP then.
+//
+// The datagrams of a Send go out in sendmmsg calls of up to 1,024. When the
+// receiver is on this host, its socket's drop counter (the kernel's, in
+// /proc/net/udp) is read around each Send: a rise means the receive buffer
+// overflowed and some of these datagrams were lost, and Send reports
+// ErrOverflow so they are sent again, slower.
 type UDPSender struct {
-	c       *net.UDPConn
+	c     *net.UDPConn
+	batch interface {
+		WriteBatch([]ipv4.Message, int) (int, error)
+	}
 	confirm time.Duration
 	v6      bool
+	drops   *dropWatch // nil: the receiver is not on this host
 	buf     []byte
+	msgs    []ipv4.Message
 	quote   []byte
 	oob     []byte
 	quotes  [][]byte
 }
+
+// ErrOverflow is a send during which the receiver's socket dropped
+// datagrams for lack of buffer space: which ones is unknown, so the whole
+// send counts as undelivered.
+var ErrOverflow = errors.New("export: the receiver's socket buffer overflowed")
+
+// maxBatch is the most datagrams one sendmmsg takes (the kernel's
+// UIO_MAXIOV).
+const maxBatch = 1024
 
 // DialUDP opens a UDP socket to host:port with ICMP error reporting and the
 // default confirm delay.
@@ -98,8 +120,35 @@ func DialUDPConfirm(ctx context.Context, addr string, confirm time.Duration) (*U
 		// it returns: nothing more can come later.
 		confirm = 0
 	}
-	return &UDPSender{c: uc, confirm: confirm, v6: uc.RemoteAddr().(*net.UDPAddr).IP.To4() == nil,
-		quote: make([]byte, 2048), oob: make([]byte, 512)}, nil
+	ra := uc.RemoteAddr().(*net.UDPAddr)
+	u := &UDPSender{c: uc, confirm: confirm, v6: ra.IP.To4() == nil,
+		quote: make([]byte, 2048), oob: make([]byte, 512)}
+	if u.v6 {
+		u.batch = ipv6.NewPacketConn(uc)
+	} else {
+		u.batch = ipv4.NewPacketConn(uc)
+	}
+	if localAddr(ra.IP) {
+		u.drops = &dropWatch{port: ra.Port, ip: ra.IP}
+	}
+	return u, nil
+}
+
+// localAddr reports whether ip is this host's (in this network namespace).
+func localAddr(ip net.IP) bool {
+	if ip.IsLoopback() {
+		return true
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.Equal(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // Target implements Sender.
@@ -110,9 +159,32 @@ func (u *UDPSender) Close() error { return u.c.Close() }
 
 // Send implements Sender.
 func (u *UDPSender) Send(lines []string) (int, int, error) {
+	var dropped uint64
+	if u.drops != nil {
+		dropped = u.drops.read()
+	}
+	u.buf = u.buf[:0]
+	for _, l := range lines {
+		u.buf = append(append(u.buf, l...), '\n')
+	}
+	if cap(u.msgs) < len(lines) {
+		u.msgs = make([]ipv4.Message, len(lines))
+		for i := range u.msgs {
+			u.msgs[i].Buffers = make([][]byte, 1)
+		}
+	}
+	u.msgs = u.msgs[:len(lines)]
+	off := 0
 	for i, l := range lines {
-		u.buf = append(append(u.buf[:0], l...), '\n')
-		_, err := u.c.Write(u.buf)
+		u.msgs[i].Buffers[0] = u.buf[off : off+len(l)+1]
+		off += len(l) + 1
+	}
+	for i := 0; i < len(lines); {
+		// A short count without an error means datagram i was not sent
+		// (sendmmsg reports an error only for its first datagram): the
+		// next call sends it again or returns its error.
+		n, err := u.batch.WriteBatch(u.msgs[i:min(len(lines), i+maxBatch)], 0)
+		i += max(n, 0) // -1 with an error
 		switch {
 		case err == nil:
 			continue
@@ -121,7 +193,7 @@ func (u *UDPSender) Send(lines []string) (int, int, error) {
 			if j := u.refused(lines[:i]); j >= 0 {
 				return j, i, ErrRefused
 			}
-			return i, i, &TooLargeError{Bytes: len(u.buf), Err: err}
+			return i, i, &TooLargeError{Bytes: len(lines[i]) + 1, Err: err}
 		case isRefusal(err):
 			// Datagram i was not sent; the refusal belongs to one before.
 			j := u.refused(lines[:i])
@@ -138,6 +210,9 @@ func (u *UDPSender) Send(lines []string) (int, int, error) {
 	}
 	if j := u.refused(lines); j >= 0 {
 		return j, len(lines), ErrRefused
+	}
+	if u.drops != nil && u.drops.read() > dropped {
+		return 0, len(lines), ErrOverflow
 	}
 	return len(lines), len(lines), nil
 }
