@@ -127,7 +127,7 @@ func runExport(ctx context.Context, args []string) error {
 
 func logExportStats(log interface{ Info(string, ...any) }, s export.Stats) {
 	log.Info("export counters", "sent", s.Sent, "recovered_possible_duplicates", s.Recovered, "resent", s.Resent,
-		"refusals", s.Refusals, "buried", s.Buried, "reclaimed", s.Reclaimed, "lost_backlog", s.LostBacklog,
+		"refusals", s.Refusals, "buried", s.Buried, "reclaimed", s.Reclaimed, "taken_over", s.TakenOver, "lost_backlog", s.LostBacklog,
 		"store_losses", s.StoreLosses, "reregistered", s.Reregistered, "queue_errors", s.QueueErrors,
 		"overflows", s.Overflows, "rate", int64(s.Rate), "backlog", s.Backlog, "lag", s.Lag)
 }

@@ -103,6 +103,7 @@ type RedisQueue struct {
 	legacy                                            []string
 
 	calls uint64 // id of the next Next or Backlog call (with token)
+	taken int64  // lines taken over and not reported yet (a Next failed)
 
 	mu          sync.Mutex
 	nextReclaim time.Time
@@ -233,13 +234,19 @@ return #v
 // the caller retries it with the same arguments, and the retry carries the
 // same call id, so nothing is acknowledged twice.
 func (q *RedisQueue) Next(ctx context.Context, done int, dead []string, max int) (export.Batch, error) {
-	if err := q.reclaimDead(ctx); err != nil {
+	taken, err := q.reclaimDead(ctx)
+	if err != nil {
 		return export.Batch{}, err
 	}
 	b, err := q.next(ctx, done, dead, max)
 	if err != nil {
+		if taken > 0 {
+			// Taken over all the same: report it with the next call.
+			q.taken += taken
+		}
 		return b, err
 	}
+	b.TakenOver, q.taken = taken+q.taken, 0
 	if max == 0 || len(b.Lines) > 0 || b.Lost || b.Reclaimed {
 		q.calls++
 		return b, nil
@@ -294,7 +301,7 @@ func (q *RedisQueue) next(ctx context.Context, done int, dead []string, max int)
 
 // reclaimDead gives the lines of consumers whose claim expired back to the
 // queue, at most twice per claim timeout.
-func (q *RedisQueue) reclaimDead(ctx context.Context) error {
+func (q *RedisQueue) reclaimDead(ctx context.Context) (int64, error) {
 	q.mu.Lock()
 	due := time.Now().After(q.nextReclaim)
 	if due {
@@ -302,26 +309,28 @@ func (q *RedisQueue) reclaimDead(ctx context.Context) error {
 	}
 	q.mu.Unlock()
 	if !due {
-		return nil
+		return 0, nil
 	}
 	names, err := q.c.SMembers(ctx, q.consumers).Result()
 	if err != nil {
-		return fmt.Errorf("d4server: redis consumers of %s: %w", q.key, err)
+		return 0, fmt.Errorf("d4server: redis consumers of %s: %w", q.key, err)
 	}
+	var taken int64
 	for _, c := range names {
 		if c == q.opts.consumer {
 			continue
 		}
 		n, err := reclaimScript.Run(ctx, q.c, []string{q.tag + ":inflight:" + c, q.key, q.tag + ":consumer:" + c, q.consumers}, c).Int()
 		if err != nil {
-			return fmt.Errorf("d4server: redis reclaim consumer %s of %s: %w", c, q.key, err)
+			return taken, fmt.Errorf("d4server: redis reclaim consumer %s of %s: %w", c, q.key, err)
 		}
 		if n >= 0 {
+			taken += int64(n)
 			q.log.Warn("export: took over the in-flight lines of a consumer whose claim expired; they are sent again",
 				"consumer", c, "lines", n)
 		}
 	}
-	return nil
+	return taken, nil
 }
 
 // Close implements export.Queue: the claim is dropped (if still ours), so

@@ -367,8 +367,8 @@ func TestRedisQueueConsumers(t *testing.T) {
 	// Now nobody holds a's claim: b takes a's lines back into the queue.
 	time.Sleep(450 * time.Millisecond)
 	bb := must(b.Next(ctx, 2, nil, 10)) // b delivered 4, 5
-	if !slices.Equal(bb.Lines, []string{"1", "2", "3"}) {
-		t.Fatalf("b after a's claim expired got %q, want a's lines in order", bb.Lines)
+	if !slices.Equal(bb.Lines, []string{"1", "2", "3"}) || bb.TakenOver != 3 {
+		t.Fatalf("b after a's claim expired got %q (taken over %d), want a's 3 lines in order", bb.Lines, bb.TakenOver)
 	}
 	if n := an.LLen(ctx, "{analyzer:maltrail:"+testQueue+"}:inflight:a").Val(); n != 0 {
 		t.Fatalf("a's in-flight list still has %d lines", n)

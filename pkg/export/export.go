@@ -54,6 +54,7 @@ type Stats struct {
 	Refusals  uint64 // failed or refused sends (each backed off and retried)
 	Buried    uint64 // lines that can never be sent, moved to the dead-letter list
 	Reclaimed uint64 // times this exporter found its in-flight lines taken over by others (it stalled)
+	TakenOver uint64 // lines this exporter took over from consumers whose claim expired (each may arrive twice)
 	// LostBacklog counts the lines the store lost while they waited in the
 	// queue (Redis restarted empty), as far as the last backlog reading
 	// before the loss tells: a lower bound.
@@ -106,7 +107,7 @@ type Exporter struct {
 	pace    int // lines per Send under a rate limit
 
 	sent, recovered, resent, refusals, buried, reclaimed, lost, losses, rereg, qerrs atomic.Uint64
-	overflows                                                                        atomic.Uint64
+	overflows, takenOver                                                             atomic.Uint64
 	backlog, lag                                                                     atomic.Int64
 	rate                                                                             atomic.Uint64 // math.Float64bits of the pace
 	nextRegister                                                                     time.Time
@@ -180,7 +181,7 @@ func (e *Exporter) Stats() Stats {
 		Refusals: e.refusals.Load(), Buried: e.buried.Load(), Reclaimed: e.reclaimed.Load(),
 		LostBacklog: e.lost.Load(), StoreLosses: e.losses.Load(), Reregistered: e.rereg.Load(),
 		QueueErrors: e.qerrs.Load(), Backlog: e.backlog.Load(), Lag: time.Duration(e.lag.Load()),
-		Overflows: e.overflows.Load(), Rate: math.Float64frombits(e.rate.Load()),
+		Overflows: e.overflows.Load(), Rate: math.Float64frombits(e.rate.Load()), TakenOver: e.takenOver.Load(),
 	}
 }
 
@@ -257,6 +258,7 @@ func (e *Exporter) observe(b Batch) {
 			"lost_lines_at_least", n)
 		e.nextRegister = time.Time{} // re-register at once
 	}
+	e.takenOver.Add(uint64(max(b.TakenOver, 0)))
 	if b.Reclaimed {
 		e.reclaimed.Add(1)
 		e.log.Warn("export: other exporters took over this exporter's in-flight lines while it stalled; they may be delivered twice")

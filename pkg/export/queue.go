@@ -46,6 +46,10 @@ type Batch struct {
 	// Lost is set when the store was found emptied (Redis restarted
 	// without its data): the queue's backlog before that is gone.
 	Lost bool
+	// TakenOver counts the lines this call handed back to the queue from
+	// other consumers whose claim expired (they died or stalled): each may
+	// reach the target twice.
+	TakenOver int64
 }
 
 // ErrConsumerBusy is returned by Open when ctx ends while another live
