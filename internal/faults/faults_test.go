@@ -17,7 +17,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -119,15 +118,20 @@ func newChain(t *testing.T) *chain {
 	}
 	c.pool = &tlsPool{&tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}}
 
-	// A free UDP port for the collector, kept across its restarts.
+	c.openCollector()
+	return c
+}
+
+// openCollector starts the collector on a free UDP port, kept across its
+// restarts.
+func (c *chain) openCollector() {
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		c.t.Fatal(err)
 	}
 	c.colPort = pc.LocalAddr().(*net.UDPAddr).Port
 	c.startCollectorOn(pc)
-	t.Cleanup(c.stopCollector)
-	return c
+	c.t.Cleanup(c.stopCollector)
 }
 
 // startCollector (re)opens the collector on its port.
@@ -203,19 +207,7 @@ func (c *chain) killExporter() {
 }
 
 // counters parses the last "export counters" log line.
-func counters(log string) map[string]int {
-	out := map[string]int{}
-	i := strings.LastIndex(log, "export counters")
-	if i < 0 {
-		return out
-	}
-	line := log[i:]
-	line, _, _ = strings.Cut(line, "\n")
-	for _, m := range regexp.MustCompile(`(\w+)=(\d+)(?:\s|$)`).FindAllStringSubmatch(line, -1) {
-		out[m[1]], _ = strconv.Atoi(m[2])
-	}
-	return out
-}
+func counters(log string) map[string]int { return countersAfter(log, "export counters") }
 
 type syncWriter struct {
 	mu sync.Mutex

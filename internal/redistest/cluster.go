@@ -1,6 +1,7 @@
 package redistest
 
 import (
+	"context"
 	"fmt"
 	"os/exec"
 	"strconv"
@@ -29,18 +30,39 @@ func StartCluster(t testing.TB, primaries, replicas int, opts Options) *Cluster 
 	t.Helper()
 	c := &Cluster{t: t, cli: testenv.RequireBinary(t, "redis-cli")}
 	opts.Cluster = true
+	// redis-cli waits for the nodes to meet on their bus ports, which can
+	// hang (a bus port taken meanwhile by another test's process): it gets
+	// a deadline, and a cluster that does not form is made again on other
+	// ports.
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		if err = c.create(primaries, replicas, opts); err == nil {
+			c.WaitHealthy(60 * time.Second)
+			return c
+		}
+		for _, n := range c.Nodes {
+			n.Kill()
+		}
+		c.Nodes = nil
+	}
+	t.Fatalf("redistest: %v", err)
+	return nil
+}
+
+func (c *Cluster) create(primaries, replicas int, opts Options) error {
 	args := []string{"--cluster", "create"}
 	for range primaries * (1 + replicas) {
-		n := StartServer(t, opts)
+		n := StartServer(c.t, opts)
 		c.Nodes = append(c.Nodes, n)
 		args = append(args, n.Addr())
 	}
 	args = append(args, "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
-	if out, err := exec.Command(c.cli, args...).CombinedOutput(); err != nil {
-		t.Fatalf("redistest: redis-cli %s: %v\n%s", strings.Join(args, " "), err, out)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, c.cli, args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("redis-cli %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
-	c.WaitHealthy(30 * time.Second)
-	return c
+	return nil
 }
 
 // URL is the cluster in go-redis's cluster URL form.
@@ -167,8 +189,9 @@ func (c *Cluster) PrimaryFor(key string) *Server {
 	return nil
 }
 
-// WaitHealthy waits until every running node reports cluster_state:ok and
-// every slot is served by a running primary.
+// WaitHealthy waits until every running node reports cluster_state:ok,
+// every replica's link to its primary is up and every slot is served by a
+// running primary.
 func (c *Cluster) WaitHealthy(within time.Duration) {
 	c.t.Helper()
 	deadline := time.Now().Add(within)
@@ -190,6 +213,11 @@ func (c *Cluster) health() string {
 		out, err := c.Cmd(n, "cluster", "info")
 		if err != nil || !strings.Contains(out, "cluster_state:ok") {
 			return n.Addr() + " not ok: " + firstLine(out)
+		}
+		// A replica still in its first sync would hold every WAIT.
+		out, err = c.Cmd(n, "info", "replication")
+		if err != nil || (strings.Contains(out, "role:slave") && !strings.Contains(out, "master_link_status:up")) {
+			return n.Addr() + " is a replica not in sync yet"
 		}
 	}
 	covered := 0
