@@ -9,7 +9,9 @@
 #  3. Trail management: store compile, sensor start to ready (first start
 #     and restarts on the same store), kernel map memory, store reload,
 #     store lookups; `trails load` of the CSV (store and pinned maps).
-#  4. D4 server ingest (CPU per 100k lines) and exporter drain (lines/s).
+#  4. D4 server ingest (CPU per 100k lines) and exporter drain (lines/s);
+#     the chain end to end on one Redis and on a Redis Cluster, with 1-2
+#     servers and 1-4 exporters (lines/s, latency p50/p99, peak RSS).
 #  5. Go micro-benchmarks of the per-event and per-frame paths.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -144,6 +146,12 @@ echo "  (one TLS sensor, 100 lines per frame; the server is a separate process, 
 go test -run '^$' -bench 'BenchmarkExportDrain' -benchtime 1x ./pkg/export/ 2>/dev/null |
 	grep -E '^Benchmark' | sed 's/^/  /'
 echo "  (draining a 1M-line queue into a UDP sink, unpaced; d4_export_udp.py: about 13,400 lines/s)"
+
+echo "== the chain end to end (issue 13): TLS sensors -> xtrail server -> Redis -> xtrail export -> xtrail collector's file"
+echo "   one redis-server, then a 3-primary, 3-replica Redis Cluster (lines wait for a replica);"
+echo "   max: 300,000 lines as fast as taken; 10k: 10,000 lines/s, latency from hand-off to the file"
+go test -run '^$' -bench 'BenchmarkChain' -benchtime 1x -timeout 30m ./internal/faults/ 2>/dev/null |
+	grep -E '^Benchmark' | sed 's/^BenchmarkChain\//  /'
 
 echo "== Go micro-benchmarks (allocations per op)"
 go test -run '^$' -bench 'AppendLine|AppendDatagram|AppendFrame|ReaderNext|Emit|Next|ToEthernet|ParseDNS|ParseHTTP|ClientHelloSNI|QUICInitialSNI' -benchmem \

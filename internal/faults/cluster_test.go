@@ -26,7 +26,7 @@ import (
 
 // proc is an xtrail process of a cluster test.
 type proc struct {
-	t      *testing.T
+	t      testing.TB
 	name   string
 	cmd    *exec.Cmd
 	stderr *bytes.Buffer
@@ -34,7 +34,7 @@ type proc struct {
 	done   chan struct{}
 }
 
-func startProc(t *testing.T, name string, args ...string) *proc {
+func startProc(t testing.TB, name string, args ...string) *proc {
 	t.Helper()
 	p := &proc{t: t, name: name, stderr: new(bytes.Buffer), done: make(chan struct{})}
 	w := &syncWriter{b: p.stderr}

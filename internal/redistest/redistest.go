@@ -57,6 +57,16 @@ type Server struct {
 	stop func() // kills and reaps the running process; nil when stopped
 
 	stopWith func(syscall.Signal) // signals the running process and reaps it
+	pid      int
+}
+
+// Pid is the running process's id (0 when stopped), for CPU and memory
+// readings.
+func (s *Server) Pid() int {
+	if s.stop == nil {
+		return 0
+	}
+	return s.pid
 }
 
 // StartServer is Start with options, returning a Server to restart.
@@ -205,6 +215,7 @@ func (s *Server) launch() error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("exec %s: %w", s.bin, err)
 	}
+	s.pid = cmd.Process.Pid
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	stopWith := func(sig syscall.Signal) {

@@ -4,9 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/xtrail/xtrail/pkg/export"
 )
@@ -20,6 +24,7 @@ func BenchmarkExportDrain(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		f := redisFixtureB(b)
+		mem0 := usedMemory(b, f.raw)
 		line := fmt.Sprintf(`%d "2026-08-07 09:14:22.117034" gw 10.13.13.2 57809 1.1.1.1 53 UDP DNS malware.bakewithdavid.com "asyncrat (malware)" (static)`, time.Now().Unix())
 		chunk := make([][]byte, 10_000)
 		for j := range chunk {
@@ -30,6 +35,7 @@ func BenchmarkExportDrain(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+		perLine := float64(usedMemory(b, f.raw)-mem0) / n
 		pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 		if err != nil {
 			b.Fatal(err)
@@ -67,5 +73,22 @@ func BenchmarkExportDrain(b *testing.B) {
 		_ = pc.Close()
 		b.ReportMetric(float64(n)/el.Seconds(), "lines/s")
 		b.ReportMetric(float64(got.Load())/n*100, "%received")
+		b.ReportMetric(perLine, "redis-bytes/queued-line")
 	}
+}
+
+// usedMemory is Redis's used_memory (INFO memory).
+func usedMemory(b *testing.B, c *redis.Client) int64 {
+	info, err := c.Info(context.Background(), "memory").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, l := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(l, "used_memory:"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return n
+		}
+	}
+	b.Fatal("no used_memory in INFO memory")
+	return 0
 }
