@@ -48,11 +48,8 @@ func runExport(ctx context.Context, args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	if err := notNegative(fs, "batch", "confirm-delay", "analyzer-db"); err != nil {
+	if err := notNegative(fs, "batch", "confirm-delay", "analyzer-db", "rate", "redis-replica-timeout"); err != nil {
 		return err
-	}
-	if *rate < -1 {
-		return fmt.Errorf("-rate %g: want lines/s, 0 for no limit, or -1 for the target's default", *rate)
 	}
 	if *typ == "" || *queue == "" || (*port == 0 && *target == "") {
 		fs.Usage()
@@ -69,9 +66,6 @@ func runExport(ctx context.Context, args []string) error {
 	}
 	if *claim < 3*time.Second {
 		return fmt.Errorf("-claim-timeout %s: want at least 3s (a live exporter refreshes its claim every second or so)", *claim)
-	}
-	if *rate < 0 {
-		return fmt.Errorf("-rate %v: want 0 (no limit) or more", *rate)
 	}
 	log := newLogger(*quiet)
 	mln, err := listenMetrics(*metricsAddr, log)

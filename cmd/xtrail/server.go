@@ -59,7 +59,7 @@ func runServer(ctx context.Context, args []string) error {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	if err := notNegative(fs, "idle-timeout", "frame-timeout", "session-idle-timeout", "time-window", "max-conns",
-		"max-conns-per-source", "max-conns-per-sensor", "max-unauth-bytes", "export-rate", "analyzer-db"); err != nil {
+		"max-conns-per-source", "max-conns-per-sensor", "max-unauth-bytes", "export-rate", "analyzer-db", "redis-replica-timeout"); err != nil {
 		return err
 	}
 	if cfg.SensorRate < -1 {
@@ -254,6 +254,9 @@ func (f *redisFlags) register(fs *flag.FlagSet) {
 }
 
 func (f *redisFlags) open(log *slog.Logger) (*d4server.RedisStore, error) {
+	if f.replicas < -1 {
+		return nil, fmt.Errorf("-redis-replicas %d: want -1 (1 on a cluster, 0 on a single server), 0 or more", f.replicas)
+	}
 	return d4server.OpenRedis(d4server.RedisConfig{
 		Metadata: f.metadata, Analyzer: f.analyzer, AnalyzerDB: f.analyzerDB, Stream: f.stream,
 		Replicas: f.replicas, ReplicaTimeout: f.replicaTimeout, Logger: log,
