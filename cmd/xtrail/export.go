@@ -48,8 +48,11 @@ func runExport(ctx context.Context, args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	if err := notNegative(fs, "batch", "confirm-delay", "analyzer-db", "rate", "redis-replica-timeout"); err != nil {
+	if err := notNegative(fs, "batch", "confirm-delay", "analyzer-db", "redis-replica-timeout"); err != nil {
 		return err
+	}
+	if *rate < 0 {
+		return fmt.Errorf("-rate %g: want lines/s, 0 for no limit", *rate)
 	}
 	if *typ == "" || *queue == "" || (*port == 0 && *target == "") {
 		fs.Usage()
