@@ -44,13 +44,16 @@ var (
 	descExpQueueErrors  = exportDesc("xtrail_export_queue_errors_total", "Failed store calls (each retried).")
 	descExpBacklog      = exportDesc("xtrail_export_backlog_lines", "Lines waiting in the queue at the exporter's last reading.")
 	descExpLag          = exportDesc("xtrail_export_lag_seconds", "Age of the last line sent when it was sent: now less its leading epoch second (the event's time).")
+	descExpOverflows    = exportDesc("xtrail_export_overflows_total", "Sends during which a collector on this host dropped datagrams for lack of buffer space (sent again, pace lowered).")
+	descExpTakenOver    = exportDesc("xtrail_export_taken_over_lines_total", "Lines taken over from other exporters of the queue whose claim expired (each may arrive twice).")
+	descExpRate         = exportDesc("xtrail_export_rate_lines_per_second", "The exporter's current pace: the configured one, or the one overflows set; 0 is unpaced.")
 )
 
 // Describe implements prometheus.Collector.
 func (x *Exporters) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descExpSent, descExpRecovered, descExpResent, descExpRefusals, descExpBuried,
 		descExpReclaimed, descExpLostBacklog, descExpStoreLosses, descExpReregistered, descExpQueueErrors,
-		descExpBacklog, descExpLag} {
+		descExpBacklog, descExpLag, descExpOverflows, descExpTakenOver, descExpRate} {
 		ch <- d
 	}
 }
@@ -67,10 +70,12 @@ func (x *Exporters) Collect(ch chan<- prometheus.Metric) {
 			v uint64
 		}{{descExpSent, st.Sent}, {descExpRecovered, st.Recovered}, {descExpResent, st.Resent}, {descExpRefusals, st.Refusals},
 			{descExpBuried, st.Buried}, {descExpReclaimed, st.Reclaimed}, {descExpLostBacklog, st.LostBacklog},
-			{descExpStoreLosses, st.StoreLosses}, {descExpReregistered, st.Reregistered}, {descExpQueueErrors, st.QueueErrors}} {
+			{descExpStoreLosses, st.StoreLosses}, {descExpReregistered, st.Reregistered}, {descExpQueueErrors, st.QueueErrors},
+			{descExpOverflows, st.Overflows}, {descExpTakenOver, st.TakenOver}} {
 			counter(ch, c.d, c.v, n.queue)
 		}
 		gauge(ch, descExpBacklog, float64(st.Backlog), n.queue)
+		gauge(ch, descExpRate, st.Rate, n.queue)
 		if st.Lag > 0 { // zero: no dated line sent yet
 			gauge(ch, descExpLag, st.Lag.Seconds(), n.queue)
 		}
