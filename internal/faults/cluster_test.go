@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"net"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -104,153 +103,58 @@ func (p *proc) stop(marker string) map[string]int {
 	return countersAfter(p.log(), marker)
 }
 
-// failoverSensor sends numbered lines over TLS to the first of its servers
-// that answers, and moves to the next when its connection fails. TLS has no
-// acknowledgement, so frames a dying server had not stored yet are lost
-// with it: after each reconnection the sensor sends again the lines it
-// wrote in the last resendWindow, as a sensor's spool without
-// acknowledgements must, and counts them (the duplicates this causes).
-type failoverSensor struct {
-	t     *testing.T
-	id    int
-	u     d4.UUID
-	sg    *d4.Signer
-	addrs []string
-	tls   *tls.Config
-
-	mu       sync.Mutex
-	next     int        // next sequence number
-	resent   int        // lines sent again after a reconnection
-	reconns  int        // connections after the first
-	captured [][]byte   // the meta frame and the first data frame, as sent
-	recent   []sentLine // lines written in the last resendWindow
+// quicSensor is a D4 client of pkg/d4 over QUIC, with both servers in its
+// D4_SERVER list and a spool: lines leave the spool only once a server
+// acknowledged them (stored, on a replica), and the client fails over to
+// the next server when its connection dies. A feeder hands it numbered
+// lines at a steady rate.
+type quicSensor struct {
+	id     int
+	client *d4.Client
+	next   int // lines handed over (fed by run only)
 }
-
-type sentLine struct {
-	at   time.Time
-	line string
-}
-
-const resendWindow = 3 * time.Second
 
 // seqBase spaces the sensors' sequence numbers apart in the collector's tally.
 const seqBase = 1_000_000
 
-// run sends 10 lines every 100 ms until ctx ends, then closes its
-// connection after a last write.
-func (s *failoverSensor) run(ctx context.Context) {
-	var conn *tls.Conn
-	cur := 0
-	defer func() {
-		if conn != nil {
-			_ = conn.Close()
-		}
-	}()
+// feed hands 10 lines to the client every 100 ms until ctx ends.
+func (s *quicSensor) feed(ctx context.Context) {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
-	var pending []string // lines to write on the next connection
-	first := true
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		}
-		now := time.Now()
-		s.mu.Lock()
 		for range 10 {
-			pending = append(pending, fmt.Sprintf("%d fault seq %d", now.Unix(), s.id*seqBase+s.next))
+			if !s.client.Send(fmt.Appendf(nil, "%d fault seq %d\n", time.Now().Unix(), s.id*seqBase+s.next)) {
+				return // the test fails on the missing line
+			}
 			s.next++
 		}
-		s.mu.Unlock()
-		for conn == nil {
-			var err error
-			conn, err = s.dial(s.addrs[cur])
-			if err != nil {
-				cur = (cur + 1) % len(s.addrs)
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(100 * time.Millisecond):
-				}
-				continue
-			}
-			s.mu.Lock()
-			if !first {
-				s.reconns++
-				// Lines the dead server may have dropped go first.
-				var again []string
-				for _, r := range s.recent {
-					if now.Sub(r.at) <= resendWindow {
-						again = append(again, r.line)
-					}
-				}
-				s.resent += len(again)
-				pending = append(again, pending...)
-			}
-			first = false
-			s.mu.Unlock()
-		}
-		n, err := s.write(conn, pending)
-		s.mu.Lock()
-		for _, l := range pending[:n] {
-			s.recent = append(s.recent, sentLine{now, l})
-		}
-		for len(s.recent) > 0 && now.Sub(s.recent[0].at) > resendWindow {
-			s.recent = s.recent[1:]
-		}
-		s.mu.Unlock()
-		pending = append(pending[:0], pending[n:]...) // the rest waits for the next connection
-		if err != nil {
-			_ = conn.Close()
-			conn = nil
-			cur = (cur + 1) % len(s.addrs)
-		}
 	}
 }
 
-func (s *failoverSensor) dial(addr string) (*tls.Conn, error) {
-	d := &net.Dialer{Timeout: 2 * time.Second}
-	conn, err := tls.DialWithDialer(d, "tcp", addr, s.tls)
+// captureFrames sends one signed data frame (after the meta header) to a
+// server over TLS, as a sensor would, and returns the bytes as sent: the
+// capture a replay test sends again.
+func captureFrames(t *testing.T, addr string, cfg *tls.Config, u d4.UUID, key string) []byte {
+	t.Helper()
+	conn, err := tls.Dial("tcp", addr, cfg)
 	if err != nil {
-		return nil, err
+		t.Fatal(err)
 	}
-	meta := s.sg.AppendFrame(nil, d4.TypeMeta, s.u, uint64(time.Now().Unix()), []byte(`{"type":"maltrail"}`))
-	if _, err := conn.Write(meta); err != nil {
-		conn.Close()
-		return nil, err
+	defer conn.Close()
+	sg := d4.NewSigner([]byte(key))
+	now := uint64(time.Now().Unix())
+	b := sg.AppendFrame(nil, d4.TypeMeta, u, now, []byte(`{"type":"maltrail"}`))
+	b = sg.AppendFrame(b, d4.TypeExtended, u, now, fmt.Appendf(nil, "%d captured frame\n", now))
+	if _, err := conn.Write(b); err != nil {
+		t.Fatal(err)
 	}
-	s.mu.Lock()
-	if s.captured == nil {
-		s.captured = [][]byte{meta}
-	}
-	s.mu.Unlock()
-	return conn, nil
-}
-
-// write sends lines in frames of at most 50 lines and returns how many
-// went out in frames that were written whole.
-func (s *failoverSensor) write(conn *tls.Conn, lines []string) (int, error) {
-	done := 0
-	for done < len(lines) {
-		n := min(len(lines)-done, 50)
-		var p []byte
-		for _, l := range lines[done : done+n] {
-			p = append(append(p, l...), '\n')
-		}
-		f := s.sg.AppendFrame(nil, d4.TypeExtended, s.u, uint64(time.Now().Unix()), p)
-		_ = conn.SetWriteDeadline(time.Now().Add(20 * time.Second))
-		if _, err := conn.Write(f); err != nil {
-			return done, err
-		}
-		s.mu.Lock()
-		if len(s.captured) == 1 {
-			s.captured = append(s.captured, f)
-		}
-		s.mu.Unlock()
-		done += n
-	}
-	return done, nil
+	time.Sleep(500 * time.Millisecond) // stored before the connection ends
+	return b
 }
 
 var (
@@ -259,8 +163,9 @@ var (
 )
 
 // TestClusterChain: a real 3-primary, 3-replica Redis Cluster, two `xtrail
-// server` and two `xtrail export` processes, four TLS sensors spread over
-// both servers with steady traffic. During the traffic one server and one
+// server` and two `xtrail export` processes, four sensors (pkg/d4 clients
+// over QUIC, both servers in their list) spread over both servers with
+// steady traffic. During the traffic one server and one
 // exporter (with lines in flight: the collector refuses for a second) are
 // killed with SIGKILL, and the primary holding the queue is killed: its
 // replica takes over, and the killed node comes back as a replica. The
@@ -325,20 +230,32 @@ func TestClusterChain(t *testing.T) {
 		}
 	}
 
-	sensors := make([]*failoverSensor, nSensors)
-	var wg sync.WaitGroup
-	sctx, stopSensors := context.WithCancel(ctx)
-	defer stopSensors()
+	tlsCfg := &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
+	captured := captureFrames(t, addrA, tlsCfg, sensorIDs[0], "cluster key 0")
+
+	sensors := make([]*quicSensor, nSensors)
+	var feeders, clients sync.WaitGroup
+	fctx, stopFeeding := context.WithCancel(ctx)
+	defer stopFeeding()
+	cctx, stopClients := context.WithCancel(ctx)
+	defer stopClients()
 	for i := range sensors {
-		addrs := []string{addrA, addrB} // sensors 0 and 1 start on A
+		servers := []string{addrA, addrB} // sensors 0 and 1 start on A
 		if i >= nSensors/2 {
-			addrs = []string{addrB, addrA}
+			servers = []string{addrB, addrA}
 		}
-		sensors[i] = &failoverSensor{t: t, id: i, u: sensorIDs[i], addrs: addrs,
-			sg:  d4.NewSigner([]byte(fmt.Sprintf("cluster key %d", i))),
-			tls: &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}}
-		wg.Add(1)
-		go func() { defer wg.Done(); sensors[i].run(sctx) }()
+		cl, err := d4.NewClient(d4.ClientConfig{Servers: servers, Transport: d4.TransportQUIC, UUID: sensorIDs[i],
+			Key: []byte(fmt.Sprintf("cluster key %d", i)), TLS: tlsCfg, FlushEvery: 20 * time.Millisecond,
+			Spool: d4.SpoolConfig{Dir: t.TempDir()}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cl.Close() })
+		sensors[i] = &quicSensor{id: i, client: cl}
+		clients.Add(1)
+		go func() { defer clients.Done(); _ = cl.Run(cctx) }()
+		feeders.Add(1)
+		go func() { defer feeders.Done(); sensors[i].feed(fctx) }()
 	}
 
 	time.Sleep(4 * time.Second)
@@ -373,27 +290,36 @@ func TestClusterChain(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	time.Sleep(4 * time.Second)
-	stopSensors()
-	wg.Wait()
-
-	var total, resent, reconns int
+	stopFeeding()
+	feeders.Wait()
+	// Every line acknowledged (its spool empty) before the clients stop.
 	for _, s := range sensors {
+		deadline := time.Now().Add(90 * time.Second)
+		for s.client.Stats().Pending > 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("sensor %d: %d lines never acknowledged: %+v", s.id, s.client.Stats().Pending, s.client.Stats())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	stopClients()
+	clients.Wait()
+
+	var total, resent, failovers int
+	for _, s := range sensors {
+		st := s.client.Stats()
 		total += s.next
-		resent += s.resent
-		reconns += s.reconns
+		resent += int(st.Sent - st.Spooled) // lines sent again after a lost connection
+		failovers += int(st.Failovers + st.Reconnects)
 	}
 	seen := c.waitAll(sensors, 120*time.Second)
 
-	// A data frame sensor 0 sent to server A, replayed to server B.
-	cap0 := sensors[0].captured
-	if len(cap0) != 2 {
-		t.Fatal("sensor 0 captured no data frame")
-	}
-	rc, err := tls.Dial("tcp", addrB, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
+	// The frames captured on server A, replayed to server B.
+	rc, err := tls.Dial("tcp", addrB, tlsCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := rc.Write(append(append([]byte(nil), cap0[0]...), cap0[1]...)); err != nil {
+	if _, err := rc.Write(captured); err != nil {
 		t.Fatal(err)
 	}
 	_ = rc.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -407,18 +333,19 @@ func TestClusterChain(t *testing.T) {
 
 	dups := duplicates(seen)
 	const batch = export.DefaultBatch
-	// In flight at the kills: what the sensors sent again, what the live
-	// exporter took over from the dead one, and at the failover at most one
-	// exporter batch moved and one acknowledged without reaching the
-	// replica, plus the frames being stored (50 lines each) per sensor.
-	bound := resent + se["taken_over"] + 2*batch + nSensors*50
-	t.Logf("lines %d, delivered distinct %d, duplicates %d (bound %d: sensors resent %d over %d reconnections, taken over %d); server B %v; exporter e2 %v",
-		total, len(seen), dups, bound, resent, reconns, se["taken_over"], sb, se)
+	// In flight at the kills: what the sensors sent again (stored on A but
+	// not acknowledged when it died), what the live exporter took over from
+	// the dead one, and at the failover at most one exporter batch moved
+	// and one acknowledged without reaching the replica, plus the lines
+	// being stored per sensor (a retried push).
+	bound := resent + se["taken_over"] + 2*batch + nSensors*100
+	t.Logf("lines %d, delivered distinct %d, duplicates %d (bound %d: sensors resent %d after %d failovers and reconnections, taken over %d); server B %v; exporter e2 %v",
+		total, len(seen), dups, bound, resent, failovers, se["taken_over"], sb, se)
 	if sb["rejected_replayed_frame"] == 0 {
 		t.Fatalf("server B did not refuse the frame replayed from server A: %v", sb)
 	}
-	if reconns == 0 || se["taken_over"] == 0 {
-		t.Fatalf("the kills did not bite: %d sensor reconnections, %d lines taken over", reconns, se["taken_over"])
+	if failovers == 0 || se["taken_over"] == 0 {
+		t.Fatalf("the kills did not bite: %d sensor failovers, %d lines taken over", failovers, se["taken_over"])
 	}
 	if dups > bound {
 		t.Fatalf("%d duplicates, more than the %d lines in flight at the kills", dups, bound)
@@ -432,7 +359,7 @@ func TestClusterChain(t *testing.T) {
 
 // waitAll waits until every line of every sensor reached the collector and
 // returns the tally.
-func (c *chain) waitAll(sensors []*failoverSensor, within time.Duration) map[int]int {
+func (c *chain) waitAll(sensors []*quicSensor, within time.Duration) map[int]int {
 	c.t.Helper()
 	deadline := time.Now().Add(within)
 	for {
