@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs what a make target needs and is missing, from Debian's packages.
 #   scripts/deps.sh demo      iproute2, ping
-#   scripts/deps.sh test      + redis-server, tcpdump, python3 (corpus and Redis tests);
+#   scripts/deps.sh test      + redis-server, redis-cli (Redis Cluster tests), tcpdump, python3 (corpus and Redis tests);
 #                             for make lint, ShellCheck; for the deployment tests (internal/deploytest)
 #                             vagrant, vagrant-libvirt, systemd-analyze, strace, ethtool, setpriv, nsenter
 #   scripts/deps.sh generate  + clang, llvm, kernel UAPI headers (make generate)
-#   scripts/deps.sh bench     + python3 (traffic mix generator), valgrind (agentcost.sh)
+#   scripts/deps.sh bench     + python3 (traffic mix generator), valgrind (agentcost.sh), redis-server and redis-cli
 set -euo pipefail
 
 need=()
@@ -15,7 +15,7 @@ case "${1:-test}" in
 demo)
 	want ip iproute2; want ping iputils-ping ;;
 test)
-	want ip iproute2; want ping iputils-ping; want redis-server redis-server
+	want ip iproute2; want ping iputils-ping; want redis-server redis-server; want redis-cli redis-tools
 	want python3 python3; want clang clang; want llvm-strip llvm
 	[ -e /usr/include/linux/bpf.h ] || need+=(linux-libc-dev)
 	[ -e /usr/include/x86_64-linux-gnu/asm/types.h ] || [ "$(uname -m)" != x86_64 ] || need+=(linux-libc-dev)
@@ -27,7 +27,8 @@ generate)
 	want clang clang; want llvm-strip llvm
 	[ -e /usr/include/linux/bpf.h ] || need+=(linux-libc-dev) ;;
 bench)
-	want ip iproute2; want python3 python3; want valgrind valgrind ;;
+	want ip iproute2; want python3 python3; want valgrind valgrind
+	want redis-server redis-server; want redis-cli redis-tools ;;
 *)
 	echo "usage: $0 demo|test|generate|bench" >&2; exit 2 ;;
 esac
