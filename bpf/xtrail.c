@@ -218,6 +218,34 @@ struct {
 	__uint(max_entries, 8 << 20);
 } xt_events SEC(".maps");
 
+/*
+ * Replay's frame queue and its cursor (xtrail.h). User space sizes the
+ * queue at load: a live sensor's has one entry and never runs.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 256);
+	__type(key, __u32);
+	__type(value, struct xt_replay_frame);
+} xt_replay_q SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xt_replay_ctl);
+} xt_replay_cur SEC(".maps");
+
+/* xtrail_replay's tail call: entry 0 is xtrail_xdp (set by user space). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} xt_replay_next SEC(".maps");
+
 /* Parsed packet, filled as the parse goes. */
 struct pkt {
 	struct xdp_md *ctx;
@@ -1364,4 +1392,47 @@ int xtrail_xdp(struct xdp_md *ctx)
 truncated:
 	count(&p, XT_C_TRUNCATED);
 	return action;
+}
+
+/*
+ * Replay driver: the next queued frame becomes the packet, the clock its
+ * capture time, and xtrail_xdp runs on it (a tail call: the same verified
+ * program, maps and counters as every packet). BPF_PROG_TEST_RUN keeps the
+ * frame buffer between the runs of one call, so each run resizes it first.
+ * A run after the queue's last frame does nothing, so a call interrupted
+ * by a signal goes on from the cursor and never runs a frame twice.
+ */
+SEC("xdp")
+int xtrail_replay(struct xdp_md *ctx)
+{
+	__u32 zero = 0, i, len;
+	struct xt_replay_ctl *ctl = bpf_map_lookup_elem(&xt_replay_cur, &zero);
+	struct xt_config *cfg = bpf_map_lookup_elem(&xt_cfg, &zero);
+	struct xt_replay_frame *f;
+
+	if (!ctl || !cfg || !(cfg->flags & XT_CFG_REPLAY))
+		return XDP_ABORTED;
+	i = ctl->next;
+	if (i >= ctl->count)
+		return XDP_ABORTED;
+	ctl->next = i + 1;
+	f = bpf_map_lookup_elem(&xt_replay_q, &i);
+	if (!f)
+		goto bad;
+	len = f->len;
+	if (len < 14 || len > XT_REPLAY_FRAME_MAX)
+		goto bad;
+	/* the frame's length now, as a 64-bit difference of the pointers:
+	 * the verifier refuses 32-bit arithmetic on them */
+	__u64 cur = (void *)(long)ctx->data_end - (void *)(long)ctx->data;
+	asm volatile("" : "+r"(cur));
+	if (bpf_xdp_adjust_tail(ctx, (int)len - (int)cur))
+		goto bad;
+	if (bpf_xdp_store_bytes(ctx, 0, f->data, len))
+		goto bad;
+	cfg->clock_ns = f->ts_ns;
+	bpf_tail_call(ctx, &xt_replay_next, 0);
+bad:
+	ctl->bad++;
+	return XDP_ABORTED;
 }

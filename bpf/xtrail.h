@@ -314,4 +314,31 @@ enum xt_counter {
 	XT_C_MAX,
 };
 
+/*
+ * Replay (pkg/dataplane Replayer). User space queues captured frames in
+ * xt_replay_q, then one BPF_PROG_TEST_RUN of xtrail_replay with repeat =
+ * the frames queued runs them all: each run takes the next frame, makes it
+ * the packet, sets the replay clock to its capture time and tail-calls
+ * xtrail_xdp, the program a live sensor attaches. One system call per
+ * batch instead of one per frame; the capture time never travels in a
+ * packet, so nothing on the wire can set a clock.
+ */
+#define XT_REPLAY_FRAME_MAX 3072 /* longer frames are cut (the program reads less) */
+
+/* One queued frame: an entry of xt_replay_q. */
+struct xt_replay_frame {
+	__u64 ts_ns; /* capture time, ns since the epoch */
+	__u32 len;   /* bytes of data: 14..XT_REPLAY_FRAME_MAX */
+	__u32 pad;
+	__u8 data[XT_REPLAY_FRAME_MAX];
+};
+
+/* The single entry of xt_replay_cur. */
+struct xt_replay_ctl {
+	__u32 next;  /* the next frame to run; user space sets 0 per batch */
+	__u32 count; /* frames queued in this batch */
+	__u32 bad;   /* frames xtrail_replay could not hand on (a bug: user space checks lengths) */
+	__u32 pad;
+};
+
 #endif /* XTRAIL_H */

@@ -110,6 +110,11 @@ func Load(opts Options) (*Dataplane, error) {
 		spec.Maps["xt_events"].MaxEntries = uint32(opts.RingSize)
 	}
 	opts.Scan.size(spec)
+	// the replay queue: a live program never runs one
+	spec.Maps["xt_replay_q"].MaxEntries = 1
+	if opts.Replay {
+		spec.Maps["xt_replay_q"].MaxEntries = ReplayBatch
+	}
 	d := &Dataplane{opts: opts, log: log}
 	colOpts := ebpf.CollectionOptions{}
 	cache := ""
@@ -218,6 +223,10 @@ func (d *Dataplane) setup(spec *ebpf.CollectionSpec) error {
 	}
 	if d.opts.Replay {
 		d.cfg.Flags |= cfgReplay
+		// xtrail_replay hands each queued frame to the program
+		if err := o.XtReplayNext.Put(uint32(0), o.XtrailXdp); err != nil {
+			return fmt.Errorf("replay: chain the replay driver to the program: %w", err)
+		}
 	} else {
 		off, err := taiToWall()
 		if err != nil {

@@ -64,6 +64,22 @@ type xtrailXtRec struct {
 	Dst       [16]uint8
 }
 
+type xtrailXtReplayCtl struct {
+	_     structs.HostLayout
+	Next  uint32
+	Count uint32
+	Bad   uint32
+	Pad   uint32
+}
+
+type xtrailXtReplayFrame struct {
+	_    structs.HostLayout
+	TsNs uint64
+	Len  uint32
+	Pad  uint32
+	Data [3072]uint8
+}
+
 type xtrailXtScanKey struct {
 	_      structs.HostLayout
 	Id     uint64
@@ -109,26 +125,30 @@ type xtrailXtTuple struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	xtrailMapXtCfg      = "xt_cfg"
-	xtrailMapXtCidr4    = "xt_cidr4"
-	xtrailMapXtCidr6    = "xt_cidr6"
-	xtrailMapXtCounts   = "xt_counts"
-	xtrailMapXtDup      = "xt_dup"
-	xtrailMapXtEvents   = "xt_events"
-	xtrailMapXtGen      = "xt_gen"
-	xtrailMapXtInfo     = "xt_info"
-	xtrailMapXtIp4      = "xt_ip4"
-	xtrailMapXtIp6      = "xt_ip6"
-	xtrailMapXtLive     = "xt_live"
-	xtrailMapXtPort4    = "xt_port4"
-	xtrailMapXtPort6    = "xt_port6"
-	xtrailMapXtScanPfx  = "xt_scan_pfx"
-	xtrailMapXtScanSrcs = "xt_scan_srcs"
-	xtrailMapXtScanTcp  = "xt_scan_tcp"
-	xtrailMapXtScanUdp  = "xt_scan_udp"
-	xtrailMapXtScanWin  = "xt_scan_win"
-	xtrailMapXtScratch  = "xt_scratch"
-	xtrailProgXtrailXdp = "xtrail_xdp"
+	xtrailMapXtCfg         = "xt_cfg"
+	xtrailMapXtCidr4       = "xt_cidr4"
+	xtrailMapXtCidr6       = "xt_cidr6"
+	xtrailMapXtCounts      = "xt_counts"
+	xtrailMapXtDup         = "xt_dup"
+	xtrailMapXtEvents      = "xt_events"
+	xtrailMapXtGen         = "xt_gen"
+	xtrailMapXtInfo        = "xt_info"
+	xtrailMapXtIp4         = "xt_ip4"
+	xtrailMapXtIp6         = "xt_ip6"
+	xtrailMapXtLive        = "xt_live"
+	xtrailMapXtPort4       = "xt_port4"
+	xtrailMapXtPort6       = "xt_port6"
+	xtrailMapXtReplayCur   = "xt_replay_cur"
+	xtrailMapXtReplayNext  = "xt_replay_next"
+	xtrailMapXtReplayQ     = "xt_replay_q"
+	xtrailMapXtScanPfx     = "xt_scan_pfx"
+	xtrailMapXtScanSrcs    = "xt_scan_srcs"
+	xtrailMapXtScanTcp     = "xt_scan_tcp"
+	xtrailMapXtScanUdp     = "xt_scan_udp"
+	xtrailMapXtScanWin     = "xt_scan_win"
+	xtrailMapXtScratch     = "xt_scratch"
+	xtrailProgXtrailReplay = "xtrail_replay"
+	xtrailProgXtrailXdp    = "xtrail_xdp"
 )
 
 // loadXtrail returns the embedded CollectionSpec for xtrail.
@@ -173,32 +193,36 @@ type xtrailSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type xtrailProgramSpecs struct {
-	XtrailXdp *ebpf.ProgramSpec `ebpf:"xtrail_xdp"`
+	XtrailReplay *ebpf.ProgramSpec `ebpf:"xtrail_replay"`
+	XtrailXdp    *ebpf.ProgramSpec `ebpf:"xtrail_xdp"`
 }
 
 // xtrailMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type xtrailMapSpecs struct {
-	XtCfg      *ebpf.MapSpec `ebpf:"xt_cfg"`
-	XtCidr4    *ebpf.MapSpec `ebpf:"xt_cidr4"`
-	XtCidr6    *ebpf.MapSpec `ebpf:"xt_cidr6"`
-	XtCounts   *ebpf.MapSpec `ebpf:"xt_counts"`
-	XtDup      *ebpf.MapSpec `ebpf:"xt_dup"`
-	XtEvents   *ebpf.MapSpec `ebpf:"xt_events"`
-	XtGen      *ebpf.MapSpec `ebpf:"xt_gen"`
-	XtInfo     *ebpf.MapSpec `ebpf:"xt_info"`
-	XtIp4      *ebpf.MapSpec `ebpf:"xt_ip4"`
-	XtIp6      *ebpf.MapSpec `ebpf:"xt_ip6"`
-	XtLive     *ebpf.MapSpec `ebpf:"xt_live"`
-	XtPort4    *ebpf.MapSpec `ebpf:"xt_port4"`
-	XtPort6    *ebpf.MapSpec `ebpf:"xt_port6"`
-	XtScanPfx  *ebpf.MapSpec `ebpf:"xt_scan_pfx"`
-	XtScanSrcs *ebpf.MapSpec `ebpf:"xt_scan_srcs"`
-	XtScanTcp  *ebpf.MapSpec `ebpf:"xt_scan_tcp"`
-	XtScanUdp  *ebpf.MapSpec `ebpf:"xt_scan_udp"`
-	XtScanWin  *ebpf.MapSpec `ebpf:"xt_scan_win"`
-	XtScratch  *ebpf.MapSpec `ebpf:"xt_scratch"`
+	XtCfg        *ebpf.MapSpec `ebpf:"xt_cfg"`
+	XtCidr4      *ebpf.MapSpec `ebpf:"xt_cidr4"`
+	XtCidr6      *ebpf.MapSpec `ebpf:"xt_cidr6"`
+	XtCounts     *ebpf.MapSpec `ebpf:"xt_counts"`
+	XtDup        *ebpf.MapSpec `ebpf:"xt_dup"`
+	XtEvents     *ebpf.MapSpec `ebpf:"xt_events"`
+	XtGen        *ebpf.MapSpec `ebpf:"xt_gen"`
+	XtInfo       *ebpf.MapSpec `ebpf:"xt_info"`
+	XtIp4        *ebpf.MapSpec `ebpf:"xt_ip4"`
+	XtIp6        *ebpf.MapSpec `ebpf:"xt_ip6"`
+	XtLive       *ebpf.MapSpec `ebpf:"xt_live"`
+	XtPort4      *ebpf.MapSpec `ebpf:"xt_port4"`
+	XtPort6      *ebpf.MapSpec `ebpf:"xt_port6"`
+	XtReplayCur  *ebpf.MapSpec `ebpf:"xt_replay_cur"`
+	XtReplayNext *ebpf.MapSpec `ebpf:"xt_replay_next"`
+	XtReplayQ    *ebpf.MapSpec `ebpf:"xt_replay_q"`
+	XtScanPfx    *ebpf.MapSpec `ebpf:"xt_scan_pfx"`
+	XtScanSrcs   *ebpf.MapSpec `ebpf:"xt_scan_srcs"`
+	XtScanTcp    *ebpf.MapSpec `ebpf:"xt_scan_tcp"`
+	XtScanUdp    *ebpf.MapSpec `ebpf:"xt_scan_udp"`
+	XtScanWin    *ebpf.MapSpec `ebpf:"xt_scan_win"`
+	XtScratch    *ebpf.MapSpec `ebpf:"xt_scratch"`
 }
 
 // xtrailVariableSpecs contains global variables before they are loaded into the kernel.
@@ -227,25 +251,28 @@ func (o *xtrailObjects) Close() error {
 //
 // It can be passed to loadXtrailObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xtrailMaps struct {
-	XtCfg      *ebpf.Map `ebpf:"xt_cfg"`
-	XtCidr4    *ebpf.Map `ebpf:"xt_cidr4"`
-	XtCidr6    *ebpf.Map `ebpf:"xt_cidr6"`
-	XtCounts   *ebpf.Map `ebpf:"xt_counts"`
-	XtDup      *ebpf.Map `ebpf:"xt_dup"`
-	XtEvents   *ebpf.Map `ebpf:"xt_events"`
-	XtGen      *ebpf.Map `ebpf:"xt_gen"`
-	XtInfo     *ebpf.Map `ebpf:"xt_info"`
-	XtIp4      *ebpf.Map `ebpf:"xt_ip4"`
-	XtIp6      *ebpf.Map `ebpf:"xt_ip6"`
-	XtLive     *ebpf.Map `ebpf:"xt_live"`
-	XtPort4    *ebpf.Map `ebpf:"xt_port4"`
-	XtPort6    *ebpf.Map `ebpf:"xt_port6"`
-	XtScanPfx  *ebpf.Map `ebpf:"xt_scan_pfx"`
-	XtScanSrcs *ebpf.Map `ebpf:"xt_scan_srcs"`
-	XtScanTcp  *ebpf.Map `ebpf:"xt_scan_tcp"`
-	XtScanUdp  *ebpf.Map `ebpf:"xt_scan_udp"`
-	XtScanWin  *ebpf.Map `ebpf:"xt_scan_win"`
-	XtScratch  *ebpf.Map `ebpf:"xt_scratch"`
+	XtCfg        *ebpf.Map `ebpf:"xt_cfg"`
+	XtCidr4      *ebpf.Map `ebpf:"xt_cidr4"`
+	XtCidr6      *ebpf.Map `ebpf:"xt_cidr6"`
+	XtCounts     *ebpf.Map `ebpf:"xt_counts"`
+	XtDup        *ebpf.Map `ebpf:"xt_dup"`
+	XtEvents     *ebpf.Map `ebpf:"xt_events"`
+	XtGen        *ebpf.Map `ebpf:"xt_gen"`
+	XtInfo       *ebpf.Map `ebpf:"xt_info"`
+	XtIp4        *ebpf.Map `ebpf:"xt_ip4"`
+	XtIp6        *ebpf.Map `ebpf:"xt_ip6"`
+	XtLive       *ebpf.Map `ebpf:"xt_live"`
+	XtPort4      *ebpf.Map `ebpf:"xt_port4"`
+	XtPort6      *ebpf.Map `ebpf:"xt_port6"`
+	XtReplayCur  *ebpf.Map `ebpf:"xt_replay_cur"`
+	XtReplayNext *ebpf.Map `ebpf:"xt_replay_next"`
+	XtReplayQ    *ebpf.Map `ebpf:"xt_replay_q"`
+	XtScanPfx    *ebpf.Map `ebpf:"xt_scan_pfx"`
+	XtScanSrcs   *ebpf.Map `ebpf:"xt_scan_srcs"`
+	XtScanTcp    *ebpf.Map `ebpf:"xt_scan_tcp"`
+	XtScanUdp    *ebpf.Map `ebpf:"xt_scan_udp"`
+	XtScanWin    *ebpf.Map `ebpf:"xt_scan_win"`
+	XtScratch    *ebpf.Map `ebpf:"xt_scratch"`
 }
 
 func (m *xtrailMaps) Close() error {
@@ -263,6 +290,9 @@ func (m *xtrailMaps) Close() error {
 		m.XtLive,
 		m.XtPort4,
 		m.XtPort6,
+		m.XtReplayCur,
+		m.XtReplayNext,
+		m.XtReplayQ,
 		m.XtScanPfx,
 		m.XtScanSrcs,
 		m.XtScanTcp,
@@ -282,11 +312,13 @@ type xtrailVariables struct {
 //
 // It can be passed to loadXtrailObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xtrailPrograms struct {
-	XtrailXdp *ebpf.Program `ebpf:"xtrail_xdp"`
+	XtrailReplay *ebpf.Program `ebpf:"xtrail_replay"`
+	XtrailXdp    *ebpf.Program `ebpf:"xtrail_xdp"`
 }
 
 func (p *xtrailPrograms) Close() error {
 	return _XtrailClose(
+		p.XtrailReplay,
 		p.XtrailXdp,
 	)
 }

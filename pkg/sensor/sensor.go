@@ -101,6 +101,9 @@ func Run(ctx context.Context, o Options) error {
 	dopts := dataplane.Options{Action: o.Action, Replay: replay, RingSize: o.RingSize, Snap: o.Snap, Scan: o.Scan, Netns: o.Netns, Logger: log}
 	if !replay {
 		dopts.PinDir = o.PinDir
+	} else if o.RingSize == 0 {
+		// a replay drains the ring after every batch: a small one will do
+		dopts.RingSize = dataplane.ReplayRingSize
 	}
 	var loadedVersion string
 	if o.TrailsFile != "" {
@@ -157,13 +160,20 @@ func Run(ctx context.Context, o Options) error {
 		if o.Ready != nil {
 			o.Ready()
 		}
+		rp, err := dp.NewReplayer()
+		if err != nil {
+			return err
+		}
 		var errs []error
 		start := cpuTime()
 		for _, p := range o.Pcaps {
-			if err := replayFile(ctx, dp, rd, agent, p); err != nil {
+			if err := replayFile(ctx, rp, rd, agent, p); err != nil {
 				errs = append(errs, err)
 				log.Error("replay", "file", p, "err", err)
 			}
+		}
+		if err := rp.Close(); err != nil {
+			errs = append(errs, err)
 		}
 		agent.Flush()
 		if n := agent.stats.Frames.Load(); n > 0 {
@@ -296,11 +306,7 @@ func watchLosses(ctx context.Context, done <-chan struct{}, dp *dataplane.Datapl
 	}
 }
 
-// maxReplayFrame keeps test-run frames within one page with XDP headroom;
-// the program reads headers and at most XT_SNAP_MAX bytes of payload.
-const maxReplayFrame = 3072
-
-func replayFile(ctx context.Context, dp *dataplane.Dataplane, rd *ringbuf.Reader, agent *Agent, path string) error {
+func replayFile(ctx context.Context, rp *dataplane.Replayer, rd *ringbuf.Reader, agent *Agent, path string) error {
 	var in io.Reader = os.Stdin
 	if path != "-" {
 		f, err := os.Open(path)
@@ -316,49 +322,42 @@ func replayFile(ctx context.Context, dp *dataplane.Dataplane, rd *ringbuf.Reader
 	}
 	frame := make([]byte, 0, 4096)
 	var rec ringbuf.Record
+	// run runs the frames queued and hands their records to the agent.
+	// Records carry their packet's capture time (the program's clock is
+	// set per frame), so the ring is read once per batch.
+	run := func() error {
+		if err := rp.Flush(); err != nil {
+			return err
+		}
+		return drain(rd, &rec, agent)
+	}
 	for n := 0; ; n++ {
 		if n&1023 == 0 && ctx.Err() != nil {
-			return drain(rd, &rec, agent)
+			return run()
 		}
 		pkt, err := pr.Next()
 		if err == io.EOF {
-			return drain(rd, &rec, agent)
+			return run()
 		}
 		if err != nil {
-			return errors.Join(fmt.Errorf("replay %s: packet %d: %w", path, n+1, err), drain(rd, &rec, agent))
+			return errors.Join(fmt.Errorf("replay %s: packet %d: %w", path, n+1, err), run())
 		}
 		frame, err = pcap.ToEthernet(frame[:0], pkt.LinkType, pkt.Data)
 		if err != nil || len(frame) < 14 {
 			agent.stats.Skipped.Add(1)
 			continue
 		}
-		if len(frame) > maxReplayFrame {
-			frame = frame[:maxReplayFrame]
-		}
 		agent.stats.Frames.Add(1)
-		if err := dp.SetClock(pkt.Time); err != nil {
+		if err := rp.Queue(pkt.Time.UnixNano(), frame); err != nil {
 			return err
 		}
-		if _, err := dp.Run(frame); err != nil {
-			return err
-		}
-		// Records carry the exact capture time (the clock is set per
-		// packet), so the ring is read in batches, not after every packet.
-		if n%replayBatch == replayBatch-1 || rd.AvailableBytes() > drainAt {
-			if err := drain(rd, &rec, agent); err != nil {
+		if rp.Full() {
+			if err := run(); err != nil {
 				return err
 			}
 		}
 	}
 }
-
-// Replay reads the ring every replayBatch packets, or sooner when it holds
-// drainAt bytes: far below the 8 MiB ring even if every packet of a batch
-// were a full-size candidate.
-const (
-	replayBatch = 1024
-	drainAt     = 1 << 20
-)
 
 // drain reads every record in the ring without waiting for more.
 func drain(rd *ringbuf.Reader, rec *ringbuf.Record, agent *Agent) error {
