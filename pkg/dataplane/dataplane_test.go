@@ -2,9 +2,7 @@ package dataplane
 
 import (
 	"bytes"
-	"errors"
 	"net/netip"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -72,27 +70,10 @@ func (p *plane) run(t *testing.T, frame []byte, at time.Time) (uint32, []Record)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []Record
 	if p.rd.AvailableBytes() == 0 {
 		return verdict, nil
 	}
-	p.rd.SetDeadline(time.Now())
-	for {
-		var rec ringbuf.Record
-		if err := p.rd.ReadInto(&rec); err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				break
-			}
-			t.Fatal(err)
-		}
-		var r Record
-		if err := r.Decode(rec.RawSample); err != nil {
-			t.Fatal(err)
-		}
-		r.Payload = bytes.Clone(r.Payload)
-		out = append(out, r)
-	}
-	return verdict, out
+	return verdict, readRecords(t, p.rd)
 }
 
 func (p *plane) counters(t *testing.T) map[string]uint64 {
