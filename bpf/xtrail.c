@@ -77,6 +77,17 @@ XT_OUTER(xt_port6, xt_port6_gen);
 XT_OUTER(xt_cidr4, xt_cidr4_gen);
 XT_OUTER(xt_cidr6, xt_cidr6_gen);
 
+/* Each generation's address filter (struct xt_ip_filter, xtrail.h). A
+ * generation loaded by an xtrail without filters has none: every address
+ * is then looked up. */
+struct xt_ipfilter_gen {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(struct xt_ip_filter));
+};
+XT_OUTER(xt_ipfilter, xt_ipfilter_gen);
+
 /* What the live generation holds (see struct xt_genid); not read here. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -260,6 +271,8 @@ struct pkt {
 	__u16 dport;     /* network order */
 	__u32 l4_off;    /* offset of the L4 header, then of its payload (< XT_L4_OFF_MAX) */
 	__u32 l4_len;    /* L4 payload length */
+	const struct xt_ip_filter *flt; /* the generation's address filter, once read */
+	__u8 flt_read;   /* flt was read (it may be NULL: no filter) */
 	__u8 src[16] __attribute__((aligned(8))); /* read as two u64 words */
 	__u8 dst[16] __attribute__((aligned(8)));
 };
@@ -453,17 +466,59 @@ static __always_inline struct xt_trail *trail_lookup(struct pkt *p, void *outer,
 	return bpf_map_lookup_elem(inner, key);
 }
 
+/* The packet's generation's address filter, read at its first lookup;
+ * NULL when the generation has none. */
+static __always_inline const struct xt_ip_filter *ip_filter(struct pkt *p)
+{
+	if (!p->flt_read) {
+		__u32 zero = 0;
+		void *inner = bpf_map_lookup_elem(&xt_ipfilter, &p->gen);
+		const struct xt_ip_filter *f = inner ? bpf_map_lookup_elem(inner, &zero) : 0;
+
+		p->flt_read = 1;
+		if (f)
+			p->flt = f;
+	}
+	return p->flt;
+}
+
+/* Might addr have an IP or IP:port trail (see struct xt_ip_filter)? */
+static __always_inline int may_have_trail(struct pkt *p, const __u8 *addr)
+{
+	const struct xt_ip_filter *f = ip_filter(p);
+	__u64 x, h, m;
+
+	if (!f)
+		return 1;
+	if (p->family == 4)
+		x = *(const __u32 *)addr;
+	else
+		x = hround(hround(0, ((const __u64 *)addr)[0]), ((const __u64 *)addr)[1]);
+	h = hfinal(x);
+	m = (1ULL << ((h >> 16) & 63)) | (1ULL << ((h >> 22) & 63));
+	return (f->bits[h & (XT_FILTER_WORDS - 1)] & m) == m;
+}
+
+/* Has the packet's generation CIDR trails of its family? */
+static __always_inline int has_cidrs(struct pkt *p)
+{
+	const struct xt_ip_filter *f = ip_filter(p);
+
+	return !f || (f->flags & (p->family == 4 ? XT_FILTER_CIDR4 : XT_FILTER_CIDR6));
+}
+
 /* Looks up one side: addr:port first (if with_port), then addr, then the
- * CIDR tries. */
+ * CIDR tries; the hash maps only when the filter lets addr through. */
 static __always_inline struct xt_trail *lookup_side(struct pkt *p, const __u8 *addr, __u16 port,
 						   int with_port, __u8 *type)
 {
 	struct xt_trail *t;
+	int exact = may_have_trail(p, addr);
 
 	if (p->family == 4) {
 		__u32 a = *(const __u32 *)addr;
 
-		if (with_port) {
+		if (exact && with_port) {
 			struct xt_port4_key k = {.addr = a, .port = port};
 
 			t = trail_lookup(p, &xt_port4, &k);
@@ -473,15 +528,15 @@ static __always_inline struct xt_trail *lookup_side(struct pkt *p, const __u8 *a
 			}
 		}
 		*type = XT_TRAIL_IP;
-		t = trail_lookup(p, &xt_ip4, &a);
-		if (t)
+		t = exact ? trail_lookup(p, &xt_ip4, &a) : 0;
+		if (t || !has_cidrs(p))
 			return t;
 		struct xt_lpm4_key lk = {.prefixlen = 32, .addr = a};
 
 		*type = XT_TRAIL_CIDR;
 		return trail_lookup(p, &xt_cidr4, &lk);
 	}
-	if (with_port) {
+	if (exact && with_port) {
 		struct xt_port6_key k = {.port = port};
 
 		__builtin_memcpy(k.addr, addr, 16);
@@ -492,8 +547,8 @@ static __always_inline struct xt_trail *lookup_side(struct pkt *p, const __u8 *a
 		}
 	}
 	*type = XT_TRAIL_IP;
-	t = trail_lookup(p, &xt_ip6, addr);
-	if (t)
+	t = exact ? trail_lookup(p, &xt_ip6, addr) : 0;
+	if (t || !has_cidrs(p))
 		return t;
 	struct xt_lpm6_key lk = {.prefixlen = 128};
 

@@ -202,6 +202,32 @@ struct xt_trail {
 /* CIDR trails: bits 8..15 hold the prefix length, for the trail text */
 #define XT_F_PREFIX_SHIFT 8
 
+/*
+ * The address filter of a trail generation (the one entry of an xt_ipfilter
+ * inner map): the exact trail maps are large hash maps, and a lookup that
+ * misses costs a cache miss or two per map. Every address that has an IP or
+ * IP:port trail sets two bits of one word here, so the program looks an
+ * address up in the hash maps only when both its bits are set (a few in a
+ * hundred addresses without a trail, for the 190,000 addresses of the full
+ * static trails). For address a:
+ *   x = IPv4: the 4 bytes as one little-endian __u32 (as read from the wire);
+ *       IPv6: hround(hround(0, w0), w1), w0 and w1 its two little-endian
+ *       __u64 halves;
+ *   h = hfinal(x)   (hround and hfinal: bpf/xtrail.c, pkg/dataplane filter.go);
+ *   word h % XT_FILTER_WORDS, bits (h >> 16) % 64 and (h >> 22) % 64.
+ * flags say whether the generation has CIDR trails of each family: the LPM
+ * tries are looked up only then.
+ */
+#define XT_FILTER_WORDS 65536 /* 4 Mbit, 512 KiB */
+#define XT_FILTER_CIDR4 (1U << 0)
+#define XT_FILTER_CIDR6 (1U << 1)
+
+struct xt_ip_filter {
+	__u32 flags; /* XT_FILTER_CIDR* */
+	__u32 pad;
+	__u64 bits[XT_FILTER_WORDS];
+};
+
 /* Keys of the CIDR LPM tries (an xtrail extension: Maltrail has no CIDR trails). */
 struct xt_lpm4_key {
 	__u32 prefixlen;

@@ -208,7 +208,7 @@ func (d *Dataplane) setup(spec *ebpf.CollectionSpec) error {
 	if err != nil {
 		return err
 	}
-	if d.trails, err = newTrailMaps(spec, [nKinds]*ebpf.Map{o.XtIp4, o.XtIp6, o.XtPort4, o.XtPort6, o.XtCidr4, o.XtCidr6},
+	if d.trails, err = newTrailMaps(spec, [nKinds]*ebpf.Map{o.XtIp4, o.XtIp6, o.XtPort4, o.XtPort6, o.XtCidr4, o.XtCidr6, o.XtIpfilter},
 		o.XtGen, o.XtLive, o.XtInfo, origin, false, d.opts.PinDir); err != nil {
 		origin.Close()
 		return err

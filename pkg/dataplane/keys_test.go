@@ -22,6 +22,7 @@ func TestKeySizes(t *testing.T) {
 		{"xt_port6", port6Key{}, trailValue{}},
 		{"xt_cidr4", lpm4Key{}, trailValue{}},
 		{"xt_cidr6", lpm6Key{}, trailValue{}},
+		{"xt_ipfilter", uint32(0), ipFilter{}},
 	} {
 		in := spec.Maps[c.outer].InnerMap
 		if in == nil {

@@ -39,10 +39,11 @@ const (
 	kindPort6
 	kindCIDR4
 	kindCIDR6
+	kindFilter // not trails: the generation's address filter (filter.go)
 	nKinds
 )
 
-var outerNames = [nKinds]string{"xt_ip4", "xt_ip6", "xt_port4", "xt_port6", "xt_cidr4", "xt_cidr6"}
+var outerNames = [nKinds]string{"xt_ip4", "xt_ip6", "xt_port4", "xt_port6", "xt_cidr4", "xt_cidr6", "xt_ipfilter"}
 
 // TrailMaps are the kernel's trail maps: for each kind an outer map with
 // two generations of inner maps, xt_gen naming the live one, and xt_info
@@ -330,6 +331,26 @@ func (t *TrailMaps) ReplaceFrom(set *trails.Set, o Origin) (LoadStats, error) {
 	}
 	st.CIDR4, st.CIDR6 = len(kc4), len(kc6)
 
+	filter := new(ipFilter)
+	for _, k := range k4 {
+		filter.add(netip.AddrFrom4(addr4Bytes(k)))
+	}
+	for _, k := range kp4 {
+		filter.add(netip.AddrFrom4(addr4Bytes(k.Addr)))
+	}
+	for _, k := range k6 {
+		filter.add(netip.AddrFrom16(k.Addr))
+	}
+	for _, k := range kp6 {
+		filter.add(netip.AddrFrom16(k.Addr))
+	}
+	if len(kc4) > 0 {
+		filter.Flags |= filterCIDR4
+	}
+	if len(kc6) > 0 {
+		filter.Flags |= filterCIDR6
+	}
+
 	// Fill the next generation's maps, fresh, while traffic uses the live one.
 	live, err := t.Generation()
 	if err != nil {
@@ -359,6 +380,12 @@ func (t *TrailMaps) ReplaceFrom(set *trails.Set, o Origin) (LoadStats, error) {
 	fills = appendBatches(fills, fresh[kindPort6], kp6, vp6)
 	fills = appendBatches(fills, fresh[kindCIDR4], kc4, vc4)
 	fills = appendBatches(fills, fresh[kindCIDR6], kc6, vc6)
+	fills = append(fills, func() error {
+		if err := fresh[kindFilter].Put(uint32(0), filter); err != nil {
+			return fmt.Errorf("write the address filter: %w", err)
+		}
+		return nil
+	})
 	if err := runParallel(fills, runtime.NumCPU()); err != nil {
 		return st, fmt.Errorf("fill the next trail generation: %w", err)
 	}
@@ -446,6 +473,11 @@ func kernelFlags(f trails.Flags) uint32 {
 func addr4Key(a netip.Addr) uint32 {
 	b := a.As4()
 	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+}
+
+// addr4Bytes undoes addr4Key.
+func addr4Bytes(k uint32) [4]byte {
+	return [4]byte{byte(k), byte(k >> 8), byte(k >> 16), byte(k >> 24)}
 }
 
 func htons(p uint16) uint16 { return p>>8 | p<<8 }
@@ -669,7 +701,7 @@ type Counts struct {
 // Counts walks the live generation's maps and counts their entries.
 func (t *TrailMaps) Counts() (Counts, error) {
 	var c Counts
-	counts := [nKinds]*int{&c.IP4, &c.IP6, &c.Port4, &c.Port6, &c.CIDR4, &c.CIDR6}
+	counts := [...]*int{kindIP4: &c.IP4, kindIP6: &c.IP6, kindPort4: &c.Port4, kindPort6: &c.Port6, kindCIDR4: &c.CIDR4, kindCIDR6: &c.CIDR6}
 	for kind, n := range counts {
 		m, err := t.liveMap(kind)
 		if err != nil {

@@ -135,6 +135,7 @@ const (
 	xtrailMapXtInfo        = "xt_info"
 	xtrailMapXtIp4         = "xt_ip4"
 	xtrailMapXtIp6         = "xt_ip6"
+	xtrailMapXtIpfilter    = "xt_ipfilter"
 	xtrailMapXtLive        = "xt_live"
 	xtrailMapXtPort4       = "xt_port4"
 	xtrailMapXtPort6       = "xt_port6"
@@ -211,6 +212,7 @@ type xtrailMapSpecs struct {
 	XtInfo       *ebpf.MapSpec `ebpf:"xt_info"`
 	XtIp4        *ebpf.MapSpec `ebpf:"xt_ip4"`
 	XtIp6        *ebpf.MapSpec `ebpf:"xt_ip6"`
+	XtIpfilter   *ebpf.MapSpec `ebpf:"xt_ipfilter"`
 	XtLive       *ebpf.MapSpec `ebpf:"xt_live"`
 	XtPort4      *ebpf.MapSpec `ebpf:"xt_port4"`
 	XtPort6      *ebpf.MapSpec `ebpf:"xt_port6"`
@@ -261,6 +263,7 @@ type xtrailMaps struct {
 	XtInfo       *ebpf.Map `ebpf:"xt_info"`
 	XtIp4        *ebpf.Map `ebpf:"xt_ip4"`
 	XtIp6        *ebpf.Map `ebpf:"xt_ip6"`
+	XtIpfilter   *ebpf.Map `ebpf:"xt_ipfilter"`
 	XtLive       *ebpf.Map `ebpf:"xt_live"`
 	XtPort4      *ebpf.Map `ebpf:"xt_port4"`
 	XtPort6      *ebpf.Map `ebpf:"xt_port6"`
@@ -287,6 +290,7 @@ func (m *xtrailMaps) Close() error {
 		m.XtInfo,
 		m.XtIp4,
 		m.XtIp6,
+		m.XtIpfilter,
 		m.XtLive,
 		m.XtPort4,
 		m.XtPort6,
