@@ -12,9 +12,10 @@
 #include <linux/bpf.h>
 
 #define SEC(name) __attribute__((section(name), used))
-#ifndef __always_inline
+/* the UAPI headers define __always_inline as a bare __inline__, which
+ * leaves the choice to clang: the program's helpers must be inlined */
+#undef __always_inline
 #define __always_inline inline __attribute__((always_inline))
-#endif
 
 #define __uint(name, val) int (*name)[val]
 #define __type(name, val) typeof(val) *name
