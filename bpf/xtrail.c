@@ -263,7 +263,8 @@ struct pkt {
 	struct xt_counters *cnt;
 	const struct xt_config *cfg;
 	__u64 now;       /* xt_now(), read once and only when a rule needs it */
-	__u32 gen;       /* the trail generation this packet is matched against */
+	__u32 gen;       /* the trail generation this packet is matched against (pkt_gen) */
+	__u8 gen_read;   /* gen was read */
 	__u8 family;
 	__u8 l4proto;
 	__u8 tcp_flags;
@@ -456,10 +457,25 @@ __attribute__((noinline)) __u64 udp_digest(struct xdp_md *ctx, __u32 off, __u32 
 	return hfinal(a ^ (b << 1 | b >> 63));
 }
 
+/* The trail generation of the packet: xt_gen, read at the first lookup or
+ * record, so every lookup of one packet uses one generation and a packet
+ * that looks nothing up does not read it. */
+static __always_inline __u32 pkt_gen(struct pkt *p)
+{
+	if (!p->gen_read) {
+		__u32 zero = 0, *gen = bpf_map_lookup_elem(&xt_gen, &zero);
+
+		p->gen = gen ? *gen & 1 : 0;
+		p->gen_read = 1;
+	}
+	return p->gen;
+}
+
 /* One lookup in the packet's generation of a trail map. */
 static __always_inline struct xt_trail *trail_lookup(struct pkt *p, void *outer, const void *key)
 {
-	void *inner = bpf_map_lookup_elem(outer, &p->gen);
+	__u32 gen = pkt_gen(p);
+	void *inner = bpf_map_lookup_elem(outer, &gen);
 
 	if (!inner)
 		return 0;
@@ -472,10 +488,12 @@ static __always_inline const struct xt_ip_filter *ip_filter(struct pkt *p)
 {
 	if (!p->flt_read) {
 		__u32 zero = 0;
-		void *inner = bpf_map_lookup_elem(&xt_ipfilter, &p->gen);
+		__u32 gen = pkt_gen(p);
+		void *inner = bpf_map_lookup_elem(&xt_ipfilter, &gen);
 		const struct xt_ip_filter *f = inner ? bpf_map_lookup_elem(inner, &zero) : 0;
 
 		p->flt_read = 1;
+		p->flt = 0;
 		if (f)
 			p->flt = f;
 	}
@@ -570,7 +588,7 @@ static __always_inline void fill_rec(struct pkt *p, struct xt_rec *r, __u8 kind)
 	r->dport = xt_ntohs(p->dport);
 	r->cap_len = 0;
 	r->orig_len = p->l4_len;
-	r->gen = p->gen;
+	r->gen = pkt_gen(p);
 	r->scan = 0;
 	r->meta = 0;
 	r->ifindex = p->ctx->ingress_ifindex;
@@ -1202,10 +1220,35 @@ static __always_inline void scan_probe(struct pkt *p, __u8 probe)
 	sp.family = p->family;
 	sp.l4proto = p->l4proto;
 	sp.tcp_flags = p->tcp_flags;
-	sp.gen = p->gen;
+	sp.gen = pkt_gen(p);
 	sp.probe = probe;
 	sp.pad = 0;
 	scan(&sp);
+}
+
+/* A TCP packet without ACK: a SYN (flags exactly 0x02) is matched, and
+ * ends here (returns 1); a NULL, FIN or Xmas probe (nmap -sN/-sF/-sX)
+ * counts as a port probe. A bare ACK is ordinary traffic. */
+static __always_inline int tcp_no_ack(struct pkt *p)
+{
+	if (p->tcp_flags == 0x02) {
+		struct xt_tuple tup;
+
+		count(p, XT_C_TCP_SYN);
+		tuple_of(p, &tup);
+		if (repeat(DUP_SYN, &tup)) {
+			count(p, XT_C_SYN_DUP);
+			return 1;
+		}
+		scan_probe(p, PROBE_SYN);
+		match_ips(p, 1, DUP_SYN_LOG, XT_F_ATTACKER, XT_F_MALWARE);
+		return 1;
+	}
+	if (p->tcp_flags == 0x00 || p->tcp_flags == 0x01 || p->tcp_flags == 0x29) {
+		count(p, XT_C_SCAN_STEALTH);
+		scan_probe(p, PROBE_STEALTH);
+	}
+	return 0;
 }
 
 static __always_inline void do_tcp(struct pkt *p, void *data, void *end)
@@ -1229,25 +1272,10 @@ static __always_inline void do_tcp(struct pkt *p, void *data, void *end)
 	p->l4_off += doff;
 	p->l4_len -= doff;
 
-	if (p->tcp_flags == 0x02) {
-		struct xt_tuple tup;
-
-		count(p, XT_C_TCP_SYN);
-		tuple_of(p, &tup);
-		if (repeat(DUP_SYN, &tup)) {
-			count(p, XT_C_SYN_DUP);
-			return;
-		}
-		scan_probe(p, PROBE_SYN);
-		match_ips(p, 1, DUP_SYN_LOG, XT_F_ATTACKER, XT_F_MALWARE);
+	/* the common packet has ACK set: one test, and it is none of those
+	 * below (SYN 0x02, NULL 0x00, FIN 0x01, Xmas 0x29 have no ACK) */
+	if (!(p->tcp_flags & 0x10) && tcp_no_ack(p))
 		return;
-	}
-	/* NULL, FIN and Xmas probes (nmap -sN/-sF/-sX) count as port probes;
-	 * a bare ACK does not: it is ordinary traffic */
-	if (p->tcp_flags == 0x00 || p->tcp_flags == 0x01 || p->tcp_flags == 0x29) {
-		count(p, XT_C_SCAN_STEALTH);
-		scan_probe(p, PROBE_STEALTH);
-	}
 	if (p->l4_len < 6)
 		return;
 
@@ -1334,15 +1362,23 @@ int xtrail_xdp(struct xdp_md *ctx)
 	void *end = (void *)(long)ctx->data_end;
 	__u32 zero = 0, off;
 	__u16 proto;
-	struct pkt p = {.ctx = ctx};
+	/* not zeroed whole: every field is set before it is read (the parse
+	 * sets the rest), which spares the common data packet a dozen stores */
+	struct pkt p;
 	struct ethhdr *eth = data;
+
+	p.ctx = ctx;
+	p.now = 0;
+	p.gen_read = 0;
+	p.flt_read = 0;
+	p.tcp_flags = 0;
+	p.sport = 0;
+	p.dport = 0;
 
 	p.cfg = bpf_map_lookup_elem(&xt_cfg, &zero);
 	p.cnt = bpf_map_lookup_elem(&xt_counts, &zero);
 	if (!p.cfg || !p.cnt)
 		return XDP_PASS;
-	__u32 *gen = bpf_map_lookup_elem(&xt_gen, &zero);
-	p.gen = gen ? *gen & 1 : 0;
 	__u32 action = p.cfg->action == XDP_DROP ? XDP_DROP : XDP_PASS;
 
 	count(&p, XT_C_PACKETS);
@@ -1355,32 +1391,35 @@ int xtrail_xdp(struct xdp_md *ctx)
 	proto = *(__u16 *)(data + 12);
 	off = sizeof(*eth);
 
-	/* up to two VLAN tags: 802.1Q, and QinQ (beyond Maltrail, which drops it) */
+	/* plain IPv4, the common frame, goes straight on */
+	if (proto != xt_htons(ETH_P_IP)) {
+		/* up to two VLAN tags: 802.1Q, and QinQ (beyond Maltrail, which drops it) */
 #pragma unroll
-	for (int i = 0; i < 2; i++) {
-		if (proto != xt_htons(ETH_P_8021Q) && proto != xt_htons(ETH_P_8021AD_))
-			break;
-		__u16 *tag = data + off;
-		if ((void *)(tag + 2) > end)
-			goto truncated;
-		count(&p, i == 0 ? XT_C_VLAN : XT_C_QINQ);
-		proto = tag[1];
-		off += 4;
-	}
+		for (int i = 0; i < 2; i++) {
+			if (proto != xt_htons(ETH_P_8021Q) && proto != xt_htons(ETH_P_8021AD_))
+				break;
+			__u16 *tag = data + off;
+			if ((void *)(tag + 2) > end)
+				goto truncated;
+			count(&p, i == 0 ? XT_C_VLAN : XT_C_QINQ);
+			proto = tag[1];
+			off += 4;
+		}
 
-	if (proto == xt_htons(ETH_P_PPPOE_SES_)) {
-		/* ver/type, code, session id, length, then the PPP protocol */
-		__u16 *ppp = data + off + 6;
-		if ((void *)(ppp + 1) > end)
-			goto truncated;
-		count(&p, XT_C_PPPOE);
-		if (*ppp == xt_htons(PPP_IPV4))
-			proto = xt_htons(ETH_P_IP);
-		else if (*ppp == xt_htons(PPP_IPV6))
-			proto = xt_htons(ETH_P_IPV6);
-		else
-			proto = 0;
-		off += 8;
+		if (proto == xt_htons(ETH_P_PPPOE_SES_)) {
+			/* ver/type, code, session id, length, then the PPP protocol */
+			__u16 *ppp = data + off + 6;
+			if ((void *)(ppp + 1) > end)
+				goto truncated;
+			count(&p, XT_C_PPPOE);
+			if (*ppp == xt_htons(PPP_IPV4))
+				proto = xt_htons(ETH_P_IP);
+			else if (*ppp == xt_htons(PPP_IPV6))
+				proto = xt_htons(ETH_P_IPV6);
+			else
+				proto = 0;
+			off += 8;
+		}
 	}
 
 	if (proto == xt_htons(ETH_P_IP)) {
@@ -1404,8 +1443,11 @@ int xtrail_xdp(struct xdp_md *ctx)
 		}
 		p.family = 4;
 		p.l4proto = ip->protocol;
-		*(__u32 *)p.src = ip->saddr;
-		*(__u32 *)p.dst = ip->daddr;
+		/* IPv4 in the first 4 bytes, the rest zero (xt_rec) */
+		((__u64 *)p.src)[0] = ip->saddr;
+		((__u64 *)p.src)[1] = 0;
+		((__u64 *)p.dst)[0] = ip->daddr;
+		((__u64 *)p.dst)[1] = 0;
 		p.l4_off = off + ihl;
 		p.l4_len = tot - ihl;
 	} else if (proto == xt_htons(ETH_P_IPV6)) {
