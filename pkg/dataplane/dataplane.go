@@ -175,6 +175,11 @@ func (d *Dataplane) loadObjects(spec *ebpf.CollectionSpec, colOpts *ebpf.Collect
 			err := openProgCache(spec, d.opts.PinDir, cache, &d.objs)
 			if err == nil {
 				d.cached = true
+				if d.opts.Replay {
+					if err := d.resetReplayState(); err != nil {
+						return err
+					}
+				}
 				return d.resetCounters()
 			}
 			d.log.Info("the pinned verified program is not usable: loading afresh", "dir", cache, "err", err)
@@ -253,6 +258,10 @@ func (d *Dataplane) seed() (uint64, error) {
 	}
 	return binary.LittleEndian.Uint64(b[:]) | 1, nil
 }
+
+// PinDir is the pin dir the program's trail maps are pinned in ("": they
+// are private).
+func (d *Dataplane) PinDir() string { return d.opts.PinDir }
 
 // Cached says whether the program was taken verified from the pin dir
 // rather than loaded (and verified) afresh.

@@ -203,10 +203,16 @@ func lowGC(f func() error) error {
 // loaded into them while the kernel verifies the program: the two are the
 // bulk of a first start and need different CPUs. Without one (replay) the
 // maps are the program's own, and the trails follow the program.
-func loadPlane(dopts dataplane.Options, file string, wl *trails.Whitelist, log *slog.Logger) (*dataplane.Dataplane, *trailSet, error) {
+//
+// A replay of a compiled store with replayCache set (the pin dir) uses the
+// store's replay cache there (loadReplayCache).
+func loadPlane(dopts dataplane.Options, file string, wl *trails.Whitelist, replayCache string, log *slog.Logger) (*dataplane.Dataplane, *trailSet, error) {
 	if file == "" {
 		dp, err := dataplane.Load(dopts)
 		return dp, nil, err
+	}
+	if dopts.Replay && replayCache != "" && strings.HasSuffix(file, storeExt) {
+		return loadReplayCache(dopts, file, wl, replayCache, log)
 	}
 	load := func(maps *dataplane.TrailMaps) (ts *trailSet, err error) {
 		err = lowGC(func() error {
@@ -264,6 +270,49 @@ func loadPlane(dopts dataplane.Options, file string, wl *trails.Whitelist, log *
 		return nil, nil, err
 	}
 	return dp, r.ts, nil
+}
+
+// loadReplayCache loads a replay of a compiled store from the store's
+// replay cache under root (dataplane.ReplayCacheDir): the verified program
+// and the store's IP trails already in frozen kernel maps, when an earlier
+// replay of the store left them; else it fills and freezes them, and keeps
+// them for the next replay in place of older caches. Without a usable
+// bpffs the replay runs on private maps.
+func loadReplayCache(dopts dataplane.Options, file string, wl *trails.Whitelist, root string, log *slog.Logger) (*dataplane.Dataplane, *trailSet, error) {
+	var ts *trailSet
+	if err := lowGC(func() (err error) { ts, err = readTrails(file, wl, log); return err }); err != nil {
+		return nil, nil, err
+	}
+	private := dopts
+	dopts.PinDir = dataplane.ReplayCacheDir(root, ts.store.Info().SHA256)
+	dp, err := dataplane.Load(dopts)
+	if err != nil {
+		log.Warn("replay cache not usable: loading the trails into private maps", "dir", dopts.PinDir, "err", err)
+		if dp, err = dataplane.Load(private); err != nil {
+			ts.close(log)
+			return nil, nil, err
+		}
+	}
+	maps := dp.Trails()
+	if ts.inKernel(maps) {
+		log.Info("IP trails of this store already in the replay cache's maps", "file", file, "dir", dopts.PinDir)
+	} else {
+		err := lowGC(func() error { _, err := ts.loadKernel(maps, log); return err })
+		if err == nil && dp.PinDir() != "" {
+			err = maps.Freeze()
+		}
+		if err != nil {
+			dp.Close()
+			ts.close(log)
+			return nil, nil, err
+		}
+	}
+	if dp.PinDir() != "" {
+		if err := dataplane.PruneReplayCaches(root, dopts.PinDir); err != nil {
+			log.Warn("older replay caches stay", "err", err)
+		}
+	}
+	return dp, ts, nil
 }
 
 // liveTrails are the trail sets of the agent's two generation slots. Both

@@ -113,7 +113,11 @@ func Run(ctx context.Context, o Options) error {
 	} else if replay {
 		log.Warn("replaying without a trails file: no trail can match")
 	}
-	dp, ts, err := loadPlane(dopts, o.TrailsFile, o.Rules.Whitelist, log)
+	replayCache := ""
+	if replay {
+		replayCache = o.PinDir
+	}
+	dp, ts, err := loadPlane(dopts, o.TrailsFile, o.Rules.Whitelist, replayCache, log)
 	if err != nil {
 		return err
 	}

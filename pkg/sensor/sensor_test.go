@@ -48,11 +48,20 @@ func (c *capture) get() []string {
 
 func replay(t *testing.T, trailsFile string, sni bool, pcaps ...string) []string {
 	t.Helper()
+	return replayWith(t, Options{TrailsFile: trailsFile}, sni, pcaps...)
+}
+
+// replayWith is replay with o's pin dir (the replay cache's), logger and
+// trails file.
+func replayWith(t *testing.T, o Options, sni bool, pcaps ...string) []string {
+	t.Helper()
 	testenv.RequireRoot(t)
 	c := newCapture()
 	err := Run(context.Background(), Options{
 		Pcaps:      pcaps,
-		TrailsFile: trailsFile,
+		TrailsFile: o.TrailsFile,
+		PinDir:     o.PinDir,
+		Logger:     o.Logger,
 		// the corpus harness's maltrail.conf: CHECK_HOST_DOMAINS,
 		// USE_HEURISTICS, SCAN_WINDOW 30, and the SNI prefilter for
 		// tls_sni only
