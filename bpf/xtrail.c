@@ -575,6 +575,14 @@ static __always_inline struct xt_trail *lookup_side(struct pkt *p, const __u8 *a
 	return trail_lookup(p, &xt_cidr6, &lk);
 }
 
+/* Ring-buffer flags of a record: a replay reads the ring after each batch
+ * and waits for nothing, so its records wake no reader (a wakeup is an
+ * interrupt to the CPU itself); a live agent sleeps until records come. */
+static __always_inline __u64 ring_flags(__u32 cfg_flags)
+{
+	return cfg_flags & XT_CFG_REPLAY ? BPF_RB_NO_WAKEUP : 0;
+}
+
 static __always_inline void fill_rec(struct pkt *p, struct xt_rec *r, __u8 kind)
 {
 	r->ts_ns = xt_now(p);
@@ -608,7 +616,7 @@ static __always_inline void emit_hit(struct pkt *p, struct xt_trail *t, __u8 sid
 	r->side = side;
 	r->trail_type = type;
 	r->meta = t->meta;
-	bpf_ringbuf_submit(r, 0);
+	bpf_ringbuf_submit(r, ring_flags(p->cfg->flags));
 	count(p, side == XT_SIDE_DST ? XT_C_HIT_DST : XT_C_HIT_SRC);
 }
 
@@ -727,7 +735,7 @@ static __always_inline void emit_candidate(struct pkt *p, __u8 kind, __u32 count
 	}
 	len = n;
 	s->rec.cap_len = len;
-	if (bpf_ringbuf_output(&xt_events, s, sizeof(s->rec) + len, 0) < 0)
+	if (bpf_ringbuf_output(&xt_events, s, sizeof(s->rec) + len, ring_flags(p->cfg->flags)) < 0)
 		count(p, XT_C_RINGBUF_FULL);
 }
 
@@ -1053,7 +1061,7 @@ static __always_inline void emit_scan(struct scan_pkt *sp, struct xt_counters *c
 	r->ifindex = sp->ifindex;
 	__builtin_memcpy(r->src, sp->src, 16);
 	__builtin_memcpy(r->dst, dst, 16);
-	bpf_ringbuf_submit(r, 0);
+	bpf_ringbuf_submit(r, ring_flags(sp->flags));
 	scount(c, kind == XT_SCAN_PORT ? XT_C_SCAN_PORT : kind == XT_SCAN_UDP ? XT_C_SCAN_UDP : XT_C_SCAN_INFECTION);
 }
 

@@ -274,7 +274,8 @@ struct xt_genid {
 };
 
 /* xt_config.flags */
-#define XT_CFG_REPLAY (1U << 0)         /* clock_ns is the time of the packet being replayed */
+#define XT_CFG_REPLAY (1U << 0)         /* clock_ns is the time of the packet being replayed;
+                                         * records wake no reader (it reads after each batch) */
 #define XT_CFG_SCAN_PORT (1U << 1)      /* count port scans and alert */
 #define XT_CFG_SCAN_UDP (1U << 2)       /* count UDP scans and alert */
 #define XT_CFG_SCAN_INFECTION (1U << 3) /* count infection scans and alert */
