@@ -249,14 +249,6 @@ struct {
 	__type(value, struct xt_replay_ctl);
 } xt_replay_cur SEC(".maps");
 
-/* xtrail_replay's tail call: entry 0 is xtrail_xdp (set by user space). */
-struct {
-	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} xt_replay_next SEC(".maps");
-
 /* Parsed packet, filled as the parse goes. */
 struct pkt {
 	struct xdp_md *ctx;
@@ -1363,17 +1355,60 @@ static __always_inline void do_other(struct pkt *p, void *data, void *end)
 	match_ips(p, 0, -1, 0, 0);
 }
 
+/*
+ * Replay (xtrail.h, pkg/dataplane Replayer): while frames are queued in
+ * xt_replay_q, each run of the program takes the next one as its packet
+ * and its capture time as the clock; with none queued the run looks at the
+ * test run's own frame. The frame goes at the end of the test run's buffer
+ * (BPF_PROG_TEST_RUN keeps the buffer between the runs of one call), moved
+ * there by its head: growing the tail would clear the new bytes first.
+ * Only a program loaded for replay (XT_CFG_REPLAY) gets here. Returns -1
+ * when a queued frame could not be handed on (a bug: user space checks
+ * lengths), after counting it in xt_replay_ctl.bad.
+ */
+static __always_inline int replay_frame(struct xdp_md *ctx, struct xt_config *cfg)
+{
+	__u32 zero = 0, i, len;
+	struct xt_replay_ctl *ctl = bpf_map_lookup_elem(&xt_replay_cur, &zero);
+	struct xt_replay_frame *f;
+
+	if (!ctl)
+		return 0;
+	i = ctl->next;
+	if (i >= ctl->count)
+		return 0;
+	ctl->next = i + 1;
+	f = bpf_map_lookup_elem(&xt_replay_q, &i);
+	if (!f)
+		goto bad;
+	len = f->len;
+	if (len < 14 || len > XT_REPLAY_FRAME_MAX)
+		goto bad;
+	/* the frame's length now, as a 64-bit difference of the pointers:
+	 * the verifier refuses 32-bit arithmetic on them */
+	__u64 cur = (void *)(long)ctx->data_end - (void *)(long)ctx->data;
+	asm volatile("" : "+r"(cur));
+	if (bpf_xdp_adjust_head(ctx, (int)cur - (int)len))
+		goto bad;
+	if (bpf_xdp_store_bytes(ctx, 0, f->data, len))
+		goto bad;
+	cfg->clock_ns = f->ts_ns;
+	return 0;
+bad:
+	ctl->bad++;
+	return -1;
+}
+
 SEC("xdp")
 int xtrail_xdp(struct xdp_md *ctx)
 {
-	void *data = (void *)(long)ctx->data;
-	void *end = (void *)(long)ctx->data_end;
+	void *data, *end;
 	__u32 zero = 0, off;
 	__u16 proto;
 	/* not zeroed whole: every field is set before it is read (the parse
 	 * sets the rest), which spares the common data packet a dozen stores */
 	struct pkt p;
-	struct ethhdr *eth = data;
+	struct ethhdr *eth;
 
 	p.ctx = ctx;
 	p.now = 0;
@@ -1383,10 +1418,17 @@ int xtrail_xdp(struct xdp_md *ctx)
 	p.sport = 0;
 	p.dport = 0;
 
-	p.cfg = bpf_map_lookup_elem(&xt_cfg, &zero);
+	struct xt_config *cfg = bpf_map_lookup_elem(&xt_cfg, &zero);
+
+	p.cfg = cfg;
 	p.cnt = bpf_map_lookup_elem(&xt_counts, &zero);
-	if (!p.cfg || !p.cnt)
+	if (!cfg || !p.cnt)
 		return XDP_PASS;
+	if ((cfg->flags & XT_CFG_REPLAY) && replay_frame(ctx, cfg) < 0)
+		return XDP_ABORTED;
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	eth = data;
 	__u32 action = p.cfg->action == XDP_DROP ? XDP_DROP : XDP_PASS;
 
 	count(&p, XT_C_PACKETS);
@@ -1497,47 +1539,4 @@ int xtrail_xdp(struct xdp_md *ctx)
 truncated:
 	count(&p, XT_C_TRUNCATED);
 	return action;
-}
-
-/*
- * Replay driver: the next queued frame becomes the packet, the clock its
- * capture time, and xtrail_xdp runs on it (a tail call: the same verified
- * program, maps and counters as every packet). BPF_PROG_TEST_RUN keeps the
- * frame buffer between the runs of one call, so each run resizes it first.
- * A run after the queue's last frame does nothing, so a call interrupted
- * by a signal goes on from the cursor and never runs a frame twice.
- */
-SEC("xdp")
-int xtrail_replay(struct xdp_md *ctx)
-{
-	__u32 zero = 0, i, len;
-	struct xt_replay_ctl *ctl = bpf_map_lookup_elem(&xt_replay_cur, &zero);
-	struct xt_config *cfg = bpf_map_lookup_elem(&xt_cfg, &zero);
-	struct xt_replay_frame *f;
-
-	if (!ctl || !cfg || !(cfg->flags & XT_CFG_REPLAY))
-		return XDP_ABORTED;
-	i = ctl->next;
-	if (i >= ctl->count)
-		return XDP_ABORTED;
-	ctl->next = i + 1;
-	f = bpf_map_lookup_elem(&xt_replay_q, &i);
-	if (!f)
-		goto bad;
-	len = f->len;
-	if (len < 14 || len > XT_REPLAY_FRAME_MAX)
-		goto bad;
-	/* the frame's length now, as a 64-bit difference of the pointers:
-	 * the verifier refuses 32-bit arithmetic on them */
-	__u64 cur = (void *)(long)ctx->data_end - (void *)(long)ctx->data;
-	asm volatile("" : "+r"(cur));
-	if (bpf_xdp_adjust_tail(ctx, (int)len - (int)cur))
-		goto bad;
-	if (bpf_xdp_store_bytes(ctx, 0, f->data, len))
-		goto bad;
-	cfg->clock_ns = f->ts_ns;
-	bpf_tail_call(ctx, &xt_replay_next, 0);
-bad:
-	ctl->bad++;
-	return XDP_ABORTED;
 }

@@ -343,12 +343,12 @@ enum xt_counter {
 
 /*
  * Replay (pkg/dataplane Replayer). User space queues captured frames in
- * xt_replay_q, then one BPF_PROG_TEST_RUN of xtrail_replay with repeat =
- * the frames queued runs them all: each run takes the next frame, makes it
- * the packet, sets the replay clock to its capture time and tail-calls
- * xtrail_xdp, the program a live sensor attaches. One system call per
- * batch instead of one per frame; the capture time never travels in a
- * packet, so nothing on the wire can set a clock.
+ * xt_replay_q, then one BPF_PROG_TEST_RUN of xtrail_xdp, repeated once per
+ * frame queued, runs them all: in a program loaded for replay, each run
+ * takes the next queued frame as its packet and its capture time as the
+ * clock (replay_frame in xtrail.c). One system call per batch instead of
+ * one per frame; the capture time never travels in a packet, so nothing on
+ * the wire can set a clock.
  */
 #define XT_REPLAY_FRAME_MAX 3072 /* longer frames are cut (the program reads less) */
 
@@ -364,7 +364,7 @@ struct xt_replay_frame {
 struct xt_replay_ctl {
 	__u32 next;  /* the next frame to run; user space sets 0 per batch */
 	__u32 count; /* frames queued in this batch */
-	__u32 bad;   /* frames xtrail_replay could not hand on (a bug: user space checks lengths) */
+	__u32 bad;   /* frames the program could not take (a bug: user space checks lengths) */
 	__u32 pad;
 };
 

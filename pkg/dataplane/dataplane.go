@@ -228,10 +228,6 @@ func (d *Dataplane) setup(spec *ebpf.CollectionSpec) error {
 	}
 	if d.opts.Replay {
 		d.cfg.Flags |= cfgReplay
-		// xtrail_replay hands each queued frame to the program
-		if err := o.XtReplayNext.Put(uint32(0), o.XtrailXdp); err != nil {
-			return fmt.Errorf("replay: chain the replay driver to the program: %w", err)
-		}
 	} else {
 		off, err := taiToWall()
 		if err != nil {

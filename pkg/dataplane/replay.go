@@ -15,9 +15,9 @@ import (
 
 // Replay runs captured frames through the program in batches: a Replayer
 // copies frames into the program's queue (xt_replay_q, mapped into this
-// process), and one BPF_PROG_TEST_RUN of xtrail_replay runs the whole
-// batch, each frame through xtrail_xdp with the clock at its capture time
-// (bpf/xtrail.c). One system call per batch rather than one per frame,
+// process), and one BPF_PROG_TEST_RUN of the program, repeated once per
+// frame, runs the whole batch, each run taking the next frame with the
+// clock at its capture time (replay_frame in bpf/xtrail.c). One system call per batch rather than one per frame,
 // which was most of a replay's cost.
 
 // ReplayFrameMax is the longest frame a replay runs; longer ones are cut
@@ -50,7 +50,7 @@ type Replayer struct {
 	q, ctl []byte // the mapped queue and cursor
 	n      int    // frames queued
 	// in is the test run's input: any frame of ReplayFrameMax bytes,
-	// which xtrail_replay resizes to each queued frame in turn.
+	// in which the program places each queued frame in turn.
 	in    []byte
 	attr  progRunAttr
 	cpus  unix.CPUSet // the thread's affinity before, restored by Close
@@ -95,7 +95,7 @@ func (d *Dataplane) NewReplayer() (*Replayer, error) {
 	if info.MaxEntries < ReplayBatch {
 		return nil, fmt.Errorf("replay queue: %d entries, want %d", info.MaxEntries, ReplayBatch)
 	}
-	r := &Replayer{d: d, in: make([]byte, ReplayFrameMax), fd: d.objs.XtrailReplay.FD()}
+	r := &Replayer{d: d, in: make([]byte, ReplayFrameMax), fd: d.objs.XtrailXdp.FD()}
 	if r.q, err = mmapMap(d.objs.XtReplayQ.FD(), ReplayBatch*replayFrameSize); err != nil {
 		return nil, fmt.Errorf("replay queue: %w", err)
 	}
@@ -117,7 +117,7 @@ func (d *Dataplane) NewReplayer() (*Replayer, error) {
 		runtime.UnlockOSThread()
 		return nil, fmt.Errorf("replay: pin to a CPU: %w", err)
 	}
-	if r.held, err = holdInDispatcher(d.objs.XtrailReplay); err != nil {
+	if r.held, err = holdInDispatcher(d.objs.XtrailXdp); err != nil {
 		r.Close()
 		return nil, err
 	}
@@ -128,7 +128,7 @@ func (d *Dataplane) NewReplayer() (*Replayer, error) {
 // to the kernel's XDP dispatcher before its runs and removes it after,
 // and each change waits for an RCU grace period (about 10 ms here, far
 // more than a batch's runs). A program already there is only counted
-// again. So a replay keeps its driver there from start to end: attached,
+// again. So a replay keeps its program there from start to end: attached,
 // in generic mode, to the loopback of a network namespace of its own,
 // which is down, has no other interface and carries no packet.
 type dispatcherHold struct {
@@ -157,7 +157,7 @@ func holdInDispatcher(prog *ebpf.Program) (*dispatcherHold, error) {
 	}
 	if err != nil {
 		ns.Close()
-		return nil, fmt.Errorf("replay: hold the replay driver in the XDP dispatcher: %w", err)
+		return nil, fmt.Errorf("replay: hold the program in the XDP dispatcher: %w", err)
 	}
 	return h, nil
 }
@@ -262,7 +262,7 @@ func (r *Replayer) Close() error {
 		err = fmt.Errorf("replay: restore CPU affinity: %w", err)
 	}
 	if herr != nil {
-		herr = fmt.Errorf("replay: release the replay driver: %w", herr)
+		herr = fmt.Errorf("replay: release the program from the dispatcher: %w", herr)
 	}
 	return errors.Join(err, herr)
 }

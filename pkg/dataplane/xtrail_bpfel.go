@@ -125,31 +125,29 @@ type xtrailXtTuple struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	xtrailMapXtCfg         = "xt_cfg"
-	xtrailMapXtCidr4       = "xt_cidr4"
-	xtrailMapXtCidr6       = "xt_cidr6"
-	xtrailMapXtCounts      = "xt_counts"
-	xtrailMapXtDup         = "xt_dup"
-	xtrailMapXtEvents      = "xt_events"
-	xtrailMapXtGen         = "xt_gen"
-	xtrailMapXtInfo        = "xt_info"
-	xtrailMapXtIp4         = "xt_ip4"
-	xtrailMapXtIp6         = "xt_ip6"
-	xtrailMapXtIpfilter    = "xt_ipfilter"
-	xtrailMapXtLive        = "xt_live"
-	xtrailMapXtPort4       = "xt_port4"
-	xtrailMapXtPort6       = "xt_port6"
-	xtrailMapXtReplayCur   = "xt_replay_cur"
-	xtrailMapXtReplayNext  = "xt_replay_next"
-	xtrailMapXtReplayQ     = "xt_replay_q"
-	xtrailMapXtScanPfx     = "xt_scan_pfx"
-	xtrailMapXtScanSrcs    = "xt_scan_srcs"
-	xtrailMapXtScanTcp     = "xt_scan_tcp"
-	xtrailMapXtScanUdp     = "xt_scan_udp"
-	xtrailMapXtScanWin     = "xt_scan_win"
-	xtrailMapXtScratch     = "xt_scratch"
-	xtrailProgXtrailReplay = "xtrail_replay"
-	xtrailProgXtrailXdp    = "xtrail_xdp"
+	xtrailMapXtCfg       = "xt_cfg"
+	xtrailMapXtCidr4     = "xt_cidr4"
+	xtrailMapXtCidr6     = "xt_cidr6"
+	xtrailMapXtCounts    = "xt_counts"
+	xtrailMapXtDup       = "xt_dup"
+	xtrailMapXtEvents    = "xt_events"
+	xtrailMapXtGen       = "xt_gen"
+	xtrailMapXtInfo      = "xt_info"
+	xtrailMapXtIp4       = "xt_ip4"
+	xtrailMapXtIp6       = "xt_ip6"
+	xtrailMapXtIpfilter  = "xt_ipfilter"
+	xtrailMapXtLive      = "xt_live"
+	xtrailMapXtPort4     = "xt_port4"
+	xtrailMapXtPort6     = "xt_port6"
+	xtrailMapXtReplayCur = "xt_replay_cur"
+	xtrailMapXtReplayQ   = "xt_replay_q"
+	xtrailMapXtScanPfx   = "xt_scan_pfx"
+	xtrailMapXtScanSrcs  = "xt_scan_srcs"
+	xtrailMapXtScanTcp   = "xt_scan_tcp"
+	xtrailMapXtScanUdp   = "xt_scan_udp"
+	xtrailMapXtScanWin   = "xt_scan_win"
+	xtrailMapXtScratch   = "xt_scratch"
+	xtrailProgXtrailXdp  = "xtrail_xdp"
 )
 
 // loadXtrail returns the embedded CollectionSpec for xtrail.
@@ -194,37 +192,35 @@ type xtrailSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type xtrailProgramSpecs struct {
-	XtrailReplay *ebpf.ProgramSpec `ebpf:"xtrail_replay"`
-	XtrailXdp    *ebpf.ProgramSpec `ebpf:"xtrail_xdp"`
+	XtrailXdp *ebpf.ProgramSpec `ebpf:"xtrail_xdp"`
 }
 
 // xtrailMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type xtrailMapSpecs struct {
-	XtCfg        *ebpf.MapSpec `ebpf:"xt_cfg"`
-	XtCidr4      *ebpf.MapSpec `ebpf:"xt_cidr4"`
-	XtCidr6      *ebpf.MapSpec `ebpf:"xt_cidr6"`
-	XtCounts     *ebpf.MapSpec `ebpf:"xt_counts"`
-	XtDup        *ebpf.MapSpec `ebpf:"xt_dup"`
-	XtEvents     *ebpf.MapSpec `ebpf:"xt_events"`
-	XtGen        *ebpf.MapSpec `ebpf:"xt_gen"`
-	XtInfo       *ebpf.MapSpec `ebpf:"xt_info"`
-	XtIp4        *ebpf.MapSpec `ebpf:"xt_ip4"`
-	XtIp6        *ebpf.MapSpec `ebpf:"xt_ip6"`
-	XtIpfilter   *ebpf.MapSpec `ebpf:"xt_ipfilter"`
-	XtLive       *ebpf.MapSpec `ebpf:"xt_live"`
-	XtPort4      *ebpf.MapSpec `ebpf:"xt_port4"`
-	XtPort6      *ebpf.MapSpec `ebpf:"xt_port6"`
-	XtReplayCur  *ebpf.MapSpec `ebpf:"xt_replay_cur"`
-	XtReplayNext *ebpf.MapSpec `ebpf:"xt_replay_next"`
-	XtReplayQ    *ebpf.MapSpec `ebpf:"xt_replay_q"`
-	XtScanPfx    *ebpf.MapSpec `ebpf:"xt_scan_pfx"`
-	XtScanSrcs   *ebpf.MapSpec `ebpf:"xt_scan_srcs"`
-	XtScanTcp    *ebpf.MapSpec `ebpf:"xt_scan_tcp"`
-	XtScanUdp    *ebpf.MapSpec `ebpf:"xt_scan_udp"`
-	XtScanWin    *ebpf.MapSpec `ebpf:"xt_scan_win"`
-	XtScratch    *ebpf.MapSpec `ebpf:"xt_scratch"`
+	XtCfg       *ebpf.MapSpec `ebpf:"xt_cfg"`
+	XtCidr4     *ebpf.MapSpec `ebpf:"xt_cidr4"`
+	XtCidr6     *ebpf.MapSpec `ebpf:"xt_cidr6"`
+	XtCounts    *ebpf.MapSpec `ebpf:"xt_counts"`
+	XtDup       *ebpf.MapSpec `ebpf:"xt_dup"`
+	XtEvents    *ebpf.MapSpec `ebpf:"xt_events"`
+	XtGen       *ebpf.MapSpec `ebpf:"xt_gen"`
+	XtInfo      *ebpf.MapSpec `ebpf:"xt_info"`
+	XtIp4       *ebpf.MapSpec `ebpf:"xt_ip4"`
+	XtIp6       *ebpf.MapSpec `ebpf:"xt_ip6"`
+	XtIpfilter  *ebpf.MapSpec `ebpf:"xt_ipfilter"`
+	XtLive      *ebpf.MapSpec `ebpf:"xt_live"`
+	XtPort4     *ebpf.MapSpec `ebpf:"xt_port4"`
+	XtPort6     *ebpf.MapSpec `ebpf:"xt_port6"`
+	XtReplayCur *ebpf.MapSpec `ebpf:"xt_replay_cur"`
+	XtReplayQ   *ebpf.MapSpec `ebpf:"xt_replay_q"`
+	XtScanPfx   *ebpf.MapSpec `ebpf:"xt_scan_pfx"`
+	XtScanSrcs  *ebpf.MapSpec `ebpf:"xt_scan_srcs"`
+	XtScanTcp   *ebpf.MapSpec `ebpf:"xt_scan_tcp"`
+	XtScanUdp   *ebpf.MapSpec `ebpf:"xt_scan_udp"`
+	XtScanWin   *ebpf.MapSpec `ebpf:"xt_scan_win"`
+	XtScratch   *ebpf.MapSpec `ebpf:"xt_scratch"`
 }
 
 // xtrailVariableSpecs contains global variables before they are loaded into the kernel.
@@ -253,29 +249,28 @@ func (o *xtrailObjects) Close() error {
 //
 // It can be passed to loadXtrailObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xtrailMaps struct {
-	XtCfg        *ebpf.Map `ebpf:"xt_cfg"`
-	XtCidr4      *ebpf.Map `ebpf:"xt_cidr4"`
-	XtCidr6      *ebpf.Map `ebpf:"xt_cidr6"`
-	XtCounts     *ebpf.Map `ebpf:"xt_counts"`
-	XtDup        *ebpf.Map `ebpf:"xt_dup"`
-	XtEvents     *ebpf.Map `ebpf:"xt_events"`
-	XtGen        *ebpf.Map `ebpf:"xt_gen"`
-	XtInfo       *ebpf.Map `ebpf:"xt_info"`
-	XtIp4        *ebpf.Map `ebpf:"xt_ip4"`
-	XtIp6        *ebpf.Map `ebpf:"xt_ip6"`
-	XtIpfilter   *ebpf.Map `ebpf:"xt_ipfilter"`
-	XtLive       *ebpf.Map `ebpf:"xt_live"`
-	XtPort4      *ebpf.Map `ebpf:"xt_port4"`
-	XtPort6      *ebpf.Map `ebpf:"xt_port6"`
-	XtReplayCur  *ebpf.Map `ebpf:"xt_replay_cur"`
-	XtReplayNext *ebpf.Map `ebpf:"xt_replay_next"`
-	XtReplayQ    *ebpf.Map `ebpf:"xt_replay_q"`
-	XtScanPfx    *ebpf.Map `ebpf:"xt_scan_pfx"`
-	XtScanSrcs   *ebpf.Map `ebpf:"xt_scan_srcs"`
-	XtScanTcp    *ebpf.Map `ebpf:"xt_scan_tcp"`
-	XtScanUdp    *ebpf.Map `ebpf:"xt_scan_udp"`
-	XtScanWin    *ebpf.Map `ebpf:"xt_scan_win"`
-	XtScratch    *ebpf.Map `ebpf:"xt_scratch"`
+	XtCfg       *ebpf.Map `ebpf:"xt_cfg"`
+	XtCidr4     *ebpf.Map `ebpf:"xt_cidr4"`
+	XtCidr6     *ebpf.Map `ebpf:"xt_cidr6"`
+	XtCounts    *ebpf.Map `ebpf:"xt_counts"`
+	XtDup       *ebpf.Map `ebpf:"xt_dup"`
+	XtEvents    *ebpf.Map `ebpf:"xt_events"`
+	XtGen       *ebpf.Map `ebpf:"xt_gen"`
+	XtInfo      *ebpf.Map `ebpf:"xt_info"`
+	XtIp4       *ebpf.Map `ebpf:"xt_ip4"`
+	XtIp6       *ebpf.Map `ebpf:"xt_ip6"`
+	XtIpfilter  *ebpf.Map `ebpf:"xt_ipfilter"`
+	XtLive      *ebpf.Map `ebpf:"xt_live"`
+	XtPort4     *ebpf.Map `ebpf:"xt_port4"`
+	XtPort6     *ebpf.Map `ebpf:"xt_port6"`
+	XtReplayCur *ebpf.Map `ebpf:"xt_replay_cur"`
+	XtReplayQ   *ebpf.Map `ebpf:"xt_replay_q"`
+	XtScanPfx   *ebpf.Map `ebpf:"xt_scan_pfx"`
+	XtScanSrcs  *ebpf.Map `ebpf:"xt_scan_srcs"`
+	XtScanTcp   *ebpf.Map `ebpf:"xt_scan_tcp"`
+	XtScanUdp   *ebpf.Map `ebpf:"xt_scan_udp"`
+	XtScanWin   *ebpf.Map `ebpf:"xt_scan_win"`
+	XtScratch   *ebpf.Map `ebpf:"xt_scratch"`
 }
 
 func (m *xtrailMaps) Close() error {
@@ -295,7 +290,6 @@ func (m *xtrailMaps) Close() error {
 		m.XtPort4,
 		m.XtPort6,
 		m.XtReplayCur,
-		m.XtReplayNext,
 		m.XtReplayQ,
 		m.XtScanPfx,
 		m.XtScanSrcs,
@@ -316,13 +310,11 @@ type xtrailVariables struct {
 //
 // It can be passed to loadXtrailObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xtrailPrograms struct {
-	XtrailReplay *ebpf.Program `ebpf:"xtrail_replay"`
-	XtrailXdp    *ebpf.Program `ebpf:"xtrail_xdp"`
+	XtrailXdp *ebpf.Program `ebpf:"xtrail_xdp"`
 }
 
 func (p *xtrailPrograms) Close() error {
 	return _XtrailClose(
-		p.XtrailReplay,
 		p.XtrailXdp,
 	)
 }
