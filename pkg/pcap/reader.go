@@ -62,9 +62,21 @@ type iface struct {
 	offset      int64  // if_tsoffset, seconds
 }
 
+// source is what a Reader reads: a bufio.Reader over a stream, or a
+// capture file mapped into memory (OpenFile).
+type source interface {
+	io.Reader
+	// Peek returns the next n bytes without consuming them, valid until
+	// the next read; an error when they are not all there (or, for a
+	// buffered stream, more than its buffer holds).
+	Peek(n int) ([]byte, error)
+	Discard(n int) (int, error)
+}
+
 // Reader reads packets from a pcap or pcapng stream.
 type Reader struct {
-	br    *bufio.Reader
+	br    source
+	close func() error // OpenFile's: unmap and close the file
 	order binary.ByteOrder
 	ng    bool
 	off   int64 // bytes consumed, for error messages
@@ -88,6 +100,10 @@ func NewReader(r io.Reader) (*Reader, error) {
 	if !ok {
 		br = bufio.NewReaderSize(r, 64<<10)
 	}
+	return newReader(br)
+}
+
+func newReader(br source) (*Reader, error) {
 	rd := &Reader{br: br}
 	if err := rd.readFull(rd.hdr[:4]); err != nil {
 		return nil, rd.formatErr("reading magic number: %w", err)
@@ -153,8 +169,8 @@ func (r *Reader) nextClassic() (Packet, error) {
 	if incl > MaxRecordSize {
 		return Packet{}, r.fail(r.formatErr("record at offset %d: captured length %d exceeds %d", start, incl, MaxRecordSize))
 	}
-	data := r.grow(int(incl))
-	if err := r.readFull(data); err != nil {
+	data, err := r.take(int(incl))
+	if err != nil {
 		return Packet{}, r.fail(r.formatErr("record at offset %d: truncated packet data (%d bytes announced): %w", start, incl, err))
 	}
 	ns := int64(frac)
@@ -437,6 +453,19 @@ func (r *Reader) grow(n int) []byte {
 	}
 	r.buf = r.buf[:n]
 	return r.buf
+}
+
+// take consumes the next n bytes and returns them: a view into the
+// source when it gives one (a mapped file; a stream whose buffer holds
+// them), valid until the next read, else a copy in r.buf.
+func (r *Reader) take(n int) ([]byte, error) {
+	if b, err := r.br.Peek(n); err == nil {
+		d, err := r.br.Discard(n)
+		r.off += int64(d)
+		return b, err
+	}
+	data := r.grow(n)
+	return data, r.readFull(data)
 }
 
 func (r *Reader) readFull(b []byte) error {

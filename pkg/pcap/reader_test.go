@@ -22,6 +22,11 @@ func readAll(t *testing.T, b []byte) ([]Packet, error) {
 	if err != nil {
 		return nil, err
 	}
+	return packets(r)
+}
+
+// packets reads every packet of r, each with a copy of its data.
+func packets(r *Reader) ([]Packet, error) {
 	var out []Packet
 	for {
 		p, err := r.Next()

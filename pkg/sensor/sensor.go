@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"time"
 
 	"github.com/cilium/ebpf/ringbuf"
@@ -310,17 +311,28 @@ func watchLosses(ctx context.Context, done <-chan struct{}, dp *dataplane.Datapl
 	}
 }
 
-func replayFile(ctx context.Context, rp *dataplane.Replayer, rd *ringbuf.Reader, agent *Agent, path string) error {
-	var in io.Reader = os.Stdin
-	if path != "-" {
-		f, err := os.Open(path)
-		if err != nil {
-			return fmt.Errorf("replay: %w", err)
+func replayFile(ctx context.Context, rp *dataplane.Replayer, rd *ringbuf.Reader, agent *Agent, path string) (err error) {
+	var pr *pcap.Reader
+	if path == "-" {
+		pr, err = pcap.NewReader(bufio.NewReaderSize(os.Stdin, 1<<20))
+	} else {
+		// a file is read through a mapping (no copy out of the page
+		// cache); one cut short while mapped faults where a read would
+		// have ended early: that fault is this replay's error
+		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+		defer func() {
+			if r := recover(); r != nil {
+				if _, ok := r.(interface{ Addr() uintptr }); !ok {
+					panic(r)
+				}
+				err = fmt.Errorf("replay %s: the file shrank while it was read: %v", path, r)
+			}
+		}()
+		pr, err = pcap.OpenFile(path)
+		if pr != nil {
+			defer pr.Close()
 		}
-		defer f.Close()
-		in = f
 	}
-	pr, err := pcap.NewReader(bufio.NewReaderSize(in, 1<<20))
 	if err != nil {
 		return fmt.Errorf("replay %s: %w", path, err)
 	}
