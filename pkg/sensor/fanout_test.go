@@ -35,7 +35,7 @@ func corpusRecords(t *testing.T, trailsFile string, pcapFiles ...string) ([][]by
 	log := slog.New(slog.DiscardHandler)
 	wl := trails.DefaultWhitelist()
 	dp, ts, err := loadPlane(dataplane.Options{Replay: true, Scan: dataplane.Scan{Port: true, UDP: true, Infection: true, Window: 30 * time.Second}, Logger: log},
-		trailsFile, wl, log)
+		trailsFile, wl, "", log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +72,7 @@ func corpusRecords(t *testing.T, trailsFile string, pcapFiles ...string) ([][]by
 			if err := dp.SetClock(pkt.Time); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := dp.Run(frame[:min(len(frame), maxReplayFrame)]); err != nil {
+			if _, err := dp.Run(frame[:min(len(frame), dataplane.ReplayFrameMax)]); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -312,6 +312,7 @@ func loadReplayCache(dopts dataplane.Options, file string, wl *trails.Whitelist,
 			log.Warn("older replay caches stay", "err", err)
 		}
 	}
+	ts.release(log)
 	return dp, ts, nil
 }
 
