@@ -21,10 +21,11 @@ build:
 generate:
 	scripts/deps.sh generate
 	cd pkg/dataplane && $(GO) generate ./...
+	cd internal/trafficgen && $(GO) generate ./...
 
 # CI: the committed bindings must be what `make generate` produces.
 check-generate: generate
-	git diff --exit-code -- pkg/dataplane/ || { echo "generated BPF bindings are stale: run make generate and commit"; exit 1; }
+	git diff --exit-code -- pkg/dataplane/ internal/trafficgen/ || { echo "generated BPF bindings are stale: run make generate and commit"; exit 1; }
 
 test:
 	scripts/deps.sh test

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"runtime"
 	"unsafe"
 
@@ -136,9 +137,19 @@ type dispatcherHold struct {
 	link link.Link
 }
 
-// holdInDispatcher attaches prog to a fresh namespace's loopback. The
+// HoldInDispatcher keeps an XDP program in the kernel's dispatcher until
+// Close (see dispatcherHold), so its test runs with a repeat count cost no
+// RCU grace period: it attaches prog to a fresh namespace's loopback. The
 // calling goroutine must be locked to its thread (it enters the namespace
 // to make it, and returns).
+func HoldInDispatcher(prog *ebpf.Program) (io.Closer, error) {
+	h, err := holdInDispatcher(prog)
+	if err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
 func holdInDispatcher(prog *ebpf.Program) (*dispatcherHold, error) {
 	orig, err := netns.Get()
 	if err != nil {
