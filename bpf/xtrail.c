@@ -19,6 +19,7 @@
 #include <linux/udp.h>
 
 #include "bpf_defs.h"
+#include "place.h"
 #include "xtrail.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
@@ -1358,11 +1359,9 @@ static __always_inline void do_other(struct pkt *p, void *data, void *end)
 /*
  * Replay (xtrail.h, pkg/dataplane Replayer): while frames are queued in
  * xt_replay_q, each run of the program takes the next one as its packet
- * and its capture time as the clock; with none queued the run looks at the
- * test run's own frame. The frame goes at the end of the test run's buffer
- * (BPF_PROG_TEST_RUN keeps the buffer between the runs of one call), moved
- * there by its head: growing the tail would clear the new bytes first.
- * Only a program loaded for replay (XT_CFG_REPLAY) gets here. Returns -1
+ * (place.h) and its capture time as the clock; with none queued the run
+ * looks at the test run's own frame. Only a program loaded for replay
+ * (XT_CFG_REPLAY) gets here. Returns -1
  * when a queued frame could not be handed on (a bug: user space checks
  * lengths), after counting it in xt_replay_ctl.bad.
  */
@@ -1384,13 +1383,7 @@ static __always_inline int replay_frame(struct xdp_md *ctx, struct xt_config *cf
 	len = f->len;
 	if (len < 14 || len > XT_REPLAY_FRAME_MAX)
 		goto bad;
-	/* the frame's length now, as a 64-bit difference of the pointers:
-	 * the verifier refuses 32-bit arithmetic on them */
-	__u64 cur = (void *)(long)ctx->data_end - (void *)(long)ctx->data;
-	asm volatile("" : "+r"(cur));
-	if (bpf_xdp_adjust_head(ctx, (int)cur - (int)len))
-		goto bad;
-	if (bpf_xdp_store_bytes(ctx, 0, f->data, len))
+	if (place_frame(ctx, f->data, len))
 		goto bad;
 	cfg->clock_ns = f->ts_ns;
 	return 0;

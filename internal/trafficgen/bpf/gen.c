@@ -9,6 +9,7 @@
 #include <linux/bpf.h>
 
 #include "bpf_defs.h"
+#include "place.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
@@ -63,11 +64,7 @@ int gen(struct xdp_md *ctx)
 	len = f->len;
 	if (len < 14 || len > GEN_FRAME_MAX)
 		goto bad;
-	__u64 cur = (void *)(long)ctx->data_end - (void *)(long)ctx->data;
-	asm volatile("" : "+r"(cur));
-	if (bpf_xdp_adjust_head(ctx, (int)cur - (int)len))
-		goto bad;
-	if (bpf_xdp_store_bytes(ctx, 0, f->data, len))
+	if (place_frame(ctx, f->data, len))
 		goto bad;
 	if (c->vary) {
 		void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
