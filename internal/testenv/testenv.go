@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"sync"
 	"testing"
 )
@@ -108,6 +109,22 @@ func StaticTrails(t testing.TB) []byte {
 // StaticTrailsPath is the path of the real trails file.
 func StaticTrailsPath(t testing.TB) string {
 	return filepath.Join(SharedDir(t), "data", "trails-static.csv.gz")
+}
+
+// MixCapture writes n packets of the benchmark traffic mix
+// (../shared/bench/gen_mix_pcap.py, seed 1, the trail hits excluded) to a
+// pcap in a temporary directory of t and returns its path.
+func MixCapture(t testing.TB, n int) string {
+	t.Helper()
+	bench := filepath.Join(SharedDir(t), "bench")
+	py := RequireBinary(t, "python3")
+	out := filepath.Join(t.TempDir(), "mix.pcap")
+	cmd := exec.Command(py, filepath.Join(bench, "gen_mix_pcap.py"), "--count", strconv.Itoa(n), "--seed", "1",
+		"--exclude", filepath.Join(bench, "exclude_hits_seed1.txt"), "--out", out)
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("gen_mix_pcap.py: %v: %s", err, msg)
+	}
+	return out
 }
 
 // static caches StaticTrails: ~110 MB that a test binary's tests and

@@ -1,13 +1,10 @@
 package dataplane_test
 
 import (
-	"bufio"
 	"errors"
 	"io"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"sync"
@@ -216,23 +213,11 @@ var (
 // readMix generates n packets of the gen_mix traffic (seed 1, the hits
 // excluded) and reads their frames.
 func readMix(b *testing.B, n int) ([][]byte, []time.Time, error) {
-	shared := testenv.SharedDir(b)
-	py := testenv.RequireBinary(b, "python3")
-	out := filepath.Join(b.TempDir(), "mix.pcap")
-	cmd := exec.Command(py, filepath.Join(shared, "bench", "gen_mix_pcap.py"), "--count", strconv.Itoa(n), "--seed", "1",
-		"--exclude", filepath.Join(shared, "bench", "exclude_hits_seed1.txt"), "--out", out)
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		return nil, nil, errors.Join(err, errors.New(string(msg)))
-	}
-	f, err := os.Open(out)
+	pr, err := pcap.OpenFile(testenv.MixCapture(b, n))
 	if err != nil {
 		return nil, nil, err
 	}
-	defer f.Close()
-	pr, err := pcap.NewReader(bufio.NewReader(f))
-	if err != nil {
-		return nil, nil, err
-	}
+	defer pr.Close()
 	var frames [][]byte
 	var times []time.Time
 	for {

@@ -54,7 +54,7 @@ type Replayer struct {
 	// in which the program places each queued frame in turn.
 	in    []byte
 	attr  progRunAttr
-	cpus  unix.CPUSet // the thread's affinity before, restored by Close
+	unpin func() error // restores the thread's affinity
 	fd    int
 	held  *dispatcherHold
 	Calls int // system calls made (test runs, including those a signal cut short)
@@ -106,17 +106,10 @@ func (d *Dataplane) NewReplayer() (*Replayer, error) {
 	}
 	r.attr = progRunAttr{progFd: uint32(r.fd), dataSizeIn: uint32(len(r.in)), dataIn: uint64(uintptr(unsafe.Pointer(&r.in[0])))}
 	runtime.LockOSThread()
-	if err := unix.SchedGetaffinity(0, &r.cpus); err != nil {
+	if r.unpin, err = PinThread(); err != nil {
 		r.unmap()
 		runtime.UnlockOSThread()
-		return nil, fmt.Errorf("replay: CPU affinity: %w", err)
-	}
-	var one unix.CPUSet
-	one.Set(currentCPU())
-	if err := unix.SchedSetaffinity(0, &one); err != nil {
-		r.unmap()
-		runtime.UnlockOSThread()
-		return nil, fmt.Errorf("replay: pin to a CPU: %w", err)
+		return nil, fmt.Errorf("replay: %w", err)
 	}
 	if r.held, err = holdInDispatcher(d.objs.XtrailXdp); err != nil {
 		r.Close()
@@ -192,13 +185,23 @@ func mmapMap(fd, size int) ([]byte, error) {
 	return b, nil
 }
 
-// currentCPU is the CPU the calling thread runs on.
-func currentCPU() int {
+// PinThread pins the calling thread, which must be locked
+// (runtime.LockOSThread), to the CPU it runs on; the returned func restores
+// its affinity.
+func PinThread() (restore func() error, err error) {
+	var old, one unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &old); err != nil {
+		return nil, fmt.Errorf("CPU affinity: %w", err)
+	}
 	var cpu uint32
 	if _, _, e := unix.RawSyscall(unix.SYS_GETCPU, uintptr(unsafe.Pointer(&cpu)), 0, 0); e != 0 {
-		return 0
+		return nil, fmt.Errorf("current CPU: %w", e)
 	}
-	return int(cpu)
+	one.Set(int(cpu))
+	if err := unix.SchedSetaffinity(0, &one); err != nil {
+		return nil, fmt.Errorf("pin to CPU %d: %w", cpu, err)
+	}
+	return func() error { return unix.SchedSetaffinity(0, &old) }, nil
 }
 
 // Queue copies a frame (cut to ReplayFrameMax bytes) captured at ts (ns
@@ -266,7 +269,7 @@ func (r *Replayer) Close() error {
 	}
 	herr := r.held.Close()
 	r.held = nil
-	err := unix.SchedSetaffinity(0, &r.cpus)
+	err := r.unpin()
 	runtime.UnlockOSThread()
 	r.unmap()
 	if err != nil {

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf/ringbuf"
-	"golang.org/x/sys/unix"
 
 	"github.com/xtrail/xtrail/internal/pktbuild"
 )
@@ -77,16 +76,12 @@ func readRecords(t *testing.T, rd *ringbuf.Reader) []Record {
 // those of one CPU too.
 func pinThread(t *testing.T) {
 	runtime.LockOSThread()
-	var old, one unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &old); err != nil {
-		t.Fatal(err)
-	}
-	one.Set(currentCPU())
-	if err := unix.SchedSetaffinity(0, &one); err != nil {
+	unpin, err := PinThread()
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		unix.SchedSetaffinity(0, &old)
+		unpin()
 		runtime.UnlockOSThread()
 	})
 }

@@ -39,7 +39,7 @@ func liveSensor(t *testing.T, l *lab.Lab, o Options) (c *capture, stop func() er
 // startLive runs a live sensor with o until stop is called (stop returns
 // Run's error, and runs at cleanup too); it returns once the sensor is
 // ready.
-func startLive(t *testing.T, o Options) (stop func() error) {
+func startLive(t testing.TB, o Options) (stop func() error) {
 	t.Helper()
 	ready := make(chan struct{})
 	o.Ready = func() { close(ready) }
