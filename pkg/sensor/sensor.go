@@ -185,6 +185,7 @@ func Run(ctx context.Context, o Options) error {
 			cpu := cpuTime() - start
 			log.Info("replay done", "frames", n, "cpu", cpu, "cpu_per_frame", cpu/time.Duration(n))
 		}
+		logKernelMemory(log, dp)
 		report(log, dp, agents)
 		return errors.Join(errs...)
 	}
@@ -407,6 +408,24 @@ func report(log *slog.Logger, dp *dataplane.Dataplane, agents agentSet) {
 		}
 	}
 	log.Info("sensor counters", args...)
+}
+
+// logKernelMemory logs the kernel memory of the program's maps and of its
+// trail maps, which RSS does not show (the ring's mapping aside, which it
+// shows twice).
+func logKernelMemory(log *slog.Logger, dp *dataplane.Dataplane) {
+	pm, err := dp.ProgramMemory()
+	if err != nil {
+		log.Warn("program map memory", "err", err)
+		return
+	}
+	tm, err := dp.Trails().Memory()
+	if err != nil {
+		log.Warn("trail map memory", "err", err)
+		return
+	}
+	log.Info("kernel memory", "ring_bytes", pm.Ring, "scan_map_bytes", pm.Scan, "other_program_map_bytes", pm.Other,
+		"trail_map_bytes", tm.Total(), "replay_cache", dp.PinDir())
 }
 
 // cpuTime is the process's user+system CPU time so far.
