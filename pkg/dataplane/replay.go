@@ -33,8 +33,10 @@ const ReplayBatch = 256
 // ReplayRingSize is a ring big enough for a replay, which drains it after
 // every batch: each frame makes at most a record of its payload (or two
 // small ones, a scan alert and an IP hit), so a batch writes at most
-// ReplayBatch x 1.6 KiB = 414 KiB.
-const ReplayRingSize = 1 << 20
+// ReplayBatch x 1.6 KiB = 414 KiB. The ring is mapped into the process
+// twice (the kernel's wrap-around layout), so it costs twice its size in
+// RSS once read through.
+const ReplayRingSize = 512 << 10
 
 const (
 	replayFrameSize = int(unsafe.Sizeof(xtrailXtReplayFrame{}))

@@ -204,3 +204,34 @@ func TestReplayerRefuses(t *testing.T) {
 		t.Errorf("%d system calls for one batch", rp.Calls)
 	}
 }
+
+// TestReplayRingHoldsABatch: a replay's ring (ReplayRingSize) takes a whole
+// batch of the largest records, a full-size candidate snapshot per frame,
+// without a loss.
+func TestReplayRingHoldsABatch(t *testing.T) {
+	p := openPlane(t, Options{Replay: true, RingSize: ReplayRingSize}, testTrails)
+	rp, err := p.dp.NewReplayer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rp.Close()
+	req := append([]byte("GET /"), bytes.Repeat([]byte{'a'}, 2000)...)
+	for i := range ReplayBatch {
+		f := pktbuild.Frame{Src: clean, Dst: clean2, Proto: pktbuild.TCP, Sport: uint16(1000 + i), Dport: 80,
+			TCPFlags: pktbuild.ACK | pktbuild.PSH, Payload: req}
+		if err := rp.Queue(t0.UnixNano(), f.Bytes()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rp.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	recs := readRecords(t, p.rd)
+	c := p.counters(t)
+	if len(recs) != ReplayBatch || c["ringbuf_full"] != 0 || c["cand_cut"] != ReplayBatch {
+		t.Fatalf("%d records, counters %v: want %d full-size candidates, none lost", len(recs), c, ReplayBatch)
+	}
+	if n := len(recs[0].Payload); n != SnapMax {
+		t.Errorf("snapshot of %d bytes, want %d", n, SnapMax)
+	}
+}
