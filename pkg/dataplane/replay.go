@@ -114,8 +114,8 @@ func (d *Dataplane) NewReplayer() (*Replayer, error) {
 		return nil, fmt.Errorf("replay: %w", err)
 	}
 	if r.held, err = holdInDispatcher(d.objs.XtrailXdp); err != nil {
-		r.Close()
-		return nil, err
+		// slower (two RCU grace periods a batch, in wall time), not wrong
+		d.log.Warn("replay: the program is not held in the XDP dispatcher: each batch waits for it", "err", err)
 	}
 	return r, nil
 }
@@ -158,7 +158,13 @@ func holdInDispatcher(prog *ebpf.Program) (*dispatcherHold, error) {
 	h := &dispatcherHold{ns: ns}
 	h.link, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: 1, Flags: link.XDPGenericMode}) // lo
 	if serr := netns.Set(orig); serr != nil {
-		// the thread stays locked and is retired with its goroutine
+		// the thread is in the wrong namespace: lock it once more, so
+		// the caller's unlock leaves it to be retired with its goroutine
+		runtime.LockOSThread()
+		if h.link != nil {
+			h.link.Close()
+		}
+		ns.Close()
 		return nil, errors.Join(err, fmt.Errorf("replay: return to the network namespace: %w", serr))
 	}
 	if err != nil {
