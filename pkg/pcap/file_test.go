@@ -140,3 +140,26 @@ func TestOpenFileShrunk(t *testing.T) {
 		t.Fatalf("reading past the cut: %v, want a fault", fault)
 	}
 }
+
+// FuzzOpenFile: a capture read through its mapping gives what the stream
+// reader gives, packets and error, whatever the bytes.
+func FuzzOpenFile(f *testing.F) {
+	for _, s := range fuzzSeeds() {
+		f.Add(s)
+	}
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		path := filepath.Join(dir, "fuzz.pcap")
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		want, werr := readAll(t, b)
+		got, gerr := readFile(t, path)
+		if (werr == nil) != (gerr == nil) || (werr != nil && werr.Error() != gerr.Error()) {
+			t.Fatalf("mapped: error %v, stream: %v", gerr, werr)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("mapped: %d packets, stream: %d (or they differ)", len(got), len(want))
+		}
+	})
+}
