@@ -58,11 +58,27 @@ func PruneReplayCaches(pinDir, keep string) error {
 		if pid, err := PinDirHolder(dir); err != nil || pid != 0 {
 			continue // in use (or unknown): the next replay tries again
 		}
-		if err := os.RemoveAll(dir); err != nil {
-			errs = append(errs, fmt.Errorf("remove replay cache: %w", err))
+		if err := RemoveReplayCache(dir); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// RemoveReplayCache removes the replay cache dir unless a process holds
+// it: one another version of xtrail made, whose maps do not fit this one.
+func RemoveReplayCache(dir string) error {
+	pid, err := PinDirHolder(dir)
+	if err != nil {
+		return err
+	}
+	if pid != 0 {
+		return fmt.Errorf("replay cache %s is in use by process %d", dir, pid)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("remove replay cache: %w", err)
+	}
+	return nil
 }
 
 // resetReplayState clears what a cached program kept from the replay

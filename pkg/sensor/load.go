@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cilium/ebpf"
+
 	"github.com/xtrail/xtrail/pkg/dataplane"
 	"github.com/xtrail/xtrail/pkg/deploy"
 	"github.com/xtrail/xtrail/pkg/heuristics"
@@ -286,6 +288,12 @@ func loadReplayCache(dopts dataplane.Options, file string, wl *trails.Whitelist,
 	private := dopts
 	dopts.PinDir = dataplane.ReplayCacheDir(root, ts.store.Info().SHA256)
 	dp, err := dataplane.Load(dopts)
+	if errors.Is(err, ebpf.ErrMapIncompatible) {
+		// a cache left by another version of xtrail: make it anew
+		if rerr := dataplane.RemoveReplayCache(dopts.PinDir); rerr == nil {
+			dp, err = dataplane.Load(dopts)
+		}
+	}
 	if err != nil {
 		log.Warn("replay cache not usable: loading the trails into private maps", "dir", dopts.PinDir, "err", err)
 		if dp, err = dataplane.Load(private); err != nil {
