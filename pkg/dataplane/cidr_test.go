@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cilium/ebpf"
+
 	"github.com/xtrail/xtrail/pkg/trails"
 )
 
@@ -137,6 +139,29 @@ func TestLiveID(t *testing.T) {
 	}
 	if id, live := maps.LiveID(); id != sum || !live {
 		t.Fatalf("after ReplaceFrom: %x %v", id, live)
+	}
+	// a generation an xtrail without address filters loaded is not the
+	// store's: loading the store again gives it a filter
+	g, err := maps.Generation()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var filter *ebpf.Map
+	if err := maps.outer[kindFilter].Lookup(g, &filter); err != nil {
+		t.Fatal(err)
+	}
+	if err := maps.outer[kindFilter].Delete(g); err != nil {
+		t.Fatal(err)
+	}
+	if _, live := maps.LiveID(); live {
+		t.Error("a generation without a filter counts as the store's")
+	}
+	if err := maps.outer[kindFilter].Put(g, filter); err != nil {
+		t.Fatal(err)
+	}
+	filter.Close()
+	if _, live := maps.LiveID(); !live {
+		t.Error("the filter back: not live")
 	}
 	if _, err := maps.Replace(set); err != nil {
 		t.Fatal(err)

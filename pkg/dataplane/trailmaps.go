@@ -211,12 +211,18 @@ func (t *TrailMaps) Replace(set *trails.Set) (LoadStats, error) {
 }
 
 // LiveID returns the identity recorded with the live generation (zero when
-// unknown) and whether it is still the live one.
+// unknown) and whether it is still the live one. A generation without an
+// address filter (loaded by an xtrail without filters) is not: loading
+// its store again gives it one.
 func (t *TrailMaps) LiveID() ([32]byte, bool) {
 	var v xtrailXtGenid
+	var filter uint32
 	g, err := t.Generation()
 	if err != nil || t.live.Lookup(uint32(0), &v) != nil {
 		return [32]byte{}, false
+	}
+	if t.outer[kindFilter].Lookup(g, &filter) != nil {
+		return v.Sum, false
 	}
 	return v.Sum, v.Gen == g
 }
