@@ -22,6 +22,8 @@ import (
 	"regexp"
 	"strings"
 	"sync/atomic"
+
+	"github.com/xtrail/xtrail/pkg/proto"
 )
 
 // Heuristic names a heuristic DISABLED_HEURISTICS can turn off.
@@ -244,14 +246,15 @@ type Engine struct {
 	uaSeed  maphash.Seed
 
 	// scratch, reused per call
-	f     Finding
-	fwd   []byte // the forwarded-for address of the request being checked
-	trail []byte
-	lower []byte
-	unq   []byte
-	enc   []byte
-	encB  []byte
-	uaBuf []byte
+	f      Finding
+	fwd    []byte             // the forwarded-for address of the request being checked
+	fwdReq *proto.HTTPRequest // else the request to read it from, when a finding needs it
+	trail  []byte
+	lower  []byte
+	unq    []byte
+	enc    []byte
+	encB   []byte
+	uaBuf  []byte
 }
 
 // New returns an Engine for c. It allocates the tables of c.Limits.
@@ -312,6 +315,7 @@ func (e *Engine) Fork() *Engine {
 	f.web.init(e.limits, e.stats)
 	f.uaSeed = maphash.MakeSeed()
 	f.uaClean = [uaCacheSize]uint64{}
+	f.fwdReq = nil
 	f.f, f.fwd, f.trail, f.lower, f.unq, f.enc, f.encB, f.uaBuf = Finding{}, nil, nil, nil, nil, nil, nil, nil
 	return &f
 }
@@ -330,7 +334,11 @@ type Reporter interface {
 
 // report counts and hands over a finding whose trail is in e.trail.
 func (e *Engine) report(r Reporter, k Kind, typ, info string) {
-	e.f = Finding{Kind: k, Type: typ, Trail: e.trail, Info: info, Forwarded: e.fwd}
+	fwd := e.fwd
+	if e.fwdReq != nil {
+		fwd = e.fwdReq.ForwardedFor()
+	}
+	e.f = Finding{Kind: k, Type: typ, Trail: e.trail, Info: info, Forwarded: fwd}
 	e.stats.Found[k].Add(1)
 	r.Report(&e.f)
 }

@@ -28,9 +28,12 @@ type HTTP struct {
 	// Body is what follows the end of the headers (any method), nil when
 	// the payload holds no end of headers.
 	Body []byte
-	// Forwarded is the forwarded-for address of the request's headers
-	// (proto.HTTPRequest.ForwardedFor), nil for none.
+	// Forwarded is the forwarded-for address of the request's headers,
+	// nil for none. When it is nil and Req is set, Req.ForwardedFor() is
+	// read instead, only when a finding needs it: the search walks the
+	// whole payload, and clean requests need none.
 	Forwarded []byte
+	Req       *proto.HTTPRequest
 	Whitelist *trails.Whitelist
 }
 
@@ -391,9 +394,12 @@ func hasPrecondition(b []byte) bool {
 // trails, "(", ")", CR and LF of the path and body are %-encoded, and the
 // source carries the forwarded-for address.
 func (e *Engine) Request(h *HTTP, r Reporter) bool {
-	e.fwd = h.Forwarded
+	e.fwd, e.fwdReq = h.Forwarded, nil
+	if h.Forwarded == nil {
+		e.fwdReq = h.Req
+	}
 	found := e.request(h, r)
-	e.fwd = nil
+	e.fwd, e.fwdReq = nil, nil
 	return found
 }
 

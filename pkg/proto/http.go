@@ -51,27 +51,35 @@ type HTTPRequest struct {
 	UserAgent   []byte
 	ContentType []byte
 
-	// XForwardedFor, CFConnectingIP and TrueClientIP hold the run of
-	// digits and dots after "Name:" and optional whitespace, from the
-	// first occurrence of each name (case-insensitive, at a word
-	// boundary) in the payload: exactly what Maltrail's regex captures.
-	// A header whose value does not start with a digit or dot is absent.
-	XForwardedFor  []byte
-	CFConnectingIP []byte
-	TrueClientIP   []byte
-
 	// Body is what follows the first "\r\n\r\n", possibly empty; nil when
 	// the snapshot holds no end of headers.
 	Body []byte
 
-	fwdPos [3]int // payload offsets of the three forwarded-for matches, -1 if absent
+	// The forwarded-for headers are searched only when asked for
+	// (Forwarded, ForwardedFor): only an event's source column needs
+	// them, and the search walks every colon of the payload.
+	payload []byte
+	fwdDone bool
+	fwd     [3][]byte // X-Forwarded-For, CF-Connecting-IP, True-Client-IP values
+	fwdPos  [3]int    // payload offsets of the three matches, -1 if absent
+}
+
+// Forwarded returns the values of X-Forwarded-For, CF-Connecting-IP and
+// True-Client-IP: the run of digits and dots after "Name:" and optional
+// whitespace, from the first occurrence of each name (case-insensitive,
+// at a word boundary) in the payload, exactly what Maltrail's regex
+// captures. A header whose value does not start with a digit or dot is
+// absent (nil). The payload is searched at the first call after a parse.
+func (r *HTTPRequest) Forwarded() (xff, cfConnectingIP, trueClientIP []byte) {
+	r.findForwarded()
+	return r.fwd[0], r.fwd[1], r.fwd[2]
 }
 
 // ForwardedFor returns the forwarded-for address Maltrail would pick: the
 // value of whichever of X-Forwarded-For, CF-Connecting-IP and
 // True-Client-IP occurs first in the payload, or nil.
 func (r *HTTPRequest) ForwardedFor() []byte {
-	vals := [3][]byte{r.XForwardedFor, r.CFConnectingIP, r.TrueClientIP}
+	r.findForwarded()
 	best := -1
 	for i, p := range r.fwdPos {
 		if p >= 0 && (best < 0 || p < r.fwdPos[best]) {
@@ -81,7 +89,14 @@ func (r *HTTPRequest) ForwardedFor() []byte {
 	if best < 0 {
 		return nil
 	}
-	return vals[best]
+	return r.fwd[best]
+}
+
+func (r *HTTPRequest) findForwarded() {
+	if !r.fwdDone {
+		r.fwdDone = true
+		forwardedHeaders(r.payload, r)
+	}
 }
 
 // ParseHTTPRequest parses the request start in b into r.
@@ -92,7 +107,7 @@ func (r *HTTPRequest) ForwardedFor() []byte {
 // Maltrail accepts any such line. Headers are searched in the whole payload
 // (Maltrail does not stop at the end of the headers).
 func ParseHTTPRequest(b []byte, r *HTTPRequest) error {
-	*r = HTTPRequest{fwdPos: [3]int{-1, -1, -1}}
+	*r = HTTPRequest{payload: b, fwdPos: [3]int{-1, -1, -1}}
 	i := bytes.Index(b, crlf)
 	if i < 0 {
 		return errHTTPLine
@@ -150,7 +165,6 @@ func ParseHTTPRequest(b []byte, r *HTTPRequest) error {
 		}
 		at += 2 + next
 	}
-	forwardedHeaders(b, r)
 	return nil
 }
 
@@ -289,15 +303,7 @@ func forwardedHeaders(b []byte, r *HTTPRequest) {
 				continue
 			}
 			r.fwdPos[k] = start
-			val := b[v:e:e]
-			switch k {
-			case 0:
-				r.XForwardedFor = val
-			case 1:
-				r.CFConnectingIP = val
-			case 2:
-				r.TrueClientIP = val
-			}
+			r.fwd[k] = b[v:e:e]
 			found++
 		}
 	}

@@ -114,8 +114,9 @@ func TestParseHTTPRequest(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			xff, cf, tci := r.Forwarded()
 			got := want{str(r.Method), str(r.Path), str(r.Version), r.HostFound, str(r.Host), str(r.UserAgent),
-				str(r.ContentType), str(r.XForwardedFor), str(r.CFConnectingIP), str(r.TrueClientIP),
+				str(r.ContentType), str(xff), str(cf), str(tci),
 				str(r.ForwardedFor()), str(r.Body)}
 			if got != tc.want {
 				t.Errorf("got  %+v\nwant %+v", got, tc.want)
@@ -308,7 +309,8 @@ func FuzzParseHTTPRequest(f *testing.F) {
 		if !bytes.HasPrefix(b, []byte(line)) || len(r.Method) == 0 || len(r.Path) == 0 {
 			t.Fatalf("request line %q does not start %q", line, b)
 		}
-		for _, v := range [][]byte{r.Host, r.UserAgent, r.ContentType, r.XForwardedFor, r.CFConnectingIP, r.TrueClientIP, r.Body, r.ForwardedFor()} {
+		xff, cf, tci := r.Forwarded()
+		for _, v := range [][]byte{r.Host, r.UserAgent, r.ContentType, xff, cf, tci, r.Body, r.ForwardedFor()} {
 			if v != nil && !bytes.Contains(b, v) {
 				t.Fatalf("field %q not from the input", v)
 			}

@@ -353,7 +353,7 @@ func (a *Agent) handleHTTP(r *dataplane.Record) {
 		}
 	}
 	if heur != nil && heur.Use() {
-		hr.Forwarded = h.ForwardedFor()
+		hr.Req = h // the forwarded-for address, read only for a finding
 		heur.Request(hr, out)
 	}
 }

@@ -1,0 +1,51 @@
+package sensor
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xtrail/xtrail/pkg/dataplane"
+	"github.com/xtrail/xtrail/pkg/heuristics"
+	"github.com/xtrail/xtrail/pkg/maltrail"
+	"github.com/xtrail/xtrail/pkg/throttle"
+	"github.com/xtrail/xtrail/pkg/trails"
+)
+
+// hotAgent is an agent with every heuristic on, the default whitelist and
+// names (nil: none), writing to a capture.
+func hotAgent(t *testing.T, names *trails.Names) (*Agent, *capture) {
+	t.Helper()
+	out := newCapture()
+	a := NewAgent(AgentConfig{Meta: fakeMeta{7: {"malware (test)", "(static)"}},
+		Rules:  NameRules{Names: names, Whitelist: trails.DefaultWhitelist(), CheckHostDomains: true},
+		Render: &maltrail.Renderer{Sensor: "t", Loc: time.UTC}, Out: out, Throttle: throttle.Off,
+		Heuristics: heuristics.Config{Use: true, CheckMissingHost: true}})
+	return a, out
+}
+
+// TestAgentForwardedFor: a request heuristic's event carries the
+// forwarded-for address of the request's headers in its source column
+// (the first of X-Forwarded-For, CF-Connecting-IP and True-Client-IP in
+// the payload), read only when the finding is made.
+func TestAgentForwardedFor(t *testing.T) {
+	at := time.Date(2023, 11, 14, 22, 13, 20, 0, time.UTC)
+	src, dst := netip.MustParseAddr("10.0.0.66"), netip.MustParseAddr("203.0.113.44")
+	cases := []struct{ headers, src string }{
+		{"X-Forwarded-For: 198.51.100.7\r\n", "10.0.0.66,198.51.100.7"},
+		{"True-Client-IP: 198.51.100.8\r\nCF-Connecting-IP:198.51.100.9\r\n", "10.0.0.66,198.51.100.8"},
+		{"X-Forwarded-For: unknown\r\n", "10.0.0.66"},
+		{"", "10.0.0.66"},
+	}
+	for _, c := range cases {
+		a, out := hotAgent(t, nil)
+		req := "GET /items.php?id=1%20union%20all%20select%20a%20from%20b HTTP/1.1\r\nHost: sqli.example\r\n" + c.headers + "\r\n"
+		a.Handle(rec(dataplane.KindHTTP, 0, 0, 6, src, dst, 50000, 80, 0, at, []byte(req)))
+		got := strings.Join(out.get(), "")
+		want := `"2023-11-14 22:13:20.000000" t ` + c.src + ` 50000 203.0.113.44 80 TCP URL sqli.example(/items.php?id=1%20union%20all%20select%20a%20from%20b) "potential sql injection (suspicious)" (heuristic)` + "\n"
+		if got != want {
+			t.Errorf("%q:\n got %s want %s", c.headers, got, want)
+		}
+	}
+}
