@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -228,12 +229,16 @@ type Engine struct {
 
 	ua       *UserAgents
 	families familySet
-	wlPaths  litSet // WHITELIST_HTTP_REQUEST_PATHS, searched in one pass
+	// reqLits finds the family rules' triggers and the path snippets of
+	// WHITELIST_HTTP_REQUEST_PATHS (wlTag) in one pass; wlLits holds the
+	// snippets instead when they are too many to join it.
+	reqLits  *litDFA
+	wlLits   *litDFA
+	pathLits *litDFA // the suspicious files' triggers
 	ctypes   map[string]struct{}
 	dlInfo   map[string]string // extension -> "direct .exe download (suspicious)"
 	iot      *regexp.Regexp
 	pathRes  []*regexp.Regexp // per suspicious path; nil: its trigger suffices
-	pathTrig litSet
 	scanWin  int64
 
 	web webScan
@@ -273,9 +278,20 @@ func New(c Config) (*Engine, error) {
 	if paths == nil {
 		paths = defaultWhitelistPaths
 	}
+	var wl []dfaLit
 	for _, p := range paths {
 		if p = strings.TrimSpace(p); p != "" {
-			e.wlPaths.add(strings.ToLower(p), 0)
+			wl = append(wl, dfaLit{pat: strings.ToLower(p), tags: 1 << wlTag})
+		}
+	}
+	var err error
+	if e.reqLits, err = newLitDFA(append(slices.Clip(e.families.lits), wl...)); err != nil {
+		// too many snippets to join the families' automaton
+		if e.reqLits, err = newLitDFA(e.families.lits); err != nil {
+			return nil, err
+		}
+		if e.wlLits, err = newLitDFA(wl); err != nil {
+			return nil, fmt.Errorf("%s: %w", "WHITELIST_HTTP_REQUEST_PATHS", err)
 		}
 	}
 	e.ctypes = make(map[string]struct{}, len(suspiciousContentTypes))
@@ -287,15 +303,19 @@ func New(c Config) (*Engine, error) {
 		e.dlInfo[x] = "direct " + x + " download (suspicious)"
 	}
 	e.iot = regexp.MustCompile(iotPath)
+	var pathLits []dfaLit
 	for i, p := range suspiciousPaths {
 		for _, t := range p.triggers {
-			e.pathTrig.add(t, i)
+			pathLits = append(pathLits, dfaLit{pat: t, tags: 1 << i})
 		}
 		var re *regexp.Regexp
 		if p.re != "" {
 			re = regexp.MustCompile(p.re)
 		}
 		e.pathRes = append(e.pathRes, re)
+	}
+	if e.pathLits, err = newLitDFA(pathLits); err != nil {
+		return nil, err
 	}
 	e.limits = c.Limits.withDefaults()
 	e.web.init(e.limits, e.stats)

@@ -288,19 +288,21 @@ func appendProxyHosts(dst, t []byte) []byte {
 func (e *Engine) IsRCE(path []byte) bool {
 	e.unq = appendUnquote(e.unq[:0], path)
 	e.lower = lowerASCII(e.lower[:0], e.unq)
-	return e.families.matches(famRCE, e.lower)
+	return e.families.matches(famRCE, e.reqTags(e.lower), e.lower)
 }
 
 // ---- request families, POST bodies, downloads --------------------------
 
-// familySet matches the families' rules: one literal scan finds every
-// triggered rule (a bit each, in family then rule order), and the
-// expressions of those rules run in that order.
+// familySet matches the families' rules: one literal scan (the Engine's
+// request automaton) finds every triggered rule (a bit each, in family
+// then rule order), and the expressions of those rules run in that
+// order.
 type familySet struct {
-	trig   litSet
+	lits   []dfaLit         // every rule's triggers, tagged with the rule's bit
 	res    []*regexp.Regexp // per rule; nil: the trigger suffices
 	family []uint8          // per rule
 	first1 [numFamilies]int // each family's first rule
+	all    uint64           // every rule's bit
 }
 
 func (fs *familySet) build() error {
@@ -308,11 +310,11 @@ func (fs *familySet) build() error {
 		fs.first1[fi] = len(fs.res)
 		for _, ru := range families[fi].rules {
 			bit := len(fs.res)
-			if bit >= 64 {
-				return fmt.Errorf("heuristics: more than 64 request rules")
+			if bit >= wlTag {
+				return fmt.Errorf("heuristics: more than %d request rules", wlTag)
 			}
 			for _, t := range ru.triggers {
-				fs.trig.add(t, bit)
+				fs.lits = append(fs.lits, dfaLit{pat: t, tags: 1 << bit})
 			}
 			var re *regexp.Regexp
 			if ru.re != "" {
@@ -323,19 +325,19 @@ func (fs *familySet) build() error {
 			}
 			fs.res = append(fs.res, re)
 			fs.family = append(fs.family, uint8(fi))
+			fs.all |= 1 << bit
 		}
 	}
 	return nil
 }
 
-// first returns the first family, in Maltrail's order, that lower is of;
-// -1 for none.
-func (fs *familySet) first(lower []byte) int {
-	return fs.scan(lower, ^uint64(0))
+// first returns the first family, in Maltrail's order, that lower is of,
+// given the trigger tags found in it; -1 for none.
+func (fs *familySet) first(tags uint64, lower []byte) int {
+	return fs.scan(tags&fs.all, lower)
 }
 
-func (fs *familySet) scan(lower []byte, want uint64) int {
-	m := fs.trig.tagsIn(lower) & want
+func (fs *familySet) scan(m uint64, lower []byte) int {
 	for m != 0 {
 		i := bits.TrailingZeros64(m)
 		m &^= 1 << i
@@ -346,8 +348,9 @@ func (fs *familySet) scan(lower []byte, want uint64) int {
 	return -1
 }
 
-// matches reports whether lower is of family f.
-func (fs *familySet) matches(f int, lower []byte) bool {
+// matches reports whether lower, holding the trigger tags, is of family
+// f.
+func (fs *familySet) matches(f int, tags uint64, lower []byte) bool {
 	end := len(fs.res)
 	if f+1 < numFamilies {
 		end = fs.first1[f+1]
@@ -356,7 +359,22 @@ func (fs *familySet) matches(f int, lower []byte) bool {
 	for i := fs.first1[f]; i < end; i++ {
 		want |= 1 << i
 	}
-	return fs.scan(lower, want) == f
+	return fs.scan(tags&want, lower) == f
+}
+
+// wlTag is the tag bit of WHITELIST_HTTP_REQUEST_PATHS in the request
+// automaton; the family rules take the bits below it.
+const wlTag = 63
+
+// reqTags returns the trigger tags found in a lowercased path or body:
+// the bits of the family rules triggered, and wlTag for a whitelisted
+// path snippet.
+func (e *Engine) reqTags(lower []byte) uint64 {
+	m := e.reqLits.tagsIn(lower)
+	if e.wlLits != nil && e.wlLits.tagsIn(lower) != 0 {
+		m |= 1 << wlTag
+	}
+	return m
 }
 
 // hasPrecondition: the text holds one of ? .. .ht = space ' (spec §4).
@@ -417,9 +435,9 @@ func (e *Engine) request(h *HTTP, r Reporter) bool {
 		e.lower = lowerASCII(e.lower[:0], e.unq)
 		unq, lower = e.unq, e.lower
 	}
-	if e.wlPaths.tagsIn(lower) == 0 {
+	if tags := e.reqTags(lower); tags&(1<<wlTag) == 0 {
 		if hasPrecondition(unq) {
-			if fam := e.families.first(lower); fam >= 0 && !(fam == famLeak && isPrivate(h.Dst)) {
+			if fam := e.families.first(tags, lower); fam >= 0 && !(fam == famLeak && isPrivate(h.Dst)) {
 				t := append(append(e.trail[:0], h.Host...), '(')
 				t = appendForceEncoded(t, path)
 				e.trail = append(t, ')')
@@ -431,7 +449,7 @@ func (e *Engine) request(h *HTTP, r Reporter) bool {
 			e.unq = appendUnquote(e.unq[:0], h.Body)
 			if hasPrecondition(e.unq) {
 				e.lower = lowerASCII(e.lower[:0], e.unq)
-				if fam := e.families.first(e.lower); fam >= 0 {
+				if fam := e.families.first(e.reqTags(e.lower), e.lower); fam >= 0 {
 					t := append(append(e.trail[:0], h.Host...), '(')
 					t = append(appendForceEncoded(t, path), ` \(`...)
 					t = append(append(t, h.Method...), ' ')
@@ -454,7 +472,7 @@ func (e *Engine) request(h *HTTP, r Reporter) bool {
 		e.report(r, KindDownload, "URL", info)
 		return true
 	}
-	if m := e.pathTrig.tagsIn(file); m != 0 {
+	if m := e.pathLits.tagsIn(file); m != 0 {
 		for i, re := range e.pathRes {
 			if m&(1<<i) != 0 && (re == nil || re.Match(file)) {
 				e.fileTrail(h.Host, path)

@@ -1,10 +1,10 @@
 package heuristics
 
-// litSet finds ASCII literals in a text, ignoring ASCII case. It serves the
-// pattern lists searched on every candidate (user agents, the triggers of
-// the request families): bitmaps of the patterns' first one, two or three
-// bytes reject almost every position with one or two loads, so a search
-// costs about a nanosecond per text byte and never allocates.
+// litSet finds the leftmost of a list of ASCII literals in a text,
+// ignoring ASCII case: the user agents (litDFA finds which of a set
+// occur). Bitmaps of the patterns' first one, two or three bytes reject
+// almost every position with one or two loads, so a search costs about a
+// nanosecond per text byte and never allocates.
 type litSet struct {
 	pats  [][]byte // lowercased
 	tags  []uint64
@@ -29,8 +29,8 @@ var lowerTab = func() (t [256]byte) {
 
 func triHash(a, b, c byte) uint32 { return (uint32(a)<<10 ^ uint32(b)<<5 ^ uint32(c)*0x9d) & 0xffff }
 
-// add appends a pattern with a tag (0..63: the bit tagsIn sets). An empty
-// pattern is ignored.
+// add appends a pattern with a tag (0..63: the bit tagsIn sets in
+// tests). An empty pattern is ignored.
 func (s *litSet) add(p string, tag int) {
 	if p == "" {
 		return
@@ -99,22 +99,6 @@ func (s *litSet) first(t []byte) (idx, start, end int) {
 		}
 	}
 	return -1, 0, 0
-}
-
-// tagsIn has bit n set when a pattern added with tag n occurs in t.
-func (s *litSet) tagsIn(t []byte) uint64 {
-	var m uint64
-	for i := range t {
-		if !s.maybeAt(t, i) {
-			continue
-		}
-		for _, p := range s.byte1[lowerTab[t[i]]] {
-			if s.at(t, i, s.pats[p]) {
-				m |= s.tags[p]
-			}
-		}
-	}
-	return m
 }
 
 // lowerASCII appends b with ASCII letters lowercased.
