@@ -40,6 +40,9 @@ type Stats struct {
 	// HostFilterBytes is the URL host filter's size: about 9 bits per
 	// distinct host part of the URL keys.
 	HostFilterBytes int
+	// HeadFilterBytes is the path head filter's size: about 9 bits per
+	// distinct head of the keys starting with '/'.
+	HeadFilterBytes int
 
 	Duplicates     int // name rows whose key an earlier row had (the last row won)
 	IPDuplicates   int // IP rows whose (address, port) an earlier row had
@@ -288,8 +291,12 @@ func lay(in *Input) (*layout, error) {
 	if err != nil {
 		return nil, err
 	}
-	nt.hashes, nt.hostHashes = nil, nil
-	st.FilterBytes, st.HostFilterBytes = len(filter), len(hosts)
+	heads, err := buildFilter(nt.headHashes)
+	if err != nil {
+		return nil, err
+	}
+	nt.hashes, nt.hostHashes, nt.headHashes = nil, nil, nil
+	st.FilterBytes, st.HostFilterBytes, st.HeadFilterBytes = len(filter), len(hosts), len(heads)
 	l.sections = [numSections][]byte{
 		secStrings: strs.buf,
 		secMetas:   metas,
@@ -302,6 +309,7 @@ func lay(in *Input) (*layout, error) {
 		secCounts:  encodeCounts(st),
 		secFilter:  filter,
 		secHosts:   hosts,
+		secHeads:   heads,
 	}
 	pos := int64(headerSize)
 	for i, sec := range l.sections {
@@ -458,6 +466,7 @@ type nameTable struct {
 	keys       []byte
 	hashes     []uint64 // hashKey of every distinct key, for the filter
 	hostHashes []uint64 // hashKey of every URL key's host part (repeats included)
+	headHashes []uint64 // hashKey of the head of every key starting with '/' (repeats included)
 	mask       uint64
 	seed       uint64
 	names      int
@@ -547,6 +556,9 @@ func (t *nameTable) insert(key string, meta uint32) error {
 			t.names++
 			if slash := strings.IndexByte(key, '/'); slash >= 0 {
 				t.hostHashes = append(t.hostHashes, hashKey(key[:slash], t.seed))
+				if slash == 0 {
+					t.headHashes = append(t.headHashes, hashKey(trails.PathHead(key), t.seed))
+				}
 				t.urls++
 			} else if len(key) > t.maxNameKey {
 				t.maxNameKey = len(key)

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -129,5 +130,50 @@ func TestFilterEmpty(t *testing.T) {
 		if _, ok := s.LookupNameString(k); ok {
 			t.Errorf("%q found", k)
 		}
+	}
+}
+
+// TestHeadFilter: the heads filter holds the head of every key starting
+// with '/', and the hosts filter every URL key's host part (a false
+// negative would hide a URL trail); both rule out most of what is no
+// key's.
+func TestHeadFilter(t *testing.T) {
+	c := NewCollector(nil)
+	for i := range 20000 {
+		key := fmt.Sprintf("/seg%d/x%d.php?id=", i, i%97)
+		switch i % 4 {
+		case 1:
+			key = fmt.Sprintf("/a%d=b/c", i)
+		case 2:
+			key = fmt.Sprintf("host%d.example/p%d", i, i)
+		case 3:
+			key = fmt.Sprintf("/h%d", i)
+		}
+		c.Add(trails.Row{Trail: key, Info: "head test (malware)", Reference: "(static)", Line: i + 1})
+	}
+	s := mustOpen(t, buildBytes(t, c.Input()))
+	defer s.Close()
+	heads := 0
+	for k := range s.Keys() {
+		if k[0] == '/' {
+			heads++
+			if !s.MayHavePathHead(trails.PathHead(k)) {
+				t.Fatalf("key %q: head %q not in the heads filter", k, trails.PathHead(k))
+			}
+		} else if i := bytes.IndexByte(k, '/'); i > 0 && !s.MayHaveURLHost(k[:i]) {
+			t.Fatalf("key %q: host not in the hosts filter", k)
+		}
+	}
+	if heads != 15000 || s.Stats().HeadFilterBytes == 0 {
+		t.Fatalf("%d heads, stats %+v", heads, s.Stats())
+	}
+	pos := 0
+	for i := range 100000 {
+		if s.MayHavePathHead(fmt.Appendf(nil, "miss%d", i)) {
+			pos++
+		}
+	}
+	if pos > 1000 {
+		t.Errorf("%d of 100000 heads that are no key's pass the filter", pos)
 	}
 }

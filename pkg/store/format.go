@@ -7,7 +7,7 @@
 // and reclaimable, instead of on the Go heap. Maltrail's Python sensor
 // does the same with its trails.csv.bin (spec §7).
 //
-// # File format, version 3
+// # File format, version 4
 //
 // All integers are little-endian. The file is a fixed header followed by
 // sections, each starting at an offset that is a multiple of 8 (the gaps
@@ -15,12 +15,12 @@
 //
 //	off  size  field
 //	  0     8  magic "XTRAILS\x00"
-//	  8     4  format version (2)
+//	  8     4  format version (4)
 //	 12     4  flags (none are defined; a reader refuses bits it does not know)
 //	 16     8  build time, Unix nanoseconds
 //	 24     8  file size in bytes
 //	 32     4  header size (88 + 16 × section count)
-//	 36     4  section count (11)
+//	 36     4  section count (12)
 //	 40     8  hash seed of the name table
 //	 48    32  SHA-256 of bytes [header size, file size): every section and gap
 //	 80     4  CRC-32C (Castagnoli) of the header with this field zeroed
@@ -80,6 +80,14 @@
 //     host part (the bytes before its first '/'). A request whose host it
 //     rules out has no host+candidate key (spec §1.4), so none is looked
 //     up, nor hashed.
+//  11. heads: a filter of the same layout over the hash of the head of
+//     every key that starts with '/' (trails.PathHead: the bytes after
+//     the '/' up to the next '/', '?' or '='). Every bare URL candidate
+//     of a path starting with '/' has the head that follows one of the
+//     path's slashes, so a path none of whose heads it holds has no bare
+//     candidate that is a key; with the hosts filter ruling the host out
+//     too, no candidate is made at all. (Version 3 had no heads filter; a
+//     reader refuses it: recompile.)
 //
 // # Hash
 //
@@ -96,7 +104,7 @@ import (
 
 const (
 	magic   = "XTRAILS\x00"
-	version = 3
+	version = 4
 
 	fixedHeader = 88 // bytes before the section table
 	sectionEnt  = 16 // one section table entry
@@ -115,7 +123,7 @@ const (
 	hCRC       = 80
 	hReserved  = 84
 
-	knownFlags = 0 // no flag bits are defined in version 3
+	knownFlags = 0 // no flag bits are defined in version 4
 )
 
 // Section indexes, in section-table order.
@@ -131,6 +139,7 @@ const (
 	secCounts
 	secFilter
 	secHosts
+	secHeads
 	numSections
 )
 
@@ -159,6 +168,8 @@ func sectionName(i int) string {
 		return "filter"
 	case secHosts:
 		return "hosts"
+	case secHeads:
+		return "heads"
 	}
 	return "unknown"
 }

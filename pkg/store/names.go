@@ -33,6 +33,8 @@ func (x *nameIndex) MaxNameKey() int { return x.s.MaxNameKey() }
 
 func (x *nameIndex) MayBeURLHost(host []byte) bool { return x.s.MayHaveURLHost(host) }
 
+func (x *nameIndex) MayBePathHead(head []byte) bool { return x.s.MayHavePathHead(head) }
+
 // Metas returns every meta of the store, indexed as the name, IP and
 // CIDR tables refer to them. It allocates the strings.
 func (s *Store) Metas() []trails.Meta {

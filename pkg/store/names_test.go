@@ -49,6 +49,18 @@ func domainProbes(k string) []string {
 	return p
 }
 
+// pathProbes are request paths around a key's path that a URL check may
+// reach it from, or narrowly miss it: values and parameters added to its
+// query, segments before and after it, "//", its half.
+func pathProbes(p string) []string {
+	out := []string{p, p + "?a=1&b=2", p + "1", p + "&z=9", "/pre" + p, "//" + strings.TrimPrefix(p, "/"), p + "/", p + "/x.php?q=1",
+		strings.Replace(p, "=", "=val", 1), p[:len(p)/2]}
+	if i := strings.LastIndexByte(p, '/'); i > 0 {
+		out = append(out, p[:i]+"/"+p[i:])
+	}
+	return out
+}
+
 // sameMatches runs CheckDomain and CheckURL over every key of want (and
 // names derived from them) on both Names and requires identical results.
 func sameMatches(t *testing.T, want, got *trails.Names, keys []string) {
@@ -89,8 +101,9 @@ func sameMatches(t *testing.T, want, got *trails.Names, keys []string) {
 			host, path = k[:i], k[i:]
 		}
 		for _, h := range []string{host, "other.example"} {
-			url(trails.HTTPRequest{Host: []byte(h), Path: []byte(path), Method: []byte("GET")})
-			url(trails.HTTPRequest{Host: []byte(h), Path: []byte(path + "?a=1&b=2"), Method: []byte("GET")})
+			for _, p := range pathProbes(path) {
+				url(trails.HTTPRequest{Host: []byte(h), Path: []byte(p), Method: []byte("GET")})
+			}
 			url(trails.HTTPRequest{Host: []byte(h), Path: []byte(path), Method: []byte("POST"), Body: []byte("id=1&x=%41")})
 		}
 	}

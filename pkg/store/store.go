@@ -54,6 +54,7 @@ type Store struct {
 	// reads nothing else (see filter.go).
 	filter   xorfilter.BinaryFuse[uint8]
 	hosts    xorfilter.BinaryFuse[uint8] // of the URL keys' host parts
+	heads    xorfilter.BinaryFuse[uint8] // of the heads of the keys starting with '/'
 	mask     uint64                      // slots-1
 	seed     uint64
 	maxProbe uint64 // probes beyond the first slot a lookup may need
@@ -275,8 +276,12 @@ func parse(data []byte, verify func(sum [32]byte) error) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.filter, s.hosts = filter, hosts
-	st.FilterBytes, st.HostFilterBytes = len(secs[secFilter]), len(secs[secHosts])
+	heads, err := parseFilter(secs[secHeads])
+	if err != nil {
+		return nil, err
+	}
+	s.filter, s.hosts, s.heads = filter, hosts, heads
+	st.FilterBytes, st.HostFilterBytes, st.HeadFilterBytes = len(secs[secFilter]), len(secs[secHosts]), len(secs[secHeads])
 	s.mask = uint64(nslots - 1)
 	s.maxProbe = uint64(st.MaxProbe)
 	s.nMetas = uint32(st.Metas)
@@ -444,6 +449,16 @@ func (s *Store) MayHaveURLHost(host []byte) bool {
 		return false
 	}
 	return s.hosts.Contains(hashKey(host, s.seed))
+}
+
+// MayHavePathHead reports whether some key starting with '/' may have
+// the head (trails.PathHead) head: false means certainly none has. It
+// does not allocate.
+func (s *Store) MayHavePathHead(head []byte) bool {
+	if len(s.slots) == 0 {
+		return false
+	}
+	return s.heads.Contains(hashKey(head, s.seed))
 }
 
 // entry decodes the key entry a slot's ref names; ok is false when it

@@ -352,6 +352,21 @@ func TestStaticMatchesLoadNames(t *testing.T) {
 	csv := testenv.StaticTrails(t)
 	names, set, _, s := collectNames(t, csv, trails.DefaultWhitelist())
 	sameAsTrails(t, names, set, s)
+	// The checks match as LoadNames' do: every URL key starting with '/',
+	// and a sample of the others, with requests around them.
+	got, _, err := s.Names(trails.DefaultWhitelist())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var probe []string
+	i := 0
+	for k := range s.Keys() {
+		if k[0] == '/' || i%50 == 0 {
+			probe = append(probe, string(k))
+		}
+		i++
+	}
+	sameMatches(t, names, got, probe)
 	st := s.Stats()
 	t.Logf("%d names (%d URLs), %d IPs, %d regex rows, %d metas, %d slots, longest probe %d, %d MB",
 		st.Names, st.URLs, st.IPs, st.Regexes, st.Metas, st.Slots, st.MaxProbe, st.FileSize>>20)

@@ -31,13 +31,36 @@ type KeyIndex interface {
 	MaxNameKey() int
 }
 
-// URLHostIndex is what a KeyIndex may also offer: a quick test that
-// rules out every host+candidate key of a request (spec §1.4) at once.
-// MayBeURLHost(host) false means no key begins with host+"/"; true may
-// be wrong. It must not allocate.
-type URLHostIndex interface {
+// URLIndex is what a KeyIndex may also offer: quick tests that rule out
+// the URL keys a request could reach (spec §1.4). False means certainly
+// none; true may be wrong. They must not allocate.
+type URLIndex interface {
+	// MayBeURLHost(host) false means no key begins with host+"/": no
+	// host+candidate key of the request exists.
 	MayBeURLHost(host []byte) bool
+	// MayBePathHead(head) false means no key starting with '/' has the
+	// head (PathHead) head.
+	MayBePathHead(head []byte) bool
 }
+
+// PathHead is the head of a text starting with '/': the bytes after it
+// up to the next '/', '?' or '=' (or the end). A bare URL candidate of a
+// path starting with '/' is a key only if some key starting with '/' has
+// its head, which is the head that follows one of the path's own
+// slashes (see Names.noBareKeys). PathHead of a text not starting with
+// '/' is nil.
+func PathHead[T ~string | ~[]byte](t T) T {
+	if len(t) == 0 || t[0] != '/' {
+		return t[:0]
+	}
+	i := 1
+	for i < len(t) && !isHeadEnd(t[i]) {
+		i++
+	}
+	return t[1:i]
+}
+
+func isHeadEnd(c byte) bool { return c == '/' || c == '?' || c == '=' }
 
 // RegexRow is a row that passed spec §1.2's textual regex test
 // (IsRegexCandidate) and was not whitelisted, for NamesFromIndex.
@@ -65,7 +88,7 @@ func NamesFromIndex(idx KeyIndex, regexes []RegexRow, wl *Whitelist) (*Names, []
 		return nil, nil, errors.New("names from index: nil index")
 	}
 	n := &Names{idx: idx, wl: wl, maxNameKey: idx.MaxNameKey()}
-	n.hosts, _ = idx.(URLHostIndex)
+	n.urls, _ = idx.(URLIndex)
 	seen := make(map[string]bool)
 	for _, r := range regexes {
 		if n.Stats.RegexSlots >= maxRegexTrails {

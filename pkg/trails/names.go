@@ -27,7 +27,7 @@ type Names struct {
 	// the Go heap. Every lookup goes through lookup, meta and skips, so
 	// both forms share all matching code.
 	idx   KeyIndex
-	hosts URLHostIndex // idx's, if it has one: nil tests no host
+	urls  URLIndex // idx's, if it has one: nil rules out no URL key
 	regex []regexTrail
 	rx    *regexIndex // nil when there are no regex trails
 	wl    *Whitelist

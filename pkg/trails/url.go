@@ -229,7 +229,10 @@ func (n *Names) CheckURL(s *URLScratch, req *HTTPRequest) (URLHit, bool) {
 	// With no key under host+"/", a candidate starting with '/' cannot
 	// make a host+candidate key (a host holding '/' could: it is looked
 	// up as ever).
-	noHostKeys := n.hosts != nil && bytes.IndexByte(host, '/') < 0 && !n.hosts.MayBeURLHost(host)
+	noHostKeys := n.urls != nil && bytes.IndexByte(host, '/') < 0 && !n.urls.MayBeURLHost(host)
+	if noHostKeys && n.noBareKeys(req.Path) {
+		return URLHit{}, false // no candidate can be a key: none is made
+	}
 	for _, c := range URLCandidates(s, req.Path, req.Body) {
 		mi, ok := n.lookup(c)
 		hitKey := c
@@ -267,6 +270,34 @@ func (n *Names) CheckURL(s *URLScratch, req *HTTPRequest) (URLHit, bool) {
 		return URLHit{Type: "URL", Trail: s.trail, Meta: n.meta(mi)}, true
 	}
 	return URLHit{}, false
+}
+
+// noBareKeys reports whether no bare URL candidate of path (URLCandidates,
+// with any body) can be a key: the path starts with '/', so every
+// candidate does, and no head that follows one of its slashes is a key's
+// (URLIndex.MayBePathHead). Each candidate's head is one of those: the
+// candidates cut the path (after '?' or '=', or at a '/'), drop trailing
+// slashes and query values (after '='), or take the text after one of its
+// slashes, none of which changes the bytes up to a head's end; and "//"
+// made "/" leaves the text after the pair's second slash.
+func (n *Names) noBareKeys(path []byte) bool {
+	if n.urls == nil || len(path) == 0 || path[0] != '/' {
+		return false
+	}
+	for i := 0; ; {
+		j := i + 1
+		for j < len(path) && !isHeadEnd(path[j]) {
+			j++
+		}
+		if n.urls.MayBePathHead(path[i+1 : j]) {
+			return false
+		}
+		k := bytes.IndexByte(path[j:], '/')
+		if k < 0 {
+			return true
+		}
+		i = j + k
+	}
 }
 
 // appendSplitWrap is hit.join("(%s)" % p if p else p for p in

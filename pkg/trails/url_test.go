@@ -2,6 +2,7 @@ package trails
 
 import (
 	"bytes"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -157,14 +158,62 @@ func TestCheckURLNoAllocs(t *testing.T) {
 	}
 }
 
+// pathHeads are the heads (PathHead) that follow the slashes of a path:
+// every bare candidate of a path starting with '/' has one of them
+// (Names.noBareKeys).
+func pathHeads(path []byte) map[string]bool {
+	heads := map[string]bool{}
+	for i, c := range path {
+		if c == '/' {
+			heads[string(PathHead(path[i:]))] = true
+		}
+	}
+	return heads
+}
+
+// checkCandidateHeads fails when a candidate of a path starting with '/'
+// does not start with '/' or has a head that follows none of the path's
+// slashes.
+func checkCandidateHeads(t *testing.T, path, body []byte) {
+	t.Helper()
+	if len(path) == 0 || path[0] != '/' {
+		return
+	}
+	heads := pathHeads(path)
+	var s URLScratch
+	for _, c := range URLCandidates(&s, path, body) {
+		if c[0] != '/' || !heads[string(PathHead(c))] {
+			t.Fatalf("URLCandidates(%q, %q): %q has head %q, not one of %v", path, body, c, PathHead(c), heads)
+		}
+	}
+}
+
+// TestCandidateHeads: on paths made of the bytes the candidates' rules
+// turn on ('/', '?', '=', '&', '.', word bytes, "//"), every candidate's
+// head follows one of the path's slashes.
+func TestCandidateHeads(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	pieces := []string{"/", "//", "?", "=", "&", ".", "a", "bc", "x_1", "%2f", "-", "php"}
+	bodies := []string{"", "a=1&b=%2f%2fc/d", "x=/y/z", "=/", "q"}
+	for range 200000 {
+		b := []byte{'/'}
+		for range rng.IntN(10) {
+			b = append(b, pieces[rng.IntN(len(pieces))]...)
+		}
+		checkCandidateHeads(t, b, []byte(bodies[rng.IntN(len(bodies))]))
+	}
+}
+
 // FuzzURLCandidates: never panics, at most 8 candidates, none empty, and
-// CheckURL on the same input does not panic either.
+// CheckURL on the same input does not panic either. Every candidate of a
+// path starting with '/' has a head that follows one of its slashes.
 func FuzzURLCandidates(f *testing.F) {
 	for _, s := range [][2]string{{"/a/b/c.php?id=1&x=2", ""}, {"//", "a/b/c"}, {"x", "%2f%2f"}, {"/?=&=", ""}, {"/a=b/c?x=1", "%"}, {"", ""}} {
 		f.Add([]byte(s[0]), []byte(s[1]))
 	}
 	n := mustLoadNames(f, urlTrails, DefaultWhitelist())
 	f.Fuzz(func(t *testing.T, path, body []byte) {
+		checkCandidateHeads(t, path, body)
 		var s URLScratch
 		cands := URLCandidates(&s, path, body)
 		if len(cands) > maxURLCandidates {
