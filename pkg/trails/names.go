@@ -260,7 +260,8 @@ type DomainHit struct {
 	Meta  Meta
 	Rule  DomainRule
 
-	name []byte // the lowercased name
+	name []byte // the lowercased name, when it had upper case
+	scan nameScan
 }
 
 // CheckDomain runs the domain check of spec §1.3.1 on a DNS query name,
@@ -270,13 +271,23 @@ type DomainHit struct {
 // The event type of a hit is DNS.
 func (n *Names) CheckDomain(name []byte, res *DomainHit) bool {
 	res.Rule = RuleNone
-	// 1. Lowercase, cut at ':'.
-	if i := bytes.IndexByte(name, ':'); i >= 0 {
-		name = name[:i]
+	// 1. Lowercase, cut at ':'. One scan reads the name: the name test
+	// below needs name bytes up to the ':', so a run that ends at any
+	// other byte fails it.
+	s := &res.scan
+	s.scan(name)
+	if s.end < len(name) && name[s.end] != ':' {
+		return false
 	}
-	res.name = AppendLower(res.name[:0], name)
-	q := res.name
-	if isDigitsAndDots(q) || !validName(q) || n.wl.IsWhitelistedName(q) { // validName: name bytes only
+	q := name[:s.end]
+	if s.cls&clsUpper != 0 {
+		res.name = AppendLower(res.name[:0], q)
+		q = res.name
+	}
+	if s.digitsAndDots() || !s.valid() {
+		return false
+	}
+	if d1, d2 := s.lastDots(); n.wl.suffixIsLiteralAt(q, d1, d2) {
 		return false
 	}
 	// 2. "<base>.ip-adress.com" where base is a trail.
@@ -289,9 +300,10 @@ func (n *Names) CheckDomain(name []byte, res *DomainHit) bool {
 			return n.hit(res, mi, RuleIPAdress)
 		}
 	}
-	// 3. Parent walk: the name, then each parent down to the last label.
+	// 3. Parent walk: the name, then each parent down to the last label
+	// (after dot k; dots before the scan's last maxDots are searched).
 	nsLike := -1 // computed on the first hit that needs it
-	for off := 0; ; {
+	for k, off := 0, 0; ; k++ {
 		if len(q)-off <= n.maxNameKey {
 			if mi, ok := n.lookup(q[off:]); ok && !n.skipParentHit(q, off, mi, &nsLike) {
 				if off == 0 {
@@ -303,11 +315,14 @@ func (n *Names) CheckDomain(name []byte, res *DomainHit) bool {
 				return n.hit(res, mi, RuleParent)
 			}
 		}
-		dot := bytes.IndexByte(q[off:], '.')
-		if dot < 0 {
+		if k >= s.ndots {
 			break
 		}
-		off += dot + 1
+		if k < s.ndots-maxDots {
+			off += bytes.IndexByte(q[off:], '.') + 1
+		} else {
+			off = s.dot(k) + 1
+		}
 	}
 	// 4. The long-domain heuristic of spec §4 belongs here, between the
 	// parent walk and the regex trails; the sensor plugs it in.
@@ -331,7 +346,7 @@ func (n *Names) CheckDomain(name []byte, res *DomainHit) bool {
 		}
 	}
 	// 6. ".onion.": "x.onion.to" is looked up as "x.onion".
-	if i := bytes.Index(q, []byte(".onion.")); i >= 0 {
+	if i := s.hasOnion(q); i >= 0 {
 		key := q[:i+len(".onion")]
 		if mi, ok := n.lookup(key); ok {
 			t := append(append(res.Trail[:0], key...), '(')
@@ -383,37 +398,6 @@ func replaceDotParen(t []byte) []byte {
 		}
 	}
 	return t
-}
-
-// isDigitsAndDots is Python's name.replace('.', ”).isdigit(): true when
-// at least one digit and nothing but digits and dots.
-func isDigitsAndDots(q []byte) bool {
-	digit := false
-	for _, c := range q {
-		switch {
-		case c >= '0' && c <= '9':
-			digit = true
-		case c != '.':
-			return false
-		}
-	}
-	return digit
-}
-
-// validName is the name regex \A[a-zA-Z0-9._-]*\.[a-zA-Z0-9-]+\Z: name
-// bytes only, and a last label after a '.' that is non-empty and has no
-// '_' (q is already lowercased).
-func validName(q []byte) bool {
-	dot := bytes.LastIndexByte(q, '.')
-	if dot < 0 || dot == len(q)-1 {
-		return false
-	}
-	for i, c := range q {
-		if !isNameByte(c) || (i > dot && c == '_') {
-			return false
-		}
-	}
-	return true
 }
 
 // isNSLike reports whether q matches (?i)\A([rd]?ns|nf|mx|nic)\d*\. , the

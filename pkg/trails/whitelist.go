@@ -2,6 +2,7 @@ package trails
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"net/netip"
@@ -24,6 +25,10 @@ type Whitelist struct {
 	// a name suffix whose shape has none is no literal and is not
 	// hashed, which spares nearly every map lookup of the domain check.
 	litShapes [litShapeBits / 64]uint64
+	// tailShapes has a bit for the shape of every literal's tail (see
+	// tailShape): a name whose tails' shapes are unset has no suffix
+	// that is a literal, which a look at its last two labels tells.
+	tailShapes [litShapeBits / 64]uint64
 }
 
 // litShapeBits is the size of the literal shape bitset (512 bytes).
@@ -49,6 +54,32 @@ func litShape(s []byte) uint32 {
 func (w *Whitelist) mayBeLiteral(s []byte) bool {
 	k := litShape(s)
 	return w.litShapes[k/64]&(1<<(k%64)) != 0
+}
+
+// A literal that is a suffix of a name (at a label boundary) has the
+// name's tail: its last label when the literal has no '.', else its last
+// two labels (all of it with one '.'). tailShapes holds the shapes of
+// the literals' tails, apart for the two kinds.
+func tailShape(tail []byte, dotted bool) uint32 {
+	k := litShape(tail)
+	if dotted {
+		k ^= litShapeBits / 2
+	}
+	return k
+}
+
+func (w *Whitelist) hasTail(tail []byte, dotted bool) bool {
+	k := tailShape(tail, dotted)
+	return w.tailShapes[k/64]&(1<<(k%64)) != 0
+}
+
+// tailOf returns a literal's tail.
+func tailOf(lit []byte) (tail []byte, dotted bool) {
+	d := bytes.LastIndexByte(lit, '.')
+	if d < 0 {
+		return lit, false
+	}
+	return lit[bytes.LastIndexByte(lit[:d], '.')+1:], true
 }
 
 // ipv4Range is a CIDR as Maltrail checks it: addr&mask == prefix.
@@ -120,6 +151,8 @@ func (w *Whitelist) Add(entry string) {
 	w.literals[lit] = struct{}{}
 	k := litShape([]byte(lit))
 	w.litShapes[k/64] |= 1 << (k % 64)
+	k = tailShape(tailOf([]byte(lit)))
+	w.tailShapes[k/64] |= 1 << (k % 64)
 }
 
 // Load adds the entries of a whitelist file (one per line, '#' and blank
@@ -274,8 +307,25 @@ func (w *Whitelist) IsWhitelistedName(name []byte) bool {
 }
 
 // suffixIsLiteral reports whether name or a suffix of it after a '.' is
-// a literal; the shape test spares the map nearly always.
+// a literal.
 func (w *Whitelist) suffixIsLiteral(name []byte) bool {
+	d1 := bytes.LastIndexByte(name, '.')
+	d2 := -1
+	if d1 > 0 {
+		d2 = bytes.LastIndexByte(name[:d1], '.')
+	}
+	return w.suffixIsLiteralAt(name, d1, d2)
+}
+
+// suffixIsLiteralAt is suffixIsLiteral given the offsets of name's last
+// and second-to-last dots (-1 for none). A name whose tails no literal
+// has is ruled out at once; otherwise the shape test spares the map
+// nearly always.
+func (w *Whitelist) suffixIsLiteralAt(name []byte, d1, d2 int) bool {
+	if w == nil || len(w.literals) == 0 ||
+		!w.hasTail(name[d1+1:], false) && (d1 < 0 || !w.hasTail(name[d2+1:], true)) {
+		return false
+	}
 	for off := 0; off < len(name); {
 		if w.mayBeLiteral(name[off:]) {
 			if _, ok := w.literals[string(name[off:])]; ok {

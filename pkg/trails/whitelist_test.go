@@ -1,6 +1,7 @@
 package trails
 
 import (
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -198,5 +199,53 @@ func TestSetDropWhitelisted(t *testing.T) {
 	}
 	if s.DropWhitelisted(nil) != 0 {
 		t.Error("nil whitelist dropped trails")
+	}
+}
+
+// TestWhitelistTailGate: the tail gate never rules out a whitelisted
+// name. Literals and names are built from few labels (empty ones, dots at
+// either end included) so that suffixes, near misses and shape
+// collisions are all common; each verdict is checked against a plain
+// walk of the name's suffixes.
+func TestWhitelistTailGate(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	labels := []string{"", "a", "b", "com", "net", "x1", "ab", "ba", "good", "localhost", "1", "0"}
+	name := func() string {
+		var b strings.Builder
+		for i := range 1 + rng.IntN(4) {
+			if i > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(labels[rng.IntN(len(labels))])
+		}
+		return b.String()
+	}
+	hits := 0
+	for range 200 {
+		w := NewWhitelist()
+		lits := map[string]bool{}
+		for range 1 + rng.IntN(6) {
+			l := name()
+			w.Add(l)
+			lits[strings.ToLower(strings.TrimSpace(l))] = true
+		}
+		for range 200 {
+			n := name()
+			want := false
+			for off := 0; off < len(n); off++ {
+				if (off == 0 || n[off-1] == '.') && lits[n[off:]] {
+					want = true
+				}
+			}
+			if got := w.IsWhitelistedName([]byte(n)); got != want {
+				t.Fatalf("IsWhitelistedName(%q) = %v with literals %v", n, got, lits)
+			}
+			if want {
+				hits++
+			}
+		}
+	}
+	if hits < 1000 {
+		t.Errorf("only %d whitelisted names", hits)
 	}
 }
