@@ -1,5 +1,7 @@
 package heuristics
 
+import "github.com/xtrail/xtrail/pkg/trails"
+
 // litSet finds the leftmost of a list of ASCII literals in a text,
 // ignoring ASCII case: the user agents (litDFA finds which of a set
 // occur). Bitmaps of the patterns' first one, two or three bytes reject
@@ -102,9 +104,4 @@ func (s *litSet) first(t []byte) (idx, start, end int) {
 }
 
 // lowerASCII appends b with ASCII letters lowercased.
-func lowerASCII(dst, b []byte) []byte {
-	for _, c := range b {
-		dst = append(dst, lowerTab[c])
-	}
-	return dst
-}
+func lowerASCII(dst, b []byte) []byte { return trails.AppendLower(dst, b) }

@@ -99,7 +99,11 @@ var allHeuristics = heuristics.Config{Use: true, CheckMissingHost: true}
 // benchAgentWith runs the agent with names and heuristics hc; events says
 // whether the records may make events.
 func benchAgentWith(b *testing.B, names *trails.Names, recs [][]byte, hc heuristics.Config, events bool) {
-	a := NewAgent(AgentConfig{Meta: fakeMeta{}, Rules: NameRules{Names: names, Whitelist: trails.DefaultWhitelist(), CheckHostDomains: true, CheckSNI: true},
+	wl := trails.DefaultWhitelist()
+	if names != nil {
+		wl = names.Whitelist() // a sensor's names take its whitelist
+	}
+	a := NewAgent(AgentConfig{Meta: fakeMeta{}, Rules: NameRules{Names: names, Whitelist: wl, CheckHostDomains: true, CheckSNI: true},
 		Render: &maltrail.Renderer{Sensor: "bench", Loc: time.UTC}, Out: discard{}, Throttle: throttle.Off, Heuristics: hc,
 		Logger: slog.New(slog.DiscardHandler)})
 	for _, r := range recs { // grow the scratch buffers first

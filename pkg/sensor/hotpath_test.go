@@ -49,3 +49,37 @@ func TestAgentForwardedFor(t *testing.T) {
 		}
 	}
 }
+
+// TestAgentURLWhitelistOnce: the agent checks a request's host against
+// its whitelist once, and CheckURL skips its own check only when the
+// names were loaded with that same whitelist; names loaded with another
+// still have theirs applied.
+func TestAgentURLWhitelistOnce(t *testing.T) {
+	own := trails.DefaultWhitelist()
+	own.Add("good.example")
+	names, err := trails.LoadNames(strings.NewReader("/malicious-login.php,malware (test),(static)\n"), "t.csv", own)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2023, 11, 14, 22, 13, 20, 0, time.UTC)
+	src, dst := netip.MustParseAddr("10.0.0.66"), netip.MustParseAddr("203.0.113.44")
+	for _, c := range []struct {
+		wl     *trails.Whitelist
+		host   string
+		events int
+	}{
+		{own, "good.example", 0},                       // the agent's own check
+		{trails.DefaultWhitelist(), "good.example", 0}, // the names' whitelist, applied by CheckURL
+		{trails.DefaultWhitelist(), "other.example", 1},
+		{own, "www.Good.Example:8080", 0},
+	} {
+		out := newCapture()
+		a := NewAgent(AgentConfig{Meta: fakeMeta{}, Rules: NameRules{Names: names, Whitelist: c.wl},
+			Render: &maltrail.Renderer{Sensor: "t", Loc: time.UTC}, Out: out, Throttle: throttle.Off})
+		req := "GET /malicious-login.php HTTP/1.1\r\nHost: " + c.host + "\r\n\r\n"
+		a.Handle(rec(dataplane.KindHTTP, 0, 0, 6, src, dst, 50000, 80, 0, at, []byte(req)))
+		if got := out.get(); len(got) != c.events {
+			t.Errorf("host %s (own whitelist %v): events %q, want %d", c.host, c.wl == own, got, c.events)
+		}
+	}
+}

@@ -340,7 +340,9 @@ func (a *Agent) handleHTTP(r *dataplane.Record) {
 		return
 	}
 	if names := a.namesFor(r.Gen); names != nil {
-		st.req = trails.HTTPRequest{Host: host, Path: path, Method: h.Method, URL: url}
+		// the host is clear of the same whitelist: CheckURL need not look again
+		st.req = trails.HTTPRequest{Host: host, Path: path, Method: h.Method, URL: url,
+			HostClear: names.Whitelist() == a.rules.Whitelist}
 		if string(h.Method) == "POST" {
 			st.req.Body = h.Body
 		}

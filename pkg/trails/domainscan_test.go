@@ -41,6 +41,11 @@ func validName(q []byte) bool {
 	return true
 }
 
+// isNameByte reports whether c may appear in a name: [A-Za-z0-9._-].
+func isNameByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-'
+}
+
 // refWhitelisted walks every suffix of q through the literals' map.
 func refWhitelisted(w *Whitelist, q []byte) bool {
 	if w == nil {

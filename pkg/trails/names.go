@@ -220,6 +220,10 @@ func (n *Names) lookup(key []byte) (uint32, bool) {
 	return mi, ok
 }
 
+// Whitelist returns the whitelist the Names was loaded with, which its
+// checks skip names and hosts by.
+func (n *Names) Whitelist() *Whitelist { return n.wl }
+
 // meta returns the meta of an index lookup returned.
 func (n *Names) meta(mi uint32) Meta {
 	if n.idx != nil {

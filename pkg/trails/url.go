@@ -200,6 +200,10 @@ type HTTPRequest struct {
 	// URL is the text the trail column is cut from: nil means Host+Path;
 	// for an absolute "http://" path or CONNECT it is the target host/path.
 	URL []byte
+	// HostClear says the caller found Host not whitelisted by the
+	// Names' whitelist (Names.Whitelist), which CheckURL then need not
+	// check again.
+	HostClear bool
 }
 
 // URLHit is the result of CheckURL. Trail points into the URLScratch.
@@ -223,7 +227,7 @@ type URLHit struct {
 func (n *Names) CheckURL(s *URLScratch, req *HTTPRequest) (URLHit, bool) {
 	host := req.Host
 	// IsWhitelistedDomain cuts the host at a ':' port itself.
-	if n.wl.IsWhitelistedDomain(host) {
+	if !req.HostClear && n.wl.IsWhitelistedDomain(host) {
 		return URLHit{}, false
 	}
 	// With no key under host+"/", a candidate starting with '/' cannot

@@ -3,10 +3,12 @@ package trails
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/xtrail/xtrail/pkg/maltrail"
@@ -278,21 +280,15 @@ func (w *Whitelist) IsWhitelistedDomain(name []byte) bool {
 	if w == nil || len(w.literals) == 0 {
 		return false
 	}
-	// One pass finds the cut and any upper case (nameClass).
-	upper := false
-	for i, c := range name {
-		k := nameClass[c]
-		if k == 0 {
-			name = name[:i]
-			break
-		}
-		upper = upper || k == 2
-	}
-	if upper {
+	var s nameScan // one pass finds the cut, any upper case and the dots
+	s.scan(name)
+	name = name[:s.end]
+	if s.cls&clsUpper != 0 {
 		var buf [256]byte
 		name = AppendLower(buf[:0], name) // on the heap only past 256 bytes
 	}
-	return w.suffixIsLiteral(name)
+	d1, d2 := s.lastDots()
+	return w.suffixIsLiteralAt(name, d1, d2)
 }
 
 // IsWhitelistedName is IsWhitelistedDomain for a name already in the
@@ -340,36 +336,37 @@ func (w *Whitelist) suffixIsLiteralAt(name []byte, d1, d2 int) bool {
 	return false
 }
 
-// nameClass is 1 for the bytes of a name ([a-z0-9._-]), 2 for upper
-// case letters, 0 for the rest.
-var nameClass = func() (t [256]uint8) {
-	for c := range 256 {
-		switch {
-		case c >= 'A' && c <= 'Z':
-			t[c] = 2
-		case isNameByte(byte(c)):
-			t[c] = 1
-		}
-	}
-	return t
-}()
-
-// isNameByte reports whether c may appear in a name: [A-Za-z0-9._-].
-func isNameByte(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-'
-}
-
 // AppendLower appends b with ASCII letters lowercased. Other bytes are
 // kept: Maltrail lowercases Unicode text, but every rule that follows
 // rejects names with non-ASCII bytes, so the difference cannot show.
+// Eight bytes at a time (hosts and paths are lowercased per request).
 func AppendLower(dst, b []byte) []byte {
-	for _, c := range b {
+	n := len(dst)
+	dst = slices.Grow(dst, len(b))[:n+len(b)]
+	out := dst[n:]
+	i := 0
+	for ; len(b)-i >= 8; i += 8 {
+		binary.LittleEndian.PutUint64(out[i:], lower8(binary.LittleEndian.Uint64(b[i:])))
+	}
+	for ; i < len(b); i++ {
+		c := b[i]
 		if c >= 'A' && c <= 'Z' {
 			c += 'a' - 'A'
 		}
-		dst = append(dst, c)
+		out[i] = c
 	}
 	return dst
+}
+
+// lower8 lowercases the ASCII letters among 8 bytes: a byte's high bit
+// is set in upper when it is 'A'..'Z' (7-bit sums that carry into bit 7
+// for 'A' and above, and not for 'Z' and below, on bytes under 0x80),
+// and 0x80>>2 is the 0x20 that lowercases it.
+func lower8(w uint64) uint64 {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	low := w &^ highs
+	upper := (low + (0x80-'A')*ones) &^ (low + (0x80-'Z'-1)*ones) &^ w & highs
+	return w | upper>>2
 }
 
 // IgnoreRule is one line of an ignore list (spec §1.6):

@@ -1,6 +1,7 @@
 package trails
 
 import (
+	"bytes"
 	"math/rand/v2"
 	"net/netip"
 	"os"
@@ -240,6 +241,18 @@ func TestWhitelistTailGate(t *testing.T) {
 			if got := w.IsWhitelistedName([]byte(n)); got != want {
 				t.Fatalf("IsWhitelistedName(%q) = %v with literals %v", n, got, lits)
 			}
+			// IsWhitelistedDomain cuts at the first byte outside names
+			// and lowercases
+			d := []byte(n)
+			if rng.IntN(2) == 0 {
+				d = bytes.ToUpper(d)
+			}
+			if rng.IntN(3) == 0 {
+				d = append(d, []string{":443", "/x.y", "\x00.good", " a.b"}[rng.IntN(4)]...)
+			}
+			if got := w.IsWhitelistedDomain(d); got != want {
+				t.Fatalf("IsWhitelistedDomain(%q) = %v with literals %v", d, got, lits)
+			}
 			if want {
 				hits++
 			}
@@ -247,5 +260,45 @@ func TestWhitelistTailGate(t *testing.T) {
 	}
 	if hits < 1000 {
 		t.Errorf("only %d whitelisted names", hits)
+	}
+}
+
+// TestAppendLower: every byte value, at every offset of the 8-byte
+// steps and the tail, lowercases as one byte at a time does.
+func TestAppendLower(t *testing.T) {
+	for n := range 20 {
+		for c := range 256 {
+			for at := range n {
+				b := bytes.Repeat([]byte{'Q'}, n)
+				b[at] = byte(c)
+				got := AppendLower([]byte("x"), b)
+				want := []byte("x")
+				for _, c := range b {
+					if c >= 'A' && c <= 'Z' {
+						c += 'a' - 'A'
+					}
+					want = append(want, c)
+				}
+				if !bytes.Equal(got, want) {
+					t.Fatalf("AppendLower(%q) = %q, want %q", b, got, want)
+				}
+			}
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 1))
+	for range 100000 {
+		b := make([]byte, rng.IntN(40))
+		for i := range b {
+			b[i] = byte(rng.IntN(256))
+		}
+		for i, c := range AppendLower(nil, b) {
+			w := b[i]
+			if w >= 'A' && w <= 'Z' {
+				w += 'a' - 'A'
+			}
+			if c != w {
+				t.Fatalf("AppendLower(%q)[%d] = %q", b, i, c)
+			}
+		}
 	}
 }
