@@ -3,7 +3,6 @@ package proto
 import "bytes"
 
 var (
-	space     = []byte{' '}
 	crlf      = []byte("\r\n")
 	crlfcrlf  = []byte("\r\n\r\n")
 	httpSlash = []byte("HTTP/")
@@ -108,17 +107,24 @@ func (r *HTTPRequest) findForwarded() {
 // (Maltrail does not stop at the end of the headers).
 func ParseHTTPRequest(b []byte, r *HTTPRequest) error {
 	*r = HTTPRequest{payload: b, fwdPos: [3]int{-1, -1, -1}}
-	i := bytes.Index(b, crlf)
+	i := indexCRLF(b)
 	if i < 0 {
 		return errHTTPLine
 	}
 	line := b[:i]
-	if bytes.Count(line, space) != 2 || !bytes.Contains(line, spHTTP) {
-		return errHTTPLineForm
-	}
+	// Exactly two spaces, and " HTTP/": with two spaces, it can only
+	// start at one of them.
 	sp1 := bytes.IndexByte(line, ' ')
-	sp2 := sp1 + 1 + bytes.IndexByte(line[sp1+1:], ' ')
-	if sp1 == 0 || sp2 == sp1+1 {
+	if sp1 <= 0 {
+		return errHTTPLineForm // no space, or an empty method
+	}
+	sp2 := bytes.IndexByte(line[sp1+1:], ' ')
+	if sp2 <= 0 {
+		return errHTTPLineForm // one space, or an empty path
+	}
+	sp2 += sp1 + 1
+	if bytes.IndexByte(line[sp2+1:], ' ') >= 0 ||
+		!bytes.HasPrefix(line[sp2:], spHTTP) && !bytes.HasPrefix(line[sp1:], spHTTP) {
 		return errHTTPLineForm
 	}
 	r.Method = line[:sp1:sp1]
@@ -129,7 +135,8 @@ func ParseHTTPRequest(b []byte, r *HTTPRequest) error {
 	// and "\r\n\r\n" with separate searches of the whole payload. Each
 	// occurrence starts at a CRLF and the request line holds none, so one
 	// walk over the CRLFs from the request line's own finds the same first
-	// occurrences, and a value ends at the CRLF the walk visits next.
+	// occurrences, and a value ends at the CRLF the walk visits next. The
+	// first byte of a line tells which of them it may start.
 	hostAt, uaAt, ctAt := -1, -1, -1 // value starts awaiting their CRLF
 	var uaSeen, ctSeen bool
 	for at := i; ; {
@@ -146,26 +153,51 @@ func ParseHTTPRequest(b []byte, r *HTTPRequest) error {
 			ctAt = -1
 		}
 		line := b[at+2:]
-		switch {
-		case r.Body == nil && bytes.HasPrefix(line, crlf):
-			r.Body = b[at+4:]
-		case !r.HostFound && bytes.HasPrefix(line, hdrHost[2:]):
-			r.HostFound = true
-			hostAt = at + len(hdrHost)
-		case !uaSeen && bytes.HasPrefix(line, hdrUserAgent[2:]):
-			uaSeen = true
-			uaAt = at + len(hdrUserAgent)
-		case !ctSeen && bytes.HasPrefix(line, hdrContentType[2:]):
-			ctSeen = true
-			ctAt = at + len(hdrContentType)
+		if len(line) > 0 {
+			switch line[0] {
+			case '\r':
+				if r.Body == nil && len(line) > 1 && line[1] == '\n' {
+					r.Body = b[at+4:]
+				}
+			case 'H':
+				if !r.HostFound && bytes.HasPrefix(line, hdrHost[2:]) {
+					r.HostFound = true
+					hostAt = at + len(hdrHost)
+				}
+			case 'U':
+				if !uaSeen && bytes.HasPrefix(line, hdrUserAgent[2:]) {
+					uaSeen = true
+					uaAt = at + len(hdrUserAgent)
+				}
+			case 'C':
+				if !ctSeen && bytes.HasPrefix(line, hdrContentType[2:]) {
+					ctSeen = true
+					ctAt = at + len(hdrContentType)
+				}
+			}
 		}
-		next := bytes.Index(line, crlf)
+		next := indexCRLF(line)
 		if next < 0 {
 			break // a value still awaiting its CRLF stays nil, as in Maltrail
 		}
 		at += 2 + next
 	}
 	return nil
+}
+
+// indexCRLF is bytes.Index(b, crlf), searching for the '\n' (with the
+// vectorised IndexByte) and looking back for its '\r'.
+func indexCRLF(b []byte) int {
+	for i := 0; ; {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			return -1
+		}
+		if i+j > 0 && b[i+j-1] == '\r' {
+			return i + j - 1
+		}
+		i += j + 1
+	}
 }
 
 // HTTPResponse is the start of an HTTP response. Every slice aliases the
