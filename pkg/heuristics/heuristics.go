@@ -24,8 +24,14 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/xtrail/xtrail/pkg/lits"
 	"github.com/xtrail/xtrail/pkg/proto"
 )
+
+// maxLitStates bounds a literal automaton (pkg/lits): its table takes
+// states × columns × 4 bytes. WHITELIST_HTTP_REQUEST_PATHS snippets too
+// many to join the families' automaton within it get one of their own.
+var maxLitStates = 1 << 16
 
 // Heuristic names a heuristic DISABLED_HEURISTICS can turn off.
 type Heuristic uint8
@@ -232,9 +238,9 @@ type Engine struct {
 	// reqLits finds the family rules' triggers and the path snippets of
 	// WHITELIST_HTTP_REQUEST_PATHS (wlTag) in one pass; wlLits holds the
 	// snippets instead when they are too many to join it.
-	reqLits  *litDFA
-	wlLits   *litDFA
-	pathLits *litDFA // the suspicious files' triggers
+	reqLits  *lits.Set
+	wlLits   *lits.Set
+	pathLits *lits.Set // the suspicious files' triggers
 	ctypes   map[string]struct{}
 	dlInfo   map[string]string // extension -> "direct .exe download (suspicious)"
 	iot      *regexp.Regexp
@@ -278,19 +284,19 @@ func New(c Config) (*Engine, error) {
 	if paths == nil {
 		paths = defaultWhitelistPaths
 	}
-	var wl []dfaLit
+	var wl []lits.Lit
 	for _, p := range paths {
 		if p = strings.TrimSpace(p); p != "" {
-			wl = append(wl, dfaLit{pat: strings.ToLower(p), tags: 1 << wlTag})
+			wl = append(wl, lits.Lit{Pat: strings.ToLower(p), Tag: wlTag})
 		}
 	}
 	var err error
-	if e.reqLits, err = newLitDFA(append(slices.Clip(e.families.lits), wl...)); err != nil {
+	if e.reqLits, err = lits.New(append(slices.Clip(e.families.lits), wl...), maxLitStates); err != nil {
 		// too many snippets to join the families' automaton
-		if e.reqLits, err = newLitDFA(e.families.lits); err != nil {
+		if e.reqLits, err = lits.New(e.families.lits, maxLitStates); err != nil {
 			return nil, err
 		}
-		if e.wlLits, err = newLitDFA(wl); err != nil {
+		if e.wlLits, err = lits.New(wl, maxLitStates); err != nil {
 			return nil, fmt.Errorf("%s: %w", "WHITELIST_HTTP_REQUEST_PATHS", err)
 		}
 	}
@@ -303,10 +309,10 @@ func New(c Config) (*Engine, error) {
 		e.dlInfo[x] = "direct " + x + " download (suspicious)"
 	}
 	e.iot = regexp.MustCompile(iotPath)
-	var pathLits []dfaLit
+	var pathLits []lits.Lit
 	for i, p := range suspiciousPaths {
 		for _, t := range p.triggers {
-			pathLits = append(pathLits, dfaLit{pat: t, tags: 1 << i})
+			pathLits = append(pathLits, lits.Lit{Pat: t, Tag: i})
 		}
 		var re *regexp.Regexp
 		if p.re != "" {
@@ -314,7 +320,7 @@ func New(c Config) (*Engine, error) {
 		}
 		e.pathRes = append(e.pathRes, re)
 	}
-	if e.pathLits, err = newLitDFA(pathLits); err != nil {
+	if e.pathLits, err = lits.New(pathLits, maxLitStates); err != nil {
 		return nil, err
 	}
 	e.limits = c.Limits.withDefaults()

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"regexp"
 
+	"github.com/xtrail/xtrail/pkg/lits"
 	"github.com/xtrail/xtrail/pkg/maltrail"
 	"github.com/xtrail/xtrail/pkg/proto"
 	"github.com/xtrail/xtrail/pkg/trails"
@@ -298,7 +299,7 @@ func (e *Engine) IsRCE(path []byte) bool {
 // then rule order), and the expressions of those rules run in that
 // order.
 type familySet struct {
-	lits   []dfaLit         // every rule's triggers, tagged with the rule's bit
+	lits   []lits.Lit       // every rule's triggers, tagged with the rule's bit
 	res    []*regexp.Regexp // per rule; nil: the trigger suffices
 	family []uint8          // per rule
 	first1 [numFamilies]int // each family's first rule
@@ -314,7 +315,7 @@ func (fs *familySet) build() error {
 				return fmt.Errorf("heuristics: more than %d request rules", wlTag)
 			}
 			for _, t := range ru.triggers {
-				fs.lits = append(fs.lits, dfaLit{pat: t, tags: 1 << bit})
+				fs.lits = append(fs.lits, lits.Lit{Pat: t, Tag: bit})
 			}
 			var re *regexp.Regexp
 			if ru.re != "" {
@@ -370,8 +371,8 @@ const wlTag = 63
 // the bits of the family rules triggered, and wlTag for a whitelisted
 // path snippet.
 func (e *Engine) reqTags(lower []byte) uint64 {
-	m := e.reqLits.tagsIn(lower)
-	if e.wlLits != nil && e.wlLits.tagsIn(lower) != 0 {
+	m := e.reqLits.Tags(lower)
+	if e.wlLits != nil && e.wlLits.Tags(lower) != 0 {
 		m |= 1 << wlTag
 	}
 	return m
@@ -472,7 +473,7 @@ func (e *Engine) request(h *HTTP, r Reporter) bool {
 		e.report(r, KindDownload, "URL", info)
 		return true
 	}
-	if m := e.pathLits.tagsIn(file); m != 0 {
+	if m := e.pathLits.Tags(file); m != 0 {
 		for i, re := range e.pathRes {
 			if m&(1<<i) != 0 && (re == nil || re.Match(file)) {
 				e.fileTrail(h.Host, path)

@@ -1,9 +1,12 @@
 package heuristics
 
-import "github.com/xtrail/xtrail/pkg/trails"
+import (
+	"github.com/xtrail/xtrail/pkg/lits"
+	"github.com/xtrail/xtrail/pkg/trails"
+)
 
 // litSet finds the leftmost of a list of ASCII literals in a text,
-// ignoring ASCII case: the user agents (litDFA finds which of a set
+// ignoring ASCII case: the user agents (pkg/lits finds which of a set
 // occur). Bitmaps of the patterns' first one, two or three bytes reject
 // almost every position with one or two loads, so a search costs about a
 // nanosecond per text byte and never allocates.
@@ -17,17 +20,6 @@ type litSet struct {
 	pair   [1 << 16 / 64]uint64
 	tri    [1 << 16 / 64]uint64
 }
-
-// lowerTab folds ASCII upper case.
-var lowerTab = func() (t [256]byte) {
-	for i := range t {
-		t[i] = byte(i)
-		if 'A' <= i && i <= 'Z' {
-			t[i] = byte(i + 'a' - 'A')
-		}
-	}
-	return t
-}()
 
 func triHash(a, b, c byte) uint32 { return (uint32(a)<<10 ^ uint32(b)<<5 ^ uint32(c)*0x9d) & 0xffff }
 
@@ -55,21 +47,21 @@ func (s *litSet) add(p string, tag int) {
 
 // maybeAt reports whether a pattern may start at t[i].
 func (s *litSet) maybeAt(t []byte, i int) bool {
-	a := lowerTab[t[i]]
+	a := lits.Lower(t[i])
 	if s.single[a/64]&(1<<(a%64)) != 0 {
 		return true
 	}
 	if i+1 >= len(t) {
 		return false
 	}
-	b := lowerTab[t[i+1]]
+	b := lits.Lower(t[i+1])
 	if k := uint32(a)<<8 | uint32(b); s.pair[k/64]&(1<<(k%64)) != 0 {
 		return true
 	}
 	if i+2 >= len(t) {
 		return false
 	}
-	k := triHash(a, b, lowerTab[t[i+2]])
+	k := triHash(a, b, lits.Lower(t[i+2]))
 	return s.tri[k/64]&(1<<(k%64)) != 0
 }
 
@@ -79,7 +71,7 @@ func (s *litSet) at(t []byte, i int, p []byte) bool {
 		return false
 	}
 	for j, c := range p {
-		if lowerTab[t[i+j]] != c {
+		if lits.Lower(t[i+j]) != c {
 			return false
 		}
 	}
@@ -94,7 +86,7 @@ func (s *litSet) first(t []byte) (idx, start, end int) {
 		if !s.maybeAt(t, i) {
 			continue
 		}
-		for _, p := range s.byte1[lowerTab[t[i]]] {
+		for _, p := range s.byte1[lits.Lower(t[i])] {
 			if s.at(t, i, s.pats[p]) {
 				return int(p), i, i + len(s.pats[p])
 			}

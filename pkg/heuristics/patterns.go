@@ -40,92 +40,92 @@ const (
 	numFamilies
 )
 
-func lits(s ...string) []string { return s }
+func trig(s ...string) []string { return s }
 
 var families = [numFamilies]family{
 	famSQL: {"potential sql injection", []rule{
-		{lits("union"), `\bunion\b[\s/*()+]+(?:(?:all|distinct)\b[\s/*()+]+)?\(*select\b`},
-		{lits("select"), `\bselect\b[\s/*()+].{0,200}?\bfrom\b[\s/*()+]+[\w.\x60"\[]`},
-		{lits("sleep", "benchmark", "extractvalue", "updatexml", "load_file", "group_concat"),
+		{trig("union"), `\bunion\b[\s/*()+]+(?:(?:all|distinct)\b[\s/*()+]+)?\(*select\b`},
+		{trig("select"), `\bselect\b[\s/*()+].{0,200}?\bfrom\b[\s/*()+]+[\w.\x60"\[]`},
+		{trig("sleep", "benchmark", "extractvalue", "updatexml", "load_file", "group_concat"),
 			`\b(?:sleep|pg_sleep|benchmark|extractvalue|updatexml|load_file|group_concat)\s*\(`},
-		{lits("waitfor"), `\bwaitfor\s+delay\s+'`},
-		{lits("information_schema", "@@version", "xp_cmdshell"), ""},
-		{lits("outfile", "dumpfile"), `\binto\s+(?:out|dump)file\b`},
-		{lits("'", "\""), `['"]\s*(?:or|and)\s+['"]?\w+['"]?\s*(?:=|<|>|\blike\b)|['"]\s*(?:--|#|/\*)`},
-		{lits("or 1", "or+1"), `\bor[\s+]+1\s*=\s*1\b`},
-		{lits("order by", "order+by"), `\border[\s+]+by[\s+]+\d+\s*(?:--|#)`},
-		{lits("char(", "concat("), `\b(?:char|concat)\s*\(\s*(?:0x[0-9a-f]+|\d+\s*,)`},
+		{trig("waitfor"), `\bwaitfor\s+delay\s+'`},
+		{trig("information_schema", "@@version", "xp_cmdshell"), ""},
+		{trig("outfile", "dumpfile"), `\binto\s+(?:out|dump)file\b`},
+		{trig("'", "\""), `['"]\s*(?:or|and)\s+['"]?\w+['"]?\s*(?:=|<|>|\blike\b)|['"]\s*(?:--|#|/\*)`},
+		{trig("or 1", "or+1"), `\bor[\s+]+1\s*=\s*1\b`},
+		{trig("order by", "order+by"), `\border[\s+]+by[\s+]+\d+\s*(?:--|#)`},
+		{trig("char(", "concat("), `\b(?:char|concat)\s*\(\s*(?:0x[0-9a-f]+|\d+\s*,)`},
 	}},
 	famXML: {"potential xml injection", []rule{
-		{lits("<![cdata[", "]]>", "<xsl:", "<?xml-stylesheet"), ""},
+		{trig("<![cdata[", "]]>", "<xsl:", "<?xml-stylesheet"), ""},
 	}},
 	// Paths reach the families with "//" made "/" (as in Maltrail), so
 	// "php://" is searched as "php:/".
 	famPHP: {"potential php injection", []rule{
-		{lits("<?php", "php:/", "phar:/", "expect:/", "zlib:/", "glob:/", "data:/", "allow_url_include",
+		{trig("<?php", "php:/", "phar:/", "expect:/", "zlib:/", "glob:/", "data:/", "allow_url_include",
 			"auto_prepend_file", "phpinfo(", "base64_decode(", "gzinflate(", "str_rot13(", "call_user_func", "assert(",
 			"passthru(", "shell_exec(", "proc_open(", "popen(", "file_put_contents(", "create_function("), ""},
 	}},
 	famLDAP: {"potential ldap injection", []rule{
-		{lits("*)(", ")(|", ")(&", ")(!", "(|(", "(&("),
+		{trig("*)(", ")(|", ")(&", ")(!", "(|(", "(&("),
 			`(?:\*\)|\))\s*\(\s*[|&!]?\s*\(?\s*[\w-]+\s*[~<>]?=|\(\s*[|&]\s*\(\s*[\w-]+\s*[~<>]?=`},
 	}},
 	famXSS: {"potential xss injection", []rule{
-		{lits("<script", "<svg", "<img", "<iframe", "<body", "<object", "<embed", "<details", "<video", "<audio", "<math", "<style"),
+		{trig("<script", "<svg", "<img", "<iframe", "<body", "<object", "<embed", "<details", "<video", "<audio", "<math", "<style"),
 			`<\s*(?:script|svg|img|iframe|body|object|embed|details|video|audio|math|style)\b`},
-		{lits("onerror", "onload", "onmouseover", "onfocus", "onclick", "ontoggle", "onanimationstart", "onpointerenter"),
+		{trig("onerror", "onload", "onmouseover", "onfocus", "onclick", "ontoggle", "onanimationstart", "onpointerenter"),
 			`\bon(?:error|load|mouseover|focus|click|toggle|animationstart|pointerenter)\s*=`},
-		{lits("javascript:", "vbscript:", "document.cookie", "document.domain"), ""},
-		{lits("alert", "prompt", "confirm"), `\b(?:alert|prompt|confirm)\s*[(\x60]`},
-		{lits("fromcharcode", "srcdoc", "expression("), `\bstring\.fromcharcode\s*\(|\bsrcdoc\s*=|\bexpression\s*\(`},
+		{trig("javascript:", "vbscript:", "document.cookie", "document.domain"), ""},
+		{trig("alert", "prompt", "confirm"), `\b(?:alert|prompt|confirm)\s*[(\x60]`},
+		{trig("fromcharcode", "srcdoc", "expression("), `\bstring\.fromcharcode\s*\(|\bsrcdoc\s*=|\bexpression\s*\(`},
 	}},
 	famXXE: {"potential xxe injection", []rule{
-		{lits("<!entity"), `<!entity\s+%|<!entity\s+[\w.-]+\s+(?:system|public)\b`},
-		{lits("<!doctype"), `<!doctype\s+[\w:.-]+\s*\[`},
+		{trig("<!entity"), `<!entity\s+%|<!entity\s+[\w.-]+\s+(?:system|public)\b`},
+		{trig("<!doctype"), `<!doctype\s+[\w:.-]+\s*\[`},
 	}},
 	famSSTI: {"potential ssti injection", []rule{
-		{lits("{{"), `\{\{\s*[\w.'"\[\]()|*+/ -]{1,100}\}\}`},
-		{lits("${", "#{"), `[$#]\{\s*\d+\s*[*+/-]\s*\d+\s*\}`},
-		{lits("<%="), `<%=\s*[\w.'"()*+/ -]{1,100}%>`},
-		{lits("{%"), `\{%\s*(?:import|include|set|if|for|print|debug|extends)\b`},
-		{lits("__class__", "__globals__", "__mro__", "__subclasses__", "__builtins__"), ""},
+		{trig("{{"), `\{\{\s*[\w.'"\[\]()|*+/ -]{1,100}\}\}`},
+		{trig("${", "#{"), `[$#]\{\s*\d+\s*[*+/-]\s*\d+\s*\}`},
+		{trig("<%="), `<%=\s*[\w.'"()*+/ -]{1,100}%>`},
+		{trig("{%"), `\{%\s*(?:import|include|set|if|for|print|debug|extends)\b`},
+		{trig("__class__", "__globals__", "__mro__", "__subclasses__", "__builtins__"), ""},
 	}},
 	famLeak: {"potential data leakage", []rule{
-		{lits("imei=", "meid=", "imsi=", "iccid="), `\b(?:imei|meid)=\d{14,16}\b|\bimsi=\d{14,15}\b|\biccid=\d{18,22}\b`},
-		{lits("mac=", "bssid=", "macaddr=", "mac_address="),
+		{trig("imei=", "meid=", "imsi=", "iccid="), `\b(?:imei|meid)=\d{14,16}\b|\bimsi=\d{14,15}\b|\biccid=\d{18,22}\b`},
+		{trig("mac=", "bssid=", "macaddr=", "mac_address="),
 			`\b(?:mac|bssid|wifi_?mac|macaddr|mac_address)=(?:[0-9a-f]{2}[:-]){5}[0-9a-f]{2}\b`},
-		{lits("ccnum=", "cc_num", "card_number=", "cardnumber="), `\b(?:cc_?num(?:ber)?|card_?number)=\d{13,19}\b`},
+		{trig("ccnum=", "cc_num", "card_number=", "cardnumber="), `\b(?:cc_?num(?:ber)?|card_?number)=\d{13,19}\b`},
 	}},
 	famConfig: {"config file access", []rule{
-		{lits(".htaccess", ".htpasswd", ".htgroup", "wp-config.php", "web.config", "/.git/", "/.svn/", "/.hg/",
+		{trig(".htaccess", ".htpasswd", ".htgroup", "wp-config.php", "web.config", "/.git/", "/.svn/", "/.hg/",
 			"localsettings.php", "configuration.php", "config.inc.php", "/.aws/credentials", "/.ssh/", "/.docker/config.json",
 			"database.yml", "/.npmrc", "/.bash_history"), ""},
-		{lits("/.env"), `/\.env[.\w-]*(?:$|[?/&#])`},
+		{trig("/.env"), `/\.env[.\w-]*(?:$|[?/&#])`},
 	}},
 	famRCE: {"potential remote code execution", []rule{
-		{lits(";", "|", "`", "$(", "&&", "\n"),
+		{trig(";", "|", "`", "$(", "&&", "\n"),
 			`(?:[;|\x60\n]|&&|\$\()\s*(?:cat|wget|curl|id|uname|whoami|ifconfig|nc|ncat|netcat|bash|sh|zsh|chmod|rm` +
 				`|echo|ping|nslookup|ls|pwd|ps|kill|python[23]?|perl|php|ruby|busybox|tftp|ftpget|telnet|powershell|cmd)\b`},
-		{lits("${jndi:", "class.module.classloader", "@java.lang.runtime", "@java.lang.processbuilder", "%{(#",
+		{trig("${jndi:", "class.module.classloader", "@java.lang.runtime", "@java.lang.processbuilder", "%{(#",
 			"/dev/tcp/", "bash -i"), ""},
-		{lits("wget", "curl"), `\b(?:wget|curl)\s+\S*(?:https?|ftp):/`},
-		{lits("/bin/"), `/bin/(?:ba|z|da)?sh\b`},
-		{lits("cmd"), `\bcmd(?:\.exe)?\s+/[ck]\b`},
-		{lits("powershell"), `\bpowershell(?:\.exe)?\s+-`},
-		{lits("getruntime"), `\bruntime\.getruntime\(\)\.exec`},
-		{lits("nc -"), `\bnc\s+-[a-z]*e\b`},
+		{trig("wget", "curl"), `\b(?:wget|curl)\s+\S*(?:https?|ftp):/`},
+		{trig("/bin/"), `/bin/(?:ba|z|da)?sh\b`},
+		{trig("cmd"), `\bcmd(?:\.exe)?\s+/[ck]\b`},
+		{trig("powershell"), `\bpowershell(?:\.exe)?\s+-`},
+		{trig("getruntime"), `\bruntime\.getruntime\(\)\.exec`},
+		{trig("nc -"), `\bnc\s+-[a-z]*e\b`},
 	}},
 	famTraversal: {"potential directory traversal", []rule{
-		{lits(".."), `(?:\.\.[/\\]){2,}|(?:^|[/\\=])\.\.(?:[/\\]|$)`},
-		{lits("etc/passwd", "etc/shadow", "etc/group", "etc/hosts", "win.ini", "system32", "boot.ini", "proc/self/"),
+		{trig(".."), `(?:\.\.[/\\]){2,}|(?:^|[/\\=])\.\.(?:[/\\]|$)`},
+		{trig("etc/passwd", "etc/shadow", "etc/group", "etc/hosts", "win.ini", "system32", "boot.ini", "proc/self/"),
 			`(?:^|[/\\=])(?:etc[/\\](?:passwd|shadow|group|hosts)\b|(?:windows|winnt)[/\\](?:win\.ini|system32)\b|boot\.ini\b|proc[/\\]self[/\\])`},
 	}},
 	famWebScan: {"potential web scan", []rule{
-		{lits("acunetix", "nessus", "nikto", "netsparker", "burpcollaborator", "oastify", "interact.sh",
+		{trig("acunetix", "nessus", "nikto", "netsparker", "burpcollaborator", "oastify", "interact.sh",
 			"appscan", "w3af", "wvstest", "sqlmap", "dirbuster", "qualys"), ""},
 	}},
 	famDNSChanger: {"potential dns changer", []rule{
-		{lits("dns"), `\b(?:dns(?:server)?[_-]?[12]?|primary_?dns|secondary_?dns|dns_?(?:primary|secondary)|wan_?dns\d?|dnsaddr\d?)` +
+		{trig("dns"), `\b(?:dns(?:server)?[_-]?[12]?|primary_?dns|secondary_?dns|dns_?(?:primary|secondary)|wan_?dns\d?|dnsaddr\d?)` +
 			`=\d{1,3}(?:\.\d{1,3}){3}\b`},
 	}},
 }
@@ -180,7 +180,7 @@ var suspiciousPaths = []struct {
 	desc string
 	rule
 }{
-	{"non-existent page", rule{lits("defaultwebpage.cgi"), ""}},
-	{"potential web scan", rule{lits("existent", ".acu", "acunetix", "nikto"),
+	{"non-existent page", rule{trig("defaultwebpage.cgi"), ""}},
+	{"potential web scan", rule{trig("existent", ".acu", "acunetix", "nikto"),
 		`(?:in|non)-?existent[\w-]*\.\w+$|\.acu$|^acunetix[\w-]*\.\w+$|^nikto[\w-]*\.\w+$`}},
 }

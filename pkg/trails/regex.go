@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/xtrail/xtrail/pkg/lits"
 )
 
 // maxRegexTrails is how many regex trails Maltrail joins into its one
@@ -630,63 +632,43 @@ func minLen(s []string) int {
 	return m
 }
 
-// regexIndex runs the regex trails with their prefilters. Names are
-// short and most hold none of the literals, so instead of searching each
-// literal in turn it walks the name once, looking each byte pair up in a
-// bitset of the literals' first two bytes, and the pairs that pass up in
-// a bitset of their first three; only a position passing both looks the
-// literals up.
+// regexIndex runs the regex trails with their prefilters: one pass of a
+// literal automaton (pkg/lits) over the name finds every trail one of
+// whose required literals it holds, and only those trails' regexes (and
+// those of trails without a prefilter) run.
 type regexIndex struct {
 	trails []regexTrail
-	always regexMask                // trails without a usable prefilter: always run
-	first  [1 << 16 / 64]uint64     // bit set: some literal starts with this byte pair
-	pair   [1 << 16 / 64]uint64     // bit set: some 2-byte literal is this byte pair
-	tri    [1 << 16 / 64]uint64     // bit set: some longer literal starts with these 3 bytes (hashed)
-	lits   map[uint16][]regexLitRef // the literals by their first byte pair
+	always regexMask // trails without a usable prefilter: always run
+	lits   *lits.Set // the trails' literals, tagged with the trail's index
 }
 
-// triKey hashes three bytes into the tri bitset.
-func triKey(a, b, c byte) uint32 {
-	return (uint32(a)<<16 | uint32(b)<<8 | uint32(c)) * 0x9E3779B1 >> 16
-}
-
-func bitHas(set *[1 << 16 / 64]uint64, k uint32) bool { return set[k/64]&(1<<(k%64)) != 0 }
-func bitSet(set *[1 << 16 / 64]uint64, k uint32)      { set[k/64] |= 1 << (k % 64) }
+// maxRegexLitStates bounds the prefilter's automaton (its table takes
+// states × columns × 4 bytes); past it every trail runs on every name.
+const maxRegexLitStates = 1 << 17
 
 // regexMask has one bit per regex trail (at most maxRegexTrails).
 type regexMask [(maxRegexTrails + 63) / 64]uint64
 
-func (m *regexMask) set(i int)      { m[i/64] |= 1 << (i % 64) }
-func (m *regexMask) has(i int) bool { return m[i/64]&(1<<(i%64)) != 0 }
-
-type regexLitRef struct {
-	lit   []byte
-	trail int
-}
+func (m *regexMask) set(i int) { m[i/64] |= 1 << (i % 64) }
 
 func newRegexIndex(trails []regexTrail) *regexIndex {
-	x := &regexIndex{trails: trails, lits: make(map[uint16][]regexLitRef)}
+	x := &regexIndex{trails: trails}
+	var ls []lits.Lit
 	for i := range trails {
-		t := &trails[i]
-		usable := len(t.lits) > 0
-		for _, l := range t.lits {
-			if len(l) < 2 {
-				usable = false
-			}
-		}
-		if !usable {
+		if len(trails[i].lits) == 0 {
 			x.always.set(i)
 			continue
 		}
-		for _, l := range t.lits {
-			bg := uint16(l[0])<<8 | uint16(l[1])
-			bitSet(&x.first, uint32(bg))
-			if len(l) == 2 {
-				bitSet(&x.pair, uint32(bg))
-			} else {
-				bitSet(&x.tri, triKey(l[0], l[1], l[2]))
+		for _, l := range trails[i].lits {
+			ls = append(ls, lits.Lit{Pat: string(l), Tag: i})
+		}
+	}
+	if len(ls) > 0 {
+		var err error
+		if x.lits, err = lits.New(ls, maxRegexLitStates); err != nil {
+			for i := range trails {
+				x.always.set(i) // too many literals: no prefilter
 			}
-			x.lits[bg] = append(x.lits[bg], regexLitRef{lit: l, trail: i})
 		}
 	}
 	return x
@@ -701,24 +683,8 @@ func newRegexIndex(trails []regexTrail) *regexIndex {
 // alone. No allocation unless a regex matches.
 func (x *regexIndex) find(name []byte) (idx, start, end int) {
 	cand := x.always
-	if len(name) < 2 {
-		return x.run(cand, name)
-	}
-	// bg rolls over the name: the pair starting at i, one load a byte.
-	bg := uint32(name[0])
-	for i := 0; i+1 < len(name); i++ {
-		bg = (bg<<8 | uint32(name[i+1])) & 0xffff
-		if x.first[bg>>6]&(1<<(bg&63)) == 0 {
-			continue
-		}
-		if !bitHas(&x.pair, bg) && (i+2 >= len(name) || !bitHas(&x.tri, triKey(name[i], name[i+1], name[i+2]))) {
-			continue
-		}
-		for _, r := range x.lits[uint16(bg)] {
-			if !cand.has(r.trail) && bytes.HasPrefix(name[i:], r.lit) {
-				cand.set(r.trail)
-			}
-		}
+	if x.lits != nil {
+		x.lits.TagsInto(name, cand[:])
 	}
 	return x.run(cand, name)
 }

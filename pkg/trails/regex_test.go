@@ -1,6 +1,7 @@
 package trails
 
 import (
+	"math/rand/v2"
 	"regexp"
 	"slices"
 	"strings"
@@ -155,4 +156,84 @@ func TestStaticRegexTrails(t *testing.T) {
 	for _, p := range n.Problems {
 		t.Errorf("not translated: %s", p)
 	}
+}
+
+// allRegexes is the mask of every trail of x: find without a prefilter.
+func allRegexes(x *regexIndex) regexMask {
+	var m regexMask
+	for i := range x.trails {
+		m.set(i)
+	}
+	return m
+}
+
+// TestRegexPrefilter: with the real regex trails, the prefiltered search
+// answers as running every regex does, on names built from the trails'
+// literals (whole, cut, mixed) and random name bytes; many of them match.
+func TestRegexPrefilter(t *testing.T) {
+	x := loadStaticNames(t).rx
+	if x == nil || x.lits == nil {
+		t.Fatal("no regex prefilter")
+	}
+	var pieces []string
+	for _, tr := range x.trails {
+		for _, l := range tr.lits {
+			pieces = append(pieces, string(l))
+		}
+	}
+	pieces = append(pieces, "www.", ".com", ".ru", ".top", "-", "123", "12", "a", "zz", ".")
+	rng := rand.New(rand.NewPCG(9, 10))
+	all := allRegexes(x)
+	hits := 0
+	for range 100000 {
+		var b []byte
+		for range 1 + rng.IntN(5) {
+			p := pieces[rng.IntN(len(pieces))]
+			if rng.IntN(4) == 0 {
+				p = p[:rng.IntN(len(p)+1)]
+			}
+			b = append(b, p...)
+		}
+		gi, gs, ge := x.find(b)
+		wi, ws, we := x.run(all, b)
+		if gi != wi || gs != ws || ge != we {
+			t.Fatalf("find(%q) = %d %d %d, every regex %d %d %d", b, gi, gs, ge, wi, ws, we)
+		}
+		if gi >= 0 {
+			hits++
+		}
+	}
+	if hits < 1000 {
+		t.Errorf("only %d names matched", hits)
+	}
+	t.Logf("%d of 100000 names matched; prefilter %d states", hits, x.lits.States())
+}
+
+// FuzzRegexPrefilter: on any name, the prefiltered search answers as
+// running every regex does, over regex trails of the real ones' shapes:
+// alternations, classes, anchors, \b, literals across labels.
+func FuzzRegexPrefilter(f *testing.F) {
+	for _, s := range []string{"www.dga12.x.com", "ab-cde.top", "k.packjiagu.com", "vyplata12.ru", "zzfoo9.world", "a"} {
+		f.Add([]byte(s))
+	}
+	csv := "\"dga[0-9]+\\.x\\.com\",a (malware),(static)\n" +
+		"\"(gomain|perevod|v[i,y]plata)[0-9]{2,3}\\.ru\",b (malware),(static)\n" +
+		"\"^[a-z]{2}\\-[a-z]{2,3}\\.(top|club)$\",c (malware),(static)\n" +
+		"\"\\b(zzfoo|yybar)[0-9a-z]+\\.(world|xyz)\",d (malware),(static)\n" +
+		"\"[a-z]{1}\\.packjiagu\\.com\",e (malware),(static)\n" +
+		"\"q(l|r)[0-9]{5,6}\\.pw\",f (malware),(static)\n" +
+		"\"www\\.[a-z]{1}\\-[a-z]{1,3}\\.top$\",g (malware),(static)\n"
+	n := mustLoadNames(f, csv, nil)
+	x := n.rx
+	if x == nil || n.Stats.Regexes != 7 {
+		f.Fatalf("%d regex trails: %v", n.Stats.Regexes, n.Problems)
+	}
+	all := allRegexes(x)
+	f.Fuzz(func(t *testing.T, name []byte) {
+		gi, gs, ge := x.find(name)
+		wi, ws, we := x.run(all, name)
+		if gi != wi || gs != ws || ge != we {
+			t.Fatalf("find(%q) = %d %d %d, every regex %d %d %d", name, gi, gs, ge, wi, ws, we)
+		}
+	})
 }

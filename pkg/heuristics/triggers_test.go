@@ -1,0 +1,157 @@
+package heuristics
+
+import (
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/xtrail/xtrail/pkg/lits"
+)
+
+// tagsIn is the reference search litDFA replaced: bit n set when a
+// pattern added with tag n occurs in t, found by trying the patterns at
+// every position its bitmaps let through.
+func (s *litSet) tagsIn(t []byte) uint64 {
+	var m uint64
+	for i := range t {
+		if !s.maybeAt(t, i) {
+			continue
+		}
+		for _, p := range s.byte1[lits.Lower(t[i])] {
+			if s.at(t, i, s.pats[p]) {
+				m |= s.tags[p]
+			}
+		}
+	}
+	return m
+}
+
+// refOf returns the reference search over ls: a litSet of the same
+// literals and tags.
+func refOf(ls []lits.Lit) *litSet {
+	var s litSet
+	for _, l := range ls {
+		s.add(l.Pat, l.Tag)
+	}
+	return &s
+}
+
+// engineSets are the literal sets an Engine searches: the request
+// automaton (families and the default whitelisted path snippets) and the
+// suspicious files'.
+func engineSets(t testing.TB) map[string][]lits.Lit {
+	var fs familySet
+	if err := fs.build(); err != nil {
+		t.Fatal(err)
+	}
+	req := fs.lits
+	for _, p := range defaultWhitelistPaths {
+		req = append(req, lits.Lit{Pat: p, Tag: wlTag})
+	}
+	var path []lits.Lit
+	for i, p := range suspiciousPaths {
+		for _, tr := range p.triggers {
+			path = append(path, lits.Lit{Pat: tr, Tag: i})
+		}
+	}
+	return map[string][]lits.Lit{"request": req, "path": path}
+}
+
+// randomText mixes pieces of the literals (whole, cut, in upper case)
+// with random bytes, so that matches, near misses and overlaps are all
+// common.
+func randomText(rng *rand.Rand, ls []lits.Lit) []byte {
+	var b []byte
+	for range rng.IntN(8) {
+		switch rng.IntN(4) {
+		case 0:
+			b = append(b, ls[rng.IntN(len(ls))].Pat...)
+		case 1:
+			p := ls[rng.IntN(len(ls))].Pat
+			b = append(b, p[:rng.IntN(len(p)+1)]...)
+		case 2:
+			b = append(b, strings.ToUpper(ls[rng.IntN(len(ls))].Pat)...)
+		default:
+			for range rng.IntN(6) {
+				b = append(b, byte(rng.IntN(256)))
+			}
+		}
+	}
+	return b
+}
+
+// TestTriggersAgree: the automata find exactly the tags the former
+// per-pattern search finds, on the Engine's own sets and on random texts
+// built from them.
+func TestTriggersAgree(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for name, ls := range engineSets(t) {
+		d, err := lits.New(ls, maxLitStates)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref := refOf(ls)
+		hits := 0
+		for range 20000 {
+			text := randomText(rng, ls)
+			got, want := d.Tags(text), ref.tagsIn(text)
+			if got != want {
+				t.Fatalf("%s: tagsIn(%q) = %#x, reference %#x", name, text, got, want)
+			}
+			if got != 0 {
+				hits++
+			}
+		}
+		if hits < 1000 {
+			t.Errorf("%s: only %d texts held a literal", name, hits)
+		}
+		t.Logf("%s: %d states, %d texts with a literal", name, d.States(), hits)
+	}
+}
+
+// TestWhitelistPathsApart: a WHITELIST_HTTP_REQUEST_PATHS too long to
+// join the families' automaton is searched by one of its own, with the
+// same verdicts.
+func TestWhitelistPathsApart(t *testing.T) {
+	paths := []string{"/Static/", "../vendor/"}
+	joined := newEngine(t, Config{WhitelistPaths: paths})
+	defer func(n int) { maxLitStates = n }(maxLitStates)
+	maxLitStates = joined.reqLits.States() - 1
+	apart := newEngine(t, Config{WhitelistPaths: paths})
+	if joined.wlLits != nil || apart.wlLits == nil {
+		t.Fatalf("snippets apart: joined %v, apart %v", joined.wlLits != nil, apart.wlLits != nil)
+	}
+	var r rec
+	for _, p := range []string{"/static/x?id=1'%20or%20'1'='1", "/a/../vendor/x?id=1'%20or%20'1'='1", "/x?id=1'%20or%20'1'='1"} {
+		a, b := joined.Request(httpReq("GET", "h", p), &r), apart.Request(httpReq("GET", "h", p), &r)
+		if a != b || a != strings.HasPrefix(p, "/x") {
+			t.Errorf("%s: finding %v joined, %v apart", p, a, b)
+		}
+	}
+}
+
+// FuzzTriggers: on any text, the Engine's automata agree with the
+// former per-pattern search.
+func FuzzTriggers(f *testing.F) {
+	f.Add("/A/../Images/x?id=1'union select")
+	f.Add("<SCRIPT>alert(1)</script>/etc/passwd{{7*7}}")
+	type pair struct {
+		d   *lits.Set
+		ref *litSet
+	}
+	var sets []pair
+	for _, ls := range engineSets(f) {
+		d, err := lits.New(ls, maxLitStates)
+		if err != nil {
+			f.Fatal(err)
+		}
+		sets = append(sets, pair{d, refOf(ls)})
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		for _, p := range sets {
+			if got, want := p.d.Tags([]byte(text)), p.ref.tagsIn([]byte(text)); got != want {
+				t.Fatalf("Tags(%q) = %#x, reference %#x", text, got, want)
+			}
+		}
+	})
+}
