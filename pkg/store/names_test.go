@@ -309,3 +309,18 @@ func BenchmarkNamesStatic(b *testing.B) {
 		})
 	}
 }
+
+// TestNamesLongNames: names of more labels than the domain check's scan
+// keeps the dots of (their first parents are hashed apart) match as
+// LoadNames' do, hits on every label included.
+func TestNamesLongNames(t *testing.T) {
+	var b strings.Builder
+	var keys []string
+	for n := 1; n <= 70; n += 3 {
+		k := strings.Repeat("l.", n) + fmt.Sprintf("deep%d.example", n)
+		keys = append(keys, k, "x."+k, strings.Repeat("q.", 40)+k)
+		fmt.Fprintf(&b, "%s,deep %d (malware),(static)\n", k, n)
+	}
+	want, got := storeNames(t, []byte(b.String()), nil)
+	sameMatches(t, want, got, keys)
+}
