@@ -72,8 +72,14 @@ func (s *dnsState) init(l Limits, st *Stats) {
 
 // DNS is what the DNS heuristics read of one message.
 type DNS struct {
-	Sec  int64  // packet time, seconds
-	Name []byte // the question name: lowercased, passed Maltrail's name filter
+	Sec int64 // packet time, seconds
+	// Name is the question name: lowercased, passed Maltrail's name
+	// filter (a name that did not is read up to its first byte outside
+	// names, lowercased).
+	Name []byte
+	// Prepared is Name read once (trails.Name, set to Name) when the
+	// caller has it, which spares reading it again here; nil: read here.
+	Prepared *trails.Name
 	// ClientPrivate: the response goes to a private address (its dst).
 	ClientPrivate bool
 	Whitelist     *trails.Whitelist
@@ -83,12 +89,22 @@ type DNS struct {
 // exhaustionBase returns the base of a name with more than two labels:
 // its last two labels, or three when the second-to-last is at most three
 // characters ("co.uk").
-func exhaustionBase(name []byte) []byte {
-	last2 := lastLabels(name, 2)
+func exhaustionBase(m *trails.Name) []byte {
+	last2 := m.LastLabels(2)
 	if dot := bytes.IndexByte(last2, '.'); dot >= 0 && dot <= 3 {
-		return lastLabels(name, 3)
+		return m.LastLabels(3)
 	}
 	return last2
+}
+
+// nameOf returns q's name read once: q.Prepared, or the Engine's scratch
+// set to q.Name.
+func (e *Engine) nameOf(q *DNS) *trails.Name {
+	if q.Prepared != nil {
+		return q.Prepared
+	}
+	e.name.Set(q.Name)
+	return &e.name
 }
 
 // Exhaustion runs the DNS-exhaustion heuristic on a standard query (spec
@@ -98,10 +114,18 @@ func exhaustionBase(name []byte) []byte {
 // the query must not be matched against trails. The caller checks
 // DISABLED_HEURISTICS' dns_exhaustion with Enabled.
 func (e *Engine) Exhaustion(q *DNS, r Reporter) (skip bool) {
-	name := q.Name
-	if labels(name) <= 2 {
+	m := e.nameOf(q)
+	if m.Labels() <= 2 {
 		return false
 	}
+	name := m.Text()
+	base := exhaustionBase(m)
+	last2 := m.LastLabels(2)
+	sub := name[:len(name)-len(last2)-1]
+	// The base is a suffix of the name at a label boundary: it is
+	// whitelisted only if the name is, which the domain check asks too.
+	skipped := q.Whitelist.NameWhitelisted(m) && q.Whitelist.IsWhitelistedName(base) || isDashedQuad(m.FirstLabel())
+	bh := hashNew(base)
 	e.dns.mu.Lock()
 	defer e.dns.mu.Unlock()
 	s := &e.dns.dnsState
@@ -111,17 +135,9 @@ func (e *Engine) Exhaustion(q *DNS, r Reporter) (skip bool) {
 		s.bases.reset()
 		s.subs.reset()
 	}
-	base := exhaustionBase(name)
-	if q.Whitelist.IsWhitelistedName(base) {
+	if skipped {
 		return false
 	}
-	first := name[:bytes.IndexByte(name, '.')]
-	if isDashedQuad(first) {
-		return false
-	}
-	last2 := lastLabels(name, 2)
-	sub := name[:len(name)-len(last2)-1]
-	bh := hashNew(base)
 	b, isNew := s.bases.put(bh, now)
 	rec := &b.val
 	if isNew || q.Sec-int64(rec.winStart) >= exhaustionWindow {
@@ -202,31 +218,32 @@ func isWordByte(c byte) bool {
 // '-', and a first label of entropy over 3.5 bits, or else more than 9
 // consonants.
 func (e *Engine) NXDomain(q *DNS, r Reporter) bool {
-	name := q.Name
+	m := e.nameOf(q)
+	name := m.Text()
 	if len(name) == 0 {
 		return false // (a checked name is never empty)
 	}
 	e.dns.mu.Lock()
 	defer e.dns.mu.Unlock()
 	s := &e.dns.dnsState
-	last2 := lastLabels(name, 2)
+	last2 := m.LastLabels(2)
 	if s.started && q.Sec-s.hourStart <= hour {
 		if b := s.bases.get(hashNew(last2), uint32(q.Sec)); b != nil && b.val.exhausted {
 			return false
 		}
 	}
-	if q.Whitelist.IsWhitelistedName(name) || (q.Names != nil && q.Names.HasDomainOrParent(name)) {
+	if q.Whitelist.NameWhitelisted(m) || (q.Names != nil && q.Names.HasDomainOrParent(name)) {
 		return false
 	}
-	tld := lastLabels(name, 1)
+	tld := m.LastLabels(1)
 	if isDigits(tld) {
 		return false
 	}
 	found := false
 	if !isDNSBLLookup(name) && !q.ClientPrivate {
-		found = e.nxFlood(q, last2, r)
+		found = e.nxFlood(q, name, last2, r)
 	}
-	if labels(name) == 2 {
+	if m.Labels() == 2 {
 		found = e.dga(name, r) || found
 	}
 	return found
@@ -249,7 +266,7 @@ func isDNSBLLookup(name []byte) bool {
 	return true
 }
 
-func (e *Engine) nxFlood(q *DNS, last2 []byte, r Reporter) bool {
+func (e *Engine) nxFlood(q *DNS, name, last2 []byte, r Reporter) bool {
 	s := &e.dns.dnsState // NXDomain holds the lock
 	now := uint32(q.Sec)
 	if h := q.Sec / hour; h != s.nxHour {
@@ -257,7 +274,6 @@ func (e *Engine) nxFlood(q *DNS, last2 []byte, r Reporter) bool {
 		s.nxNames.reset()
 		s.nxGroups.reset()
 	}
-	name := q.Name
 	nh := hashNew(name)
 	c, _ := s.nxNames.put(nh, now)
 	c.weight++
@@ -444,8 +460,13 @@ func (e *Engine) Sinkhole(q *DNS, firstA netip.Addr, answers *AnswerTrails, r Re
 		return false
 	}
 	info, ok := answers.lookup(firstA)
-	dot := bytes.LastIndexByte(q.Name, '.')
-	if !ok || dot < 0 || q.Whitelist.IsWhitelistedName(q.Name) {
+	if !ok {
+		return false
+	}
+	m := e.nameOf(q)
+	name := m.Text()
+	dot := bytes.LastIndexByte(name, '.')
+	if dot < 0 || q.Whitelist.NameWhitelisted(m) {
 		return false // (a checked name always has a dot)
 	}
 	var kind Kind
@@ -463,7 +484,6 @@ func (e *Engine) Sinkhole(q *DNS, firstA netip.Addr, answers *AnswerTrails, r Re
 	default:
 		return false
 	}
-	name := q.Name
 	e.trail = append(append(append(append(e.trail[:0], '('), name[:dot]...), ')'), name[dot:]...)
 	e.report(r, kind, "DNS", out)
 	return true

@@ -26,6 +26,7 @@ import (
 
 	"github.com/xtrail/xtrail/pkg/lits"
 	"github.com/xtrail/xtrail/pkg/proto"
+	"github.com/xtrail/xtrail/pkg/trails"
 )
 
 // maxLitStates bounds a literal automaton (pkg/lits): its table takes
@@ -257,6 +258,7 @@ type Engine struct {
 	uaSeed  maphash.Seed
 
 	// scratch, reused per call
+	name   trails.Name // a DNS name the caller did not read (DNS.Prepared)
 	f      Finding
 	fwd    []byte             // the forwarded-for address of the request being checked
 	fwdReq *proto.HTTPRequest // else the request to read it from, when a finding needs it
@@ -341,7 +343,7 @@ func (e *Engine) Fork() *Engine {
 	f.web.init(e.limits, e.stats)
 	f.uaSeed = maphash.MakeSeed()
 	f.uaClean = [uaCacheSize]uint64{}
-	f.fwdReq = nil
+	f.fwdReq, f.name = nil, trails.Name{}
 	f.f, f.fwd, f.trail, f.lower, f.unq, f.enc, f.encB, f.uaBuf = Finding{}, nil, nil, nil, nil, nil, nil, nil
 	return &f
 }

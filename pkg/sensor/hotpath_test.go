@@ -1,6 +1,8 @@
 package sensor
 
 import (
+	"bytes"
+	"math/rand/v2"
 	"net/netip"
 	"strings"
 	"testing"
@@ -81,5 +83,57 @@ func TestAgentURLWhitelistOnce(t *testing.T) {
 		if got := out.get(); len(got) != c.events {
 			t.Errorf("host %s (own whitelist %v): events %q, want %d", c.host, c.wl == own, got, c.events)
 		}
+	}
+}
+
+// refQueryName is the DNS query filter as it was before it read a name
+// once (trails.Name): the reference of TestQueryName.
+func refQueryName(q []byte) bool {
+	dot := bytes.LastIndexByte(q, '.')
+	if dot < 0 || dot == len(q)-1 {
+		return false
+	}
+	for _, c := range q[:dot] {
+		if !(isAlnum(c) || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	for _, c := range q[dot+1:] {
+		if !(isAlnum(c) || c == '-') {
+			return false
+		}
+	}
+	if bytes.Contains(q, []byte(".intranet.")) {
+		return false
+	}
+	return !ignoredTLD(q[dot+1:])
+}
+
+// TestQueryName: the query filter on a name read once answers as the
+// reference on names as the DNS parser gives them (lowercase), built from
+// the pieces its rules turn on.
+func TestQueryName(t *testing.T) {
+	rng := rand.New(rand.NewPCG(15, 16))
+	pieces := []string{"", "a", "www", "intranet", "local", "example", "arpa", "in-addr", "com", "x_y", "_", "-", "1", "a:b", "\x00", "é", "test"}
+	var m trails.Name
+	pass := 0
+	for range 200000 {
+		var b []byte
+		for i := range 1 + rng.IntN(45) {
+			if i > 0 {
+				b = append(b, '.')
+			}
+			b = append(b, pieces[rng.IntN(len(pieces))]...)
+		}
+		m.Set(b)
+		if got, want := queryName(&m), refQueryName(b); got != want {
+			t.Fatalf("queryName(%q) = %v, reference %v", b, got, want)
+		}
+		if refQueryName(b) {
+			pass++
+		}
+	}
+	if pass < 3000 {
+		t.Errorf("only %d names passed", pass)
 	}
 }

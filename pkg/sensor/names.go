@@ -25,19 +25,21 @@ type NameRules struct {
 // nameState is the agent's reusable parse and match scratch: the candidate
 // paths allocate nothing on a miss once these buffers have grown.
 type nameState struct {
-	dns  proto.DNSMessage
-	http proto.HTTPRequest
-	quic proto.QUICScratch
-	hit  trails.DomainHit
-	urls trails.URLScratch
-	req  trails.HTTPRequest
-	host []byte
-	path []byte
-	url  []byte
-	text []byte
-	resp proto.HTTPResponse
-	hreq heuristics.HTTP
-	hdns heuristics.DNS
+	dns      proto.DNSMessage
+	http     proto.HTTPRequest
+	quic     proto.QUICScratch
+	hit      trails.DomainHit
+	name     trails.Name // a DNS query name, SNI or proxy target, read once for every check
+	hostName trails.Name // an HTTP request's Host, read once for the domain check and the whitelist
+	urls     trails.URLScratch
+	req      trails.HTTPRequest
+	host     []byte
+	path     []byte
+	url      []byte
+	text     []byte
+	resp     proto.HTTPResponse
+	hreq     heuristics.HTTP
+	hdns     heuristics.DNS
 }
 
 // ignoredTLD reports whether a DNS query whose last label is tld is
@@ -53,27 +55,11 @@ func ignoredTLD(tld []byte) bool {
 	return false
 }
 
-// queryName applies the DNS query filter of spec §1.3: non-empty, matching
+// queryName applies the DNS query filter of spec §1.3 to a name read
+// once (the parser lowercased it): non-empty, matching
 // \A[a-zA-Z0-9._-]*\.[a-zA-Z0-9-]+\Z, no ".intranet.", no ignored TLD.
-func queryName(q []byte) bool {
-	dot := bytes.LastIndexByte(q, '.')
-	if dot < 0 || dot == len(q)-1 {
-		return false
-	}
-	for _, c := range q[:dot] {
-		if !(isAlnum(c) || c == '.' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	for _, c := range q[dot+1:] {
-		if !(isAlnum(c) || c == '-') {
-			return false
-		}
-	}
-	if bytes.Contains(q, []byte(".intranet.")) {
-		return false
-	}
-	return !ignoredTLD(q[dot+1:])
+func queryName(m *trails.Name) bool {
+	return m.Whole() && m.Valid() && !m.HasInnerLabel("intranet") && !ignoredTLD(m.LastLabels(1))
 }
 
 func isAlnum(c byte) bool {
@@ -108,7 +94,9 @@ func (a *Agent) handleDNS(r *dataplane.Record) {
 		return
 	}
 	q := m.QName()
-	if !queryName(q) {
+	nm := &a.ns.name
+	nm.Set(q)
+	if !queryName(nm) {
 		return
 	}
 	heur := a.heur
@@ -146,7 +134,7 @@ func (a *Agent) handleDNS(r *dataplane.Record) {
 			a.stats.NoMeta.Add(1)
 		}
 	}
-	a.checkDomain(r, q, pname)
+	a.checkName(r, nm, pname)
 }
 
 // dnsResponse runs the response heuristics (spec §4): sinkholed and
@@ -167,7 +155,7 @@ func (a *Agent) dnsResponse(r *dataplane.Record, m *proto.DNSMessage, q []byte) 
 // scratch.
 func (a *Agent) dnsFacts(r *dataplane.Record, q []byte) *heuristics.DNS {
 	d := &a.ns.hdns
-	*d = heuristics.DNS{Sec: int64(r.TsNs / 1e9), Name: q, ClientPrivate: heuristics.IsPrivate(r.DstAddr()),
+	*d = heuristics.DNS{Sec: int64(r.TsNs / 1e9), Name: q, Prepared: &a.ns.name, ClientPrivate: heuristics.IsPrivate(r.DstAddr()),
 		Whitelist: a.rules.Whitelist, Names: a.namesFor(r.Gen)}
 	return d
 }
@@ -198,8 +186,14 @@ func (o *heurOut) Report(f *heuristics.Finding) {
 
 // checkDomain reports a domain-check hit on name as a DNS event.
 func (a *Agent) checkDomain(r *dataplane.Record, name []byte, pname string) {
+	a.ns.name.Set(name)
+	a.checkName(r, &a.ns.name, pname)
+}
+
+// checkName is checkDomain of a name already read.
+func (a *Agent) checkName(r *dataplane.Record, m *trails.Name, pname string) {
 	n := a.namesFor(r.Gen)
-	if n == nil || !n.CheckDomain(name, &a.ns.hit) {
+	if n == nil || !n.CheckName(m, &a.ns.hit) {
 		return
 	}
 	ev := a.baseEvent(r, pname)
@@ -270,6 +264,8 @@ func (a *Agent) handleHTTP(r *dataplane.Record) {
 		st.host = maltrail.AppendAddr(st.host[:0], dst)
 	}
 	host, path := st.host, st.path
+	hn := &st.hostName
+	hn.Set(host)
 	hr := &st.hreq
 	*hr = heuristics.HTTP{Sec: int64(r.TsNs / 1e9), Src: r.SrcAddr(), Dst: dst, SrcPort: r.Sport, DstPort: r.Dport,
 		Method: h.Method, Host: host, Path: path, Body: h.Body, Whitelist: a.rules.Whitelist}
@@ -298,7 +294,7 @@ func (a *Agent) handleHTTP(r *dataplane.Record) {
 	case heur != nil && heur.IoTDownload(hr, out):
 		return
 	case a.rules.CheckHostDomains:
-		a.checkDomain(r, host, "TCP")
+		a.checkName(r, hn, "TCP")
 	}
 	if heur != nil && heur.Use() && heur.ProxyProbe(hr, out) {
 		return
@@ -336,8 +332,8 @@ func (a *Agent) handleHTTP(r *dataplane.Record) {
 	if heur != nil && heur.Use() {
 		heur.UserAgent(h.UserAgent, out)
 	}
-	if a.rules.Whitelist.IsWhitelistedDomain(host) {
-		return
+	if url == nil && a.rules.Whitelist.NameWhitelisted(hn) || url != nil && a.rules.Whitelist.IsWhitelistedDomain(host) {
+		return // (a proxy request's host is its target's)
 	}
 	if names := a.namesFor(r.Gen); names != nil {
 		// the host is clear of the same whitelist: CheckURL need not look again

@@ -130,6 +130,18 @@ func (n *Names) refCheckDomain(name []byte, res *DomainHit) bool {
 	return false
 }
 
+// joinLabels joins n labels drawn from pieces with dots.
+func joinLabels(rng *rand.Rand, pieces []string, n int) []byte {
+	var b []byte
+	for i := range n {
+		if i > 0 {
+			b = append(b, '.')
+		}
+		b = append(b, pieces[rng.IntN(len(pieces))]...)
+	}
+	return b
+}
+
 // sameCheck fails when CheckDomain and the reference disagree on name.
 func sameCheck(t *testing.T, n *Names, name []byte) bool {
 	t.Helper()
@@ -174,13 +186,7 @@ func TestCheckDomainScan(t *testing.T) {
 		"y_z", "b1", "a1", "tail1", "Deep", "localhost", "\xff", " ", "/", "a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r.s.t.u.v.w.x.y.z"}
 	hits := 0
 	for range 300000 {
-		var b []byte
-		for i := range 1 + rng.IntN(8) {
-			if i > 0 {
-				b = append(b, '.')
-			}
-			b = append(b, pieces[rng.IntN(len(pieces))]...)
-		}
+		b := joinLabels(rng, pieces, 1+rng.IntN(8))
 		switch rng.IntN(8) {
 		case 0:
 			b = append(b, ":53"...)
@@ -210,4 +216,56 @@ func FuzzCheckDomainScan(f *testing.F) {
 	}
 	n := refNames(f)
 	f.Fuzz(func(t *testing.T, name []byte) { sameCheck(t, n, name) })
+}
+
+// TestName: what a Name tells of a name matches searching its text, for
+// names of few and of more than maxDots labels, with upper case and
+// bytes outside names; its whitelist verdict is IsWhitelistedDomain's.
+func TestName(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	labels := []string{"", "a", "Www", "intranet", "good", "com", "x_y", "1", "xn--z"}
+	wl := NewWhitelist()
+	wl.Add("good.com")
+	wl.Add("a.intranet.a")
+	var m Name
+	for range 30000 {
+		b := joinLabels(rng, labels, 1+rng.IntN(50))
+		if rng.IntN(4) == 0 {
+			b = append(b, ":8\x00."...)
+		}
+		m.Set(b)
+		run := b
+		for i, c := range b {
+			if !isNameByte(c) {
+				run = b[:i]
+				break
+			}
+		}
+		text := AppendLower(nil, run)
+		if string(m.Text()) != string(text) || m.Whole() != (len(run) == len(b)) || m.Valid() != validName(text) {
+			t.Fatalf("%q: text %q whole %v valid %v", b, m.Text(), m.Whole(), m.Valid())
+		}
+		if m.Labels() != bytes.Count(text, []byte{'.'})+1 {
+			t.Fatalf("%q: %d labels", b, m.Labels())
+		}
+		for k := 1; k <= m.Labels()+1; k++ {
+			want := text[lastLabelsOff(text, k):]
+			if k >= m.Labels() {
+				want = text
+			}
+			if got := m.LastLabels(k); string(got) != string(want) {
+				t.Fatalf("%q: last %d labels %q, want %q", b, k, got, want)
+			}
+		}
+		first, _, _ := bytes.Cut(text, []byte{'.'})
+		if string(m.FirstLabel()) != string(first) {
+			t.Fatalf("%q: first label %q", b, m.FirstLabel())
+		}
+		if got, want := m.HasInnerLabel("intranet"), bytes.Contains(text, []byte(".intranet.")); got != want {
+			t.Fatalf("%q: inner intranet %v", b, got)
+		}
+		if got, want := wl.NameWhitelisted(&m), wl.IsWhitelistedDomain(b); got != want || wl.NameWhitelisted(&m) != want {
+			t.Fatalf("%q: whitelisted %v, IsWhitelistedDomain %v", b, got, want)
+		}
+	}
 }

@@ -264,8 +264,7 @@ type DomainHit struct {
 	Meta  Meta
 	Rule  DomainRule
 
-	name []byte // the lowercased name, when it had upper case
-	scan nameScan
+	name Name
 }
 
 // CheckDomain runs the domain check of spec §1.3.1 on a DNS query name,
@@ -274,24 +273,22 @@ type DomainHit struct {
 //
 // The event type of a hit is DNS.
 func (n *Names) CheckDomain(name []byte, res *DomainHit) bool {
+	res.name.Set(name)
+	return n.CheckName(&res.name, res)
+}
+
+// CheckName is CheckDomain of the text m was set to, read once for it and
+// the caller's other checks.
+func (n *Names) CheckName(m *Name, res *DomainHit) bool {
 	res.Rule = RuleNone
-	// 1. Lowercase, cut at ':'. One scan reads the name: the name test
-	// below needs name bytes up to the ':', so a run that ends at any
-	// other byte fails it.
-	s := &res.scan
-	s.scan(name)
-	if s.end < len(name) && name[s.end] != ':' {
+	// 1. Lowercase, cut at ':'. The name test below needs name bytes up
+	// to the ':', so a run that ends at any other byte fails it.
+	s := &m.scan
+	if !m.Whole() && m.raw[s.end] != ':' {
 		return false
 	}
-	q := name[:s.end]
-	if s.cls&clsUpper != 0 {
-		res.name = AppendLower(res.name[:0], q)
-		q = res.name
-	}
-	if s.digitsAndDots() || !s.valid() {
-		return false
-	}
-	if d1, d2 := s.lastDots(); n.wl.suffixIsLiteralAt(q, d1, d2) {
+	q := m.text
+	if s.digitsAndDots() || !s.valid() || n.wl.NameWhitelisted(m) {
 		return false
 	}
 	// 2. "<base>.ip-adress.com" where base is a trail.

@@ -116,3 +116,107 @@ func (s *nameScan) hasOnion(q []byte) int {
 	}
 	return -1
 }
+
+// Name is a name read once for every check that takes it: the run of
+// name bytes it starts with, lowercased, and what the scan found in it
+// (see nameScan). The DNS path reads a query name once for the query
+// filter, DNS exhaustion and the domain check, the HTTP path a Host once
+// for the domain check and the whitelist. Set fills it; reuse one per
+// goroutine, which allocates nothing once its buffer has grown. What its
+// methods return points into it or into the text it was set to, which
+// must not change while it is in use.
+type Name struct {
+	raw  []byte
+	text []byte // raw's run of name bytes, lowercased
+	buf  []byte
+	scan nameScan
+	// the verdict of whitelist wl on text, once asked (whitelisted)
+	wl          *Whitelist
+	whitelisted bool
+}
+
+// Set reads raw.
+func (m *Name) Set(raw []byte) {
+	m.raw = raw
+	m.scan.scan(raw)
+	m.text = raw[:m.scan.end]
+	if m.scan.cls&clsUpper != 0 {
+		m.buf = AppendLower(m.buf[:0], m.text)
+		m.text = m.buf
+	}
+	m.wl = nil
+}
+
+// Text is the run of name bytes ([A-Za-z0-9._-]) raw starts with,
+// lowercased.
+func (m *Name) Text() []byte { return m.text }
+
+// Whole reports whether Text is all of raw.
+func (m *Name) Whole() bool { return m.scan.end == len(m.raw) }
+
+// Valid reports whether Text passes Maltrail's name test
+// \A[a-zA-Z0-9._-]*\.[a-zA-Z0-9-]+\Z: a last label after a '.' that is
+// not empty and holds no '_'.
+func (m *Name) Valid() bool { return m.scan.valid() }
+
+// Labels is the number of dot-separated labels of Text.
+func (m *Name) Labels() int { return m.scan.ndots + 1 }
+
+// LastLabels returns the suffix of Text holding its last k labels (all of
+// it when it has no more).
+func (m *Name) LastLabels(k int) []byte {
+	s := &m.scan
+	if k > s.ndots {
+		return m.text
+	}
+	if k > maxDots {
+		return m.text[lastLabelsOff(m.text, k):]
+	}
+	return m.text[s.dot(s.ndots-k)+1:]
+}
+
+// lastLabelsOff is where the last k labels of t start, by searching.
+func lastLabelsOff(t []byte, k int) int {
+	for i := len(t) - 1; i >= 0; i-- {
+		if t[i] == '.' {
+			if k--; k == 0 {
+				return i + 1
+			}
+		}
+	}
+	return 0
+}
+
+// FirstLabel returns Text up to its first dot.
+func (m *Name) FirstLabel() []byte {
+	if m.scan.ndots == 0 {
+		return m.text
+	}
+	return m.text[:bytes.IndexByte(m.text, '.')]
+}
+
+// HasInnerLabel reports whether Text holds "."+l+".": a label l that is
+// neither its first nor its last.
+func (m *Name) HasInnerLabel(l string) bool {
+	s := &m.scan
+	if s.ndots > maxDots {
+		return bytes.Contains(m.text, []byte("."+l+"."))
+	}
+	for k := 0; k+1 < s.ndots; k++ {
+		if d := s.dot(k); s.dot(k+1)-d == len(l)+1 && string(m.text[d+1:d+1+len(l)]) == l {
+			return true
+		}
+	}
+	return false
+}
+
+// NameWhitelisted is IsWhitelistedDomain of the text m was set to: Text
+// or a parent of it is a literal. The verdict is kept, so that every check
+// on m asks the whitelist once.
+func (w *Whitelist) NameWhitelisted(m *Name) bool {
+	if m.wl != w || w == nil {
+		d1, d2 := m.scan.lastDots()
+		m.wl, m.whitelisted = w, w.suffixIsLiteralAt(m.text, d1, d2)
+	}
+	return m.whitelisted
+}
