@@ -300,13 +300,15 @@ func hashKey[T ~string | ~[]byte](k T, seed uint64) uint64 {
 	return mum(w^hashP1^uint64(n), h^hashP3)
 }
 
+// le64 and le32 read a little-endian word at k[i:]. The sub-slice of a
+// known length lets the compiler check its bounds once, not per byte.
 func le64[T ~string | ~[]byte](k T, i int) uint64 {
-	_ = k[i+7]
-	return uint64(k[i]) | uint64(k[i+1])<<8 | uint64(k[i+2])<<16 | uint64(k[i+3])<<24 |
-		uint64(k[i+4])<<32 | uint64(k[i+5])<<40 | uint64(k[i+6])<<48 | uint64(k[i+7])<<56
+	b := k[i : i+8]
+	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
 }
 
 func le32[T ~string | ~[]byte](k T, i int) uint32 {
-	_ = k[i+3]
-	return uint32(k[i]) | uint32(k[i+1])<<8 | uint32(k[i+2])<<16 | uint32(k[i+3])<<24
+	b := k[i : i+4]
+	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
 }
