@@ -65,7 +65,7 @@ type DNSMessage struct {
 	// QLabels is the number of labels in the question name.
 	QLabels int
 
-	qname    [MaxNameLen]byte
+	qname    [MaxNameLen + 8]byte // 8 bytes of slack: labels are copied a word at a time
 	qnameLen uint8
 	msg      []byte // the message, for the answer walk
 	qEnd     int    // offset just past the first question; 0 if it did not parse
@@ -76,7 +76,7 @@ type DNSMessage struct {
 // copied as they are (a '.' or a non-printable byte inside a label is not
 // escaped); callers validate the name with Maltrail's name regex. The root
 // name gives an empty slice. The slice aliases m.
-func (m *DNSMessage) QName() []byte { return m.qname[:m.qnameLen] }
+func (m *DNSMessage) QName() []byte { return m.qname[:m.qnameLen:m.qnameLen] }
 
 // IsStandardQuery applies Maltrail's test: QR, opcode and TC all clear.
 func (m *DNSMessage) IsStandardQuery() bool { return m.Byte2&0xFA == 0 }
@@ -167,11 +167,32 @@ func ParseDNS(b []byte, m *DNSMessage) error {
 			m.qname[text] = '.'
 			text++
 		}
-		text += lowerCopy(m.qname[text:], b[off+1:off+1+l])
+		if len(b)-off-1 >= l+8 {
+			// Whole words, lowercased 8 bytes at a time: the bytes
+			// read past the label are in b, and those written past it
+			// land in the slack or under the next label.
+			for i := 0; i < l; i += 8 {
+				binary.LittleEndian.PutUint64(m.qname[text+i:], lower8(binary.LittleEndian.Uint64(b[off+1+i:])))
+			}
+			text += l
+		} else {
+			text += lowerCopy(m.qname[text:], b[off+1:off+1+l])
+		}
 		m.qnameLen = uint8(text)
 		m.QLabels++
 		off += 1 + l
 	}
+}
+
+// lower8 lowercases the ASCII letters among 8 bytes: a byte's high bit
+// is set in upper when it is 'A'..'Z' (7-bit sums that carry into bit 7
+// for 'A' and above, and not for 'Z' and below, on bytes under 0x80),
+// and 0x80>>2 is the 0x20 that lowercases it.
+func lower8(w uint64) uint64 {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	low := w &^ highs
+	upper := (low + (0x80-'A')*ones) &^ (low + (0x80-'Z'-1)*ones) &^ w & highs
+	return w | upper>>2
 }
 
 // lowerCopy copies src into dst, folding ASCII upper case only: Maltrail

@@ -3,6 +3,7 @@ package proto
 import (
 	"bytes"
 	"errors"
+	"math/rand/v2"
 	"net/netip"
 	"strings"
 	"testing"
@@ -423,6 +424,64 @@ func BenchmarkParseDNSResponse(b *testing.B) {
 	}
 }
 
+// refQName reads the first question's name label by label, a byte at a
+// time: the reference of the parser's word-at-a-time copy.
+func refQName(b []byte) ([]byte, bool) {
+	var out []byte
+	for off := 12; off < len(b); {
+		l := int(b[off])
+		if l == 0 {
+			return out, true
+		}
+		if l&0xC0 != 0 || off+1+l > len(b) {
+			return nil, false
+		}
+		if len(out) > 0 {
+			out = append(out, '.')
+		}
+		for _, c := range b[off+1 : off+1+l] {
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			out = append(out, c)
+		}
+		off += 1 + l
+	}
+	return nil, false
+}
+
+// TestQNameWords: names of labels of every length up to 63, in both
+// cases, with and without bytes after the question, read as the
+// reference reads them.
+func TestQNameWords(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 20000 {
+		var q []byte
+		for range 1 + rng.IntN(5) {
+			l := 1 + rng.IntN(30)
+			q = append(q, byte(l))
+			for range l {
+				q = append(q, "aZ09-_.\xff\x00"[rng.IntN(9)])
+			}
+		}
+		msg := append([]byte{0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0}, q...)
+		msg = append(msg, 0, 0, 1, 0, 1)
+		if rng.IntN(2) == 0 {
+			msg = append(msg, make([]byte, rng.IntN(20))...)
+		}
+		var m DNSMessage
+		if err := ParseDNS(msg, &m); err != nil {
+			if len(q) < 250 {
+				t.Fatalf("%q: %v", msg, err)
+			}
+			continue
+		}
+		if want, _ := refQName(msg); string(m.QName()) != string(want) {
+			t.Fatalf("%q: QName %q, reference %q", msg, m.QName(), want)
+		}
+	}
+}
+
 func FuzzParseDNS(f *testing.F) {
 	f.Add(newDNSMsg(0x1337, 0x01, 0x00, 1, 0, 0, 0).question("www.evil-test-domain.com", 1, 1).b)
 	f.Add(sinkholeResponse())
@@ -442,6 +501,9 @@ func FuzzParseDNS(f *testing.F) {
 		var m DNSMessage
 		err := ParseDNS(b, &m)
 		q := m.QName()
+		if want, ok := refQName(b); err == nil && (!ok || string(q) != string(want)) {
+			t.Fatalf("QName %q, reference %q %v", q, want, ok)
+		}
 		if len(q) > MaxNameLen {
 			t.Fatalf("QName %d bytes", len(q))
 		}
