@@ -3,6 +3,8 @@ package store
 import (
 	"fmt"
 
+	"github.com/FastFilter/xorfilter"
+
 	"github.com/xtrail/xtrail/pkg/trails"
 )
 
@@ -16,6 +18,12 @@ type nameIndex struct {
 }
 
 func (x *nameIndex) LookupKey(key []byte) (uint32, bool) { return x.s.LookupName(key) }
+
+func (x *nameIndex) KeyFilter() *xorfilter.BinaryFuse[uint8] { return x.s.NameFilter() }
+
+func (x *nameIndex) HashSeed() uint64 { return x.s.HashSeed() }
+
+func (x *nameIndex) ProbeKey(key []byte, h uint64) (uint32, bool) { return x.s.ProbeName(key, h) }
 
 func (x *nameIndex) KeyMeta(idx uint32) trails.Meta {
 	if int(idx) >= len(x.metas) {

@@ -421,6 +421,27 @@ func lookupName[T ~string | ~[]byte](s *Store, key T) (uint32, bool) {
 	if !s.filter.Contains(h) {
 		return 0, false
 	}
+	return probeName(s, key, h)
+}
+
+// ProbeName is LookupName past the filter: the table probe for a key
+// whose hash h (trails.KeyHash(key, HashSeed())) the caller found in
+// NameFilter. It does not allocate.
+func (s *Store) ProbeName(key []byte, h uint64) (metaIdx uint32, ok bool) {
+	if len(key) == 0 || len(s.slots) == 0 {
+		return 0, false
+	}
+	return probeName(s, key, h)
+}
+
+// NameFilter is the filter every name lookup asks first (see filter.go);
+// it is read in the mapping and valid until Close.
+func (s *Store) NameFilter() *xorfilter.BinaryFuse[uint8] { return &s.filter }
+
+// HashSeed is the seed of the store's key hash.
+func (s *Store) HashSeed() uint64 { return s.seed }
+
+func probeName[T ~string | ~[]byte](s *Store, key T, h uint64) (uint32, bool) {
 	tag := uint32(h >> 32)
 	i := h & s.mask
 	for probe := uint64(0); probe <= s.maxProbe; probe++ {

@@ -3,6 +3,8 @@ package trails
 import (
 	"errors"
 	"fmt"
+
+	"github.com/FastFilter/xorfilter"
 )
 
 // KeyIndex is where an index-backed Names (NamesFromIndex) looks its
@@ -29,6 +31,18 @@ type KeyIndex interface {
 	KeySkips(idx uint32) (nsSkip, dynSkip bool)
 	// MaxNameKey is the length of the longest key without '/'.
 	MaxNameKey() int
+}
+
+// FilteredIndex is what a KeyIndex may also offer: the filter its
+// lookups ask before its table, and the table probe past it. Names then
+// hashes a key (KeyHash with HashSeed) and asks the filter itself, so a
+// key the filter rules out, as nearly every name and URL candidate is,
+// costs no call into the index. ProbeKey must not allocate.
+type FilteredIndex interface {
+	KeyFilter() *xorfilter.BinaryFuse[uint8]
+	HashSeed() uint64
+	// ProbeKey is LookupKey for a key whose hash h the filter holds.
+	ProbeKey(key []byte, h uint64) (idx uint32, ok bool)
 }
 
 // URLIndex is what a KeyIndex may also offer: quick tests that rule out
@@ -89,6 +103,9 @@ func NamesFromIndex(idx KeyIndex, regexes []RegexRow, wl *Whitelist) (*Names, []
 	}
 	n := &Names{idx: idx, wl: wl, maxNameKey: idx.MaxNameKey()}
 	n.urls, _ = idx.(URLIndex)
+	if f, ok := idx.(FilteredIndex); ok {
+		n.probe, n.filter, n.seed = f, f.KeyFilter(), f.HashSeed()
+	}
 	seen := make(map[string]bool)
 	for _, r := range regexes {
 		if n.Stats.RegexSlots >= maxRegexTrails {

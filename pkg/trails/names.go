@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/FastFilter/xorfilter"
 )
 
 // Names holds the trails matched by name: domains, URLs and regexes
@@ -26,11 +28,16 @@ type Names struct {
 	// then live in an index such as a mapped trail store instead of on
 	// the Go heap. Every lookup goes through lookup, meta and skips, so
 	// both forms share all matching code.
-	idx   KeyIndex
-	urls  URLIndex // idx's, if it has one: nil rules out no URL key
-	regex []regexTrail
-	rx    *regexIndex // nil when there are no regex trails
-	wl    *Whitelist
+	idx  KeyIndex
+	urls URLIndex // idx's, if it has one: nil rules out no URL key
+	// probe, filter and seed are idx's when it is a FilteredIndex:
+	// lookup then asks the filter itself.
+	probe  FilteredIndex
+	filter *xorfilter.BinaryFuse[uint8]
+	seed   uint64
+	regex  []regexTrail
+	rx     *regexIndex // nil when there are no regex trails
+	wl     *Whitelist
 	// maxNameKey is the longest key without '/'. A checked name has no
 	// '/', so a longer suffix cannot be a trail and is not hashed: this
 	// keeps a long name with many labels (an HTTP Host, an SNI) linear
@@ -213,6 +220,16 @@ func (n *Names) Lookup(key string) (Meta, bool) {
 // the map form's string(key) conversion is elided by the compiler, and
 // an index's LookupKey must not allocate either.
 func (n *Names) lookup(key []byte) (uint32, bool) {
+	if n.filter != nil {
+		if len(key) == 0 {
+			return 0, false
+		}
+		h := KeyHash(key, n.seed)
+		if !n.filter.Contains(h) {
+			return 0, false
+		}
+		return n.probe.ProbeKey(key, h)
+	}
 	if n.idx != nil {
 		return n.idx.LookupKey(key)
 	}
