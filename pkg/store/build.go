@@ -43,6 +43,9 @@ type Stats struct {
 	// HeadFilterBytes is the path head filter's size: about 9 bits per
 	// distinct head of the keys starting with '/'.
 	HeadFilterBytes int
+	// BaseFilterBytes is the bases filter's size: about 9 bits per
+	// distinct pair of last labels of the name keys.
+	BaseFilterBytes int
 
 	Duplicates     int // name rows whose key an earlier row had (the last row won)
 	IPDuplicates   int // IP rows whose (address, port) an earlier row had
@@ -295,8 +298,12 @@ func lay(in *Input) (*layout, error) {
 	if err != nil {
 		return nil, err
 	}
-	nt.hashes, nt.hostHashes, nt.headHashes = nil, nil, nil
-	st.FilterBytes, st.HostFilterBytes, st.HeadFilterBytes = len(filter), len(hosts), len(heads)
+	bases, err := buildFilter(nt.baseHashes)
+	if err != nil {
+		return nil, err
+	}
+	nt.hashes, nt.hostHashes, nt.headHashes, nt.baseHashes = nil, nil, nil, nil
+	st.FilterBytes, st.HostFilterBytes, st.HeadFilterBytes, st.BaseFilterBytes = len(filter), len(hosts), len(heads), len(bases)
 	l.sections = [numSections][]byte{
 		secStrings: strs.buf,
 		secMetas:   metas,
@@ -310,6 +317,7 @@ func lay(in *Input) (*layout, error) {
 		secFilter:  filter,
 		secHosts:   hosts,
 		secHeads:   heads,
+		secBases:   bases,
 	}
 	pos := int64(headerSize)
 	for i, sec := range l.sections {
@@ -467,6 +475,7 @@ type nameTable struct {
 	hashes     []uint64 // hashKey of every distinct key, for the filter
 	hostHashes []uint64 // hashKey of every URL key's host part (repeats included)
 	headHashes []uint64 // hashKey of the head of every key starting with '/' (repeats included)
+	baseHashes []uint64 // hashKey of the last two labels of every key without '/' holding a '.' (repeats included)
 	mask       uint64
 	seed       uint64
 	names      int
@@ -560,8 +569,11 @@ func (t *nameTable) insert(key string, meta uint32) error {
 					t.headHashes = append(t.headHashes, hashKey(trails.PathHead(key), t.seed))
 				}
 				t.urls++
-			} else if len(key) > t.maxNameKey {
-				t.maxNameKey = len(key)
+			} else {
+				if strings.IndexByte(key, '.') >= 0 {
+					t.baseHashes = append(t.baseHashes, hashKey(trails.LastTwoLabels(key), t.seed))
+				}
+				t.maxNameKey = max(t.maxNameKey, len(key))
 			}
 			t.maxProbe = max(t.maxProbe, probe)
 			return nil

@@ -3,6 +3,7 @@ package store
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 
 	"github.com/FastFilter/xorfilter"
 )
@@ -27,9 +28,13 @@ const (
 )
 
 // buildFilter returns the filter section for the key hashes (duplicates
-// allowed). The library seeds its construction deterministically, so the
-// same keys give the same bytes.
+// allowed; it sorts them in place). The library seeds its construction
+// deterministically, so the same keys give the same bytes.
 func buildFilter(hashes []uint64) ([]byte, error) {
+	// The library wants few duplicates (many make its construction give
+	// up): the host, head and base filters repeat theirs.
+	slices.Sort(hashes)
+	hashes = slices.Compact(hashes)
 	f, err := xorfilter.NewBinaryFuse[uint8](hashes)
 	if err != nil {
 		return nil, fmt.Errorf("name filter: %w", err)

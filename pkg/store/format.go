@@ -7,7 +7,7 @@
 // and reclaimable, instead of on the Go heap. Maltrail's Python sensor
 // does the same with its trails.csv.bin (spec §7).
 //
-// # File format, version 4
+// # File format, version 5
 //
 // All integers are little-endian. The file is a fixed header followed by
 // sections, each starting at an offset that is a multiple of 8 (the gaps
@@ -15,12 +15,12 @@
 //
 //	off  size  field
 //	  0     8  magic "XTRAILS\x00"
-//	  8     4  format version (4)
+//	  8     4  format version (5)
 //	 12     4  flags (none are defined; a reader refuses bits it does not know)
 //	 16     8  build time, Unix nanoseconds
 //	 24     8  file size in bytes
 //	 32     4  header size (88 + 16 × section count)
-//	 36     4  section count (12)
+//	 36     4  section count (13)
 //	 40     8  hash seed of the name table
 //	 48    32  SHA-256 of bytes [header size, file size): every section and gap
 //	 80     4  CRC-32C (Castagnoli) of the header with this field zeroed
@@ -88,6 +88,13 @@
 //     candidate that is a key; with the hosts filter ruling the host out
 //     too, no candidate is made at all. (Version 3 had no heads filter; a
 //     reader refuses it: recompile.)
+//  12. bases: a filter of the same layout over the hash of the last two
+//     labels (trails.LastTwoLabels) of every key without '/' that holds
+//     a '.'. Such a key that is a parent of a name (or the name) has the
+//     name's last two labels, so a name whose last two labels it rules
+//     out can only be matched by a key of one label: the domain check
+//     then looks up only the name's last label. (Version 4 had no bases
+//     filter; a reader refuses it: recompile.)
 //
 // # Hash
 //
@@ -106,7 +113,7 @@ import (
 
 const (
 	magic   = "XTRAILS\x00"
-	version = 4
+	version = 5
 
 	fixedHeader = 88 // bytes before the section table
 	sectionEnt  = 16 // one section table entry
@@ -125,7 +132,7 @@ const (
 	hCRC       = 80
 	hReserved  = 84
 
-	knownFlags = 0 // no flag bits are defined in version 4
+	knownFlags = 0 // no flag bits are defined in version 5
 )
 
 // Section indexes, in section-table order.
@@ -142,6 +149,7 @@ const (
 	secFilter
 	secHosts
 	secHeads
+	secBases
 	numSections
 )
 
@@ -172,6 +180,8 @@ func sectionName(i int) string {
 		return "hosts"
 	case secHeads:
 		return "heads"
+	case secBases:
+		return "bases"
 	}
 	return "unknown"
 }

@@ -21,6 +21,8 @@ func (x *nameIndex) LookupKey(key []byte) (uint32, bool) { return x.s.LookupName
 
 func (x *nameIndex) KeyFilter() *xorfilter.BinaryFuse[uint8] { return x.s.NameFilter() }
 
+func (x *nameIndex) BaseFilter() *xorfilter.BinaryFuse[uint8] { return x.s.BaseFilter() }
+
 func (x *nameIndex) HashSeed() uint64 { return x.s.HashSeed() }
 
 func (x *nameIndex) ProbeKey(key []byte, h uint64) (uint32, bool) { return x.s.ProbeName(key, h) }

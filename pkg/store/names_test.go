@@ -324,3 +324,26 @@ func TestNamesLongNames(t *testing.T) {
 	want, got := storeNames(t, []byte(b.String()), nil)
 	sameMatches(t, want, got, keys)
 }
+
+// TestNamesBases: with the bases filter ruling out a name's last two
+// labels, only its last label is looked up: keys of one label ("pw")
+// still match under it, as keys of more labels do where the filter
+// holds theirs, as with LoadNames.
+func TestNamesBases(t *testing.T) {
+	csv := "pw,tld (malware),(static)\nonion,tor (suspicious),(static)\nevil.pw,x (malware),(static)\n" +
+		"a.b.evil.top,deep (malware),(static)\nkozow.com,dynamic domain (suspicious),(static)\n.dot.net,lead dot (malware),(static)\n" +
+		"trail.,trail dot (malware),(static)\nevil.com:8080,port (malware),(static)\n"
+	want, got := storeNames(t, []byte(csv), nil)
+	var keys []string
+	for _, k := range []string{"pw", "onion", "evil.pw", "a.b.evil.top", "b.evil.top", "evil.top", "kozow.com", "x.kozow.com",
+		".dot.net", "x.dot.net", "trail.", "evil.com", "q.w.e.r.t.y.pw", "z.onion"} {
+		keys = append(keys, k, "www."+k, "a.b.c."+k)
+	}
+	sameMatches(t, want, got, keys)
+	_, s := compileCSV(t, []byte(csv), nil)
+	for k := range s.Keys() {
+		if bytes.IndexByte(k, '/') < 0 && bytes.IndexByte(k, '.') >= 0 && !s.BaseFilter().Contains(hashKey(trails.LastTwoLabels(k), s.seed)) {
+			t.Errorf("key %q: its last two labels are not in the bases filter", k)
+		}
+	}
+}

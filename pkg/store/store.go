@@ -55,6 +55,7 @@ type Store struct {
 	filter   xorfilter.BinaryFuse[uint8]
 	hosts    xorfilter.BinaryFuse[uint8] // of the URL keys' host parts
 	heads    xorfilter.BinaryFuse[uint8] // of the heads of the keys starting with '/'
+	bases    xorfilter.BinaryFuse[uint8] // of the last two labels of the name keys
 	mask     uint64                      // slots-1
 	seed     uint64
 	maxProbe uint64 // probes beyond the first slot a lookup may need
@@ -280,8 +281,13 @@ func parse(data []byte, verify func(sum [32]byte) error) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.filter, s.hosts, s.heads = filter, hosts, heads
-	st.FilterBytes, st.HostFilterBytes, st.HeadFilterBytes = len(secs[secFilter]), len(secs[secHosts]), len(secs[secHeads])
+	bases, err := parseFilter(secs[secBases])
+	if err != nil {
+		return nil, err
+	}
+	s.filter, s.hosts, s.heads, s.bases = filter, hosts, heads, bases
+	st.FilterBytes, st.HostFilterBytes, st.HeadFilterBytes, st.BaseFilterBytes =
+		len(secs[secFilter]), len(secs[secHosts]), len(secs[secHeads]), len(secs[secBases])
 	s.mask = uint64(nslots - 1)
 	s.maxProbe = uint64(st.MaxProbe)
 	s.nMetas = uint32(st.Metas)
@@ -437,6 +443,10 @@ func (s *Store) ProbeName(key []byte, h uint64) (metaIdx uint32, ok bool) {
 // NameFilter is the filter every name lookup asks first (see filter.go);
 // it is read in the mapping and valid until Close.
 func (s *Store) NameFilter() *xorfilter.BinaryFuse[uint8] { return &s.filter }
+
+// BaseFilter holds the hash of the last two labels of every name key
+// holding a '.' (see the format's bases section); valid until Close.
+func (s *Store) BaseFilter() *xorfilter.BinaryFuse[uint8] { return &s.bases }
 
 // HashSeed is the seed of the store's key hash.
 func (s *Store) HashSeed() uint64 { return s.seed }

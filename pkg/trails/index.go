@@ -40,6 +40,10 @@ type KeyIndex interface {
 // costs no call into the index. ProbeKey must not allocate.
 type FilteredIndex interface {
 	KeyFilter() *xorfilter.BinaryFuse[uint8]
+	// BaseFilter holds KeyHash(LastTwoLabels(k)) of every key k without
+	// '/' that holds a '.': a name whose last two labels it rules out has
+	// no such key among its parents.
+	BaseFilter() *xorfilter.BinaryFuse[uint8]
 	HashSeed() uint64
 	// ProbeKey is LookupKey for a key whose hash h the filter holds.
 	ProbeKey(key []byte, h uint64) (idx uint32, ok bool)
@@ -74,6 +78,21 @@ func PathHead[T ~string | ~[]byte](t T) T {
 	return t[1:i]
 }
 
+// LastTwoLabels is a text's last two labels: what follows its
+// second-to-last '.' (all of it with fewer dots). A key holding a '.'
+// that is a name or one of its parents has the name's last two labels.
+func LastTwoLabels[T ~string | ~[]byte](t T) T {
+	dots := 0
+	for i := len(t) - 1; i >= 0; i-- {
+		if t[i] == '.' {
+			if dots++; dots == 2 {
+				return t[i+1:]
+			}
+		}
+	}
+	return t
+}
+
 func isHeadEnd(c byte) bool { return c == '/' || c == '?' || c == '=' }
 
 // RegexRow is a row that passed spec §1.2's textual regex test
@@ -104,7 +123,7 @@ func NamesFromIndex(idx KeyIndex, regexes []RegexRow, wl *Whitelist) (*Names, []
 	n := &Names{idx: idx, wl: wl, maxNameKey: idx.MaxNameKey()}
 	n.urls, _ = idx.(URLIndex)
 	if f, ok := idx.(FilteredIndex); ok {
-		n.probe, n.filter, n.seed = f, f.KeyFilter(), f.HashSeed()
+		n.probe, n.filter, n.bases, n.seed = f, f.KeyFilter(), f.BaseFilter(), f.HashSeed()
 	}
 	seen := make(map[string]bool)
 	for _, r := range regexes {

@@ -34,6 +34,7 @@ type Names struct {
 	// lookup then asks the filter itself.
 	probe  FilteredIndex
 	filter *xorfilter.BinaryFuse[uint8]
+	bases  *xorfilter.BinaryFuse[uint8]
 	seed   uint64
 	regex  []regexTrail
 	rx     *regexIndex // nil when there are no regex trails
@@ -221,20 +222,40 @@ func (n *Names) Lookup(key string) (Meta, bool) {
 // an index's LookupKey must not allocate either.
 func (n *Names) lookup(key []byte) (uint32, bool) {
 	if n.filter != nil {
-		if len(key) == 0 {
-			return 0, false
-		}
-		h := KeyHash(key, n.seed)
-		if !n.filter.Contains(h) {
-			return 0, false
-		}
-		return n.probe.ProbeKey(key, h)
+		return n.lookupHashed(key, KeyHash(key, n.seed))
 	}
 	if n.idx != nil {
 		return n.idx.LookupKey(key)
 	}
 	mi, ok := n.keys[string(key)]
 	return mi, ok
+}
+
+// lookupHashed is lookup in a filtered index of a key whose KeyHash the
+// caller has.
+func (n *Names) lookupHashed(key []byte, h uint64) (uint32, bool) {
+	if len(key) == 0 || !n.filter.Contains(h) {
+		return 0, false
+	}
+	return n.probe.ProbeKey(key, h)
+}
+
+// parentsFrom returns the label from which on the parent walk of a
+// scanned name q needs lookups, and KeyHash of q's last two labels
+// (which the walk's lookup of them reuses): 0 when every suffix may be a
+// key; the last label when the bases filter rules out the last two
+// labels, since a key of more than one label that is q or a parent of it
+// has them.
+func (n *Names) parentsFrom(q []byte, s *nameScan) (from int, h2 uint64) {
+	if n.bases == nil || s.ndots == 0 {
+		return 0, 0
+	}
+	_, d2 := s.lastDots()
+	h2 = KeyHash(q[d2+1:], n.seed)
+	if n.bases.Contains(h2) {
+		return 0, h2
+	}
+	return s.ndots, h2
 }
 
 // Whitelist returns the whitelist the Names was loaded with, which its
@@ -321,9 +342,17 @@ func (n *Names) CheckName(m *Name, res *DomainHit) bool {
 	// 3. Parent walk: the name, then each parent down to the last label
 	// (after dot k; dots before the scan's last maxDots are searched).
 	nsLike := -1 // computed on the first hit that needs it
+	from, h2 := n.parentsFrom(q, s)
 	for k, off := 0, 0; ; k++ {
-		if len(q)-off <= n.maxNameKey {
-			if mi, ok := n.lookup(q[off:]); ok && !n.skipParentHit(q, off, mi, &nsLike) {
+		if k >= from && len(q)-off <= n.maxNameKey {
+			var mi uint32
+			var ok bool
+			if k == s.ndots-1 && n.filter != nil {
+				mi, ok = n.lookupHashed(q[off:], h2) // the last two labels
+			} else {
+				mi, ok = n.lookup(q[off:])
+			}
+			if ok && !n.skipParentHit(q, off, mi, &nsLike) {
 				if off == 0 {
 					res.Trail = append(res.Trail[:0], q...)
 					return n.hit(res, mi, RuleExact)
