@@ -41,9 +41,9 @@ func (x *nameIndex) KeySkips(idx uint32) (nsSkip, dynSkip bool) {
 
 func (x *nameIndex) MaxNameKey() int { return x.s.MaxNameKey() }
 
-func (x *nameIndex) MayBeURLHost(host []byte) bool { return x.s.MayHaveURLHost(host) }
+func (x *nameIndex) HostFilter() *xorfilter.BinaryFuse[uint8] { return &x.s.hosts }
 
-func (x *nameIndex) MayBePathHead(head []byte) bool { return x.s.MayHavePathHead(head) }
+func (x *nameIndex) HeadFilter() *xorfilter.BinaryFuse[uint8] { return &x.s.heads }
 
 // Metas returns every meta of the store, indexed as the name, IP and
 // CIDR tables refer to them. It allocates the strings.

@@ -44,21 +44,16 @@ type FilteredIndex interface {
 	// '/' that holds a '.': a name whose last two labels it rules out has
 	// no such key among its parents.
 	BaseFilter() *xorfilter.BinaryFuse[uint8]
+	// HostFilter holds KeyHash of every URL key's host part (before its
+	// first '/'): a host it rules out begins no key with host+"/", so a
+	// request has no host+candidate key (spec §1.4).
+	HostFilter() *xorfilter.BinaryFuse[uint8]
+	// HeadFilter holds KeyHash(PathHead(k)) of every key k starting with
+	// '/'.
+	HeadFilter() *xorfilter.BinaryFuse[uint8]
 	HashSeed() uint64
 	// ProbeKey is LookupKey for a key whose hash h the filter holds.
 	ProbeKey(key []byte, h uint64) (idx uint32, ok bool)
-}
-
-// URLIndex is what a KeyIndex may also offer: quick tests that rule out
-// the URL keys a request could reach (spec §1.4). False means certainly
-// none; true may be wrong. They must not allocate.
-type URLIndex interface {
-	// MayBeURLHost(host) false means no key begins with host+"/": no
-	// host+candidate key of the request exists.
-	MayBeURLHost(host []byte) bool
-	// MayBePathHead(head) false means no key starting with '/' has the
-	// head (PathHead) head.
-	MayBePathHead(head []byte) bool
 }
 
 // PathHead is the head of a text starting with '/': the bytes after it
@@ -121,9 +116,9 @@ func NamesFromIndex(idx KeyIndex, regexes []RegexRow, wl *Whitelist) (*Names, []
 		return nil, nil, errors.New("names from index: nil index")
 	}
 	n := &Names{idx: idx, wl: wl, maxNameKey: idx.MaxNameKey()}
-	n.urls, _ = idx.(URLIndex)
 	if f, ok := idx.(FilteredIndex); ok {
 		n.probe, n.filter, n.bases, n.seed = f, f.KeyFilter(), f.BaseFilter(), f.HashSeed()
+		n.hosts, n.heads = f.HostFilter(), f.HeadFilter()
 	}
 	seen := make(map[string]bool)
 	for _, r := range regexes {

@@ -28,17 +28,16 @@ type Names struct {
 	// then live in an index such as a mapped trail store instead of on
 	// the Go heap. Every lookup goes through lookup, meta and skips, so
 	// both forms share all matching code.
-	idx  KeyIndex
-	urls URLIndex // idx's, if it has one: nil rules out no URL key
-	// probe, filter and seed are idx's when it is a FilteredIndex:
-	// lookup then asks the filter itself.
-	probe  FilteredIndex
-	filter *xorfilter.BinaryFuse[uint8]
-	bases  *xorfilter.BinaryFuse[uint8]
-	seed   uint64
-	regex  []regexTrail
-	rx     *regexIndex // nil when there are no regex trails
-	wl     *Whitelist
+	idx KeyIndex
+	// probe, the filters and seed are idx's when it is a FilteredIndex:
+	// lookups then ask the filters themselves; nil filters rule out
+	// nothing.
+	probe                       FilteredIndex
+	filter, bases, hosts, heads *xorfilter.BinaryFuse[uint8]
+	seed                        uint64
+	regex                       []regexTrail
+	rx                          *regexIndex // nil when there are no regex trails
+	wl                          *Whitelist
 	// maxNameKey is the longest key without '/'. A checked name has no
 	// '/', so a longer suffix cannot be a trail and is not hashed: this
 	// keeps a long name with many labels (an HTTP Host, an SNI) linear

@@ -233,7 +233,7 @@ func (n *Names) CheckURL(s *URLScratch, req *HTTPRequest) (URLHit, bool) {
 	// With no key under host+"/", a candidate starting with '/' cannot
 	// make a host+candidate key (a host holding '/' could: it is looked
 	// up as ever).
-	noHostKeys := n.urls != nil && bytes.IndexByte(host, '/') < 0 && !n.urls.MayBeURLHost(host)
+	noHostKeys := n.hosts != nil && bytes.IndexByte(host, '/') < 0 && !n.hosts.Contains(KeyHash(host, n.seed))
 	if noHostKeys && n.noBareKeys(req.Path) {
 		return URLHit{}, false // no candidate can be a key: none is made
 	}
@@ -279,13 +279,13 @@ func (n *Names) CheckURL(s *URLScratch, req *HTTPRequest) (URLHit, bool) {
 // noBareKeys reports whether no bare URL candidate of path (URLCandidates,
 // with any body) can be a key: the path starts with '/', so every
 // candidate does, and no head that follows one of its slashes is a key's
-// (URLIndex.MayBePathHead). Each candidate's head is one of those: the
+// (FilteredIndex.HeadFilter). Each candidate's head is one of those: the
 // candidates cut the path (after '?' or '=', or at a '/'), drop trailing
 // slashes and query values (after '='), or take the text after one of its
 // slashes, none of which changes the bytes up to a head's end; and "//"
 // made "/" leaves the text after the pair's second slash.
 func (n *Names) noBareKeys(path []byte) bool {
-	if n.urls == nil || len(path) == 0 || path[0] != '/' {
+	if n.heads == nil || len(path) == 0 || path[0] != '/' {
 		return false
 	}
 	for i := 0; ; {
@@ -293,7 +293,7 @@ func (n *Names) noBareKeys(path []byte) bool {
 		for j < len(path) && !isHeadEnd(path[j]) {
 			j++
 		}
-		if n.urls.MayBePathHead(path[i+1 : j]) {
+		if n.heads.Contains(KeyHash(path[i+1:j], n.seed)) {
 			return false
 		}
 		k := bytes.IndexByte(path[j:], '/')
