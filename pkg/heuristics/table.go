@@ -1,7 +1,9 @@
 package heuristics
 
 import (
+	"encoding/binary"
 	"math/bits"
+	"net/netip"
 	"sync/atomic"
 )
 
@@ -152,6 +154,21 @@ func hashBytes(h uint64, b []byte) uint64 {
 }
 
 func hashNew(b []byte) uint64 { return hashBytes(fnvOffset, b) }
+
+// hashPair hashes a (source, destination) pair of addresses: their 16-byte
+// forms as four words, mixed by multiplication (a pair is hashed per
+// request; a byte-wise hash of 32 bytes cost more than the table).
+func hashPair(src, dst netip.Addr) uint64 {
+	s, d := src.As16(), dst.As16()
+	h := mix64(binary.LittleEndian.Uint64(s[:8])^0x9E3779B97F4A7C15, binary.LittleEndian.Uint64(s[8:])^0xC2B2AE3D27D4EB4F)
+	return mix64(h^binary.LittleEndian.Uint64(d[:8]), binary.LittleEndian.Uint64(d[8:])^0x165667B19E3779F9)
+}
+
+// mix64 is the 64×64→128-bit multiply folded to 64 bits.
+func mix64(a, b uint64) uint64 {
+	hi, lo := bits.Mul64(a, b)
+	return hi ^ lo
+}
 
 // hashMix folds a number into a hash (a separator between fields).
 func hashMix(h, v uint64) uint64 {

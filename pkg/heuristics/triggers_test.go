@@ -2,6 +2,7 @@ package heuristics
 
 import (
 	"math/rand/v2"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -154,4 +155,45 @@ func FuzzTriggers(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestFirstSegment: the segment a web scan counts, after the scheme and
+// host of an absolute path, cut at '/', '?' or '#'.
+func TestFirstSegment(t *testing.T) {
+	for p, want := range map[string]string{
+		"/a/b": "a", "/a?x=1": "a", "/a#f": "a", "a": "a", "/": "", "": "",
+		"http://h.example/seg/x": "seg", "http://h.example": "", "/x?u=http://h/seg2/z": "seg2", "/p:8080/q": "p:8080",
+	} {
+		got := firstSegment([]byte(p))
+		if string(got) != want || (want == "" && p == "http://h.example" && got != nil) {
+			t.Errorf("firstSegment(%q) = %q, want %q", p, got, want)
+		}
+	}
+}
+
+// TestHashPair: pairs differing in any byte of either address, or
+// swapped, hash apart.
+func TestHashPair(t *testing.T) {
+	base := [2]netip.Addr{netip.MustParseAddr("10.1.2.3"), netip.MustParseAddr("2001:db8::1")}
+	seen := map[uint64][2]netip.Addr{}
+	add := func(s, d netip.Addr) {
+		h := hashPair(s, d)
+		if o, dup := seen[h]; dup && o != [2]netip.Addr{s, d} {
+			t.Fatalf("%v→%v hashes like %v→%v", s, d, o[0], o[1])
+		}
+		seen[h] = [2]netip.Addr{s, d}
+	}
+	for _, a := range base {
+		for _, b := range base {
+			add(a, b)
+			for i := range 16 {
+				for _, bit := range []byte{1, 0x80} {
+					x := a.As16()
+					x[i] ^= bit
+					add(netip.AddrFrom16(x), b)
+					add(b, netip.AddrFrom16(x))
+				}
+			}
+		}
+	}
 }
