@@ -243,10 +243,11 @@ type Engine struct {
 	wlLits   *lits.Set
 	pathLits *lits.Set // the suspicious files' triggers
 	ctypes   map[string]struct{}
-	dlInfo   map[string]string // extension -> "direct .exe download (suspicious)"
-	iot      *regexp.Regexp
-	pathRes  []*regexp.Regexp // per suspicious path; nil: its trigger suffices
-	scanWin  int64
+	dlInfo   [256][]dlExt // download extensions by their byte after the '.'
+
+	iot     *regexp.Regexp
+	pathRes []*regexp.Regexp // per suspicious path; nil: its trigger suffices
+	scanWin int64
 
 	web webScan
 	dns *dnsShared
@@ -306,9 +307,8 @@ func New(c Config) (*Engine, error) {
 	for _, t := range suspiciousContentTypes {
 		e.ctypes[t] = struct{}{}
 	}
-	e.dlInfo = make(map[string]string, len(downloadExtensions))
 	for _, x := range downloadExtensions {
-		e.dlInfo[x] = "direct " + x + " download (suspicious)"
+		e.dlInfo[x[1]] = append(e.dlInfo[x[1]], dlExt{ext: x, info: "direct " + x + " download (suspicious)"})
 	}
 	e.iot = regexp.MustCompile(iotPath)
 	var pathLits []lits.Lit

@@ -469,7 +469,7 @@ func (e *Engine) request(h *HTTP, r Reporter) bool {
 		return false
 	}
 	file, name, ext, query := splitFile(h.Path)
-	if info, ok := e.dlInfo[string(ext)]; ok && len(ext) > 0 && !isPrivate(h.Dst) && len(name) < 10 &&
+	if info, ok := e.download(ext); ok && !isPrivate(h.Dst) && len(name) < 10 &&
 		bytes.IndexByte(query, '=') < 0 && !containsAnyString(path, downloadExempt) {
 		e.fileTrail(h.Host, path)
 		e.report(r, KindDownload, "URL", info)
@@ -505,6 +505,22 @@ func (e *Engine) fileTrail(host, path []byte) {
 	t := append(append(e.trail[:0], host...), '(')
 	t = appendForceEncoded(t, path)
 	e.trail = append(t, ')')
+}
+
+// dlExt is a download extension and its finding's info.
+type dlExt struct{ ext, info string }
+
+// download returns the info of a download extension ext (".exe").
+func (e *Engine) download(ext []byte) (string, bool) {
+	if len(ext) < 2 {
+		return "", false
+	}
+	for _, d := range e.dlInfo[ext[1]] {
+		if d.ext == string(ext) {
+			return d.info, true
+		}
+	}
+	return "", false
 }
 
 func containsAnyString(b []byte, subs []string) bool {

@@ -3,6 +3,7 @@ package heuristics
 import (
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -194,6 +195,18 @@ func TestHashPair(t *testing.T) {
 					add(b, netip.AddrFrom16(x))
 				}
 			}
+		}
+	}
+}
+
+// TestDownloadExtensions: the download extensions are found by their
+// byte after the '.' as a map of them would find them.
+func TestDownloadExtensions(t *testing.T) {
+	e := newEngine(t, Config{})
+	for _, x := range append(slices.Clone(downloadExtensions), ".ex", ".exee", ".", "", ".EXE", ".js") {
+		info, ok := e.download([]byte(x))
+		if want := slices.Contains(downloadExtensions, x); ok != want || ok && info != "direct "+x+" download (suspicious)" {
+			t.Errorf("download(%q) = %q %v", x, info, ok)
 		}
 	}
 }
