@@ -80,7 +80,8 @@ type DNS struct {
 	// Prepared is Name read once (trails.Name, set to Name) when the
 	// caller has it, which spares reading it again here; nil: read here.
 	Prepared *trails.Name
-	// ClientPrivate: the response goes to a private address (its dst).
+	// ClientPrivate: the response goes to a private address (its dst);
+	// only NXDomain reads it.
 	ClientPrivate bool
 	Whitelist     *trails.Whitelist
 	Names         *trails.Names // the domain trails (nil: none)

@@ -137,23 +137,24 @@ func nonzero(k uint64) uint64 {
 	return k
 }
 
-// FNV-1a, 64 bits: keys are short names and paths, hashed once per
-// candidate; no seed is needed because a collision only merges two
-// counters.
-const (
-	fnvOffset = 14695981039346656037
-	fnvPrime  = 1099511628211
-)
-
+// hashBytes folds b into h, 8 bytes at a time with a 64×64→128-bit
+// multiply (keys are short names and paths, hashed once or twice per
+// candidate, and a byte-wise hash cost a multiply per byte). No seed is
+// needed: a collision only merges two counters.
 func hashBytes(h uint64, b []byte) uint64 {
-	for _, c := range b {
-		h ^= uint64(c)
-		h *= fnvPrime
+	for ; len(b) >= 8; b = b[8:] {
+		h = mix64(h^binary.LittleEndian.Uint64(b), 0x9E3779B97F4A7C15)
 	}
-	return h
+	w := uint64(len(b)) << 56 // the tail's length, then its bytes
+	for i, c := range b {
+		w |= uint64(c) << (8 * i)
+	}
+	return mix64(h^w, 0xC2B2AE3D27D4EB4F)
 }
 
-func hashNew(b []byte) uint64 { return hashBytes(fnvOffset, b) }
+const hashSeed = 0x165667B19E3779F9
+
+func hashNew(b []byte) uint64 { return hashBytes(hashSeed, b) }
 
 // hashPair hashes a (source, destination) pair of addresses: their 16-byte
 // forms as four words, mixed by multiplication (a pair is hashed per
@@ -171,9 +172,4 @@ func mix64(a, b uint64) uint64 {
 }
 
 // hashMix folds a number into a hash (a separator between fields).
-func hashMix(h, v uint64) uint64 {
-	h ^= v
-	h *= fnvPrime
-	h ^= h >> 29
-	return h
-}
+func hashMix(h, v uint64) uint64 { return mix64(h^v, 0x94D049BB133111EB) }

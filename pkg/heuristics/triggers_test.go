@@ -210,3 +210,26 @@ func TestDownloadExtensions(t *testing.T) {
 		}
 	}
 }
+
+// TestHashBytes: keys differing in one byte, or in length by a trailing
+// zero byte, hash apart.
+func TestHashBytes(t *testing.T) {
+	for n := 0; n <= 24; n++ {
+		base := []byte(strings.Repeat("a", n))
+		seen := map[uint64]string{hashNew(base): string(base), hashNew(append(base, 0)): string(append(base, 0))}
+		if len(seen) != 2 {
+			t.Fatalf("length %d: a trailing zero byte changes nothing", n)
+		}
+		for i := range n {
+			for _, c := range []byte{'b', 0, 0xff} {
+				k := []byte(string(base))
+				k[i] = c
+				h := hashNew(k)
+				if o, dup := seen[h]; dup && o != string(k) {
+					t.Fatalf("%q and %q hash alike", k, o)
+				}
+				seen[h] = string(k)
+			}
+		}
+	}
+}

@@ -147,7 +147,9 @@ func (a *Agent) dnsResponse(r *dataplane.Record, m *proto.DNSMessage, q []byte) 
 			a.heur.Sinkhole(a.dnsFacts(r, q), addr, a.answers[r.Gen&1].Load(), a.heurOut(r))
 		}
 	case 0x83:
-		a.heur.NXDomain(a.dnsFacts(r, q), a.heurOut(r))
+		d := a.dnsFacts(r, q)
+		d.ClientPrivate = heuristics.IsPrivate(r.DstAddr()) // (only the NXDOMAIN rules read it)
+		a.heur.NXDomain(d, a.heurOut(r))
 	}
 }
 
@@ -155,8 +157,7 @@ func (a *Agent) dnsResponse(r *dataplane.Record, m *proto.DNSMessage, q []byte) 
 // scratch.
 func (a *Agent) dnsFacts(r *dataplane.Record, q []byte) *heuristics.DNS {
 	d := &a.ns.hdns
-	*d = heuristics.DNS{Sec: int64(r.TsNs / 1e9), Name: q, Prepared: &a.ns.name, ClientPrivate: heuristics.IsPrivate(r.DstAddr()),
-		Whitelist: a.rules.Whitelist, Names: a.namesFor(r.Gen)}
+	*d = heuristics.DNS{Sec: int64(r.TsNs / 1e9), Name: q, Prepared: &a.ns.name, Whitelist: a.rules.Whitelist, Names: a.namesFor(r.Gen)}
 	return d
 }
 
