@@ -602,3 +602,41 @@ func TestKeyD4(t *testing.T) {
 		}
 	}
 }
+
+// httpUA is a GET of path from keyClient with a User-Agent header.
+func httpUA(sport uint16, path, ua string) pktbuild.Frame {
+	return pktbuild.Frame{Src: keyClient, Dst: netip.MustParseAddr("203.0.113.10"), Proto: pktbuild.TCP, Sport: sport, Dport: 80,
+		TCPFlags: pktbuild.ACK | pktbuild.PSH,
+		Payload:  []byte("GET " + path + " HTTP/1.1\r\nHost: victim.example\r\nUser-Agent: " + ua + "\r\nAccept: */*\r\n\r\n")}
+}
+
+// TestKeyHeuristicLists: USER_AGENTS_FILE replaces the built-in suspicious
+// user agents, WHITELIST_UA_REGEX exempts the user agents it matches, and
+// WHITELIST_HTTP_REQUEST_PATHS replaces the path snippets exempt from the
+// request checks, through the sensor.
+func TestKeyHeuristicLists(t *testing.T) {
+	d := newKeyDir(t)
+	ua := filepath.Join(d.dir, "ua.txt")
+	if err := writeFile(ua, "# our own list\nevilbot\n"); err != nil {
+		t.Fatal(err)
+	}
+	pcap := d.capture("lists", httpUA(40000, "/index.html", "evilbot/1.0"), httpUA(40001, "/index.html", "sqlmap/1.7"),
+		httpUA(40002, "/a/../../etc/passwd", "Mozilla/5.0"))
+	const evil, sqlmap, traversal = "UA evilbot(/1.0)", "UA sqlmap(/1.7)", "potential directory traversal"
+	base := d.base() + "USE_HEURISTICS true\n"
+	for _, c := range []struct {
+		conf                    string
+		evil, sqlmap, traversal int
+	}{
+		{"", 0, 1, 1}, // the built-in list knows sqlmap, not evilbot
+		{"USER_AGENTS_FILE " + ua + "\n", 1, 0, 1},           // the file replaces the list
+		{"WHITELIST_UA_REGEX (?i)^SQLMAP/\n", 0, 0, 1},       // exempt
+		{"WHITELIST_HTTP_REQUEST_PATHS /a/, /b/\n", 0, 1, 0}, // the request under /a/ is exempt
+	} {
+		r := d.run(base+c.conf, Flags{}, pcap)
+		if r.count(evil) != c.evil || r.count(sqlmap) != c.sqlmap || r.count(traversal) != c.traversal ||
+			len(r.lines) != c.evil+c.sqlmap+c.traversal {
+			t.Errorf("%q: events\n%s\nwant %d evilbot, %d sqlmap, %d traversal", c.conf, strings.Join(r.lines, "\n"), c.evil, c.sqlmap, c.traversal)
+		}
+	}
+}
