@@ -207,11 +207,12 @@ func TestReplaySpools(t *testing.T) {
 		t.Run(transport, func(t *testing.T) {
 			t.Parallel()
 			c := newChain(t, transport)
-			conf := c.sensorConf()
+			// D4_REPLAY_TIMEOUT bounds the wait; the log names it
+			conf := c.sensorConf("D4_REPLAY_TIMEOUT 7")
 			first, second := c.pcap(0, 200), c.pcap(200, 300)
 			start := time.Now()
 			out := c.replay(conf, first)
-			if !strings.Contains(out, "events wait in the spool") || !strings.Contains(out, "lines=200") {
+			if !strings.Contains(out, "events wait in the spool") || !strings.Contains(out, "lines=200") || !strings.Contains(out, "timeout=7s") {
 				t.Fatalf("the first replay did not say that 200 events wait:\n%s", tail(out, 20))
 			}
 			t.Logf("the first replay exited %v after it started", time.Since(start).Round(time.Millisecond))

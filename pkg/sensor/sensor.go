@@ -224,7 +224,7 @@ func waitD4(ctx context.Context, c *d4.Client, wait time.Duration, log *slog.Log
 	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	if n := c.Drain(wctx); n > 0 {
-		log.Warn("D4: events wait in the spool; the next sensor run sends them", "lines", n, "spool", c.SpoolDir())
+		log.Warn("D4: events wait in the spool; the next sensor run sends them", "lines", n, "spool", c.SpoolDir(), "timeout", wait)
 	} else {
 		log.Info("D4: every event delivered")
 	}
