@@ -9,6 +9,8 @@ package sensor
 
 import (
 	"context"
+	"encoding/hex"
+	"encoding/pem"
 	"fmt"
 	"log/slog"
 	"net"
@@ -546,6 +548,15 @@ func TestKeyD4(t *testing.T) {
 	server := "DISABLE_LOCAL_LOG_STORAGE true\nD4_SERVER " + ln.Addr().String() + "\n"
 	ca := "D4_CA " + filepath.Join(pki, certs.CAFile) + "\n"
 	good := "D4_UUID " + id.String() + "\nD4_KEY " + key + "\n"
+	certPEM, err := os.ReadFile(filepath.Join(pki, certs.CertFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(certPEM)
+	if blk == nil {
+		t.Fatal("no PEM block in the server certificate")
+	}
+	pin := d4.CertFingerprint(blk.Bytes)
 	for i, c := range []struct {
 		name, conf string
 		stored     bool
@@ -556,6 +567,8 @@ func TestKeyD4(t *testing.T) {
 		{"name not in the certificate", good + ca, false},
 		{"no CA", good + "D4_SERVER_NAME d4.xtrail.test\n", false},
 		{"verification not disabled", good + "DISABLE_D4_TLS_VERIFY false\n", false},
+		{"pinned certificate", good + "D4_SERVER_SHA256 " + hex.EncodeToString(pin[:]) + "\n", true},
+		{"another certificate pinned", good + "D4_SERVER_SHA256 " + strings.Repeat("ab", 32) + "\n", false},
 		{"another sensor's uuid", "D4_UUID " + other.String() + "\nD4_KEY " + key + "\nDISABLE_D4_TLS_VERIFY true\n", false},
 		{"wrong key", "D4_UUID " + id.String() + "\nD4_KEY not the key\nDISABLE_D4_TLS_VERIFY true\n", false},
 	} {
