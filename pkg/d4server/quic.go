@@ -13,7 +13,6 @@ import (
 
 	"github.com/quic-go/quic-go"
 
-	"github.com/xtrail/xtrail/internal/ctxtime"
 	"github.com/xtrail/xtrail/pkg/d4"
 )
 
@@ -34,17 +33,21 @@ const (
 // QUICListener accepts D4 sessions over QUIC (ALPN d4). Make it with
 // Server.ListenQUIC and run it with Server.ServeQUIC.
 type QUICListener struct {
-	pc *net.UDPConn
-	tr *quic.Transport
-	ln *quic.Listener
+	pc    *net.UDPConn
+	tr    *quic.Transport
+	ln    *quic.Listener
+	once  sync.Once
+	close error
 }
 
 // Addr is the UDP address listened on.
 func (l *QUICListener) Addr() net.Addr { return l.pc.LocalAddr() }
 
-// Close stops the listener and closes its connections.
+// Close stops the listener and closes its connections. Later calls return
+// the first call's result.
 func (l *QUICListener) Close() error {
-	return errors.Join(l.ln.Close(), l.tr.Close(), l.pc.Close())
+	l.once.Do(func() { l.close = errors.Join(l.ln.Close(), l.tr.Close(), l.pc.Close()) })
+	return l.close
 }
 
 // ListenQUIC listens on the UDP address addr with the certificate of
@@ -117,33 +120,14 @@ func (s *Server) ListenQUIC(addr, certFile, keyFile string) (*QUICListener, erro
 // connection's one stream runs HandleStream, and the server acknowledges
 // each handled frame on it (docs/architecture.md: Acknowledgements).
 func (s *Server) ServeQUIC(ctx context.Context, ln *QUICListener) error {
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	defer ln.Close()
-	wait := 10 * time.Millisecond
-	for {
-		conn, err := ln.ln.Accept(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			if errors.Is(err, net.ErrClosed) || errors.Is(err, quic.ErrServerClosed) {
-				return fmt.Errorf("d4server: QUIC accept: %w", err)
-			}
-			s.log.Warn("d4server: QUIC accept failed; retrying", "err", err, "retry_in", wait)
-			if ctxtime.Sleep(ctx, wait) != nil {
-				return nil
-			}
-			wait = min(2*wait, time.Second)
-			continue
-		}
-		wait = 10 * time.Millisecond
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.serveQUICConn(ctx, conn)
-		}()
-	}
+	// Closing the listener on shutdown closes the connections too, so no
+	// handler waits on an acknowledgement write.
+	stop := context.AfterFunc(ctx, func() { _ = ln.Close() })
+	defer stop()
+	return acceptLoop(ctx, s.log, "QUIC accept", ln.ln.Accept,
+		func(err error) bool { return errors.Is(err, net.ErrClosed) || errors.Is(err, quic.ErrServerClosed) },
+		func(conn *quic.Conn) { s.serveQUICConn(ctx, conn) })
 }
 
 // serveQUICConn runs the session of one QUIC connection.

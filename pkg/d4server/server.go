@@ -382,23 +382,40 @@ func (s *Server) logOnce(key string, level slog.Level, msg string, args ...any) 
 // error if ln fails for another reason. Temporary accept errors (such as
 // running out of file descriptors) are retried with backoff.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	defer ln.Close()
 	stop := context.AfterFunc(ctx, func() { _ = ln.Close() })
 	defer stop()
+	return acceptLoop(ctx, s.log, "accept", func(context.Context) (net.Conn, error) { return ln.Accept() },
+		func(err error) bool { return errors.Is(err, net.ErrClosed) },
+		func(c net.Conn) {
+			defer c.Close()
+			release, ok := s.Admit(ctx, c.RemoteAddr())
+			if !ok {
+				return
+			}
+			defer release()
+			s.HandleStream(ctx, c, c.RemoteAddr(), nil)
+		})
+}
 
+// acceptLoop runs handle on its own goroutine for each connection accept
+// returns, until ctx is done (nil) or accept fails for good (closed says
+// which errors mean that); it then waits for the handlers. Other accept
+// errors, such as running out of file descriptors, are retried with backoff.
+func acceptLoop[C any](ctx context.Context, log *slog.Logger, what string, accept func(context.Context) (C, error), closed func(error) bool, handle func(C)) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	wait := 10 * time.Millisecond
 	for {
-		c, err := ln.Accept()
+		c, err := accept(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			if errors.Is(err, net.ErrClosed) {
-				return fmt.Errorf("d4server: accept: %w", err)
+			if closed(err) {
+				return fmt.Errorf("d4server: %s: %w", what, err)
 			}
-			s.log.Warn("d4server: accept failed; retrying", "err", err, "retry_in", wait)
+			log.Warn("d4server: "+what+" failed; retrying", "err", err, "retry_in", wait)
 			if ctxtime.Sleep(ctx, wait) != nil {
 				return nil
 			}
@@ -409,13 +426,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer c.Close()
-			release, ok := s.Admit(ctx, c.RemoteAddr())
-			if !ok {
-				return
-			}
-			defer release()
-			s.HandleStream(ctx, c, c.RemoteAddr(), nil)
+			handle(c)
 		}()
 	}
 }
