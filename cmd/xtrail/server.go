@@ -266,6 +266,7 @@ func (f *redisFlags) open(log *slog.Logger) (*d4server.RedisStore, error) {
 func logServerStats(log *slog.Logger, st d4server.Stats) {
 	args := []any{"conns", st.Conns, "frames", st.Frames, "lines", st.Lines,
 		"unrouted_lines", st.Unrouted, "unrouted_dropped", st.UnroutedDropped, "throttled_frames", st.Throttled,
+		"already_stored_frames", st.AlreadyStored, "claim_waits", st.ClaimWaits, "claims_taken_over", st.ClaimsTakenOver,
 		"read_errors", st.ReadErrors, "store_errors", st.StoreErrors, "panics", st.Panics}
 	for reason, n := range st.Rejected {
 		if n > 0 {

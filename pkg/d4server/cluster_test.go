@@ -41,15 +41,21 @@ func TestRedisCluster(t *testing.T) {
 		t.Fatalf("store b sees the sensor a registered as %v %q %v", v, key, err)
 	}
 
-	// Replay: the mark one server made refuses the frame on the other.
-	m := Mark{UUID: testSensor, Session: "s-a", Timestamp: uint64(time.Now().Unix()), Expires: time.Now().Add(time.Minute)}
+	// Replay: the claim and the stored mark one server made hold on the
+	// other.
+	m := Mark{UUID: testSensor, Session: "s-a", Timestamp: uint64(time.Now().Unix()), Expires: time.Now().Add(time.Minute), Lease: time.Minute}
 	m.HMAC[0] = 7
-	if fresh := must(a.MarkFrame(ctx, m)); !fresh {
-		t.Fatal("a new frame was taken for a replay")
+	if c := must(a.ClaimFrame(ctx, m)); c.State != ClaimOwned {
+		t.Fatalf("a new frame: %+v", c)
 	}
-	m.Session = "s-b"
-	if fresh := must(b.MarkFrame(ctx, m)); fresh {
-		t.Fatal("a frame marked through server a passed server b")
+	mb := m
+	mb.Session = "s-b"
+	if c := must(b.ClaimFrame(ctx, mb)); c.State != ClaimBusy {
+		t.Fatalf("a frame claimed through server a, on server b: %+v", c)
+	}
+	noErr(t, a.FrameStored(ctx, m))
+	if c := must(b.ClaimFrame(ctx, mb)); c.State != ClaimStored {
+		t.Fatalf("a frame stored through server a, on server b: %+v", c)
 	}
 
 	// Session sets: one session on each server, closed one after the other.

@@ -106,6 +106,15 @@ type sensorTable struct {
 	m  map[string]*sensorState
 }
 
+// bytesPerSecond is the sensors' rate for a store that limits it; 0 means
+// unlimited.
+func (t *sensorTable) bytesPerSecond() float64 {
+	if t.rate == rate.Inf {
+		return 0
+	}
+	return float64(t.rate)
+}
+
 type sensorState struct {
 	sessions []*session
 	limiter  *rate.Limiter

@@ -35,6 +35,8 @@ type markKey struct {
 
 type markVal struct {
 	session string
+	stored  bool
+	lease   time.Time // end of the claim while not stored
 	expires time.Time
 }
 
@@ -79,8 +81,9 @@ func NewMemStore(maxSize int64) *MemStore {
 	}
 }
 
-// MarkFrame implements Store's replay state in memory.
-func (m *MemStore) MarkFrame(_ context.Context, mk Mark) (bool, error) {
+// ClaimFrame implements Store's replay check in memory. It does not limit
+// the sensor's rate: the server does that in process.
+func (m *MemStore) ClaimFrame(_ context.Context, mk Mark) (Claim, error) {
 	now := time.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -93,11 +96,26 @@ func (m *MemStore) MarkFrame(_ context.Context, mk Mark) (bool, error) {
 		}
 	}
 	k := markKey{mk.UUID, mk.Timestamp, mk.HMAC}
-	if v, ok := m.marks[k]; ok && now.Before(v.expires) {
-		return v.session == mk.Session, nil
+	c := Claim{State: ClaimOwned}
+	if v, ok := m.marks[k]; ok && now.Before(v.expires) && v.session != mk.Session {
+		switch {
+		case v.stored:
+			return Claim{State: ClaimStored}, nil
+		case now.Before(v.lease):
+			return Claim{State: ClaimBusy}, nil
+		}
+		c.TakenOver = true
 	}
-	m.marks[k] = markVal{mk.Session, mk.Expires}
-	return true, nil
+	m.marks[k] = markVal{session: mk.Session, lease: now.Add(mk.Lease), expires: mk.Expires}
+	return c, nil
+}
+
+// FrameStored implements Store.
+func (m *MemStore) FrameStored(_ context.Context, mk Mark) error {
+	m.mu.Lock()
+	m.marks[markKey{mk.UUID, mk.Timestamp, mk.HMAC}] = markVal{session: mk.Session, stored: true, expires: mk.Expires}
+	m.mu.Unlock()
+	return nil
 }
 
 // SessionState tracks open sessions per sensor (see Active).

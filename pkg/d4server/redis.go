@@ -299,24 +299,92 @@ func (s *RedisStore) SetError(ctx context.Context, uuid, msg string) error {
 	return nil
 }
 
-// MarkFrame keeps the replay state in Redis_STREAM, one hash per sensor and
-// timestamp second (field: the HMAC, value: the session), expiring when the
-// time window has passed, in one round trip; with replicas to wait for, the
-// mark reaches them before the frame is stored, so a replay sent to another
-// server after a failover is still refused.
-func (s *RedisStore) MarkFrame(ctx context.Context, m Mark) (bool, error) {
+// claimScript is ClaimFrame in one round trip: the replay check of a frame
+// (field ARGV[1] of the hash KEYS[1] of its sensor and timestamp second),
+// the claim for session ARGV[2] with a lease of ARGV[3] ms, and, when the
+// claim is taken and ARGV[5] > 0, the sensor's rate (KEYS[2], a GCRA:
+// the theoretical arrival time in µs of the sensor's next byte at ARGV[6]
+// bytes/s with a burst of ARGV[7] bytes). A field is "c <session>
+// <lease end, ms>" while claimed and "s <session>" once stored; any other
+// value is an older server's mark, set before storing. Both keys hold the
+// sensor's hash tag, and the clock is Redis's, the same for every server.
+// It returns the state, 1 if the claim was taken over, and the µs the
+// frame must wait for the rate.
+var claimScript = redis.NewScript(`
+local t = redis.call('TIME')
+local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+local taken = 0
+if v then
+	local kind, owner, lease = string.match(v, '^([cs]) (%S+) ?(%d*)$')
+	if not kind then
+		if v ~= ARGV[2] then return {'refused', 0, 0} end
+	elseif owner ~= ARGV[2] then
+		if kind == 's' then return {'stored', 0, 0} end
+		if tonumber(lease) > ms then return {'busy', 0, 0} end
+		taken = 1
+	end
+end
+redis.call('HSET', KEYS[1], ARGV[1], 'c ' .. ARGV[2] .. ' ' .. (ms + tonumber(ARGV[3])))
+redis.call('EXPIREAT', KEYS[1], ARGV[4])
+local wait = 0
+local bytes, rate = tonumber(ARGV[5]), tonumber(ARGV[6])
+if bytes > 0 and rate > 0 then
+	local us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+	local tat = math.max(tonumber(redis.call('GET', KEYS[2]) or 0), us) + bytes * 1000000 / rate
+	local allow = tat - tonumber(ARGV[7]) * 1000000 / rate
+	if allow > us then wait = math.ceil(allow - us) end
+	redis.call('SET', KEYS[2], string.format('%.0f', tat), 'PX', math.ceil((tat - us) / 1000) + 1000)
+end
+return {'owned', taken, wait}
+`)
+
+// ClaimFrame keeps the replay state in Redis_STREAM, one hash per sensor and
+// timestamp second (field: the HMAC), expiring when the time window has
+// passed, and the sensor's rate next to it, so both hold for every server on
+// the store: one script call (claimScript). The claim is not waited for on
+// replicas: only the stored mark must survive a failover.
+func (s *RedisStore) ClaimFrame(ctx context.Context, m Mark) (Claim, error) {
+	res, err := claimScript.Run(ctx, s.stream, []string{keyReplay(m.UUID, m.Timestamp), keyRate(m.UUID)},
+		string(m.HMAC[:]), m.Session, m.Lease.Milliseconds(), m.Expires.Unix(), m.Bytes, m.Rate, m.Burst).Slice()
+	if err != nil {
+		return Claim{}, fmt.Errorf("d4server: redis replay check of %s: %w", m.UUID, err)
+	}
+	if len(res) != 3 {
+		return Claim{}, fmt.Errorf("d4server: redis replay check of %s: reply %v", m.UUID, res)
+	}
+	state, _ := res[0].(string)
+	taken, _ := res[1].(int64)
+	wait, _ := res[2].(int64)
+	c := Claim{TakenOver: taken == 1, Limited: m.Rate > 0, Wait: time.Duration(wait) * time.Microsecond}
+	switch state {
+	case "owned":
+		c.State = ClaimOwned
+	case "stored":
+		c.State = ClaimStored
+	case "busy":
+		c.State = ClaimBusy
+	case "refused":
+		c.State = ClaimRefused
+	default:
+		return Claim{}, fmt.Errorf("d4server: redis replay check of %s: state %q", m.UUID, state)
+	}
+	return c, nil
+}
+
+// FrameStored marks the frame stored; with replicas to wait for, the mark
+// reaches them before the frame is acknowledged, so a resend or a replay
+// sent to another server after a failover is still known as stored.
+func (s *RedisStore) FrameStored(ctx context.Context, m Mark) error {
 	k := keyReplay(m.UUID, m.Timestamp)
-	var set *redis.BoolCmd
-	var owner *redis.StringCmd
 	err := s.stream.durable(ctx, k, func(p redis.Pipeliner) {
-		set = p.HSetNX(ctx, k, string(m.HMAC[:]), m.Session)
-		owner = p.HGet(ctx, k, string(m.HMAC[:]))
+		p.HSet(ctx, k, string(m.HMAC[:]), "s "+m.Session)
 		p.ExpireAt(ctx, k, m.Expires)
 	})
 	if err != nil {
-		return false, fmt.Errorf("d4server: redis replay check of %s: %w", m.UUID, err)
+		return fmt.Errorf("d4server: redis frame of %s stored: %w", m.UUID, err)
 	}
-	return set.Val() || owner.Val() == m.Session, nil
+	return nil
 }
 
 // SessionState writes d4-core's connection sets in Redis_STREAM (spec §4,
@@ -360,6 +428,9 @@ func keyTypeSessions(u, t string) string { return "active_uuid_type" + t + ":" +
 func keyReplay(u string, ts uint64) string {
 	return "xtrail:replay:{" + u + "}:" + strconv.FormatUint(ts, 10)
 }
+
+// keyRate is the sensor's rate state, in its replay marks' slot.
+func keyRate(u string) string { return "xtrail:rate:{" + u + "}" }
 
 // sessionJoin adds session sid of sensor u to type t's sets: the sensor's
 // own session sets first (see SessionState).

@@ -333,10 +333,8 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 func TestSlotStealing(t *testing.T) {
 	for name, mk := range serverStores(t) {
 		t.Run(name, func(t *testing.T) {
-			store, queueOf, errOf := mk(t)
+			store, queueOf, errOf := queuedStore(t, mk)
 			ctx := context.Background()
-			noErr(t, store.Init(ctx))
-			must(store.RegisterQueue(ctx, "maltrail", testQueue, ""))
 			cfg := Config{Store: store, Mode: ModeRegistration, Keys: map[string][]byte{goodUUID: goodKey},
 				MaxConnsPerSensor: 1, IdleTimeout: 300 * time.Millisecond, FrameTimeout: 600 * time.Millisecond}
 			if rs, ok := store.(*RedisStore); ok {
@@ -406,16 +404,16 @@ func TestSlotStealing(t *testing.T) {
 	}
 }
 
-// TestReplayRefused: a capture of a valid session's bytes, sent again on a
-// new connection, stores nothing; sent to another server sharing the Redis
-// store, neither. The same data frame twice within one session passes.
-func TestReplayRefused(t *testing.T) {
+// TestReplayOfStoredFrame: a capture of a valid session's bytes, sent again
+// on a new connection, stores nothing and the session goes on (a sensor's
+// resend of a frame whose acknowledgement it lost looks the same); sent to
+// another server sharing the Redis store, neither. The same data frame twice
+// within one session is stored twice.
+func TestReplayOfStoredFrame(t *testing.T) {
 	for name, mk := range serverStores(t) {
 		t.Run(name, func(t *testing.T) {
-			store, queueOf, _ := mk(t)
+			store, queueOf, _ := queuedStore(t, mk)
 			ctx := context.Background()
-			noErr(t, store.Init(ctx))
-			must(store.RegisterQueue(ctx, "maltrail", testQueue, ""))
 			cfg := Config{Store: store, Mode: ModeSharedSecret, DefaultKey: goodKey}
 			a := startServer(t, cfg)
 			b := startServer(t, cfg) // a second server on the same store
@@ -424,14 +422,14 @@ func TestReplayRefused(t *testing.T) {
 			data := s.frameBytes(d4.TypeExtended, "captured line\n")
 			capture := append(s.frameBytes(d4.TypeMeta, `{"type":"maltrail"}`), data...)
 			s.write(capture)
-			s.write(data) // the same frame again in its own session: accepted
+			s.write(data) // the same frame again in its own session: stored again
 			q := newPopper(queueOf("maltrail", testQueue))
 			for range 2 {
 				if v := must(q.Pop(ctx)); v != "captured line" {
 					t.Fatalf("queue gave %q", v)
 				}
 			}
-			for _, srv := range []*testServer{a, b} {
+			for i, srv := range []*testServer{a, b} {
 				c, err := dialFrom(t, srv, "")
 				if err != nil {
 					t.Fatal(err)
@@ -439,12 +437,18 @@ func TestReplayRefused(t *testing.T) {
 				if _, err := c.Write(capture); err != nil {
 					t.Fatal(err)
 				}
-				sensorOn(t, c, goodUUID, goodKey).expectClosed()
-				waitUntil(t, func() bool { return srv.Stats().Rejected[ReasonReplay] == 1 })
+				waitUntil(t, func() bool { return srv.Stats().AlreadyStored == 1 })
+				r := sensorOn(t, c, goodUUID, goodKey)
+				if !r.isOpen(200 * time.Millisecond) {
+					t.Fatalf("server %d closed the session of an identical resend", i)
+				}
+				r.send(d4.TypeExtended, fmt.Sprintf("fresh %d\n", i)) // the session still stores
+				if v := must(q.Pop(ctx)); v != fmt.Sprintf("fresh %d", i) {
+					t.Fatalf("after the replay to server %d the queue gave %q, want only the fresh line", i, v)
+				}
 			}
-			s.send(d4.TypeExtended, "fresh\n")
-			if v := must(q.Pop(ctx)); v != "fresh" {
-				t.Fatalf("after the replays the queue gave %q, want only the fresh line", v)
+			if st := a.Stats(); st.Rejected[ReasonReplay] != 0 || st.Lines != 3 {
+				t.Fatalf("server a: %+v", st)
 			}
 		})
 	}

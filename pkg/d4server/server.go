@@ -187,6 +187,18 @@ type Stats struct {
 	// UnroutedDropped counts the lines dropped for lack of a queue.
 	UnroutedDropped uint64
 	Throttled       uint64 // frames that waited for their sensor's rate limit
+	// AlreadyStored counts data frames another session had stored already:
+	// a sensor's resend after a lost acknowledgement, or a replay of a
+	// stored frame. Each was acknowledged (QUIC) or skipped (TLS), and
+	// nothing stored again.
+	AlreadyStored uint64
+	// ClaimWaits counts data frames that waited while another session
+	// stored the same frame (a resend racing the original).
+	ClaimWaits uint64
+	// ClaimsTakenOver counts data frames taken over from a session whose
+	// claim lapsed unstored (its server died or stopped while storing
+	// them): the only frames whose lines may be stored twice.
+	ClaimsTakenOver uint64
 	ReadErrors      uint64 // TLS or transport errors, truncated frames
 	StoreErrors     uint64 // failed store calls (retried)
 	Panics          uint64 // recovered handler panics (bugs)
@@ -205,6 +217,7 @@ type Server struct {
 	sessionIdle  time.Duration
 	frameTimeout time.Duration
 	window       time.Duration
+	claimLease   time.Duration
 	dropUnrouted bool
 	log          *slog.Logger
 	now          func() time.Time
@@ -217,6 +230,7 @@ type Server struct {
 	active                                         atomic.Int64
 	conns, frames, bytes, lines, unrouted, unrDrop atomic.Uint64
 	throttled, readErrs, storeErrs, panics         atomic.Uint64
+	alreadyStored, claimWaits, takenOver           atomic.Uint64
 	rejected                                       map[string]*atomic.Uint64
 }
 
@@ -233,6 +247,7 @@ func New(cfg Config) (*Server, error) {
 		sessionIdle:  max(cfg.SessionIdleTimeout, 0),
 		frameTimeout: orDefault(cfg.FrameTimeout, DefaultFrameTimeout),
 		window:       orDefault(cfg.TimeWindow, DefaultTimeWindow),
+		claimLease:   claimLease,
 		dropUnrouted: cfg.DropUnrouted,
 		log:          cfg.Logger,
 		now:          cfg.Now,
@@ -291,6 +306,9 @@ func (s *Server) Stats() Stats {
 		Unrouted:        s.unrouted.Load(),
 		UnroutedDropped: s.unrDrop.Load(),
 		Throttled:       s.throttled.Load(),
+		AlreadyStored:   s.alreadyStored.Load(),
+		ClaimWaits:      s.claimWaits.Load(),
+		ClaimsTakenOver: s.takenOver.Load(),
 		ReadErrors:      s.readErrs.Load(),
 		StoreErrors:     s.storeErrs.Load(),
 		Panics:          s.panics.Load(),

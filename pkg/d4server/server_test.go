@@ -180,6 +180,17 @@ func serverStores(t *testing.T) map[string]func(*testing.T) (Store, func(string,
 	}
 }
 
+// queuedStore makes one of serverStores' stores, initialised and with the
+// test queue registered.
+func queuedStore(t *testing.T, mk func(*testing.T) (Store, func(string, string) export.Queue, func(string) string)) (Store, func(string, string) export.Queue, func(string) string) {
+	t.Helper()
+	store, queueOf, errOf := mk(t)
+	ctx := context.Background()
+	noErr(t, store.Init(ctx))
+	must(store.RegisterQueue(ctx, "maltrail", testQueue, ""))
+	return store, queueOf, errOf
+}
+
 func TestServerSessions(t *testing.T) {
 	for name, mk := range serverStores(t) {
 		t.Run(name, func(t *testing.T) {

@@ -367,12 +367,11 @@ func (s *Server) reject(ctx context.Context, sess *session, r *rejection) {
 }
 
 // frame runs the checks of spec §3.2 that need an authentic frame, in order,
-// then the replay check and the sensor's rate, then stores the frame.
+// then stores the frame: a data frame through storeData (replay check, the
+// sensor's rate, lines stored once across sessions and servers), any other
+// after the sensor's rate in process.
 func (s *Server) frame(ctx context.Context, sess *session, h *d4.Header, signer *d4.Signer, payload []byte) (*rejection, error) {
 	hex := h.UUID.Hex()
-	if rej, err := s.checkReplay(ctx, sess, h); rej != nil || err != nil {
-		return rej, err
-	}
 	switch {
 	case !sess.started && h.Type == d4.TypeExtended:
 		return &rejection{reason: ReasonNoMetaHeader, uuid: hex, authed: true}, nil
@@ -385,11 +384,14 @@ func (s *Server) frame(ctx context.Context, sess *session, h *d4.Header, signer 
 	case h.Type != d4.TypeMeta && h.Type != d4.TypeExtended:
 		return &rejection{reason: ReasonUnsupportedType, uuid: hex, authed: true,
 			detail: fmt.Sprintf("type %d", h.Type)}, nil
+	case h.Type == d4.TypeExtended && sess.started && sess.metaType == "":
+		return &rejection{reason: ReasonIncompleteMeta, uuid: hex, authed: true}, nil
 	}
-	if waited, err := waitTokens(ctx, sess.limiter, len(payload)); err != nil {
-		return nil, err
-	} else if waited {
-		s.throttled.Add(1)
+	data := h.Type == d4.TypeExtended && len(payload) > 0
+	if !data {
+		if err := s.throttle(ctx, sess, Claim{}, len(payload)); err != nil {
+			return nil, err
+		}
 	}
 
 	first := !sess.started
@@ -402,14 +404,13 @@ func (s *Server) frame(ctx context.Context, sess *session, h *d4.Header, signer 
 		if rej := s.addMeta(ctx, sess, payload); rej != nil {
 			return rej, nil
 		}
-	} else {
-		if sess.metaType == "" {
-			return &rejection{reason: ReasonIncompleteMeta, uuid: hex, authed: true}, nil
+	} else if data {
+		stored, rej, err := s.storeData(ctx, sess, h, payload)
+		if rej != nil || err != nil {
+			return rej, err // an error is shutdown; the connection closes
 		}
-		if lines := sess.lines.feed(payload); len(lines) > 0 {
-			if err := s.push(ctx, sess, lines); err != nil {
-				return nil, err // shutdown; the connection closes
-			}
+		if !stored {
+			return nil, nil // handled (acknowledged), neither stored nor counted again
 		}
 	}
 
@@ -427,32 +428,134 @@ func (s *Server) frame(ctx context.Context, sess *session, h *d4.Header, signer 
 	return nil, nil
 }
 
-// checkReplay refuses a data frame whose (uuid, timestamp, HMAC) another
-// session already sent within the time window. The same frame twice in one
-// session is let through: D4 has no sequence number, so a sensor may
-// legitimately send identical frames in the same second, and an attacker
-// cannot inject into a session. Type-2 frames are exempt: a sensor resends
-// the same meta header on every connection, and a replayed one stores
-// nothing. A replay is not recorded as the sensor's error, since the sender
-// is not necessarily the sensor.
-func (s *Server) checkReplay(ctx context.Context, sess *session, h *d4.Header) (*rejection, error) {
-	if h.Type == d4.TypeMeta {
-		return nil, nil
+// Claim polling: how long a session first waits, and at most, before asking
+// again about a frame another session is storing.
+const (
+	claimPollMin = 20 * time.Millisecond
+	claimPollMax = 500 * time.Millisecond
+)
+
+// errClaimLost: the session's claim lapsed and another session took it over.
+var errClaimLost = errors.New("d4server: the frame's claim was taken over")
+
+// storeData stores a data frame's lines once across all sessions and
+// servers of the store, and reports whether this session stored them:
+//
+//   - a frame another session stored (its (uuid, timestamp, HMAC) mark says
+//     so) is not stored again: a sensor resending a frame whose
+//     acknowledgement it lost, or a replay of a stored frame, is handled
+//     (acknowledged) and counted;
+//   - a frame another session is storing now waits until that session marks
+//     it stored, or until its claim's lease lapses (its server died or
+//     stopped meanwhile), and then takes it over;
+//   - the mark says "stored" only once the lines are stored (and, when the
+//     store waits for replicas, on a replica), so a frame is never
+//     acknowledged without its lines stored somewhere.
+//
+// The same frame twice in one session is stored twice: D4 has no sequence
+// number, so a sensor may send identical frames in one second, and nobody
+// can inject into another's session. The sensor's rate is charged once the
+// session owns the claim. A refusal is returned for a mark of an older
+// server. An error means ctx ended.
+func (s *Server) storeData(ctx context.Context, sess *session, h *d4.Header, payload []byte) (bool, *rejection, error) {
+	m := Mark{UUID: sess.hex, Session: sess.id, Timestamp: h.Timestamp, HMAC: h.HMAC,
+		Expires: time.Unix(int64(h.Timestamp), 0).Add(s.window + time.Second), Lease: s.claimLease,
+		Bytes: int64(len(payload)), Rate: s.sensors.bytesPerSecond(), Burst: int64(s.sensors.burst)}
+	var lines [][]byte
+	fed, waited := false, false
+	poll := claimPollMin
+	for {
+		c, err := s.claim(ctx, m)
+		if err != nil {
+			return false, nil, err
+		}
+		switch c.State {
+		case ClaimStored:
+			s.alreadyStored.Add(1)
+			return false, nil, nil
+		case ClaimRefused:
+			return false, &rejection{reason: ReasonReplay, uuid: sess.hex, detail: fmt.Sprintf("timestamp %d", h.Timestamp)}, nil
+		case ClaimBusy:
+			if !waited {
+				waited = true
+				s.claimWaits.Add(1)
+			}
+			if err := ctxtime.Sleep(ctx, poll); err != nil {
+				return false, nil, err
+			}
+			poll = min(2*poll, claimPollMax)
+			continue
+		}
+		owned := time.Now()
+		if c.TakenOver {
+			s.takenOver.Add(1)
+			s.logOnce("claim taken over", slog.LevelWarn, "d4server: a frame's claim lapsed before its session stored it (its server died or stopped); storing it here, its lines may arrive twice",
+				"uuid", sess.hex, "timestamp", h.Timestamp)
+		}
+		if m.Bytes > 0 {
+			if err := s.throttle(ctx, sess, c, len(payload)); err != nil {
+				return false, nil, err
+			}
+			m.Bytes = 0 // charged once; later claims only renew
+		}
+		if !fed {
+			lines, fed = sess.lines.feed(payload), true
+		}
+		err = s.push(ctx, sess, lines, func() error {
+			if time.Since(owned) < s.claimLease/2 {
+				return nil
+			}
+			c, err := s.claim(ctx, m)
+			if err != nil {
+				return err
+			}
+			if c.State != ClaimOwned {
+				return errClaimLost
+			}
+			owned = time.Now()
+			return nil
+		})
+		if errors.Is(err, errClaimLost) {
+			poll = claimPollMin
+			continue // wait for the session that took it over
+		}
+		if err != nil {
+			return false, nil, err
+		}
+		if err := s.retryStore(ctx, "marking a frame stored", sess.hex, func() error { return s.store.FrameStored(ctx, m) }); err != nil {
+			return false, nil, err
+		}
+		return true, nil, nil
 	}
-	hex := h.UUID.Hex()
-	expires := time.Unix(int64(h.Timestamp), 0).Add(s.window + time.Second)
-	var fresh bool
-	if err := s.retryStore(ctx, "replay check", hex, func() error {
+}
+
+// claim runs the store's replay check, retrying while the store fails.
+func (s *Server) claim(ctx context.Context, m Mark) (Claim, error) {
+	var c Claim
+	err := s.retryStore(ctx, "replay check", m.UUID, func() error {
 		var err error
-		fresh, err = s.store.MarkFrame(ctx, Mark{UUID: hex, Session: sess.id, Timestamp: h.Timestamp, HMAC: h.HMAC, Expires: expires})
+		c, err = s.store.ClaimFrame(ctx, m)
 		return err
-	}); err != nil {
-		return nil, err
+	})
+	return c, err
+}
+
+// throttle makes a frame of n payload bytes wait for its sensor's rate: the
+// wait the store computed for every server (c.Limited), else the session's
+// in-process limiter. The wait pushes back on the sensor.
+func (s *Server) throttle(ctx context.Context, sess *session, c Claim, n int) error {
+	if !c.Limited {
+		waited, err := waitTokens(ctx, sess.limiter, n)
+		if waited {
+			s.throttled.Add(1)
+		}
+		return err
 	}
-	if !fresh {
-		return &rejection{reason: ReasonReplay, uuid: hex, detail: fmt.Sprintf("timestamp %d", h.Timestamp)}, nil
+	if c.Wait <= 0 {
+		return nil
 	}
-	return nil, nil
+	s.throttled.Add(1)
+	return ctxtime.Sleep(ctx, c.Wait)
 }
 
 // addMeta accumulates the type-2 payload; once it parses, it must be a JSON
@@ -507,38 +610,44 @@ func (s *Server) retryStore(ctx context.Context, what, uuid string, f func() err
 }
 
 // push stores lines, retrying while the store fails and, unless
-// DropUnrouted, while no queue receives them. It fails only when ctx ends.
-func (s *Server) push(ctx context.Context, sess *session, lines [][]byte) error {
+// DropUnrouted, while no queue receives them. before runs ahead of every
+// attempt; its error ends push. Otherwise push fails only when ctx ends.
+func (s *Server) push(ctx context.Context, sess *session, lines [][]byte, before func() error) error {
 	counted := false
 	wait := 100 * time.Millisecond
-	for {
-		var queues int
-		if err := s.retryStore(ctx, "storing lines", sess.hex, func() error {
-			var err error
-			queues, err = s.store.PushLines(ctx, sess.metaType, sess.hex, lines)
-			return err
-		}); err != nil {
+	for len(lines) > 0 {
+		if err := before(); err != nil {
 			return err
 		}
-		if queues > 0 {
+		queues, err := s.store.PushLines(ctx, sess.metaType, sess.hex, lines)
+		switch {
+		case err != nil:
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			s.storeErrs.Add(1)
+			s.logOnce("storing lines", slog.LevelWarn, "d4server: storing lines failed; retrying", "uuid", sess.hex, "err", err, "retry_in", wait)
+		case queues > 0:
 			s.lines.Add(uint64(len(lines)))
 			return nil
+		default:
+			if !counted {
+				counted = true
+				s.unrouted.Add(uint64(len(lines)))
+			}
+			if s.dropUnrouted {
+				s.unrDrop.Add(uint64(len(lines)))
+				s.logOnce("unrouted", slog.LevelWarn, "d4server: no analyzer queue for these lines; dropped (-drop-unrouted)",
+					"uuid", sess.hex, "meta_type", sess.metaType, "lines", len(lines))
+				return nil
+			}
+			s.logOnce("unrouted", slog.LevelWarn, "d4server: no analyzer queue for these lines; holding them until one is registered (xtrail export, -export, or d4-core's UI)",
+				"uuid", sess.hex, "meta_type", sess.metaType, "lines", len(lines), "retry_in", wait)
 		}
-		if !counted {
-			counted = true
-			s.unrouted.Add(uint64(len(lines)))
-		}
-		if s.dropUnrouted {
-			s.unrDrop.Add(uint64(len(lines)))
-			s.logOnce("unrouted", slog.LevelWarn, "d4server: no analyzer queue for these lines; dropped (-drop-unrouted)",
-				"uuid", sess.hex, "meta_type", sess.metaType, "lines", len(lines))
-			return nil
-		}
-		s.logOnce("unrouted", slog.LevelWarn, "d4server: no analyzer queue for these lines; holding them until one is registered (xtrail export, -export, or d4-core's UI)",
-			"uuid", sess.hex, "meta_type", sess.metaType, "lines", len(lines), "retry_in", wait)
 		if err := ctxtime.Sleep(ctx, wait); err != nil {
 			return err
 		}
 		wait = min(2*wait, storeRetryMax)
 	}
+	return nil
 }

@@ -36,10 +36,18 @@ type Store interface {
 	SessionState(ctx context.Context, ev SessionEvent) error
 	// SetError stores msg as the sensor's last error (d4-core's Error field).
 	SetError(ctx context.Context, uuid, msg string) error
-	// MarkFrame records an authentic data frame until m.Expires and reports
-	// whether it is fresh: never seen, or seen only in the same session.
-	// The state is shared by every server on the store.
-	MarkFrame(ctx context.Context, m Mark) (bool, error)
+	// ClaimFrame is the replay check of an authentic data frame, shared by
+	// every server on the store: it takes the frame's claim for m.Session
+	// unless another session stored the frame (ClaimStored) or holds a live
+	// claim on it (ClaimBusy), and charges m.Bytes to the sensor's rate when
+	// the store limits it. The session that owns the claim stores the lines
+	// and then calls FrameStored. Calling it again while owning the claim
+	// renews the claim's lease.
+	ClaimFrame(ctx context.Context, m Mark) (Claim, error)
+	// FrameStored marks the frame stored by m.Session until m.Expires. Call
+	// it only once the frame's lines are stored (on a replica too, where
+	// the store waits for replicas), and make it as durable.
+	FrameStored(ctx context.Context, m Mark) error
 	// PushLines appends lines (without '\n') to every analyzer queue of
 	// metaType that receives data from sensor uuid, oldest line first, and
 	// returns how many queues received them: 0 means no queue is registered
@@ -60,6 +68,56 @@ type Mark struct {
 	Timestamp uint64
 	HMAC      [32]byte
 	Expires   time.Time // when a repeat can no longer pass the time window
+	// Lease is how long a claim holds without being renewed or the frame
+	// marked stored (the server's claimLease).
+	Lease time.Duration
+
+	// Bytes is charged to the sensor's rate (bytes/s, 0: unlimited, with
+	// Burst) by a store that limits it for all servers, when the claim
+	// is taken; 0 charges nothing (a renewal).
+	Bytes int64
+	Rate  float64
+	Burst int64
+}
+
+// ClaimState is what ClaimFrame found.
+type ClaimState uint8
+
+// Claim states.
+const (
+	// ClaimOwned: the session holds the frame's claim: it was new, the
+	// session's own (D4 has no sequence number, so a sensor may send one
+	// frame twice in a session), or its claimant's lease lapsed.
+	ClaimOwned ClaimState = iota + 1
+	// ClaimStored: another session stored the frame (a resend after a lost
+	// acknowledgement, or a replay): acknowledge it, store nothing.
+	ClaimStored
+	// ClaimBusy: another session's claim is live: it is storing the frame
+	// now. Ask again later.
+	ClaimBusy
+	// ClaimRefused: a mark the server cannot read (an older server's,
+	// made before the frame was stored): refused as a replay.
+	ClaimRefused
+)
+
+// claimLease is how long a claim holds without being renewed or the frame
+// marked stored. A session whose server died (or stopped) while storing the
+// frame loses it after this, so a resend is not held up longer; its owner
+// renews it before each store attempt once half of it has passed.
+const claimLease = 10 * time.Second
+
+// Claim is ClaimFrame's answer.
+type Claim struct {
+	State ClaimState
+	// TakenOver: the claim was another session's, whose lease lapsed
+	// before it marked the frame stored (its server was killed or
+	// stopped): its lines may be stored already.
+	TakenOver bool
+	// Limited: the store charged Mark.Bytes to the sensor's rate for every
+	// server; Wait is how long the frame must wait for it. Without it the
+	// server limits the sensor's rate in process.
+	Limited bool
+	Wait    time.Duration
 }
 
 // SessionEventKind is what happened to a session.
