@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -291,6 +292,50 @@ func TestSensorRateLimit(t *testing.T) {
 	}
 	if n := ts.Stats().Throttled; n == 0 {
 		t.Fatal("Throttled = 0")
+	}
+}
+
+// TestSensorRateAcrossServers: on a shared Redis the sensor's rate holds
+// for all servers together: a sensor with a session on each of two servers
+// sends at -sensor-rate in total, not twice it.
+func TestSensorRateAcrossServers(t *testing.T) {
+	store, queueOf, _ := queuedStore(t, serverStores(t)["redis"])
+	cfg := Config{Store: store, Mode: ModeSharedSecret, DefaultKey: goodKey, MaxPayload: 1000, SensorRate: 2000}
+	servers := []*testServer{startServer(t, cfg), startServer(t, cfg)}
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i, srv := range servers {
+		s := dialSensor(t, srv, goodUUID, goodKey)
+		// each session its own lines: an identical frame would be
+		// stored once
+		line := strings.Repeat(strconv.Itoa(i), 899) + "\n"
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.send(d4.TypeMeta, `{"type":"maltrail"}`)
+			for range 5 {
+				s.send(d4.TypeExtended, line)
+			}
+		}()
+	}
+	wg.Wait()
+	q := newPopper(queueOf("maltrail", testQueue))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for range 10 {
+		if _, err := q.Pop(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 9000 bytes at 2000 B/s after a 2000-byte burst: 3.5 s; each server
+	// on its own would let its 4500 bytes through in 1.25 s.
+	if el := time.Since(start); el < 3*time.Second {
+		t.Fatalf("10 frames of 900 B over two servers took %s at 2000 B/s", el)
+	}
+	for i, srv := range servers {
+		if srv.Stats().Throttled == 0 {
+			t.Errorf("server %d throttled nothing", i)
+		}
 	}
 }
 
