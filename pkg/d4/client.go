@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -37,6 +38,9 @@ const (
 	// maxInflight bounds the bytes of frames written but not yet
 	// delivered: what a lost connection makes the client send again.
 	maxInflight = 8 << 20
+	// DefaultResendWithin is half of the servers' default time window
+	// (300 s): a frame resent as it was is well inside it.
+	DefaultResendWithin = 150 * time.Second
 )
 
 // ClientConfig configures a Client. Zero values take the defaults above.
@@ -58,8 +62,14 @@ type ClientConfig struct {
 	// QUIC keep-alives run at this period. A server silent for three
 	// periods is given up.
 	KeepAlive time.Duration
-	Logger    *slog.Logger
-	Now       func() time.Time // frame timestamps; time.Now by default (tests override)
+	// ResendWithin: a frame a lost connection left undelivered is sent
+	// again exactly as it was (same timestamp and HMAC, so a server that
+	// stored it stores nothing again) while its timestamp is younger than
+	// this; an older one gets a fresh timestamp. Keep it well under the
+	// servers' time window (-time-window, 300 s).
+	ResendWithin time.Duration
+	Logger       *slog.Logger
+	Now          func() time.Time // frame timestamps; time.Now by default (tests override)
 }
 
 // ClientStats is a snapshot of a Client's counters, cumulative since
@@ -67,6 +77,8 @@ type ClientConfig struct {
 type ClientStats struct {
 	Spooled       uint64 // lines Send handed to the spool
 	Sent          uint64 // lines in 254 frames written; a line sent again after a lost connection counts again
+	Resent        uint64 // of Sent, lines sent again after a lost connection
+	Restamped     uint64 // of Resent, lines whose frame got a fresh timestamp (too old to resend as it was, or rejected)
 	Frames        uint64 // 254 frames with lines written (heartbeats and meta frames excluded)
 	Acked         uint64 // lines delivered and removed from the spool: acknowledged (QUIC) or received by the server's TCP (TLS)
 	Dropped       uint64 // lines Send refused: longer than MaxPayload or the spool, or the disk failed
@@ -92,9 +104,14 @@ type ClientStats struct {
 //     what its kernel received but the process had not stored yet: at most
 //     its socket receive buffer and the frame it was storing.
 //
-// Lines written on a connection that dies before delivery are sent again on
-// the next one (after the meta header), so delivery is at least once: a line
-// stored by a server that died before acknowledging it arrives twice.
+// Frames written on a connection that dies before delivery are sent again on
+// the next one (after the meta header), byte for byte while they are younger
+// than ResendWithin: a server that stored one before it died, paused or lost
+// the connection acknowledges it (or, over TLS, skips it) without storing it
+// again. A line comes twice only when its frame was stored by a server that
+// died between storing and marking it stored, or was rebuilt with a fresh
+// timestamp (older than ResendWithin, or a restart of the sensor itself:
+// kept frames live in memory, the spool holds lines).
 type Client struct {
 	cfg         ClientConfig
 	meta        []byte // type-2 payload
@@ -112,12 +129,16 @@ type Client struct {
 
 	sent, frames, acked, tooLong                atomic.Uint64
 	reconnects, failovers, writeErrors, dialErr atomic.Uint64
-	rejected                                    atomic.Uint64
+	rejected, resent, restamped                 atomic.Uint64
 
 	// State below is touched only by the goroutine inside Run.
 	signer *Signer
-	buf    []byte // frame being written
+	buf    []byte // meta header or heartbeat being written
 	batch  []byte // payload read from the spool
+	// kept are the data frames written and not yet delivered, oldest
+	// first, across connections; arena holds their bytes.
+	kept  []*keptFrame
+	arena frameArena
 }
 
 // NewClient validates cfg and opens the spool; nothing happens on the
@@ -132,7 +153,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		return nil, errors.New("d4 client: empty HMAC key")
 	case cfg.TLS == nil:
 		return nil, errors.New("d4 client: no TLS config (refusing to send in clear text)")
-	case cfg.MaxFrame < 0, cfg.FlushEvery < 0, cfg.Backoff < 0, cfg.KeepAlive < 0:
+	case cfg.MaxFrame < 0, cfg.FlushEvery < 0, cfg.Backoff < 0, cfg.KeepAlive < 0, cfg.ResendWithin < 0:
 		return nil, errors.New("d4 client: negative size or duration in config")
 	case cfg.MaxFrame > MaxPayload:
 		return nil, fmt.Errorf("d4 client: MaxFrame %d above the server limit %d", cfg.MaxFrame, MaxPayload)
@@ -165,6 +186,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	if cfg.KeepAlive == 0 {
 		cfg.KeepAlive = DefaultKeepAlive
+	}
+	if cfg.ResendWithin == 0 {
+		cfg.ResendWithin = DefaultResendWithin
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -259,6 +283,8 @@ func (c *Client) Stats() ClientStats {
 	return ClientStats{
 		Spooled:       ss.Spooled,
 		Sent:          c.sent.Load(),
+		Resent:        c.resent.Load(),
+		Restamped:     c.restamped.Load(),
 		Frames:        c.frames.Load(),
 		Acked:         c.acked.Load(),
 		Dropped:       c.tooLong.Load() + ss.Refused,
@@ -398,21 +424,23 @@ func jitter(d time.Duration) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-// flight is a frame written and not yet delivered.
+// flight is a frame written on the link and not yet delivered.
 type flight struct {
-	frame uint64 // its number on the link, from 1
-	end   Pos    // spool position after its lines
-	lines int    // 0 for the meta header and heartbeats
+	frame uint64     // its number on the link, from 1
+	data  *keptFrame // nil for the meta header and heartbeats
 	bytes int
 }
 
 // session runs one connection until it fails or ctx is done. It reports
-// whether any line was delivered on it. Lines not delivered stay in the
-// spool, and the next session reads them again.
+// whether any line was delivered on it. After the meta header it sends the
+// frames earlier connections left undelivered, then new lines from the
+// spool; frames not delivered stay kept for the next session.
 func (c *Client) session(ctx context.Context, l link) (delivered bool, err error) {
 	stop := context.AfterFunc(ctx, l.abort)
 	defer stop()
-	c.spool.Rewind()
+	if len(c.kept) == 0 {
+		c.spool.Rewind() // nothing in flight: read from the oldest unacknowledged line
+	}
 	var (
 		inflight      []flight
 		inflightBytes int
@@ -420,23 +448,29 @@ func (c *Client) session(ctx context.Context, l link) (delivered bool, err error
 		lastWrite     time.Time
 		flushAt       time.Time
 	)
-	write := func(typ uint8, payload []byte, end Pos, lines int) error {
-		c.buf = c.signer.AppendFrame(c.buf[:0], typ, c.cfg.UUID, uint64(c.now().Unix()), payload)
-		if err := l.write(c.buf); err != nil {
+	send := func(frame []byte, data *keptFrame) error {
+		if err := l.write(frame); err != nil {
 			c.writeErrors.Add(1)
 			if _, ferr := l.done(); ferr != nil {
 				return ferr // why the link failed says more than the write
 			}
-			return fmt.Errorf("d4: writing a type %d frame of %d bytes: %w", typ, len(c.buf), err)
-		}
-		if cap(c.buf) > 4*(HeaderSize+c.cfg.MaxFrame) {
-			c.buf = make([]byte, 0, HeaderSize+c.cfg.MaxFrame) // a huge line grew it
+			return fmt.Errorf("d4: writing a frame of %d bytes: %w", len(frame), err)
 		}
 		frames++
 		lastWrite = time.Now()
-		inflight = append(inflight, flight{frame: frames, end: end, lines: lines, bytes: HeaderSize + len(payload)})
-		inflightBytes += HeaderSize + len(payload)
+		inflight = append(inflight, flight{frame: frames, data: data, bytes: len(frame)})
+		inflightBytes += len(frame)
+		if data != nil {
+			c.frames.Add(1)
+			c.sent.Add(uint64(data.lines))
+		}
 		return nil
+	}
+	// control sends a meta header or a heartbeat: never kept, rebuilt on
+	// each connection.
+	control := func(typ uint8, payload []byte) error {
+		c.buf = c.signer.AppendFrame(c.buf[:0], typ, c.cfg.UUID, uint64(c.now().Unix()), payload)
+		return send(c.buf, nil)
 	}
 	collect := func() error {
 		n, ferr := l.done()
@@ -444,17 +478,36 @@ func (c *Client) session(ctx context.Context, l link) (delivered bool, err error
 			f := inflight[0]
 			inflight = inflight[1:]
 			inflightBytes -= f.bytes
-			if f.lines > 0 {
-				c.spool.Ack(f.end, f.lines)
-				c.acked.Add(uint64(f.lines))
+			if f.data != nil {
+				c.delivered(f.data)
 				delivered = true
+			}
+		}
+		var rej *RejectedError
+		if errors.As(ferr, &rej) {
+			// The rejected frame and those after it: a server that
+			// refuses them as they are (a timestamp outside a smaller
+			// window) gets fresh ones.
+			for _, k := range c.kept {
+				k.rebuild = true
 			}
 		}
 		return ferr
 	}
 
-	if err := write(TypeMeta, c.meta, Pos{}, 0); err != nil {
+	if err := control(TypeMeta, c.meta); err != nil {
 		return false, err
+	}
+	for _, k := range c.kept {
+		c.resent.Add(uint64(k.lines))
+		if now := uint64(c.now().Unix()); k.rebuild || now > k.ts+uint64(c.cfg.ResendWithin/time.Second) {
+			c.signer.Restamp(k.buf, now)
+			k.ts, k.rebuild = now, false
+			c.restamped.Add(uint64(k.lines))
+		}
+		if err := send(k.buf, k); err != nil {
+			return delivered, err
+		}
 	}
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -482,11 +535,10 @@ func (c *Client) session(ctx context.Context, l link) (delivered bool, err error
 					}
 					c.batch = b.Payload[:0]
 					if b.Lines > 0 {
-						if err := write(TypeExtended, b.Payload, b.End, b.Lines); err != nil {
+						k := c.keep(b)
+						if err := send(k.buf, k); err != nil {
 							return delivered, err
 						}
-						c.frames.Add(1)
-						c.sent.Add(uint64(b.Lines))
 					}
 					continue
 				}
@@ -496,7 +548,7 @@ func (c *Client) session(ctx context.Context, l link) (delivered bool, err error
 			// An empty 254 frame: the server resets its idle timer and
 			// stores nothing, and a dead server shows up as a failed
 			// delivery rather than as silence.
-			if err := write(TypeExtended, nil, Pos{}, 0); err != nil {
+			if err := control(TypeExtended, nil); err != nil {
 				return delivered, err
 			}
 			continue
@@ -516,12 +568,37 @@ func (c *Client) session(ctx context.Context, l link) (delivered bool, err error
 	}
 }
 
+// keep builds the data frame of a batch read from the spool and keeps it
+// until it is delivered. A frame whose write fails stays kept too: it is
+// sent, as it was, on the next connection.
+func (c *Client) keep(b Batch) *keptFrame {
+	buf, ch := c.arena.alloc(HeaderSize + len(b.Payload))
+	ts := uint64(c.now().Unix())
+	k := &keptFrame{buf: c.signer.AppendFrame(buf, TypeExtended, c.cfg.UUID, ts, b.Payload), ts: ts, end: b.End, lines: b.Lines, chunk: ch}
+	c.kept = append(c.kept, k)
+	return k
+}
+
+// delivered removes the oldest kept frame, which the server now has, and
+// its lines from the spool.
+func (c *Client) delivered(k *keptFrame) {
+	if len(c.kept) > 0 && c.kept[0] == k {
+		c.kept[0] = nil
+		c.kept = c.kept[1:]
+	} else if i := slices.Index(c.kept, k); i >= 0 { // links deliver in order: not reached
+		c.kept = slices.Delete(c.kept, i, i+1)
+	}
+	c.spool.Ack(k.end, k.lines)
+	c.acked.Add(uint64(k.lines))
+	c.arena.release(k.chunk)
+}
+
 // finish waits up to shutdownGrace for the delivery of lines in flight, so
 // a clean stop leaves fewer lines to send twice.
 func (c *Client) finish(l link, inflight *[]flight, collect func() error) {
 	waiting := func() bool {
 		for _, f := range *inflight {
-			if f.lines > 0 {
+			if f.data != nil {
 				return true
 			}
 		}

@@ -469,17 +469,11 @@ func (f *fakeLink) frames(t *testing.T) []srvFrame {
 	return out
 }
 
-// A batch whose write fails is sent again, whole, after the meta header on
-// the next connection: nothing is lost and nothing duplicated.
-func TestClientRetriesFailedBatch(t *testing.T) {
-	links := []*fakeLink{newFakeLink(3), newFakeLink(0)}
-	c := newTestClient(t, "d4.invalid:4443", &tls.Config{}, func(cfg *ClientConfig) {
-		cfg.MaxFrame = 100
-		cfg.Backoff = time.Millisecond
-	})
+// linksInTurn is a dial function that returns the links in turn, then fails.
+func linksInTurn[L link](links []L) func(context.Context, string) (link, error) {
 	var mu sync.Mutex
 	dials := 0
-	c.dial = func(ctx context.Context, _ string) (link, error) {
+	return func(context.Context, string) (link, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		if dials < len(links) {
@@ -488,6 +482,17 @@ func TestClientRetriesFailedBatch(t *testing.T) {
 		}
 		return nil, errors.New("no more test connections")
 	}
+}
+
+// A batch whose write fails is sent again, whole, after the meta header on
+// the next connection: nothing is lost and nothing duplicated.
+func TestClientRetriesFailedBatch(t *testing.T) {
+	links := []*fakeLink{newFakeLink(3), newFakeLink(0)}
+	c := newTestClient(t, "d4.invalid:4443", &tls.Config{}, func(cfg *ClientConfig) {
+		cfg.MaxFrame = 100
+		cfg.Backoff = time.Millisecond
+	})
+	c.dial = linksInTurn(links)
 	var want []string
 	for i := range 10 {
 		l := fmt.Sprintf("line %02d %s\n", i, strings.Repeat("-", 20)) // 30 bytes: 3 per frame

@@ -203,6 +203,16 @@ func (s *Signer) AppendFrame(dst []byte, typ uint8, uuid UUID, ts uint64, payloa
 	return dst
 }
 
+// Restamp gives frame (one whole frame, as AppendFrame built it) timestamp
+// ts and signs it again, in place and without allocating.
+func (s *Signer) Restamp(frame []byte, ts uint64) {
+	binary.LittleEndian.PutUint64(frame[offTimestamp:offHMAC], ts)
+	clear(frame[offHMAC:offSize])
+	s.mac.Reset()
+	s.mac.Write(frame)
+	s.mac.Sum(frame[offHMAC:offHMAC:offSize])
+}
+
 // grow extends b by n bytes, reallocating only when capacity is short.
 func grow(b []byte, n int) []byte {
 	if cap(b)-len(b) < n {
