@@ -324,6 +324,7 @@ func TestCLIMetrics(t *testing.T) {
 	srvFig := waitFigure(t, srvURL, `xtrail_export_sent_lines_total{queue="`+queue+`"}`, 2)
 	for k, want := range map[string]float64{
 		`xtrail_server_connections{}`:                          1, // the sensor
+		`xtrail_server_sensor_sessions{}`:                      1,
 		`xtrail_server_connections_total{}`:                    1,
 		`xtrail_server_lines_total{}`:                          2,
 		`xtrail_server_frames_total{}`:                         2, // the meta header and one data frame, or more
@@ -341,6 +342,9 @@ func TestCLIMetrics(t *testing.T) {
 	srvFig = waitFigure(t, srvURL, `xtrail_server_rejected_total{reason="hmac mismatch"}`, 1)
 	if srvFig[`xtrail_server_lines_total{}`] != 2 {
 		t.Errorf("a forged line was stored: %v", srvFig[`xtrail_server_lines_total{}`])
+	}
+	if n := srvFig[`xtrail_server_sensor_sessions{}`]; n != 1 { // the forger never authenticated
+		t.Errorf("sensor sessions after a forged frame: %v, want 1", n)
 	}
 
 	// the collector's, and a datagram it refuses

@@ -209,7 +209,11 @@ func runServer(ctx context.Context, args []string) error {
 			return e.Run(gctx)
 		})
 	}
-	if err := serveMetrics(gctx, g, mln, metrics.RoleServer, log, &metrics.Server{Stats: srv.Stats}, exporters); err != nil {
+	sm := &metrics.Server{Stats: srv.Stats}
+	if rs, ok := store.(*d4server.RedisStore); ok {
+		sm.Redis = rs.Stats
+	}
+	if err := serveMetrics(gctx, g, mln, metrics.RoleServer, log, sm, exporters); err != nil {
 		ln.Close()
 		return err
 	}
@@ -220,10 +224,12 @@ func runServer(ctx context.Context, args []string) error {
 	err = g.Wait()
 	logServerStats(log, srv.Stats())
 	if rs, ok := store.(*d4server.RedisStore); ok {
-		if rs.Restores() > 0 {
-			log.Warn("Redis was found emptied during the run; registrations were written again", "times", rs.Restores())
+		st := rs.Stats()
+		if st.Restores > 0 {
+			log.Warn("Redis was found emptied during the run; registrations were written again", "times", st.Restores)
 		}
-		log.Info("Redis store counters", "cluster", rs.Cluster(), "replicas_waited_for", rs.Replicas(), "replica_wait_timeouts", rs.ReplicaWaits())
+		log.Info("Redis store counters", "cluster", rs.Cluster(), "replicas_waited_for", rs.Replicas(),
+			"replica_wait_timeouts", st.ReplicaWaits, "restores", st.Restores)
 	}
 	return err
 }
@@ -264,10 +270,11 @@ func (f *redisFlags) open(log *slog.Logger) (*d4server.RedisStore, error) {
 }
 
 func logServerStats(log *slog.Logger, st d4server.Stats) {
+	// New counters go last: operators' scripts match the line's start.
 	args := []any{"conns", st.Conns, "frames", st.Frames, "lines", st.Lines,
 		"unrouted_lines", st.Unrouted, "unrouted_dropped", st.UnroutedDropped, "throttled_frames", st.Throttled,
 		"already_stored_frames", st.AlreadyStored, "claim_waits", st.ClaimWaits, "claims_taken_over", st.ClaimsTakenOver,
-		"read_errors", st.ReadErrors, "store_errors", st.StoreErrors, "panics", st.Panics}
+		"read_errors", st.ReadErrors, "store_errors", st.StoreErrors, "panics", st.Panics, "sessions_open", st.Sessions}
 	for reason, n := range st.Rejected {
 		if n > 0 {
 			args = append(args, "rejected_"+strings.ReplaceAll(reason, " ", "_"), n)

@@ -375,7 +375,7 @@ func TestRedisRestartedEmpty(t *testing.T) {
 			lost++
 		}
 	}
-	t.Logf("lost %d of the first 1000; exporter %v; store restores %d", lost, st, c.store.Restores())
+	t.Logf("lost %d of the first 1000; exporter %v; store restores %d", lost, st, c.store.Stats().Restores)
 	if lost == 0 {
 		t.Fatal("nothing was lost: the backlog was not in Redis when it was wiped")
 	}

@@ -139,7 +139,7 @@ func TestRedisCluster(t *testing.T) {
 		pushed <- err
 	}()
 	deadline = time.Now().Add(10 * time.Second)
-	for a.ReplicaWaits() == 0 && time.Now().Before(deadline) {
+	for a.Stats().ReplicaWaits == 0 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	select {
@@ -147,7 +147,7 @@ func TestRedisCluster(t *testing.T) {
 		t.Fatalf("a push completed with no replica to hold it (err %v)", err)
 	default:
 	}
-	if a.ReplicaWaits() == 0 {
+	if a.Stats().ReplicaWaits == 0 {
 		t.Fatal("no replica wait was counted while the primary had no replica")
 	}
 	primary.Restart() // rejoins as a replica of the new primary

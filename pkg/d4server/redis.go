@@ -224,14 +224,22 @@ func (s *RedisStore) Close() error {
 	return err
 }
 
-// ReplicaWaits counts the WAITs for replicas that timed out and were
-// repeated: frames held unacknowledged because a primary's replicas lag or
-// are gone.
-func (s *RedisStore) ReplicaWaits() uint64 { return s.replicaWaits.Load() }
+// RedisStats are a RedisStore's counters since it was opened.
+type RedisStats struct {
+	// ReplicaWaits counts the WAITs for replicas that timed out and were
+	// repeated: frames held unacknowledged because a primary's replicas
+	// lag or are gone.
+	ReplicaWaits uint64
+	// Restores counts the times the store found Redis emptied (its
+	// registration keys gone) and wrote them, the known queues and the
+	// kept sensors again.
+	Restores uint64
+}
 
-// Restores counts the times the store found Redis emptied (its registration
-// keys gone) and wrote them and the known queues again.
-func (s *RedisStore) Restores() uint64 { return s.restores.Load() }
+// Stats returns a snapshot of the store's counters.
+func (s *RedisStore) Stats() RedisStats {
+	return RedisStats{ReplicaWaits: s.replicaWaits.Load(), Restores: s.restores.Load()}
+}
 
 // Init writes what d4-core's server writes at start, plus the maltrail
 // extended type that d4-core needs an admin to add ("Add New Types").

@@ -176,7 +176,11 @@ var reasons = []string{
 
 // Stats are a Server's counters since New.
 type Stats struct {
-	ActiveConns  int64
+	ActiveConns int64 // connections open now, authenticated or not
+	// Sessions counts the authenticated sessions open now (a frame's HMAC
+	// verified): the sensors connected, a sensor holding up to
+	// MaxConnsPerSensor of them.
+	Sessions     int64
 	Conns        uint64 // connections admitted
 	Frames       uint64 // frames accepted
 	PayloadBytes uint64 // payload bytes of accepted frames
@@ -227,7 +231,7 @@ type Server struct {
 	sensors   sensorTable
 	logs      logLimiter
 
-	active                                         atomic.Int64
+	active, sessions                               atomic.Int64
 	conns, frames, bytes, lines, unrouted, unrDrop atomic.Uint64
 	throttled, readErrs, storeErrs, panics         atomic.Uint64
 	alreadyStored, claimWaits, takenOver           atomic.Uint64
@@ -299,6 +303,7 @@ func orDefault[T int | int64 | time.Duration](v, def T) T {
 func (s *Server) Stats() Stats {
 	st := Stats{
 		ActiveConns:     s.active.Load(),
+		Sessions:        s.sessions.Load(),
 		Conns:           s.conns.Load(),
 		Frames:          s.frames.Load(),
 		PayloadBytes:    s.bytes.Load(),

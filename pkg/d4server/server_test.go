@@ -517,3 +517,20 @@ func waitUntil(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestSessionsCounted: Stats.Sessions counts the authenticated sessions
+// open now (the sensors connected); a connection that proved no key yet is
+// only in ActiveConns.
+func TestSessionsCounted(t *testing.T) {
+	srv := startServer(t, Config{Store: NewMemStore(0), Mode: ModeSharedSecret, DefaultKey: goodKey})
+	a := dialSensor(t, srv, goodUUID, goodKey)
+	a.send(d4.TypeMeta, `{"type":"maltrail"}`)
+	b := dialSensor(t, srv, otherUUID, goodKey)
+	b.send(d4.TypeMeta, `{"type":"maltrail"}`)
+	if _, err := dialFrom(t, srv, ""); err != nil { // no frame: not authenticated
+		t.Fatal(err)
+	}
+	waitUntil(t, func() bool { st := srv.Stats(); return st.Sessions == 2 && st.ActiveConns == 3 })
+	_ = a.conn.Close()
+	waitUntil(t, func() bool { st := srv.Stats(); return st.Sessions == 1 && st.ActiveConns == 2 })
+}

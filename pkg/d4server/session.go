@@ -301,6 +301,7 @@ func (s *Server) checkHeader(ctx context.Context, sess *session, h *d4.Header) (
 // session verified. A sensor over its session cap loses its oldest session.
 func (s *Server) authenticated(ctx context.Context, sess *session, h *d4.Header, signer *d4.Signer) {
 	sess.authed = true
+	s.sessions.Add(1)
 	sess.uuid, sess.hex, sess.signer = h.UUID, h.UUID.Hex(), signer
 	if id, err := d4.NewUUIDv4(); err == nil {
 		sess.id = id.String()
@@ -318,6 +319,7 @@ func (s *Server) endSession(ctx context.Context, sess *session) {
 	if !sess.authed {
 		return
 	}
+	s.sessions.Add(-1)
 	s.sensors.detach(sess, time.Now())
 	// The session's state must be cleared even when the server is
 	// stopping, or d4-core's UI shows the sensor connected.

@@ -440,8 +440,8 @@ func TestRegistrationRestored(t *testing.T) {
 	if n := must(s.PushLines(ctx, "maltrail", testSensor, [][]byte{[]byte("after")})); n != 1 {
 		t.Fatalf("PushLines after the flush reached %d queues", n)
 	}
-	if s.Restores() != 1 || !must(meta.SIsMember(ctx, "analyzer:254:maltrail", testQueue).Result()) {
-		t.Fatalf("restores %d; queue registered again: %v", s.Restores(), meta.SIsMember(ctx, "analyzer:254:maltrail", testQueue).Val())
+	if s.Stats().Restores != 1 || !must(meta.SIsMember(ctx, "analyzer:254:maltrail", testQueue).Result()) {
+		t.Fatalf("restores %d; queue registered again: %v", s.Stats().Restores, meta.SIsMember(ctx, "analyzer:254:maltrail", testQueue).Val())
 	}
 	if got := an.LRange(ctx, "analyzer:maltrail:"+testQueue, 0, -1).Val(); !slices.Equal(got, []string{"after"}) {
 		t.Fatalf("queue = %q", got)
@@ -449,7 +449,7 @@ func TestRegistrationRestored(t *testing.T) {
 	// An admin removes the queue; Redis keeps its data: not restored.
 	noErr(t, meta.SRem(ctx, "analyzer:254:maltrail", testQueue).Err())
 	time.Sleep(routeTTL + 50*time.Millisecond)
-	if n := must(s.PushLines(ctx, "maltrail", testSensor, [][]byte{[]byte("unrouted")})); n != 0 || s.Restores() != 1 {
-		t.Fatalf("a removed queue came back: %d queues, %d restores", n, s.Restores())
+	if n := must(s.PushLines(ctx, "maltrail", testSensor, [][]byte{[]byte("unrouted")})); n != 0 || s.Stats().Restores != 1 {
+		t.Fatalf("a removed queue came back: %d queues, %d restores", n, s.Stats().Restores)
 	}
 }

@@ -115,11 +115,19 @@ next:
 }
 
 func TestServerMetrics(t *testing.T) {
-	st := d4server.Stats{ActiveConns: 2, Conns: 7, Frames: 30, PayloadBytes: 4096, Lines: 55, Unrouted: 1, UnroutedDropped: 8, Throttled: 9,
+	st := d4server.Stats{ActiveConns: 2, Sessions: 1, Conns: 7, Frames: 30, PayloadBytes: 4096, Lines: 55, Unrouted: 1, UnroutedDropped: 8, Throttled: 9,
+		AlreadyStored: 10, ClaimWaits: 11, ClaimsTakenOver: 12,
 		ReadErrors: 3, StoreErrors: 4, Panics: 5, Rejected: map[string]uint64{d4server.ReasonHMAC: 6, d4server.ReasonNotV4: 0}}
-	fams := get(t, serveOnce(t, RoleServer, &Server{Stats: func() d4server.Stats { return st }}))
+	rs := d4server.RedisStats{ReplicaWaits: 13, Restores: 14}
+	fams := get(t, serveOnce(t, RoleServer, &Server{Stats: func() d4server.Stats { return st }, Redis: func() d4server.RedisStats { return rs }}))
 	for name, want := range map[string]float64{
 		"xtrail_server_connections":                  2,
+		"xtrail_server_sensor_sessions":              1,
+		"xtrail_server_already_stored_frames_total":  10,
+		"xtrail_server_claim_waits_total":            11,
+		"xtrail_server_claims_taken_over_total":      12,
+		"xtrail_server_replica_wait_timeouts_total":  13,
+		"xtrail_server_redis_restores_total":         14,
 		"xtrail_server_connections_total":            7,
 		"xtrail_server_frames_total":                 30,
 		"xtrail_server_payload_bytes_total":          4096,
@@ -143,6 +151,11 @@ func TestServerMetrics(t *testing.T) {
 	}
 	if got := value(t, fams, "xtrail_info", "role", RoleServer); got != 1 {
 		t.Errorf("xtrail_info = %v", got)
+	}
+	// the in-process store has no Redis counters
+	mem := get(t, serveOnce(t, RoleServer, &Server{Stats: func() d4server.Stats { return st }}))
+	if _, ok := mem["xtrail_server_replica_wait_timeouts_total"]; ok {
+		t.Error("a server without Redis exports Redis counters")
 	}
 	// the process and Go runtime collectors are there too
 	for _, name := range []string{"process_resident_memory_bytes", "go_goroutines"} {
