@@ -100,9 +100,9 @@ func TestClientResendsFramesAsSent(t *testing.T) {
 	}
 	runClient(t, c)
 	waitFor(t, func() bool { return links[0].count() == 5 }) // meta + 4
-	clock.Add(100)                                            // within ResendWithin (150 s)
-	links[0].set(2, errors.New("server gone"))                // meta and line 0 delivered
-	waitFor(t, func() bool { return links[1].count() == 4 })  // meta + the 3 undelivered
+	clock.Add(100)                                           // within ResendWithin (150 s)
+	links[0].set(2, errors.New("server gone"))               // meta and line 0 delivered
+	waitFor(t, func() bool { return links[1].count() == 4 }) // meta + the 3 undelivered
 	links[1].set(4, nil)
 	waitFor(t, func() bool { return c.Stats().Pending == 0 })
 
