@@ -383,7 +383,11 @@ func (c *chain) received() map[int]int {
 
 // waitAll waits until every sequence number in [from, to) reached the
 // collector and fails the test with the missing ones if not; it logs and
-// returns the duplicates (lines in flight when a connection died come twice).
+// returns the duplicates. The sensor resends the frames in flight at a lost
+// connection byte for byte, and the server acknowledges a frame it (or
+// another session) stored without storing it again, so a duplicate needs a
+// frame the sensor had to restamp (older than its ResendWithin) or a claim
+// taken over from a server that died while storing it.
 func (c *chain) waitAll(from, to int, timeout time.Duration) (dups int) {
 	c.t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -412,9 +416,13 @@ func (c *chain) waitAll(from, to int, timeout time.Duration) (dups int) {
 // cut makes the uplink drop every packet both ways, silently (no link
 // down, no ICMP): an XDP program returning XDP_DROP on each end's ingress.
 // This kernel has no netem. cut(false) restores the link.
-func (c *chain) cut(on bool) {
+func (c *chain) cut(on bool) { c.t.Helper(); c.drop(on, on) }
+
+// drop makes the uplink drop, silently, what reaches the server's side
+// (toServer) and what reaches the sensor's (toSensor).
+func (c *chain) drop(toServer, toSensor bool) {
 	c.t.Helper()
-	if on && c.dropProg == nil {
+	if (toServer || toSensor) && c.dropProg == nil {
 		prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
 			Type: ebpf.XDP, License: "MIT",
 			Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 1 /* XDP_DROP */), asm.Return()},
@@ -425,21 +433,21 @@ func (c *chain) cut(on bool) {
 		c.dropProg = prog
 		c.t.Cleanup(func() { prog.Close() })
 	}
-	fd := -1
-	if on {
-		fd = c.dropProg.FD()
-	}
-	set := func(name string) error {
+	set := func(name string, on bool) error {
 		link, err := netlink.LinkByName(name)
 		if err != nil {
 			return err
 		}
+		fd := -1
+		if on {
+			fd = c.dropProg.FD()
+		}
 		return netlink.LinkSetXdpFdWithFlags(link, fd, unix.XDP_FLAGS_SKB_MODE)
 	}
-	if err := set(c.hostIf); err != nil {
+	if err := set(c.hostIf, toServer); err != nil {
 		c.t.Fatalf("uplink %s: %v", c.hostIf, err)
 	}
-	if err := lab.InNetns(c.lab.Sensor, func() error { return set(c.sensorIf) }); err != nil {
+	if err := lab.InNetns(c.lab.Sensor, func() error { return set(c.sensorIf, toSensor) }); err != nil {
 		c.t.Fatalf("uplink %s: %v", c.sensorIf, err)
 	}
 }
@@ -551,10 +559,16 @@ var counterRE = regexp.MustCompile(`(\w+)=(\d+)`)
 // d4Counters parses the sensor's exit summary of its D4 client.
 func (p *proc) d4Counters() map[string]uint64 {
 	p.t.Helper()
+	return p.counters("D4 client counters")
+}
+
+// counters parses the last log line of message msg (an exit summary).
+func (p *proc) counters(msg string) map[string]uint64 {
+	p.t.Helper()
 	out := p.output()
-	i := strings.LastIndex(out, `msg="D4 client counters"`)
+	i := strings.LastIndex(out, `msg="`+msg+`"`)
 	if i < 0 {
-		p.t.Fatalf("%s logged no D4 counters:\n%s", p.name, tail(out, 30))
+		p.t.Fatalf("%s logged no %q:\n%s", p.name, msg, tail(out, 30))
 	}
 	line := out[i:]
 	if j := strings.IndexByte(line, '\n'); j >= 0 {
