@@ -123,13 +123,14 @@ func runServer(ctx context.Context, args []string) error {
 		log.Info("Redis store", "cluster", rs.Cluster(), "replicas_waited_for", rs.Replicas())
 		if *keysFile != "" {
 			// Sensors live in Redis; a key file registers its sensors there
-			// at every start (so a key rotated in Redis is reset by it).
+			// at every start (so a key rotated in Redis is reset by it), and
+			// again whenever Redis is found emptied.
 			keys, err := d4server.LoadKeys(*keysFile)
 			if err != nil {
 				return err
 			}
 			for u, k := range keys {
-				if err := rs.AddSensor(ctx, u, string(k), ""); err != nil {
+				if err := rs.KeepSensor(ctx, u, string(k)); err != nil {
 					return fmt.Errorf("-keys %s: %w", *keysFile, err)
 				}
 			}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strconv"
 	"sync"
@@ -78,6 +79,9 @@ type RedisStore struct {
 	mu     sync.Mutex
 	routes map[routeKey]route
 	known  map[string]knownQueue // queues registered or routed to, for restore
+	kept   map[string]string     // sensors kept (uuid hex -> key), for restore
+
+	restoreMu sync.Mutex // one restore at a time
 
 	restores, replicaWaits atomic.Uint64
 	waitLog                atomic.Int64 // unix nanos of the last replica-wait log line
@@ -134,6 +138,7 @@ func OpenRedis(cfg RedisConfig) (*RedisStore, error) {
 		log:    cfg.Logger,
 		routes: make(map[routeKey]route),
 		known:  make(map[string]knownQueue),
+		kept:   make(map[string]string),
 	}
 	if s.max <= 0 {
 		s.max = DefaultQueueMaxSize
@@ -659,28 +664,57 @@ func (s *RedisStore) queueNames(ctx context.Context, metaType, uuid string) ([]s
 	return slices.Compact(names), intact.Val(), nil
 }
 
-// restore writes Init's keys and every queue this store registered or
-// routed to again: Redis lost them (an empty restart or a flush), and
-// without them no line would be routed until someone re-registers by hand.
-// A queue an admin deleted while Redis kept its data is not restored.
+// restore writes every queue this store registered or routed to, the
+// sensors it keeps, and Init's keys again: Redis lost them (an empty
+// restart or a flush), and without them no line would be routed and no kept
+// sensor let in until someone re-registers by hand. A queue or sensor an
+// admin deleted while Redis kept its data is not restored. Init's keys go
+// last: they tell every caller that Redis holds the registrations again.
 func (s *RedisStore) restore(ctx context.Context) error {
-	if err := s.Init(ctx); err != nil {
-		return err
+	s.restoreMu.Lock()
+	defer s.restoreMu.Unlock()
+	// Another session may have restored it while this one waited.
+	intact, err := s.meta.SIsMember(ctx, keyAcceptedExtended, MetaTypeMaltrail).Result()
+	if err != nil {
+		return fmt.Errorf("d4server: redis restore: %w", err)
+	}
+	if intact {
+		return nil
 	}
 	s.mu.Lock()
-	known := make(map[string]knownQueue, len(s.known))
-	for q, k := range s.known {
-		known[q] = k
-	}
+	known := maps.Clone(s.known)
+	kept := maps.Clone(s.kept)
 	s.mu.Unlock()
 	for q, k := range known {
 		if err := s.writeQueue(ctx, k.metaType, q, k.description); err != nil {
 			return err
 		}
 	}
+	for u, key := range kept {
+		if err := s.AddSensor(ctx, u, key, ""); err != nil {
+			return err
+		}
+	}
+	if err := s.Init(ctx); err != nil {
+		return err
+	}
 	s.restores.Add(1)
-	s.log.Warn("d4server: Redis lost its data (restarted empty or flushed): registration keys and queues written again; lines queued before are lost",
-		"queues", len(known))
+	s.log.Warn("d4server: Redis lost its data (restarted empty or flushed): registration keys, queues and kept sensors written again; lines queued before are lost",
+		"queues", len(known), "sensors", len(kept))
+	return nil
+}
+
+// KeepSensor registers a sensor with its key (AddSensor) and keeps it in
+// this store, so that a restore writes it again: the sensors of a server's
+// -keys file come back when Redis restarts empty.
+func (s *RedisStore) KeepSensor(ctx context.Context, uuid, key string) error {
+	if err := s.AddSensor(ctx, uuid, key, ""); err != nil {
+		return err
+	}
+	u, _ := sensorUUID(uuid) // AddSensor checked it
+	s.mu.Lock()
+	s.kept[u] = key
+	s.mu.Unlock()
 	return nil
 }
 

@@ -72,18 +72,29 @@ func (r *RedisRegistry) SensorKey(ctx context.Context, uuid string) (Verdict, []
 	if a, ok := r.sensors.get(uuid, now); ok {
 		return a.v, a.key, nil
 	}
-	var reg, blU, blIPU *redis.BoolCmd
+	var reg, blU, blIPU, intact *redis.BoolCmd
 	var own, def *redis.StringCmd
-	_, err := r.s.meta.Pipelined(ctx, func(p redis.Pipeliner) error {
-		reg = p.SIsMember(ctx, keyRegistered, uuid)
-		own = p.HGet(ctx, keyMetadataUUID(uuid), fieldHMACKey)
-		def = p.Get(ctx, keyDefaultKey)
-		blU = p.SIsMember(ctx, keyBlacklistUUID, uuid)
-		blIPU = p.SIsMember(ctx, keyBlacklistIPofU, uuid)
-		return nil
-	})
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return 0, nil, fmt.Errorf("d4server: redis sensor %s: %w", uuid, err)
+	for restored := false; ; restored = true {
+		_, err := r.s.meta.Pipelined(ctx, func(p redis.Pipeliner) error {
+			reg = p.SIsMember(ctx, keyRegistered, uuid)
+			own = p.HGet(ctx, keyMetadataUUID(uuid), fieldHMACKey)
+			def = p.Get(ctx, keyDefaultKey)
+			blU = p.SIsMember(ctx, keyBlacklistUUID, uuid)
+			blIPU = p.SIsMember(ctx, keyBlacklistIPofU, uuid)
+			intact = p.SIsMember(ctx, keyAcceptedExtended, MetaTypeMaltrail)
+			return nil
+		})
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return 0, nil, fmt.Errorf("d4server: redis sensor %s: %w", uuid, err)
+		}
+		if intact.Val() || restored {
+			break
+		}
+		// Redis restarted empty: the kept sensors are written again
+		// before this one is judged unregistered.
+		if err := r.s.restore(ctx); err != nil {
+			return 0, nil, err
+		}
 	}
 	a := sensorAnswer{v: Allowed, key: []byte(own.Val())}
 	if len(a.key) == 0 {

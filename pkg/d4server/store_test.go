@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/xtrail/xtrail/internal/redistest"
+	"github.com/xtrail/xtrail/pkg/d4"
 	"github.com/xtrail/xtrail/pkg/export"
 )
 
@@ -451,5 +453,62 @@ func TestRegistrationRestored(t *testing.T) {
 	time.Sleep(routeTTL + 50*time.Millisecond)
 	if n := must(s.PushLines(ctx, "maltrail", testSensor, [][]byte{[]byte("unrouted")})); n != 0 || s.Stats().Restores != 1 {
 		t.Fatalf("a removed queue came back: %d queues, %d restores", n, s.Stats().Restores)
+	}
+}
+
+// TestKeptSensorsRestored: a real redis-server restarted empty under a
+// running server loses every registration. The first sensor that connects
+// afterwards finds Redis emptied: the server writes the sensors it keeps
+// (a -keys file's) and its queues again, lets the sensor in and stores its
+// lines; a sensor registered only in Redis (not kept) stays unknown.
+func TestKeptSensorsRestored(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	rs := redistest.StartServer(t, redistest.Options{})
+	s, err := NewRedisStore("redis://"+rs.Addr()+"/0", DefaultAnalyzerDB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := redis.NewClient(&redis.Options{Addr: rs.Addr(), DB: 0})
+	an := redis.NewClient(&redis.Options{Addr: rs.Addr(), DB: DefaultAnalyzerDB})
+	t.Cleanup(func() { _ = s.Close(); _ = meta.Close(); _ = an.Close() })
+	noErr(t, s.KeepSensor(ctx, goodUUID, string(goodKey)))
+	noErr(t, s.AddSensor(ctx, otherUUID, string(otherKey), ""))
+	noErr(t, s.Init(ctx))
+	must(s.RegisterQueue(ctx, "maltrail", testQueue, ""))
+	srv := startServer(t, Config{Store: s, Registry: must(s.Registry(ModeRegistration, nil))})
+
+	rs.Stop()
+	rs.Wipe()
+	rs.Restart()
+	// The store's pooled connections died with the old process.
+	for s.Ping(ctx) != nil || meta.Ping(ctx).Err() != nil || an.Ping(ctx).Err() != nil {
+		if ctx.Err() != nil {
+			t.Fatal("Redis did not come back")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := meta.SCard(ctx, keyRegistered).Val(); n != 0 {
+		t.Fatalf("Redis came back with %d registered sensors, not empty", n)
+	}
+
+	good := dialSensor(t, srv, goodUUID, goodKey)
+	good.send(d4.TypeMeta, `{"type":"maltrail"}`)
+	good.send(d4.TypeExtended, "after the restart\n")
+	waitUntil(t, func() bool {
+		return slices.Equal(an.LRange(ctx, "analyzer:maltrail:"+testQueue, 0, -1).Val(), []string{"after the restart"})
+	})
+	goodHex := strings.ReplaceAll(goodUUID, "-", "")
+	if !meta.SIsMember(ctx, keyRegistered, goodHex).Val() || meta.HGet(ctx, keyMetadataUUID(goodHex), fieldHMACKey).Val() != string(goodKey) {
+		t.Fatal("the kept sensor's registration was not written again")
+	}
+	if st := s.Stats(); st.Restores != 1 {
+		t.Fatalf("restores %d, want 1", st.Restores)
+	}
+	other := dialSensor(t, srv, otherUUID, otherKey)
+	other.send(d4.TypeMeta, `{"type":"maltrail"}`)
+	other.expectClosed()
+	if n := srv.Stats().Rejected[ReasonUnregistered]; n != 1 {
+		t.Fatalf("the sensor registered only in Redis: %d unregistered rejections, want 1", n)
 	}
 }
