@@ -22,7 +22,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -35,6 +34,7 @@ import (
 	"github.com/xtrail/xtrail/internal/pktbuild"
 	"github.com/xtrail/xtrail/internal/redistest"
 	"github.com/xtrail/xtrail/internal/testenv"
+	"github.com/xtrail/xtrail/internal/xproc"
 	"github.com/xtrail/xtrail/pkg/certs"
 	"github.com/xtrail/xtrail/pkg/collector"
 	"github.com/xtrail/xtrail/pkg/d4"
@@ -54,13 +54,8 @@ func TestMain(m *testing.M) {
 				return 1
 			}
 			defer os.RemoveAll(dir)
-			goBin := "go" // go test sets GOROOT to the toolchain running it
-			if root := os.Getenv("GOROOT"); root != "" {
-				goBin = filepath.Join(root, "bin", "go")
-			}
-			xtrailBin = filepath.Join(dir, "xtrail")
-			if out, err := exec.Command(goBin, "build", "-o", xtrailBin, "github.com/xtrail/xtrail/cmd/xtrail").CombinedOutput(); err != nil {
-				fmt.Fprintf(os.Stderr, "building xtrail: %v\n%s", err, out)
+			if xtrailBin, err = xproc.Build(dir); err != nil {
+				fmt.Fprintln(os.Stderr, err)
 				return 1
 			}
 		}
@@ -85,9 +80,9 @@ type chain struct {
 	uuid, key  string
 	pinDir     string
 	colDir     string
-	server     *proc
+	server     *xproc.Proc
 	dropProg   *ebpf.Program // for cut
-	lastReplay string        // log of the last replay
+	lastReplay *xproc.Proc   // the last replay, exited
 }
 
 // newChain builds the lab, the uplink, Redis, the sensor's registration,
@@ -220,8 +215,8 @@ func (c *chain) startServer(extra ...string) {
 	args := append([]string{"server", "-listen", c.serverAddr,
 		"-cert", filepath.Join(c.pki, certs.CertFile), "-key", filepath.Join(c.pki, certs.KeyFile),
 		"-redis", c.redisURL}, extra...)
-	c.server = startProc(c.t, "server", xtrailBin, args...)
-	c.server.waitLog("D4 server listening on QUIC", 20*time.Second)
+	c.server = xproc.Start(c.t, "server", xtrailBin, args...)
+	c.server.WaitFor("D4 server listening on QUIC", 20*time.Second)
 }
 
 // sensorConf writes a maltrail.conf for the live sensor; extra lines are
@@ -259,10 +254,10 @@ func (c *chain) sensorConf(extra ...string) string {
 
 // startSensor runs `xtrail sensor` inside the sensor's namespace and waits
 // until its program is attached.
-func (c *chain) startSensor(conf string) *proc {
+func (c *chain) startSensor(conf string) *xproc.Proc {
 	c.t.Helper()
-	p := startProc(c.t, "sensor", "ip", "netns", "exec", c.lab.Sensor, xtrailBin, "sensor", "-c", conf)
-	p.waitLog("sensor ready", 30*time.Second)
+	p := xproc.Start(c.t, "sensor", "ip", "netns", "exec", c.lab.Sensor, xtrailBin, "sensor", "-c", conf)
+	p.WaitFor("sensor ready", 30*time.Second)
 	return p
 }
 
@@ -334,17 +329,12 @@ func (c *chain) pcap(from, to int) string {
 // returns its output.
 func (c *chain) replay(conf, pcap string) string {
 	c.t.Helper()
-	p := startProc(c.t, "replay", xtrailBin, "sensor", "-c", conf, "-r", pcap)
-	select {
-	case <-p.done:
-	case <-time.After(2 * time.Minute):
-		c.t.Fatal("the replay did not exit within 2 minutes")
+	p := xproc.Start(c.t, "replay", xtrailBin, "sensor", "-c", conf, "-r", pcap)
+	if err := p.Wait(2 * time.Minute); err != nil {
+		c.t.Fatalf("replay: %v\n%s", err, xproc.Tail(p.Output(), 30))
 	}
-	if p.err != nil {
-		c.t.Fatalf("replay: %v\n%s", p.err, tail(p.output(), 30))
-	}
-	c.lastReplay = p.log
-	return p.output()
+	c.lastReplay = p
+	return p.Output()
 }
 
 // dnsQuery is a standard query for name, type A, class IN.
@@ -452,132 +442,9 @@ func (c *chain) drop(toServer, toSensor bool) {
 	}
 }
 
-// proc is a subprocess whose output goes to a file in the test's
-// directory; it is killed at cleanup if still running.
-type proc struct {
-	t    *testing.T
-	name string
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{}
-	err  error
-}
+// stopWithin is how long a process may take to stop on SIGTERM: a sensor
+// waits for its acknowledgements first.
+const stopWithin = 90 * time.Second
 
-func startProc(t *testing.T, name, bin string, args ...string) *proc {
-	t.Helper()
-	f, err := os.CreateTemp(t.TempDir(), name+"-*.log")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{t: t, name: name, cmd: cmd, log: f.Name(), done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		f.Close()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			cmd.Process.Signal(syscall.SIGCONT) // a paused process cannot die
-			cmd.Process.Signal(syscall.SIGTERM) // its exit summary helps a failure's reader
-			select {
-			case <-p.done:
-			case <-time.After(5 * time.Second):
-				cmd.Process.Kill()
-				<-p.done
-			}
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(p.log)
-			t.Logf("--- %s log (%s)\n%s", name, p.log, tail(string(b), 60))
-		}
-	})
-	return p
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-func (p *proc) output() string {
-	b, _ := os.ReadFile(p.log)
-	return string(b)
-}
-
-// waitLog waits until the process logged s.
-func (p *proc) waitLog(s string, timeout time.Duration) {
-	p.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !strings.Contains(p.output(), s) {
-		select {
-		case <-p.done:
-			p.t.Fatalf("%s exited (%v) before logging %q:\n%s", p.name, p.err, s, tail(p.output(), 40))
-		default:
-		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("%s did not log %q within %v:\n%s", p.name, s, timeout, tail(p.output(), 40))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func (p *proc) signal(sig syscall.Signal) {
-	if err := p.cmd.Process.Signal(sig); err != nil {
-		p.t.Fatalf("%s: signal %v: %v", p.name, sig, err)
-	}
-}
-
-// kill ends the process with SIGKILL: no cleanup of any kind.
-func (p *proc) kill() {
-	p.signal(syscall.SIGKILL)
-	<-p.done
-}
-
-// stop ends the process with SIGTERM and waits for it.
-func (p *proc) stop() {
-	p.t.Helper()
-	p.signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(90 * time.Second):
-		p.t.Fatalf("%s did not stop within 90 s of SIGTERM", p.name)
-	}
-}
-
-var counterRE = regexp.MustCompile(`(\w+)=(\d+)`)
-
-// d4Counters parses the sensor's exit summary of its D4 client.
-func (p *proc) d4Counters() map[string]uint64 {
-	p.t.Helper()
-	return p.counters("D4 client counters")
-}
-
-// counters parses the last log line of message msg (an exit summary).
-func (p *proc) counters(msg string) map[string]uint64 {
-	p.t.Helper()
-	out := p.output()
-	i := strings.LastIndex(out, `msg="`+msg+`"`)
-	if i < 0 {
-		p.t.Fatalf("%s logged no %q:\n%s", p.name, msg, tail(out, 30))
-	}
-	line := out[i:]
-	if j := strings.IndexByte(line, '\n'); j >= 0 {
-		line = line[:j]
-	}
-	m := map[string]uint64{}
-	for _, kv := range counterRE.FindAllStringSubmatch(line, -1) {
-		n, _ := strconv.ParseUint(kv[2], 10, 64)
-		m[kv[1]] = n
-	}
-	return m
-}
+// d4Counters parses the exit summary of a sensor's D4 client.
+func d4Counters(p *xproc.Proc) map[string]int { return p.Counters(`msg="D4 client counters"`) }

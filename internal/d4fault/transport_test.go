@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/xtrail/xtrail/internal/xproc"
 )
 
 // faultFor is a fault's duration: the issue's figure unless the variable
@@ -32,7 +34,7 @@ func TestServerKilledQUIC(t *testing.T) {
 	const n, every = 600, 20 * time.Millisecond
 	done := c.sendAsync(0, n, every)
 	time.Sleep(3 * time.Second)
-	c.server.kill()
+	c.server.Kill()
 	time.Sleep(2 * time.Second)
 	c.startServer()
 	restarted := time.Now()
@@ -58,13 +60,13 @@ func TestServerKilledQUIC(t *testing.T) {
 	}
 	done()
 	dups := c.waitAll(0, n, 60*time.Second)
-	s.stop()
-	st := s.d4Counters()
+	s.Stop(stopWithin)
+	st := d4Counters(s)
 	if st["pending"] != 0 || st["reconnects"] == 0 || st["acked"] < n {
 		t.Fatalf("sensor D4 counters %v", st)
 	}
-	c.server.stop()
-	srv := c.server.counters("D4 server counters")
+	c.server.Stop(stopWithin)
+	srv := c.server.Counters(`msg="D4 server counters"`)
 	t.Logf("duplicates %d; sensor resent %d, restamped %d; restarted server: already stored %d, claims taken over %d",
 		dups, st["resent"], st["restamped"], srv["already_stored_frames"], srv["claims_taken_over"])
 	// The frames the killed server had stored without acknowledging come
@@ -74,7 +76,7 @@ func TestServerKilledQUIC(t *testing.T) {
 	if srv["claims_taken_over"] == 0 && st["restamped"] == 0 && dups != 0 {
 		t.Fatalf("%d duplicates though no claim was taken over and no frame restamped", dups)
 	}
-	if uint64(dups) > st["resent"] {
+	if dups > st["resent"] {
 		t.Fatalf("%d duplicates, more than the %d lines resent", dups, st["resent"])
 	}
 }
@@ -115,10 +117,10 @@ func TestAcksLostQUIC(t *testing.T) {
 	c.drop(false, false)
 	done()
 	dups := c.waitAll(0, n, 60*time.Second)
-	s.stop()
-	st := s.d4Counters()
-	c.server.stop()
-	srv := c.server.counters("D4 server counters")
+	s.Stop(stopWithin)
+	st := d4Counters(s)
+	c.server.Stop(stopWithin)
+	srv := c.server.Counters(`msg="D4 server counters"`)
 	t.Logf("duplicates %d; sensor resent %d, restamped %d, reconnects %d; server: already stored %d, claims taken over %d",
 		dups, st["resent"], st["restamped"], st["reconnects"], srv["already_stored_frames"], srv["claims_taken_over"])
 	if st["pending"] != 0 || st["reconnects"] == 0 || srv["already_stored_frames"] == 0 {
@@ -135,9 +137,9 @@ func TestServerPausedQUIC(t *testing.T) {
 	pause := faultFor(t, "XTRAIL_FAULT_PAUSE", 40*time.Second)
 	c := newChain(t, "quic")
 	c.steadyThrough(pause, func() {
-		c.server.signal(syscall.SIGSTOP)
+		c.server.Signal(syscall.SIGSTOP)
 		time.Sleep(pause)
-		c.server.signal(syscall.SIGCONT)
+		c.server.Signal(syscall.SIGCONT)
 	})
 }
 
@@ -155,8 +157,8 @@ func (c *chain) steadyThrough(d time.Duration, fault func()) {
 	fault()
 	done()
 	dups := c.waitAll(0, n, 60*time.Second)
-	s.stop()
-	st := s.d4Counters()
+	s.Stop(stopWithin)
+	st := d4Counters(s)
 	if st["pending"] != 0 || st["dropped_oldest"] != 0 {
 		c.t.Fatalf("sensor D4 counters %v", st)
 	}
@@ -177,8 +179,8 @@ func TestSensorRestartWithSpoolQUIC(t *testing.T) {
 	const n = 300
 	c.send(0, n, 5*time.Millisecond)
 	time.Sleep(time.Second) // the last events reach the spool
-	s.stop()
-	if st := s.d4Counters(); st["pending"] != n || st["spooled"] != n || st["acked"] != 0 {
+	s.Stop(stopWithin)
+	if st := d4Counters(s); st["pending"] != n || st["spooled"] != n || st["acked"] != 0 {
 		t.Fatalf("first run's D4 counters %v, want %d pending", st, n)
 	}
 	c.startServer()
@@ -186,8 +188,8 @@ func TestSensorRestartWithSpoolQUIC(t *testing.T) {
 	if dups := c.waitAll(0, n, 60*time.Second); dups != 0 {
 		t.Fatalf("%d duplicates", dups)
 	}
-	s.stop()
-	if st := s.d4Counters(); st["recovered"] != n || st["pending"] != 0 || st["acked"] != n {
+	s.Stop(stopWithin)
+	if st := d4Counters(s); st["recovered"] != n || st["pending"] != 0 || st["acked"] != n {
 		t.Fatalf("second run's D4 counters %v, want %d recovered and acked", st, n)
 	}
 }
@@ -202,20 +204,20 @@ func TestSpoolFullQUIC(t *testing.T) {
 	const n = 3000 // about 450 KB of event lines into 64 KiB
 	c.send(0, n, 2*time.Millisecond)
 	time.Sleep(time.Second)
-	s.stop()
-	st := s.d4Counters()
+	s.Stop(stopWithin)
+	st := d4Counters(s)
 	dropped, pending := int(st["dropped_oldest"]), int(st["pending"])
 	if dropped == 0 || dropped+pending != n {
 		t.Fatalf("D4 counters %v: want dropped_oldest + pending = %d", st, n)
 	}
-	if !strings.Contains(s.output(), "dropped the oldest events") {
+	if !strings.Contains(s.Output(), "dropped the oldest events") {
 		t.Fatal("the drops were not logged")
 	}
 	c.startServer()
 	s = c.startSensor(conf)
 	// exactly the newest events arrive, once each
 	c.waitAll(n-pending, n, 60*time.Second)
-	s.stop()
+	s.Stop(stopWithin)
 	got := c.received()
 	for i := range n - pending {
 		if got[i] > 0 {
@@ -247,8 +249,8 @@ func TestQuietSensor(t *testing.T) {
 			if dups := c.waitAll(0, n, 30*time.Second); dups != 0 {
 				t.Fatalf("%d duplicates", dups)
 			}
-			s.stop()
-			if st := s.d4Counters(); st["reconnects"] != 0 || st["pending"] != 0 || st["acked"] != n {
+			s.Stop(stopWithin)
+			if st := d4Counters(s); st["reconnects"] != 0 || st["pending"] != 0 || st["acked"] != n {
 				t.Fatalf("sensor D4 counters %v: the quiet sensor lost its connection or events", st)
 			}
 		})
@@ -270,20 +272,19 @@ func TestReplaySpools(t *testing.T) {
 			start := time.Now()
 			out := c.replay(conf, first)
 			if !strings.Contains(out, "events wait in the spool") || !strings.Contains(out, "lines=200") || !strings.Contains(out, "timeout=7s") {
-				t.Fatalf("the first replay did not say that 200 events wait:\n%s", tail(out, 20))
+				t.Fatalf("the first replay did not say that 200 events wait:\n%s", xproc.Tail(out, 20))
 			}
 			t.Logf("the first replay exited %v after it started", time.Since(start).Round(time.Millisecond))
 			c.startServer()
 			out = c.replay(conf, second)
 			if !strings.Contains(out, "every event delivered") {
-				t.Fatalf("the second replay did not deliver everything:\n%s", tail(out, 20))
+				t.Fatalf("the second replay did not deliver everything:\n%s", xproc.Tail(out, 20))
 			}
 			// exited only once delivered: the lines are stored already
 			if dups := c.waitAll(0, 300, 30*time.Second); dups != 0 {
 				t.Fatalf("%d duplicates", dups)
 			}
-			p := &proc{t: t, name: "replay", log: c.lastReplay}
-			if st := p.d4Counters(); st["recovered"] != 200 || st["acked"] != 300 || st["pending"] != 0 {
+			if st := d4Counters(c.lastReplay); st["recovered"] != 200 || st["acked"] != 300 || st["pending"] != 0 {
 				t.Fatalf("second replay's D4 counters %v", st)
 			}
 		})

@@ -19,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/xtrail/xtrail/internal/redistest"
+	"github.com/xtrail/xtrail/internal/xproc"
 	"github.com/xtrail/xtrail/pkg/certs"
 	"github.com/xtrail/xtrail/pkg/d4"
 	"github.com/xtrail/xtrail/pkg/d4server"
@@ -97,13 +98,13 @@ func runChain(b *testing.B, url string, nodes []*redistest.Server, queue string,
 	pc.Close()
 	logDir := filepath.Join(dir, "log")
 	col := startProc(b, "collector", "collector", "-listen", colAddr, "-log-dir", logDir)
-	col.waitLog(regexpCollector, 20*time.Second)
+	col.WaitMatch(regexpCollector, 20*time.Second)
 	var addrs []string
-	var srvs, exps []*proc
+	var srvs, exps []*xproc.Proc
 	for i := range servers {
 		p := startProc(b, fmt.Sprintf("server %d", i), "server", "-listen", "127.0.0.1:0", "-redis", url,
 			"-cert", filepath.Join(certDir, certs.CertFile), "-key", filepath.Join(certDir, certs.KeyFile))
-		addrs = append(addrs, p.waitLog(listening, 20*time.Second))
+		addrs = append(addrs, p.WaitMatch(listening, 20*time.Second))
 		srvs = append(srvs, p)
 	}
 	for i := range exporters {
@@ -170,10 +171,10 @@ func runChain(b *testing.B, url string, nodes []*redistest.Server, queue string,
 	b.ReportMetric(expCPU, "export-cpu-ms/100k-lines")
 }
 
-func procTicks(ps []*proc) int64 {
+func procTicks(ps []*xproc.Proc) int64 {
 	var t int64
 	for _, p := range ps {
-		t += pidTicks(p.cmd.Process.Pid)
+		t += pidTicks(p.Pid())
 	}
 	return t
 }
@@ -203,10 +204,10 @@ func pidTicks(pid int) int64 {
 }
 
 // peakRSS is the largest peak resident set (VmHWM) of the processes, in MB.
-func peakRSS(ps []*proc) float64 {
+func peakRSS(ps []*xproc.Proc) float64 {
 	var kb int64
 	for _, p := range ps {
-		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Pid()))
 		if err != nil {
 			continue
 		}

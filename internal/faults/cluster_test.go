@@ -1,106 +1,36 @@
 package faults
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/xtrail/xtrail/internal/redistest"
 	"github.com/xtrail/xtrail/internal/testenv"
+	"github.com/xtrail/xtrail/internal/xproc"
 	"github.com/xtrail/xtrail/pkg/certs"
 	"github.com/xtrail/xtrail/pkg/d4"
 	"github.com/xtrail/xtrail/pkg/d4server"
 	"github.com/xtrail/xtrail/pkg/export"
 )
 
-// proc is an xtrail process of a cluster test.
-type proc struct {
-	t      testing.TB
-	name   string
-	cmd    *exec.Cmd
-	stderr *bytes.Buffer
-	mu     *sync.Mutex
-	done   chan struct{}
-}
-
-func startProc(t testing.TB, name string, args ...string) *proc {
+// startProc starts `xtrail args...`.
+func startProc(t testing.TB, name string, args ...string) *xproc.Proc {
 	t.Helper()
-	p := &proc{t: t, name: name, stderr: new(bytes.Buffer), done: make(chan struct{})}
-	w := &syncWriter{b: p.stderr}
-	p.mu = &w.mu
-	p.cmd = exec.Command(xtrailBin, args...)
-	p.cmd.Stderr = w
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		if t.Failed() {
-			t.Logf("%s log (tail):\n%s", p.name, tail(p.log(), 3000))
-		}
-	})
-	return p
+	return xproc.Start(t, name, xtrailBin, args...)
 }
 
-func (p *proc) log() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.stderr.String()
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
-}
-
-// waitLog waits for a log line matching re and returns its first group.
-func (p *proc) waitLog(re *regexp.Regexp, within time.Duration) string {
-	p.t.Helper()
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
-		if m := re.FindStringSubmatch(p.log()); m != nil {
-			return m[1]
-		}
-		select {
-		case <-p.done:
-			p.t.Fatalf("%s exited: %s", p.name, p.log())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	p.t.Fatalf("%s: no %q in its log within %s: %s", p.name, re, within, p.log())
-	return ""
-}
-
-func (p *proc) kill9() {
-	_ = p.cmd.Process.Kill()
-	<-p.done
-}
-
-// stop ends the process with SIGTERM and returns the counters of its exit
+// stopCounters stops p with SIGTERM and returns the counters of its exit
 // summary line (marker: the line's message).
-func (p *proc) stop(marker string) map[string]int {
-	p.t.Helper()
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(20 * time.Second):
-		p.t.Fatalf("%s did not stop on SIGTERM", p.name)
-	}
-	return countersAfter(p.log(), marker)
+func stopCounters(p *xproc.Proc, marker string) map[string]int {
+	p.Stop(20 * time.Second)
+	return p.Counters(marker)
 }
 
 // quicSensor is a D4 client of pkg/d4 over QUIC, with both servers in its
@@ -207,17 +137,17 @@ func TestClusterChain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	server := func(name string) (*proc, string) {
+	server := func(name string) (*xproc.Proc, string) {
 		p := startProc(t, name, "server", "-listen", "127.0.0.1:0", "-redis", url,
 			"-cert", filepath.Join(certDir, certs.CertFile), "-key", filepath.Join(certDir, certs.KeyFile))
-		return p, p.waitLog(listening, 20*time.Second)
+		return p, p.WaitMatch(listening, 20*time.Second)
 	}
 	srvA, addrA := server("server A")
 	srvB, addrB := server("server B")
-	exporter := func(name string) *proc {
+	exporter := func(name string) *xproc.Proc {
 		p := startProc(t, name, "export", "-t", "maltrail", "-u", queueUUID, "-redis", url,
 			"-target", "udp://127.0.0.1:"+strconv.Itoa(c.colPort), "-consumer", name, "-claim-timeout", "3s")
-		p.waitLog(exportedTo, 20*time.Second)
+		p.WaitMatch(exportedTo, 20*time.Second)
 		return p
 	}
 	exp1, exp2 := exporter("e1"), exporter("e2")
@@ -260,14 +190,14 @@ func TestClusterChain(t *testing.T) {
 
 	time.Sleep(4 * time.Second)
 	t.Log("kill -9 server A")
-	srvA.kill9()
+	srvA.Kill()
 	time.Sleep(3 * time.Second)
 	// The collector refuses for a second, so both exporters hold a batch
 	// in flight, and e1 dies with its own: e2 must take it over.
 	c.stopCollector()
 	time.Sleep(time.Second)
 	t.Log("kill -9 exporter e1, with lines in flight")
-	exp1.kill9()
+	exp1.Kill()
 	c.startCollector()
 	time.Sleep(4 * time.Second)
 	queueKey := "analyzer:maltrail:" + queueUUID
@@ -329,8 +259,8 @@ func TestClusterChain(t *testing.T) {
 	}
 	rc.Close()
 	time.Sleep(300 * time.Millisecond) // let B count it
-	sb := srvB.stop("D4 server counters")
-	se := exp2.stop("export counters")
+	sb := stopCounters(srvB, "D4 server counters")
+	se := stopCounters(exp2, "export counters")
 
 	dups := duplicates(seen)
 	const batch = export.DefaultBatch
@@ -395,19 +325,4 @@ func (c *chain) waitAll(sensors []*quicSensor, within time.Duration) map[int]int
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-}
-
-// countersAfter parses the key=number pairs of the last log line holding
-// marker.
-func countersAfter(log, marker string) map[string]int {
-	out := map[string]int{}
-	i := strings.LastIndex(log, marker)
-	if i < 0 {
-		return out
-	}
-	line, _, _ := strings.Cut(log[i:], "\n")
-	for _, m := range regexp.MustCompile(`(\w+)=(\d+)(?:\s|$)`).FindAllStringSubmatch(line, -1) {
-		out[m[1]], _ = strconv.Atoi(m[2])
-	}
-	return out
 }

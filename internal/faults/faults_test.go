@@ -9,23 +9,20 @@ package faults
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/xtrail/xtrail/internal/redistest"
 	"github.com/xtrail/xtrail/internal/testenv"
+	"github.com/xtrail/xtrail/internal/xproc"
 	"github.com/xtrail/xtrail/pkg/certs"
 	"github.com/xtrail/xtrail/pkg/collector"
 	"github.com/xtrail/xtrail/pkg/d4"
@@ -47,9 +44,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	xtrailBin = filepath.Join(dir, "xtrail")
-	if out, err := exec.Command("go", "build", "-o", xtrailBin, "github.com/xtrail/xtrail/cmd/xtrail").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build xtrail: %v\n%s", err, out)
+	if xtrailBin, err = xproc.Build(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
@@ -71,7 +67,7 @@ type chain struct {
 	colPort int
 	colStop func()
 
-	exp *exporter
+	exp *xproc.Proc // `xtrail export`
 }
 
 type tlsPool struct{ cfg *tls.Config }
@@ -167,59 +163,20 @@ func (c *chain) stopCollector() {
 	}
 }
 
-// exporter is an `xtrail export` process.
-type exporter struct {
-	cmd    *exec.Cmd
-	stderr *bytes.Buffer
-	done   chan struct{}
-}
-
 func (c *chain) startExporter() {
 	c.t.Helper()
-	var stderr bytes.Buffer
-	cmd := exec.Command(xtrailBin, "export", "-t", "maltrail", "-u", queueUUID,
+	c.exp = xproc.Start(c.t, "exporter", xtrailBin, "export", "-t", "maltrail", "-u", queueUUID,
 		"-target", "udp://127.0.0.1:"+strconv.Itoa(c.colPort), "-redis", "redis://"+c.redis.Addr()+"/0",
 		"-consumer", "fault", "-claim-timeout", "3s", "-rate", "0")
-	cmd.Stderr = &syncWriter{b: &stderr}
-	if err := cmd.Start(); err != nil {
-		c.t.Fatal(err)
-	}
-	e := &exporter{cmd: cmd, stderr: &stderr, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(e.done) }()
-	c.exp = e
-	c.t.Cleanup(func() { _ = cmd.Process.Kill(); <-e.done })
 }
 
 // stopExporter stops it cleanly and returns its exit counters.
 func (c *chain) stopExporter() map[string]int {
 	c.t.Helper()
-	_ = c.exp.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-c.exp.done:
-	case <-time.After(15 * time.Second):
-		c.t.Fatal("the exporter did not stop on SIGTERM")
-	}
-	return counters(c.exp.stderr.String())
+	return stopCounters(c.exp, "export counters")
 }
 
-func (c *chain) killExporter() {
-	_ = c.exp.cmd.Process.Kill()
-	<-c.exp.done
-}
-
-// counters parses the last "export counters" log line.
-func counters(log string) map[string]int { return countersAfter(log, "export counters") }
-
-type syncWriter struct {
-	mu sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
+func (c *chain) killExporter() { c.exp.Kill() }
 
 // sensor sends numbered lines over one TLS session.
 type sensor struct {
