@@ -8,6 +8,7 @@ package d4fault
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -75,6 +76,7 @@ type chain struct {
 	hostIf     string // uplink, host side
 	sensorIf   string // uplink, sensor side
 	serverAddr string // host side of the uplink, one port for TCP and UDP
+	sensorTo   string // the sensor's D4_SERVER when not serverAddr (a proxy)
 	redisURL   string
 	pki        string
 	uuid, key  string
@@ -238,7 +240,7 @@ func (c *chain) sensorConf(extra ...string) string {
 		"DISABLED_HEURISTICS dns_exhaustion",
 		"XDP_ACTION pass",
 		"XDP_PIN_DIR " + c.pinDir,
-		"D4_SERVER " + c.serverAddr,
+		"D4_SERVER " + cmp.Or(c.sensorTo, c.serverAddr),
 		"D4_TRANSPORT " + c.transport,
 		"D4_UUID " + c.uuid,
 		"D4_KEY " + c.key,

@@ -1,6 +1,8 @@
 package d4fault
 
 import (
+	"fmt"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -232,28 +234,35 @@ func TestSpoolFullQUIC(t *testing.T) {
 }
 
 // A quiet sensor, one event per two server idle timeouts, stays connected
-// and loses nothing. (The case also had 150 ms of latency; this
-// kernel has no netem to add it.) Time is compressed: the
-// server closes sessions silent for 3 s (instead of d4-core's 30 s) and the
-// sensor's keep-alive is 1 s, so an event every 6 s stands for one a minute.
+// and loses nothing, next to the server and 150 ms away from it (each way,
+// through a proxy that delays every TCP chunk and UDP datagram: this kernel
+// has no netem). Time is compressed: the server closes sessions silent for
+// 3 s (instead of d4-core's 30 s) and the sensor's keep-alive is 1 s, so an
+// event every 6 s stands for one a minute.
 func TestQuietSensor(t *testing.T) {
 	t.Parallel()
 	for _, transport := range []string{"quic", "tls"} {
-		t.Run(transport, func(t *testing.T) {
-			t.Parallel()
-			c := newChain(t, transport)
-			c.startServer("-session-idle-timeout", "3s")
-			s := c.startSensor(c.sensorConf("D4_KEEPALIVE 1"))
-			const n = 4
-			c.send(0, n, 6*time.Second)
-			if dups := c.waitAll(0, n, 30*time.Second); dups != 0 {
-				t.Fatalf("%d duplicates", dups)
-			}
-			s.Stop(stopWithin)
-			if st := d4Counters(s); st["reconnects"] != 0 || st["pending"] != 0 || st["acked"] != n {
-				t.Fatalf("sensor D4 counters %v: the quiet sensor lost its connection or events", st)
-			}
-		})
+		for _, delay := range []time.Duration{0, 150 * time.Millisecond} {
+			t.Run(fmt.Sprintf("%s/%v", transport, delay), func(t *testing.T) {
+				t.Parallel()
+				c := newChain(t, transport)
+				c.startServer("-session-idle-timeout", "3s")
+				if delay > 0 {
+					host, _, _ := net.SplitHostPort(c.serverAddr)
+					_, c.sensorTo = startDelayProxy(t, host, c.serverAddr, delay)
+				}
+				s := c.startSensor(c.sensorConf("D4_KEEPALIVE 1"))
+				const n = 4
+				c.send(0, n, 6*time.Second)
+				if dups := c.waitAll(0, n, 30*time.Second); dups != 0 {
+					t.Fatalf("%d duplicates", dups)
+				}
+				s.Stop(stopWithin)
+				if st := d4Counters(s); st["reconnects"] != 0 || st["pending"] != 0 || st["acked"] != n || st["resent"] != 0 {
+					t.Fatalf("sensor D4 counters %v: the quiet sensor lost its connection or events", st)
+				}
+			})
+		}
 	}
 }
 
