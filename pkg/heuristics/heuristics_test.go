@@ -514,3 +514,28 @@ func TestIoTLocalPrefix(t *testing.T) {
 	}
 	r.take()
 }
+
+// TestIsPrivate: the IPv4 shortcut of isPrivate judges every first two
+// bytes of an IPv4 address, plain and mapped into IPv6, as netip's tests
+// do, and IPv6 addresses are left to them.
+func TestIsPrivate(t *testing.T) {
+	for hi := 0; hi < 1<<16; hi++ {
+		for _, lo := range [][2]byte{{0, 0}, {1, 2}, {255, 255}} {
+			v4 := netip.AddrFrom4([4]byte{byte(hi >> 8), byte(hi), lo[0], lo[1]})
+			for _, a := range []netip.Addr{v4, netip.AddrFrom16(v4.As16())} {
+				if got, want := isPrivate(a), isPrivateRef(a); got != want {
+					t.Fatalf("isPrivate(%v) = %v, want %v", a, got, want)
+				}
+			}
+		}
+	}
+	for _, s := range []string{"::1", "::", "fc00::1", "fd12:3456::1", "fe80::1", "2001:db8::1", "::ffff:10.0.0.1", "::ffff:8.8.8.8", "fe80::1%eth0"} {
+		a := netip.MustParseAddr(s)
+		if got, want := isPrivate(a), isPrivateRef(a); got != want {
+			t.Errorf("isPrivate(%v) = %v, want %v", a, got, want)
+		}
+	}
+	if !isPrivate(netip.MustParseAddr("172.31.0.1")) || isPrivate(netip.MustParseAddr("172.32.0.1")) {
+		t.Error("172.16/12 misjudged")
+	}
+}

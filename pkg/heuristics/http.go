@@ -50,7 +50,29 @@ func (e *Engine) Enabled(h Heuristic) bool {
 // isPrivate is Maltrail's is_local for a destination or source: loopback
 // and the private ranges (IPv4 127/8, 10/8, 172.16/12, 192.168/16; IPv6
 // ::1 and fc00::/7).
+//
+// An IPv4 address (or one mapped into IPv6) is judged from its first two
+// bytes: the agent asks twice per HTTP request, and netip's general tests
+// cost several calls each. isPrivateRef is the general form.
 func isPrivate(a netip.Addr) bool {
+	if a.Is4() || a.Is4In6() {
+		b := a.As4()
+		switch b[0] {
+		case 10, 127:
+			return true
+		case 172:
+			return b[1]&0xf0 == 16
+		case 192:
+			return b[1] == 168
+		}
+		return false
+	}
+	return isPrivateRef(a)
+}
+
+// isPrivateRef is isPrivate by netip's tests, the reference of
+// TestIsPrivate.
+func isPrivateRef(a netip.Addr) bool {
 	a = a.Unmap()
 	return a.IsLoopback() || a.IsPrivate()
 }
