@@ -461,7 +461,9 @@ func (e *Engine) request(h *HTTP, r Reporter) bool {
 		unq, lower = e.unq, e.lower
 	}
 	if tags := e.reqTags(lower); tags&(1<<wlTag) == 0 {
-		if hasPrecondition(unq) {
+		// no family matches a path that triggers none of its rules: the
+		// precondition is not looked for
+		if tags&e.families.all != 0 && hasPrecondition(unq) {
 			if fam := e.families.first(tags, lower); fam >= 0 && !(fam == famLeak && isPrivate(h.Dst)) {
 				t := append(append(e.trail[:0], h.Host...), '(')
 				t = appendForceEncoded(t, path)
