@@ -118,22 +118,39 @@ func URLCandidates(s *URLScratch, path, body []byte) [][]byte {
 
 // replaceDoubleSlash is Python's path.replace("//", "/"): left to right,
 // non-overlapping, so "///" becomes "//".
+// The text between pairs is copied whole (a path rarely holds one);
+// replaceDoubleSlashRef in the tests is the byte-at-a-time form.
 func replaceDoubleSlash(dst, p []byte) []byte {
-	for i := 0; i < len(p); i++ {
-		dst = append(dst, p[i])
-		if p[i] == '/' && i+1 < len(p) && p[i+1] == '/' {
-			i++
+	for {
+		i := bytes.Index(p, doubleSlash)
+		if i < 0 {
+			return append(dst, p...)
 		}
+		dst = append(dst, p[:i+1]...)
+		p = p[i+2:]
 	}
-	return dst
 }
+
+var doubleSlash = []byte("//")
 
 // appendKeysOnly is re.sub(r"(\w+=)[^&=]+", r"\g<1>", p): each run of word
 // characters directly followed by '=' and at least one byte other than
 // '&' and '=' loses that value. \w is ASCII here; Python's is Unicode, a
 // difference only for non-ASCII paths.
+//
+// The text before the run of word bytes that ends at the first '=' is
+// copied whole: no run before it is followed by '='. appendKeysOnlyRef in
+// the tests is the scan from the start.
 func appendKeysOnly(dst, p []byte) []byte {
-	i := 0
+	e := bytes.IndexByte(p, '=')
+	if e < 0 {
+		return append(dst, p...)
+	}
+	i := e
+	for i > 0 && isWordByte(p[i-1]) {
+		i--
+	}
+	dst = append(dst, p[:i]...)
 	for i < len(p) {
 		if !isWordByte(p[i]) {
 			dst = append(dst, p[i])

@@ -254,3 +254,78 @@ func BenchmarkCheckURLMiss(b *testing.B) {
 		i++
 	}
 }
+
+// replaceDoubleSlashRef is the former replaceDoubleSlash, byte at a time.
+func replaceDoubleSlashRef(dst, p []byte) []byte {
+	for i := 0; i < len(p); i++ {
+		dst = append(dst, p[i])
+		if p[i] == '/' && i+1 < len(p) && p[i+1] == '/' {
+			i++
+		}
+	}
+	return dst
+}
+
+// appendKeysOnlyRef is the former appendKeysOnly, scanning from the
+// start.
+func appendKeysOnlyRef(dst, p []byte) []byte {
+	i := 0
+	for i < len(p) {
+		if !isWordByte(p[i]) {
+			dst = append(dst, p[i])
+			i++
+			continue
+		}
+		s := i
+		for i < len(p) && isWordByte(p[i]) {
+			i++
+		}
+		if i+1 < len(p) && p[i] == '=' && p[i+1] != '&' && p[i+1] != '=' {
+			dst = append(dst, p[s:i+1]...)
+			i++
+			for i < len(p) && p[i] != '&' && p[i] != '=' {
+				i++
+			}
+			continue
+		}
+		dst = append(dst, p[s:i]...)
+	}
+	return dst
+}
+
+// checkURLRewrites fails when replaceDoubleSlash or appendKeysOnly differs
+// from its reference on p, appending to a non-empty dst as the candidates
+// do.
+func checkURLRewrites(t *testing.T, p []byte) {
+	t.Helper()
+	pre := []byte("pre")
+	if got, want := replaceDoubleSlash(bytes.Clone(pre), p), replaceDoubleSlashRef(bytes.Clone(pre), p); !bytes.Equal(got, want) {
+		t.Fatalf("replaceDoubleSlash(%q) = %q, want %q", p, got, want)
+	}
+	if got, want := appendKeysOnly(bytes.Clone(pre), p), appendKeysOnlyRef(bytes.Clone(pre), p); !bytes.Equal(got, want) {
+		t.Fatalf("appendKeysOnly(%q) = %q, want %q", p, got, want)
+	}
+}
+
+// TestURLRewrites: replaceDoubleSlash and appendKeysOnly agree with their
+// byte-at-a-time references on paths of the bytes they turn on.
+func TestURLRewrites(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	pieces := []string{"/", "//", "///", "?", "=", "==", "&", "&=", ".", "a", "bc", "x_1", "%2f", "-", "Z9", "\xff"}
+	for range 200000 {
+		var b []byte
+		for range rng.IntN(12) {
+			b = append(b, pieces[rng.IntN(len(pieces))]...)
+		}
+		checkURLRewrites(t, b)
+	}
+}
+
+// FuzzURLRewrites: replaceDoubleSlash and appendKeysOnly agree with their
+// references on any bytes.
+func FuzzURLRewrites(f *testing.F) {
+	for _, s := range []string{"/a/b/c.php?id=1&x=2", "///a//b", "a=b=c", "=x", "/p?k=&=v&w=1", ""} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, p []byte) { checkURLRewrites(t, p) })
+}
