@@ -94,6 +94,7 @@ func (r *HTTPRequest) ForwardedFor() []byte {
 func (r *HTTPRequest) findForwarded() {
 	if !r.fwdDone {
 		r.fwdDone = true
+		r.fwd, r.fwdPos = [3][]byte{}, [3]int{-1, -1, -1}
 		forwardedHeaders(r.payload, r)
 	}
 }
@@ -106,7 +107,10 @@ func (r *HTTPRequest) findForwarded() {
 // Maltrail accepts any such line. Headers are searched in the whole payload
 // (Maltrail does not stop at the end of the headers).
 func ParseHTTPRequest(b []byte, r *HTTPRequest) error {
-	*r = HTTPRequest{payload: b, fwdPos: [3]int{-1, -1, -1}}
+	// field by field: the forwarded-for results are reset when searched
+	r.Method, r.Path, r.Version = nil, nil, nil
+	r.HostFound, r.Host, r.UserAgent, r.ContentType, r.Body = false, nil, nil, nil, nil
+	r.payload, r.fwdDone = b, false
 	i := indexCRLF(b)
 	if i < 0 {
 		return errHTTPLine
@@ -139,7 +143,7 @@ func ParseHTTPRequest(b []byte, r *HTTPRequest) error {
 	// first byte of a line tells which of them it may start.
 	hostAt, uaAt, ctAt := -1, -1, -1 // value starts awaiting their CRLF
 	var uaSeen, ctSeen bool
-	for at := i; ; {
+	for at := i; ; { // at: the '\r' of a CRLF
 		if hostAt >= 0 {
 			r.Host = trimmedValue(b[hostAt:at])
 			hostAt = -1
@@ -152,37 +156,45 @@ func ParseHTTPRequest(b []byte, r *HTTPRequest) error {
 			r.ContentType = trimmedValue(b[ctAt:at])
 			ctAt = -1
 		}
-		line := b[at+2:]
-		if len(line) > 0 {
-			switch line[0] {
+		ls := at + 2 // the line's start
+		if ls < len(b) {
+			// constant-string compares, which the compiler inlines
+			switch rest := b[ls:]; rest[0] {
 			case '\r':
-				if r.Body == nil && len(line) > 1 && line[1] == '\n' {
+				if r.Body == nil && len(rest) > 1 && rest[1] == '\n' {
 					r.Body = b[at+4:]
 				}
 			case 'H':
-				if !r.HostFound && bytes.HasPrefix(line, hdrHost[2:]) {
+				if !r.HostFound && len(rest) >= len("Host:") && string(rest[:len("Host:")]) == "Host:" {
 					r.HostFound = true
 					hostAt = at + len(hdrHost)
 				}
 			case 'U':
-				if !uaSeen && bytes.HasPrefix(line, hdrUserAgent[2:]) {
+				if !uaSeen && len(rest) >= len("User-Agent:") && string(rest[:len("User-Agent:")]) == "User-Agent:" {
 					uaSeen = true
 					uaAt = at + len(hdrUserAgent)
 				}
 			case 'C':
-				if !ctSeen && bytes.HasPrefix(line, hdrContentType[2:]) {
+				if !ctSeen && len(rest) >= len("Content-Type:") && string(rest[:len("Content-Type:")]) == "Content-Type:" {
 					ctSeen = true
 					ctAt = at + len(hdrContentType)
 				}
 			}
 		}
-		next := indexCRLF(line)
-		if next < 0 {
-			break // a value still awaiting its CRLF stays nil, as in Maltrail
+		// The line's CRLF: a '\n' after its start with a '\r' before it.
+		for s := ls; ; {
+			j := bytes.IndexByte(b[s:], '\n')
+			if j < 0 {
+				return nil // a value still awaiting its CRLF stays nil, as in Maltrail
+			}
+			s += j
+			if s > ls && b[s-1] == '\r' {
+				at = s - 1
+				break
+			}
+			s++
 		}
-		at += 2 + next
 	}
-	return nil
 }
 
 // indexCRLF is bytes.Index(b, crlf), searching for the '\n' (with the
@@ -371,12 +383,14 @@ func isPySpace(c byte) bool { return c == ' ' || ('\t' <= c && c <= '\r') }
 func isStripSpace(c byte) bool { return isPySpace(c) || (0x1c <= c && c <= 0x1f) }
 
 // trimSpace is Python's str.strip() with no argument, on ASCII.
+// (Every such byte is at most ' ', which is tested first.)
 func trimSpace(b []byte) []byte {
-	for len(b) > 0 && isStripSpace(b[0]) {
-		b = b[1:]
+	i, j := 0, len(b)
+	for i < j && b[i] <= ' ' && isStripSpace(b[i]) {
+		i++
 	}
-	for len(b) > 0 && isStripSpace(b[len(b)-1]) {
-		b = b[:len(b)-1]
+	for j > i && b[j-1] <= ' ' && isStripSpace(b[j-1]) {
+		j--
 	}
-	return b
+	return b[i:j]
 }

@@ -36,15 +36,15 @@ func refParseHTTPRequest(b []byte, r *HTTPRequest) error {
 	var uaSeen, ctSeen bool
 	for at := i; ; {
 		if hostAt >= 0 {
-			r.Host = trimmedValue(b[hostAt:at])
+			r.Host = refTrimmedValue(b[hostAt:at])
 			hostAt = -1
 		}
 		if uaAt >= 0 {
-			r.UserAgent = trimmedValue(b[uaAt:at])
+			r.UserAgent = refTrimmedValue(b[uaAt:at])
 			uaAt = -1
 		}
 		if ctAt >= 0 {
-			r.ContentType = trimmedValue(b[ctAt:at])
+			r.ContentType = refTrimmedValue(b[ctAt:at])
 			ctAt = -1
 		}
 		line := b[at+2:]
@@ -68,6 +68,30 @@ func refParseHTTPRequest(b []byte, r *HTTPRequest) error {
 		at += 2 + next
 	}
 	return nil
+}
+
+// refTrimmedValue is trimmedValue by the former trimSpace, a byte at a
+// time from each end by isStripSpace.
+func refTrimmedValue(b []byte) []byte {
+	for len(b) > 0 && isStripSpace(b[0]) {
+		b = b[1:]
+	}
+	for len(b) > 0 && isStripSpace(b[len(b)-1]) {
+		b = b[:len(b)-1]
+	}
+	return b[:len(b):len(b)]
+}
+
+// TestTrimSpace: trimSpace strips what the former trim did, for every
+// byte at either end.
+func TestTrimSpace(t *testing.T) {
+	for c := range 256 {
+		for _, s := range [][]byte{{byte(c)}, {byte(c), 'x', byte(c)}, {byte(c), byte(c), 'x', ' ', byte(c)}, {' ', byte(c), ' '}} {
+			if got, want := trimmedValue(s), refTrimmedValue(s); !bytes.Equal(got, want) {
+				t.Fatalf("trimmedValue(%q) = %q, want %q", s, got, want)
+			}
+		}
+	}
 }
 
 // sameRequest fails when ParseHTTPRequest and the reference disagree on
