@@ -232,13 +232,21 @@ func (a *Agent) handleQUIC(r *dataplane.Record) {
 	a.checkDomain(r, sni, "UDP")
 }
 
-var httpResponse = []byte("HTTP/")
+// trimHost is bytes.TrimSpace of a Host value ParseHTTPRequest trimmed:
+// its ASCII spaces are gone, so TrimSpace can strip more (Unicode spaces)
+// only at an end that is not ASCII, and is not called otherwise.
+func trimHost(v []byte) []byte {
+	if len(v) > 0 && (v[0] >= 0x80 || v[len(v)-1] >= 0x80) {
+		return bytes.TrimSpace(v)
+	}
+	return v
+}
 
 // handleHTTP: spec §1.4 (requests) and §4 (the HTTP heuristics), in
 // Maltrail's order.
 func (a *Agent) handleHTTP(r *dataplane.Record) {
 	heur := a.heur
-	isResp := bytes.HasPrefix(r.Payload, httpResponse)
+	isResp := len(r.Payload) >= len("HTTP/") && string(r.Payload[:len("HTTP/")]) == "HTTP/" // (inlined, unlike bytes.HasPrefix)
 	if isResp && heur != nil {
 		resp := &a.ns.resp
 		_ = proto.ParseHTTPResponse(r.Payload, resp) // the response heuristics read no status line
@@ -259,8 +267,10 @@ func (a *Agent) handleHTTP(r *dataplane.Record) {
 	// in Maltrail: it starts with no letter, and the URL check sees the
 	// bare path.
 	if h.Host != nil {
-		st.host = trails.AppendLower(st.host[:0], bytes.TrimSpace(h.Host))
-		st.host = bytes.TrimSuffix(st.host, []byte(":80"))
+		st.host = trails.AppendLower(st.host[:0], trimHost(h.Host))
+		if n := len(st.host) - len(":80"); n >= 0 && string(st.host[n:]) == ":80" {
+			st.host = st.host[:n]
+		}
 	} else {
 		st.host = maltrail.AppendAddr(st.host[:0], dst)
 	}
@@ -305,7 +315,7 @@ func (a *Agent) handleHTTP(r *dataplane.Record) {
 	// becomes the host and path of what follows; url is target/path.
 	var url []byte
 	switch {
-	case bytes.HasPrefix(path, []byte("http://")) && !(heur != nil && heur.IsRCE(path)):
+	case len(path) >= len("http://") && string(path[:len("http://")]) == "http://" && !(heur != nil && heur.IsRCE(path)):
 		url = append(st.url[:0], path[len("http://"):]...)
 		if bytes.IndexByte(url, '/') < 0 {
 			url = append(url, '/')
