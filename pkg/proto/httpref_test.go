@@ -86,7 +86,7 @@ func refTrimmedValue(b []byte) []byte {
 // byte at either end.
 func TestTrimSpace(t *testing.T) {
 	for c := range 256 {
-		for _, s := range [][]byte{{byte(c)}, {byte(c), 'x', byte(c)}, {byte(c), byte(c), 'x', ' ', byte(c)}, {' ', byte(c), ' '}} {
+		for _, s := range [][]byte{{byte(c)}, {byte(c), 'x', byte(c)}, {byte(c), byte(c), 'x', ' ', byte(c)}, {' ', byte(c), ' '}, {' ', byte(c), 'x'}, {' ', 'x', byte(c)}, {' ', byte(c)}} {
 			if got, want := trimmedValue(s), refTrimmedValue(s); !bytes.Equal(got, want) {
 				t.Fatalf("trimmedValue(%q) = %q, want %q", s, got, want)
 			}
