@@ -1,7 +1,9 @@
 package heuristics
 
 import (
+	"bytes"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"strings"
 	"testing"
@@ -538,4 +540,62 @@ func TestIsPrivate(t *testing.T) {
 	if !isPrivate(netip.MustParseAddr("172.31.0.1")) || isPrivate(netip.MustParseAddr("172.32.0.1")) {
 		t.Error("172.16/12 misjudged")
 	}
+}
+
+// splitFileRef is the former splitFile: a search each for the last '/',
+// the first ';' and the last '.'.
+func splitFileRef(p []byte) (file, name, ext, query []byte) {
+	if i := bytes.IndexByte(p, '#'); i >= 0 {
+		p = p[:i]
+	}
+	if i := bytes.IndexByte(p, '?'); i >= 0 {
+		p, query = p[:i], p[i+1:]
+	}
+	file = p[bytes.LastIndexByte(p, '/')+1:]
+	if i := bytes.IndexByte(file, ';'); i >= 0 {
+		file = file[:i]
+	}
+	name = file
+	if dot := bytes.LastIndexByte(file, '.'); dot > 0 {
+		for _, c := range file[:dot] {
+			if c != '.' {
+				return file, file[:dot], file[dot:], query
+			}
+		}
+	}
+	return file, name, nil, query
+}
+
+// checkSplitFile fails when splitFile and splitFileRef differ on p.
+func checkSplitFile(t *testing.T, p []byte) {
+	t.Helper()
+	f, n, e, q := splitFile(p)
+	rf, rn, re, rq := splitFileRef(p)
+	for i, pair := range [][2][]byte{{f, rf}, {n, rn}, {e, re}, {q, rq}} {
+		if !bytes.Equal(pair[0], pair[1]) || (pair[0] == nil) != (pair[1] == nil) {
+			t.Fatalf("splitFile(%q) part %d = %q, reference %q", p, i, pair[0], pair[1])
+		}
+	}
+}
+
+// TestSplitFile: splitFile agrees with the former searches on paths of
+// the bytes it splits on.
+func TestSplitFile(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	pieces := []string{"/", ".", "..", ";", "?", "#", "a", "bc", "exe", "=", "%2e"}
+	for range 300000 {
+		var b []byte
+		for range rng.IntN(10) {
+			b = append(b, pieces[rng.IntN(len(pieces))]...)
+		}
+		checkSplitFile(t, b)
+	}
+}
+
+// FuzzSplitFile: splitFile agrees with the former searches on any path.
+func FuzzSplitFile(f *testing.F) {
+	for _, s := range []string{"/a/b.exe?x=1#f", "/.bashrc", "/a;b.c;d.e", "/..", "x.y", ""} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, p []byte) { checkSplitFile(t, p) })
 }

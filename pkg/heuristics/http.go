@@ -247,7 +247,7 @@ var proxyProbeWords = [...][]byte{[]byte("probe"), []byte("proxy"), []byte("echo
 func (e *Engine) ProxyProbe(h *HTTP, r Reporter) bool {
 	const scheme = "http://"
 	p := h.Path
-	if h.DstPort != 80 || !bytes.HasPrefix(p, []byte(scheme)) {
+	if h.DstPort != 80 || len(p) < len(scheme) || string(p[:len(scheme)]) != scheme { // (inlined)
 		return false
 	}
 	probe := false
@@ -567,19 +567,33 @@ func splitFile(p []byte) (file, name, ext, query []byte) {
 	if i := bytes.IndexByte(p, '?'); i >= 0 {
 		p, query = p[:i], p[i+1:]
 	}
-	file = p[bytes.LastIndexByte(p, '/')+1:]
-	if i := bytes.IndexByte(file, ';'); i >= 0 {
-		file = file[:i]
-	}
-	name = file
-	if dot := bytes.LastIndexByte(file, '.'); dot > 0 {
-		for _, c := range file[:dot] {
-			if c != '.' {
-				return file, file[:dot], file[dot:], query
+	// One pass back from the end to the last '/' finds the first ';' of
+	// the segment and the last '.' before it (a ';' forgets the dots
+	// after it); splitFileRef in the tests is the former searches.
+	semi, dot := len(p), -1
+	i := len(p) - 1
+scan:
+	for ; i >= 0; i-- {
+		switch p[i] {
+		case '/':
+			break scan
+		case ';':
+			semi, dot = i, -1
+		case '.':
+			if dot < 0 {
+				dot = i
 			}
 		}
 	}
-	return file, name, nil, query
+	file = p[i+1 : semi]
+	if d := dot - (i + 1); d > 0 {
+		for _, c := range file[:d] {
+			if c != '.' {
+				return file, file[:d], file[d:], query
+			}
+		}
+	}
+	return file, file, nil, query
 }
 
 // appendNoDoubleSlash is Python's path.replace("//", "/").
