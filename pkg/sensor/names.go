@@ -278,8 +278,11 @@ func (a *Agent) handleHTTP(r *dataplane.Record) {
 	hn := &st.hostName
 	hn.Set(host)
 	hr := &st.hreq
-	*hr = heuristics.HTTP{Sec: int64(r.TsNs / 1e9), Src: r.SrcAddr(), Dst: dst, SrcPort: r.Sport, DstPort: r.Dport,
-		Method: h.Method, Host: host, Path: path, Body: h.Body, Whitelist: a.rules.Whitelist}
+	// every field, one by one: cheaper than a composite literal's zeroing
+	// and copy (TestAgentHTTPFields checks that none is left over)
+	hr.Sec, hr.Src, hr.Dst, hr.SrcPort, hr.DstPort = int64(r.TsNs/1e9), r.SrcAddr(), dst, r.Sport, r.Dport
+	hr.Method, hr.Host, hr.Path, hr.Body = h.Method, host, path, h.Body
+	hr.Forwarded, hr.Req, hr.Whitelist = nil, nil, a.rules.Whitelist
 	out := a.heurOut(r)
 	if heur != nil && heur.Enabled(heuristics.WebScanning) {
 		heur.WebScan(hr, out)
@@ -348,10 +351,12 @@ func (a *Agent) handleHTTP(r *dataplane.Record) {
 	}
 	if names := a.namesFor(r.Gen); names != nil {
 		// the host is clear of the same whitelist: CheckURL need not look again
-		st.req = trails.HTTPRequest{Host: host, Path: path, Method: h.Method, URL: url,
-			HostClear: names.Whitelist() == a.rules.Whitelist}
+		// (every field, one by one, as hr's)
+		q := &st.req
+		q.Host, q.Path, q.Method, q.URL, q.Body = host, path, h.Method, url, nil
+		q.HostClear = names.Whitelist() == a.rules.Whitelist
 		if string(h.Method) == "POST" {
-			st.req.Body = h.Body
+			q.Body = h.Body
 		}
 		if hit, ok := names.CheckURL(&st.urls, &st.req); ok {
 			ev := a.baseEvent(r, "TCP")
