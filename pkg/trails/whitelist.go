@@ -344,12 +344,19 @@ func AppendLower(dst, b []byte) []byte {
 	n := len(dst)
 	dst = slices.Grow(dst, len(b))[:n+len(b)]
 	out := dst[n:]
-	i := 0
-	for ; len(b)-i >= 8; i += 8 {
-		binary.LittleEndian.PutUint64(out[i:], lower8(binary.LittleEndian.Uint64(b[i:])))
+	if m := len(b); m >= 8 && len(out) == m {
+		// the last word overlaps the ones before (lowering twice changes
+		// nothing) rather than ending byte by byte
+		tb, to := b[m-8:], out[m-8:]
+		for len(b) > 8 && len(out) > 8 {
+			binary.LittleEndian.PutUint64(out, lower8(binary.LittleEndian.Uint64(b)))
+			b, out = b[8:], out[8:]
+		}
+		binary.LittleEndian.PutUint64(to, lower8(binary.LittleEndian.Uint64(tb)))
+		return dst
 	}
-	for ; i < len(b); i++ {
-		c := b[i]
+	out = out[:len(b)]
+	for i, c := range b {
 		if c >= 'A' && c <= 'Z' {
 			c += 'a' - 'A'
 		}
