@@ -140,21 +140,15 @@ func ParseHTTPRequest(b []byte, r *HTTPRequest) error {
 	// occurrence starts at a CRLF and the request line holds none, so one
 	// walk over the CRLFs from the request line's own finds the same first
 	// occurrences, and a value ends at the CRLF the walk visits next. The
-	// first byte of a line tells which of them it may start.
-	hostAt, uaAt, ctAt := -1, -1, -1 // value starts awaiting their CRLF
+	// first byte of a line tells which of them it may start. At most one
+	// value awaits its CRLF at a time.
+	var pend *[]byte // the field it goes to, nil for none
+	pendAt := 0      // its start
 	var uaSeen, ctSeen bool
 	for at := i; ; { // at: the '\r' of a CRLF
-		if hostAt >= 0 {
-			r.Host = trimmedValue(b[hostAt:at])
-			hostAt = -1
-		}
-		if uaAt >= 0 {
-			r.UserAgent = trimmedValue(b[uaAt:at])
-			uaAt = -1
-		}
-		if ctAt >= 0 {
-			r.ContentType = trimmedValue(b[ctAt:at])
-			ctAt = -1
+		if pend != nil {
+			*pend = trimmedValue(b[pendAt:at])
+			pend = nil
 		}
 		ls := at + 2 // the line's start
 		if ls < len(b) {
@@ -167,17 +161,17 @@ func ParseHTTPRequest(b []byte, r *HTTPRequest) error {
 			case 'H':
 				if !r.HostFound && len(rest) >= len("Host:") && string(rest[:len("Host:")]) == "Host:" {
 					r.HostFound = true
-					hostAt = at + len(hdrHost)
+					pend, pendAt = &r.Host, at+len(hdrHost)
 				}
 			case 'U':
 				if !uaSeen && len(rest) >= len("User-Agent:") && string(rest[:len("User-Agent:")]) == "User-Agent:" {
 					uaSeen = true
-					uaAt = at + len(hdrUserAgent)
+					pend, pendAt = &r.UserAgent, at+len(hdrUserAgent)
 				}
 			case 'C':
 				if !ctSeen && len(rest) >= len("Content-Type:") && string(rest[:len("Content-Type:")]) == "Content-Type:" {
 					ctSeen = true
-					ctAt = at + len(hdrContentType)
+					pend, pendAt = &r.ContentType, at+len(hdrContentType)
 				}
 			}
 		}
