@@ -302,6 +302,32 @@ type DomainHit struct {
 	Rule  DomainRule
 
 	name Name
+	last labelCache
+}
+
+// labelCache keeps the lookup of the last label a DomainHit's parent
+// walk made: a name's last label is one of a few (com, net, org...),
+// whose lookup otherwise costs a hash and a filter probe every time. The
+// result depends on the Names only, which do not change once loaded, and
+// holding the pointer keeps another Names from taking its address.
+type labelCache struct {
+	names *Names
+	n     int
+	label [16]byte
+	mi    uint32
+	ok    bool
+}
+
+// lookup is n.lookup(label), answered from the cache when it holds label.
+func (c *labelCache) lookup(n *Names, label []byte) (uint32, bool) {
+	if c.names == n && c.n == len(label) && string(c.label[:c.n]) == string(label) {
+		return c.mi, c.ok
+	}
+	mi, ok := n.lookup(label)
+	if len(label) <= len(c.label) {
+		c.names, c.n, c.mi, c.ok = n, copy(c.label[:], label), mi, ok
+	}
+	return mi, ok
 }
 
 // CheckDomain runs the domain check of spec §1.3.1 on a DNS query name,
@@ -346,9 +372,12 @@ func (n *Names) CheckName(m *Name, res *DomainHit) bool {
 		if k >= from && len(q)-off <= n.maxNameKey {
 			var mi uint32
 			var ok bool
-			if k == s.ndots-1 && n.filter != nil {
+			switch {
+			case k == s.ndots-1 && n.filter != nil:
 				mi, ok = n.lookupHashed(q[off:], h2) // the last two labels
-			} else {
+			case k == s.ndots:
+				mi, ok = res.last.lookup(n, q[off:]) // the last label
+			default:
 				mi, ok = n.lookup(q[off:])
 			}
 			if ok && !n.skipParentHit(q, off, mi, &nsLike) {
