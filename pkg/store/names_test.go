@@ -347,3 +347,38 @@ func TestNamesBases(t *testing.T) {
 		}
 	}
 }
+
+// TestNamesRegexMetas: a regex trail's meta is its key's final one, the
+// last row's even when that row is no regex candidate, as LoadNames
+// keeps it. Store.Names takes it from the regex rows without looking the
+// keys up, so every row must carry what a lookup of its key gives.
+func TestNamesRegexMetas(t *testing.T) {
+	csv := []byte(`dga1[0-9]+\.x1\.com,"first (malware)",(static)
+other.example,"other (malware)",(static)
+dga1[0-9]+\.x1\.com,"second (malware)",(static)
+dga2[0-9]+\.x2\.com,"only (malware)",(static)
+dga1[0-9]+\.x1\.com,"last (malware)",(custom)
+`)
+	want, got := storeNames(t, csv, nil)
+	_, s := compileCSV(t, csv, nil)
+	rows := 0
+	for r := range s.Regexes() {
+		rows++
+		mi, ok := s.LookupNameString(r.Key)
+		if !ok || mi != r.Meta {
+			t.Errorf("regex row %q line %d: meta %d, a lookup of its key gives %d %v", r.Key, r.Line, r.Meta, mi, ok)
+		}
+	}
+	if rows != 3 {
+		t.Fatalf("%d regex rows, want 3", rows)
+	}
+	for name, info := range map[string]string{"dga142.x1.com": "last (malware)", "dga277.x2.com": "only (malware)"} {
+		var wh, gh trails.DomainHit
+		if !want.CheckDomain([]byte(name), &wh) || wh.Rule != trails.RuleRegex || wh.Meta.Info != info {
+			t.Fatalf("LoadNames: %s: %+v", name, wh)
+		}
+		if !got.CheckDomain([]byte(name), &gh) || gh.Rule != wh.Rule || gh.Meta != wh.Meta {
+			t.Errorf("store: %s: %v %+v, LoadNames %v %+v", name, gh.Rule, gh.Meta, wh.Rule, wh.Meta)
+		}
+	}
+}

@@ -367,6 +367,13 @@ func TestStaticMatchesLoadNames(t *testing.T) {
 		i++
 	}
 	sameMatches(t, names, got, probe)
+	// Store.Names takes the regex trails' metas from the rows: each must
+	// be its key's.
+	for r := range s.Regexes() {
+		if mi, ok := s.LookupNameString(r.Key); !ok || mi != r.Meta {
+			t.Errorf("regex row %q: meta %d, its key's %d %v", r.Key, r.Meta, mi, ok)
+		}
+	}
 	st := s.Stats()
 	t.Logf("%d names (%d URLs), %d IPs, %d regex rows, %d metas, %d slots, longest probe %d, %d MB",
 		st.Names, st.URLs, st.IPs, st.Regexes, st.Metas, st.Slots, st.MaxProbe, st.FileSize>>20)

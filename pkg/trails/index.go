@@ -94,9 +94,10 @@ func isHeadEnd(c byte) bool { return c == '/' || c == '?' || c == '=' }
 // (IsRegexCandidate) and was not whitelisted, for NamesFromIndex.
 type RegexRow struct {
 	Key string
-	// Meta is the row's meta index in the KeyIndex. NamesFromIndex uses
-	// the key's meta in the index when it has the key, as LoadNames uses
-	// the last row's.
+	// Meta is the key's final meta index in the KeyIndex: the one the
+	// index gives the key, which is its last row's (a regex candidate or
+	// not), as LoadNames keeps it. A compiled store records it in every
+	// regex row, so NamesFromIndex need not look the keys up.
 	Meta uint32
 	File string // source, for problem reports
 	Line int
@@ -131,13 +132,11 @@ func NamesFromIndex(idx KeyIndex, regexes []RegexRow, wl *Whitelist) (*Names, []
 		n.addRegex(r.Key, r.File, r.Line, seen)
 	}
 	// addRegex keeps the first row of a repeated key; its meta is the
-	// key's final one, as LoadNames takes the last row's.
+	// key's final one, which the rows carry. A lookup of each key would
+	// give the same, but it would fault in pages (whole large folios) of
+	// a mapped index that the resident set then holds until released.
 	for i := range n.regex {
-		mi, ok := idx.LookupKey([]byte(n.regex[i].key))
-		if !ok {
-			mi = regexRowMeta(regexes, n.regex[i].key)
-		}
-		n.regex[i].meta = mi
+		n.regex[i].meta = regexRowMeta(regexes, n.regex[i].key)
 	}
 	n.Stats.Regexes = len(n.regex)
 	if len(n.regex) > 0 {
@@ -146,8 +145,7 @@ func NamesFromIndex(idx KeyIndex, regexes []RegexRow, wl *Whitelist) (*Names, []
 	return n, n.Problems, nil
 }
 
-// regexRowMeta is the meta of the last row with key, for an index that
-// lacks a regex key (it should not).
+// regexRowMeta is the meta of the last row with key.
 func regexRowMeta(rows []RegexRow, key string) uint32 {
 	var mi uint32
 	for _, r := range rows {
