@@ -35,7 +35,7 @@ type Stats struct {
 	Slots      int // name table slots
 	MaxProbe   int // longest probe sequence in the name table, in slots beyond the first
 	// FilterBytes is the name filter's size (header and fingerprints):
-	// about 9 bits per name key.
+	// about 18 bits per name key.
 	FilterBytes int
 	// HostFilterBytes is the URL host filter's size: about 9 bits per
 	// distinct host part of the URL keys.
@@ -286,19 +286,19 @@ func lay(in *Input) (*layout, error) {
 		return nil, err
 	}
 	st.KeyBytes = len(keys)
-	filter, err := buildFilter(nt.hashes)
+	filter, err := buildFilter[uint16](nt.hashes)
 	if err != nil {
 		return nil, err
 	}
-	hosts, err := buildFilter(nt.hostHashes)
+	hosts, err := buildFilter[uint8](nt.hostHashes)
 	if err != nil {
 		return nil, err
 	}
-	heads, err := buildFilter(nt.headHashes)
+	heads, err := buildFilter[uint8](nt.headHashes)
 	if err != nil {
 		return nil, err
 	}
-	bases, err := buildFilter(nt.baseHashes)
+	bases, err := buildFilter[uint8](nt.baseHashes)
 	if err != nil {
 		return nil, err
 	}

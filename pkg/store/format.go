@@ -7,7 +7,7 @@
 // and reclaimable, instead of on the Go heap. Maltrail's Python sensor
 // does the same with its trails.csv.bin (spec §7).
 //
-// # File format, version 5
+// # File format, version 6
 //
 // All integers are little-endian. The file is a fixed header followed by
 // sections, each starting at an offset that is a multiple of 8 (the gaps
@@ -15,7 +15,7 @@
 //
 //	off  size  field
 //	  0     8  magic "XTRAILS\x00"
-//	  8     4  format version (5)
+//	  8     4  format version (6)
 //	 12     4  flags (none are defined; a reader refuses bits it does not know)
 //	 16     8  build time, Unix nanoseconds
 //	 24     8  file size in bytes
@@ -72,15 +72,18 @@
 //     only those it knows.
 //  9. filter: a binary fuse filter of every name key's hash (see
 //     filter.go): {seed u64, segment length u32, segment count u32,
-//     fingerprint count u32, zero u32}, then one byte per fingerprint,
-//     (segment count + 2) × segment length of them. Every name lookup
-//     asks it first and reads the table only when it holds the key's
-//     hash. (Version 2 had no filter; a reader refuses it: recompile.)
-//  10. hosts: a filter of the same layout over the hash of every URL key's
-//     host part (the bytes before its first '/'). A request whose host it
-//     rules out has no host+candidate key (spec §1.4), so none is looked
-//     up, nor hashed.
-//  11. heads: a filter of the same layout over the hash of the head of
+//     fingerprint count u32, zero u32}, then a u16 per fingerprint,
+//     (segment count + 2) × segment length of them (2-byte aligned, as
+//     the section is 8-byte aligned). Every name lookup asks it first and
+//     reads the table only when it holds the key's hash. (Version 2 had
+//     no filter, version 5 one byte per fingerprint; a reader refuses
+//     them: recompile.)
+//  10. hosts: a filter of the same header over the hash of every URL key's
+//     host part (the bytes before its first '/'), then one byte per
+//     fingerprint (what it wrongly holds costs only asks of the name
+//     filter). A request whose host it rules out has no host+candidate
+//     key (spec §1.4), so none is looked up, nor hashed.
+//  11. heads: a filter of the hosts' layout over the hash of the head of
 //     every key that starts with '/' (trails.PathHead: the bytes after
 //     the '/' up to the next '/', '?' or '='). Every bare URL candidate
 //     of a path starting with '/' has the head that follows one of the
@@ -88,7 +91,7 @@
 //     candidate that is a key; with the hosts filter ruling the host out
 //     too, no candidate is made at all. (Version 3 had no heads filter; a
 //     reader refuses it: recompile.)
-//  12. bases: a filter of the same layout over the hash of the last two
+//  12. bases: a filter of the hosts' layout over the hash of the last two
 //     labels (trails.LastTwoLabels) of every key without '/' that holds
 //     a '.'. Such a key that is a parent of a name (or the name) has the
 //     name's last two labels, so a name whose last two labels it rules
@@ -113,7 +116,7 @@ import (
 
 const (
 	magic   = "XTRAILS\x00"
-	version = 5
+	version = 6
 
 	fixedHeader = 88 // bytes before the section table
 	sectionEnt  = 16 // one section table entry
@@ -132,7 +135,7 @@ const (
 	hCRC       = 80
 	hReserved  = 84
 
-	knownFlags = 0 // no flag bits are defined in version 5
+	knownFlags = 0 // no flag bits are defined in version 6
 )
 
 // Section indexes, in section-table order.

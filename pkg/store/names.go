@@ -19,7 +19,7 @@ type nameIndex struct {
 
 func (x *nameIndex) LookupKey(key []byte) (uint32, bool) { return x.s.LookupName(key) }
 
-func (x *nameIndex) KeyFilter() *xorfilter.BinaryFuse[uint8] { return x.s.NameFilter() }
+func (x *nameIndex) KeyFilter() *xorfilter.BinaryFuse[uint16] { return x.s.NameFilter() }
 
 func (x *nameIndex) BaseFilter() *xorfilter.BinaryFuse[uint8] { return x.s.BaseFilter() }
 

@@ -52,7 +52,7 @@ type Store struct {
 
 	// filter holds the hash of every name key: a lookup it rules out
 	// reads nothing else (see filter.go).
-	filter   xorfilter.BinaryFuse[uint8]
+	filter   xorfilter.BinaryFuse[uint16]
 	hosts    xorfilter.BinaryFuse[uint8] // of the URL keys' host parts
 	heads    xorfilter.BinaryFuse[uint8] // of the heads of the keys starting with '/'
 	bases    xorfilter.BinaryFuse[uint8] // of the last two labels of the name keys
@@ -269,19 +269,19 @@ func parse(data []byte, verify func(sum [32]byte) error) (*Store, error) {
 	}
 	// Sizes are not counts: they are the sections themselves.
 	st.Slots, st.KeyBytes, st.StringBytes = nslots, len(s.keys), len(s.strs)
-	filter, err := parseFilter(secs[secFilter])
+	filter, err := parseFilter[uint16](secs[secFilter])
 	if err != nil {
 		return nil, err
 	}
-	hosts, err := parseFilter(secs[secHosts])
+	hosts, err := parseFilter[uint8](secs[secHosts])
 	if err != nil {
 		return nil, err
 	}
-	heads, err := parseFilter(secs[secHeads])
+	heads, err := parseFilter[uint8](secs[secHeads])
 	if err != nil {
 		return nil, err
 	}
-	bases, err := parseFilter(secs[secBases])
+	bases, err := parseFilter[uint8](secs[secBases])
 	if err != nil {
 		return nil, err
 	}
@@ -442,7 +442,7 @@ func (s *Store) ProbeName(key []byte, h uint64) (metaIdx uint32, ok bool) {
 
 // NameFilter is the filter every name lookup asks first (see filter.go);
 // it is read in the mapping and valid until Close.
-func (s *Store) NameFilter() *xorfilter.BinaryFuse[uint8] { return &s.filter }
+func (s *Store) NameFilter() *xorfilter.BinaryFuse[uint16] { return &s.filter }
 
 // BaseFilter holds the hash of the last two labels of every name key
 // holding a '.' (see the format's bases section); valid until Close.

@@ -180,7 +180,7 @@ func TestOpenErrors(t *testing.T) {
 	if _, err := Open(csv); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "magic") {
 		t.Errorf("a CSV file: %v", err)
 	}
-	for _, v := range []byte{1, 2, version + 1} { // version 1 had 16-byte slots, version 2 no filter
+	for _, v := range []byte{1, 2, 5, version + 1} { // version 1 had 16-byte slots, version 2 no filter, version 5 an 8-bit one
 		b := buildBytes(t, &Input{})
 		b[hVersion] = v
 		if _, err := openBytes(t, b, OpenOptions{}); !errors.Is(err, ErrVersion) || !strings.Contains(err.Error(), "recompile") {
@@ -377,6 +377,21 @@ func TestStaticMatchesLoadNames(t *testing.T) {
 	st := s.Stats()
 	t.Logf("%d names (%d URLs), %d IPs, %d regex rows, %d metas, %d slots, longest probe %d, %d MB",
 		st.Names, st.URLs, st.IPs, st.Regexes, st.Metas, st.Slots, st.MaxProbe, st.FileSize>>20)
+	// The name filter on random names that are no keys: each false
+	// positive costs a probe of the table, which maps a page of it.
+	const probes = 1 << 20
+	pos := 0
+	rng := rand.New(rand.NewPCG(11, 12))
+	for i := range probes {
+		if s.filter.Contains(hashKey(fmt.Appendf(nil, "n%x-%d.example.org", rng.Uint64(), i), s.seed)) {
+			pos++
+		}
+	}
+	t.Logf("name filter: %d bytes, %.2f bits per key, %d false positives in %d names (%.4f%%)",
+		st.FilterBytes, float64(st.FilterBytes*8)/float64(st.Names), pos, probes, 100*float64(pos)/probes)
+	if pos > 4*probes/65536 {
+		t.Errorf("name filter: %d false positives in %d names, want about 1/65536", pos, probes)
+	}
 	if st.Regexes < 20 || st.Names < 1_000_000 || st.IPs < 300_000 {
 		t.Errorf("implausible stats %+v", st)
 	}

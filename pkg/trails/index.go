@@ -39,7 +39,7 @@ type KeyIndex interface {
 // key the filter rules out, as nearly every name and URL candidate is,
 // costs no call into the index. ProbeKey must not allocate.
 type FilteredIndex interface {
-	KeyFilter() *xorfilter.BinaryFuse[uint8]
+	KeyFilter() *xorfilter.BinaryFuse[uint16]
 	// BaseFilter holds KeyHash(LastTwoLabels(k)) of every key k without
 	// '/' that holds a '.': a name whose last two labels it rules out has
 	// no such key among its parents.

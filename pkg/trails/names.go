@@ -32,12 +32,13 @@ type Names struct {
 	// probe, the filters and seed are idx's when it is a FilteredIndex:
 	// lookups then ask the filters themselves; nil filters rule out
 	// nothing.
-	probe                       FilteredIndex
-	filter, bases, hosts, heads *xorfilter.BinaryFuse[uint8]
-	seed                        uint64
-	regex                       []regexTrail
-	rx                          *regexIndex // nil when there are no regex trails
-	wl                          *Whitelist
+	probe               FilteredIndex
+	filter              *xorfilter.BinaryFuse[uint16]
+	bases, hosts, heads *xorfilter.BinaryFuse[uint8]
+	seed                uint64
+	regex               []regexTrail
+	rx                  *regexIndex // nil when there are no regex trails
+	wl                  *Whitelist
 	// maxNameKey is the longest key without '/'. A checked name has no
 	// '/', so a longer suffix cannot be a trail and is not hashed: this
 	// keeps a long name with many labels (an HTTP Host, an SNI) linear
