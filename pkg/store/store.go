@@ -106,6 +106,13 @@ func OpenWith(path string, opt OpenOptions) (*Store, error) {
 	// lookup until the entire file is resident. Page-sized mappings keep
 	// the resident set to what lookups use. Best effort, like MADV_RANDOM.
 	_ = unix.Madvise(data, unix.MADV_NOHUGEPAGE)
+	// Lookups touch a few random slots and keys each: read-ahead and
+	// fault-around would only map pages nobody asked for. Set before
+	// parse touches the header: a fault with read-ahead on leaves a
+	// read-ahead mark that the checksum pass's reads then continue,
+	// FADV_RANDOM or not, in folios growing to 2 MiB over the file,
+	// and later lookups map whole folios (1-2 MiB of RSS each).
+	_ = unix.Madvise(data, unix.MADV_RANDOM)
 	var verify func([32]byte) error
 	if opt.Verify {
 		verify = func(sum [32]byte) error { return verifyFile(f, size, sum) }
@@ -115,9 +122,6 @@ func OpenWith(path string, opt OpenOptions) (*Store, error) {
 		unix.Munmap(data)
 		return nil, fmt.Errorf("open trail store %s: %w", path, err)
 	}
-	// Lookups touch a few random slots and keys each: read-ahead and
-	// fault-around would only map pages nobody asked for.
-	_ = unix.Madvise(data, unix.MADV_RANDOM)
 	return s, nil
 }
 
