@@ -232,7 +232,14 @@ func (e *Engine) MissingHost(h *HTTP, r Reporter) bool {
 	if !e.cfg.Use || !e.cfg.CheckMissingHost {
 		return false
 	}
-	e.trail = append(append(e.trail[:0], h.Host...), h.Path...)
+	// the agent passes the dst address's text as the Host; a caller that
+	// passes none gets it here, so the trail is never empty
+	if len(h.Host) == 0 {
+		e.trail = maltrail.AppendAddr(e.trail[:0], h.Dst)
+	} else {
+		e.trail = append(e.trail[:0], h.Host...)
+	}
+	e.trail = append(e.trail, h.Path...)
 	e.report(r, KindMissingHost, "HTTP", "missing host header (suspicious)")
 	return true
 }
