@@ -38,9 +38,10 @@ const (
 	// maxInflight bounds the bytes of frames written but not yet
 	// delivered: what a lost connection makes the client send again.
 	maxInflight = 8 << 20
-	// DefaultResendWithin is half of the servers' default time window
-	// (300 s): a frame resent as it was is well inside it.
-	DefaultResendWithin = 150 * time.Second
+	// DefaultResendWithin is how long the servers recognise a resent
+	// frame's content by default: their content claims live the time
+	// window (300 s) plus 5 min.
+	DefaultResendWithin = 10 * time.Minute
 )
 
 // ClientConfig configures a Client. Zero values take the defaults above.
@@ -62,11 +63,10 @@ type ClientConfig struct {
 	// QUIC keep-alives run at this period. A server silent for three
 	// periods is given up.
 	KeepAlive time.Duration
-	// ResendWithin: a frame a lost connection left undelivered is sent
-	// again exactly as it was (same timestamp and HMAC, so a server that
-	// stored it stores nothing again) while its timestamp is younger than
-	// this; an older one gets a fresh timestamp. Keep it well under the
-	// servers' time window (-time-window, 300 s).
+	// ResendWithin is how long after a frame's first send the servers
+	// still recognise its content when it is resent (their content claim
+	// lives the time window, -time-window, plus 5 min). A frame resent
+	// later may be stored twice: its lines are counted (ResentLate).
 	ResendWithin time.Duration
 	Logger       *slog.Logger
 	Now          func() time.Time // frame timestamps; time.Now by default (tests override)
@@ -78,7 +78,8 @@ type ClientStats struct {
 	Spooled       uint64 // lines Send handed to the spool
 	Sent          uint64 // lines in 254 frames written; a line sent again after a lost connection counts again
 	Resent        uint64 // of Sent, lines sent again after a lost connection
-	Restamped     uint64 // of Resent, lines whose frame got a fresh timestamp (too old to resend as it was, or rejected)
+	Restamped     uint64 // of Resent, lines whose frame got a fresh timestamp and HMAC: every resend
+	ResentLate    uint64 // of Resent, lines resent more than ResendWithin after their frame's first send: they may be stored twice
 	Frames        uint64 // 254 frames with lines written (heartbeats and meta frames excluded)
 	Acked         uint64 // lines delivered and removed from the spool: acknowledged (QUIC) or received by the server's TCP (TLS)
 	Dropped       uint64 // lines Send refused: longer than MaxPayload or the spool, or the disk failed
@@ -105,13 +106,15 @@ type ClientStats struct {
 //     its socket receive buffer and the frame it was storing.
 //
 // Frames written on a connection that dies before delivery are sent again on
-// the next one (after the meta header), byte for byte while they are younger
-// than ResendWithin: a server that stored one before it died, paused or lost
-// the connection acknowledges it (or, over TLS, skips it) without storing it
+// the next one (after the meta header) with the same payload and a fresh
+// timestamp and HMAC: servers refuse a byte-identical copy of a frame
+// another session sent (a replay), and recognise the payload: a server that
+// stored the frame before it died, paused or lost the connection
+// acknowledges the resend (or, over TLS, skips it) without storing it
 // again. A line comes twice only when its frame was stored by a server that
-// died between storing and marking it stored, or was rebuilt with a fresh
-// timestamp (older than ResendWithin, or a restart of the sensor itself:
-// kept frames live in memory, the spool holds lines).
+// died between storing and marking it stored, was resent later than
+// ResendWithin (counted), or the sensor itself restarted (kept frames live
+// in memory, the spool holds lines).
 type Client struct {
 	cfg         ClientConfig
 	meta        []byte // type-2 payload
@@ -129,7 +132,7 @@ type Client struct {
 
 	sent, frames, acked, tooLong                atomic.Uint64
 	reconnects, failovers, writeErrors, dialErr atomic.Uint64
-	rejected, resent, restamped                 atomic.Uint64
+	rejected, resent, restamped, late           atomic.Uint64
 
 	// State below is touched only by the goroutine inside Run.
 	signer *Signer
@@ -285,6 +288,7 @@ func (c *Client) Stats() ClientStats {
 		Sent:          c.sent.Load(),
 		Resent:        c.resent.Load(),
 		Restamped:     c.restamped.Load(),
+		ResentLate:    c.late.Load(),
 		Frames:        c.frames.Load(),
 		Acked:         c.acked.Load(),
 		Dropped:       c.tooLong.Load() + ss.Refused,
@@ -483,31 +487,34 @@ func (c *Client) session(ctx context.Context, l link) (delivered bool, err error
 				delivered = true
 			}
 		}
-		var rej *RejectedError
-		if errors.As(ferr, &rej) {
-			// The rejected frame and those after it: a server that
-			// refuses them as they are (a timestamp outside a smaller
-			// window) gets fresh ones.
-			for _, k := range c.kept {
-				k.rebuild = true
-			}
-		}
 		return ferr
 	}
 
 	if err := control(TypeMeta, c.meta); err != nil {
 		return false, err
 	}
+	late := 0
 	for _, k := range c.kept {
+		// Always restamped: the frame as it was may have reached a server,
+		// which would refuse the same bytes from this new session as a
+		// replay. The timestamp moves forward even within one second, so
+		// the bytes differ; servers know the payload (their content claim).
+		now := uint64(c.now().Unix())
+		c.signer.Restamp(k.buf, max(now, k.ts+1))
+		k.ts = max(now, k.ts+1)
 		c.resent.Add(uint64(k.lines))
-		if now := uint64(c.now().Unix()); k.rebuild || now > k.ts+uint64(c.cfg.ResendWithin/time.Second) {
-			c.signer.Restamp(k.buf, now)
-			k.ts, k.rebuild = now, false
-			c.restamped.Add(uint64(k.lines))
+		c.restamped.Add(uint64(k.lines))
+		if now > k.first+uint64(c.cfg.ResendWithin/time.Second) {
+			late += k.lines
+			c.late.Add(uint64(k.lines))
 		}
 		if err := send(k.buf, k); err != nil {
 			return delivered, err
 		}
+	}
+	if late > 0 {
+		c.log.Warn("d4: resent lines later than ResendWithin after their first send: a server may store them twice",
+			"lines", late, "resend_within", c.cfg.ResendWithin)
 	}
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -574,7 +581,7 @@ func (c *Client) session(ctx context.Context, l link) (delivered bool, err error
 func (c *Client) keep(b Batch) *keptFrame {
 	buf, ch := c.arena.alloc(HeaderSize + len(b.Payload))
 	ts := uint64(c.now().Unix())
-	k := &keptFrame{buf: c.signer.AppendFrame(buf, TypeExtended, c.cfg.UUID, ts, b.Payload), ts: ts, end: b.End, lines: b.Lines, chunk: ch}
+	k := &keptFrame{buf: c.signer.AppendFrame(buf, TypeExtended, c.cfg.UUID, ts, b.Payload), ts: ts, first: ts, end: b.End, lines: b.Lines, chunk: ch}
 	c.kept = append(c.kept, k)
 	return k
 }

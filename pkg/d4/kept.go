@@ -1,16 +1,16 @@
 package d4
 
-// keptFrame is a data frame written and not yet delivered, exactly as it
-// was sent: after a lost connection the client sends it again byte for byte
-// (same timestamp, same HMAC), so a server that stored it already knows it
-// and stores nothing again.
+// keptFrame is a data frame written and not yet delivered: after a lost
+// connection the client sends it again restamped (a fresh timestamp and
+// HMAC, the same payload), so a server that stored it knows its content and
+// stores nothing again, and refuses only byte-identical replays.
 type keptFrame struct {
-	buf     []byte // the whole frame
-	ts      uint64 // its timestamp
-	end     Pos    // spool position after its lines
-	lines   int
-	chunk   *chunk // where buf lives; nil for a frame with its own buffer
-	rebuild bool   // send it next with a fresh timestamp (it was rejected)
+	buf   []byte // the whole frame, as last sent
+	ts    uint64 // its timestamp, as last sent
+	first uint64 // its timestamp when first sent
+	end   Pos    // spool position after its lines
+	lines int
+	chunk *chunk // where buf lives; nil for a frame with its own buffer
 }
 
 // Frames are kept in chunks of this size, reused once every frame in them is

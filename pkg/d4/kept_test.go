@@ -90,68 +90,60 @@ func heldClient(t *testing.T, links []*heldLink, configure func(*ClientConfig)) 
 }
 
 // Frames a lost connection left undelivered go out again on the next one
-// exactly as they were (same timestamp, same HMAC), so a server that stored
-// them recognises them; those delivered do not go again.
-func TestClientResendsFramesAsSent(t *testing.T) {
-	links := []*heldLink{newHeldLink(), newHeldLink()}
-	c, clock := heldClient(t, links, nil)
-	for i := range 4 {
-		c.Send(fmt.Appendf(nil, "line %04d\n", i))
-	}
-	runClient(t, c)
-	waitFor(t, func() bool { return links[0].count() == 5 }) // meta + 4
-	clock.Add(100)                                           // within ResendWithin (150 s)
-	links[0].set(2, errors.New("server gone"))               // meta and line 0 delivered
-	waitFor(t, func() bool { return links[1].count() == 4 }) // meta + the 3 undelivered
-	links[1].set(4, nil)
-	waitFor(t, func() bool { return c.Stats().Pending == 0 })
-
-	first, again := links[0].data(), links[1].data()
-	if len(again) != 3 {
-		t.Fatalf("%d data frames sent again, want 3", len(again))
-	}
-	for i, f := range again {
-		if !bytes.Equal(f, first[i+1]) {
-			t.Fatalf("frame %d sent again differs from the first send:\n%x\n%x", i+1, f, first[i+1])
-		}
-	}
-	if st := c.Stats(); st.Resent != 3 || st.Restamped != 0 || st.Acked != 4 || st.Sent != 7 {
-		t.Fatalf("stats %+v", st)
-	}
-}
-
-// A frame older than ResendWithin, or one the server rejected, is sent
-// again with a fresh timestamp and HMAC, the same lines.
-func TestClientRestampsOldOrRejectedFrames(t *testing.T) {
-	for _, why := range []string{"old", "rejected"} {
-		t.Run(why, func(t *testing.T) {
+// restamped: the same payload with a fresh timestamp and HMAC, never the
+// same bytes (a server would refuse those from a new session as a replay),
+// even within the same second; those delivered do not go again. A resend
+// later than ResendWithin after the first send is counted.
+func TestClientResendsRestamped(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		advance int64 // seconds between the first send and the resend
+		fail    error
+		late    uint64
+	}{
+		{"same second", 0, errors.New("server gone"), 0},
+		{"later", 30, errors.New("server gone"), 0},
+		{"rejected", 1, &RejectedError{Reason: "timestamp outside window", Count: 2}, 0},
+		{"late", 61, errors.New("server gone"), 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			links := []*heldLink{newHeldLink(), newHeldLink()}
 			c, clock := heldClient(t, links, func(cfg *ClientConfig) { cfg.ResendWithin = time.Minute })
-			c.Send([]byte("line 0000\n"))
-			runClient(t, c)
-			waitFor(t, func() bool { return links[0].count() == 2 })
-			if why == "old" {
-				clock.Add(61)
-				links[0].set(1, errors.New("server gone"))
-			} else {
-				clock.Add(1)
-				links[0].set(1, &RejectedError{Reason: "timestamp outside window", Count: 1})
+			for i := range 4 {
+				c.Send(fmt.Appendf(nil, "line %04d\n", i))
 			}
-			waitFor(t, func() bool { return links[1].count() == 2 })
-			links[1].set(2, nil)
+			runClient(t, c)
+			waitFor(t, func() bool { return links[0].count() == 5 }) // meta + 4
+			clock.Add(tc.advance)
+			links[0].set(2, tc.fail)                                 // meta and line 0 delivered
+			waitFor(t, func() bool { return links[1].count() == 4 }) // meta + the 3 undelivered
+			links[1].set(4, nil)
 			waitFor(t, func() bool { return c.Stats().Pending == 0 })
 
-			var h0, h1 Header
-			f0, f1 := links[0].data()[0], links[1].data()[0]
-			_ = h0.Unmarshal(f0)
-			_ = h1.Unmarshal(f1)
-			if h1.Timestamp != uint64(clock.Load()) || h1.Timestamp == h0.Timestamp || !bytes.Equal(f0[HeaderSize:], f1[HeaderSize:]) {
-				t.Fatalf("sent again with timestamp %d (first %d, now %d), payload %q", h1.Timestamp, h0.Timestamp, clock.Load(), f1[HeaderSize:])
+			first, again := links[0].data(), links[1].data()
+			if len(again) != 3 {
+				t.Fatalf("%d data frames sent again, want 3", len(again))
 			}
-			if !NewSigner([]byte(vecKey)).Verify(f1) {
-				t.Fatal("the restamped frame's HMAC does not verify")
+			signer := NewSigner([]byte(vecKey))
+			for i, f := range again {
+				var h0, h1 Header
+				f0 := first[i+1]
+				if err := errors.Join(h0.Unmarshal(f0), h1.Unmarshal(f)); err != nil {
+					t.Fatal(err)
+				}
+				want := max(uint64(clock.Load()), h0.Timestamp+1)
+				switch {
+				case h1.Timestamp != want:
+					t.Fatalf("frame %d sent again with timestamp %d (first %d, now %d), want %d", i+1, h1.Timestamp, h0.Timestamp, clock.Load(), want)
+				case h1.HMAC == h0.HMAC:
+					t.Fatalf("frame %d sent again with its first HMAC", i+1)
+				case !bytes.Equal(f0[HeaderSize:], f[HeaderSize:]):
+					t.Fatalf("frame %d sent again with payload %q, first %q", i+1, f[HeaderSize:], f0[HeaderSize:])
+				case !signer.Verify(f):
+					t.Fatalf("frame %d: the restamped frame's HMAC does not verify", i+1)
+				}
 			}
-			if st := c.Stats(); st.Resent != 1 || st.Restamped != 1 {
+			if st := c.Stats(); st.Resent != 3 || st.Restamped != 3 || st.ResentLate != tc.late || st.Acked != 4 || st.Sent != 7 {
 				t.Fatalf("stats %+v", st)
 			}
 		})

@@ -232,7 +232,7 @@ func waitD4(ctx context.Context, c *d4.Client, wait time.Duration, log *slog.Log
 
 // reportD4 logs the D4 client's counters in the exit summary.
 func reportD4(log *slog.Logger, st d4.ClientStats) {
-	log.Info("D4 client counters", "sent", st.Sent, "resent", st.Resent, "restamped", st.Restamped, "frames", st.Frames, "acked", st.Acked, "spooled", st.Spooled,
+	log.Info("D4 client counters", "sent", st.Sent, "resent", st.Resent, "restamped", st.Restamped, "resent_late", st.ResentLate, "frames", st.Frames, "acked", st.Acked, "spooled", st.Spooled,
 		"pending", st.Pending, "dropped", st.Dropped, "dropped_oldest", st.DroppedOldest, "recovered", st.Recovered,
 		"reconnects", st.Reconnects, "failovers", st.Failovers, "dial_errors", st.DialErrors,
 		"write_errors", st.WriteErrors, "rejected", st.Rejected)
