@@ -2,60 +2,88 @@ package d4server
 
 import (
 	"context"
+	"crypto/sha256"
 	"testing"
 	"time"
 
 	"github.com/xtrail/xtrail/pkg/d4"
 )
 
-// TestClaimFrame: the replay check's states on both stores. A new frame is
-// claimed; its own session may claim it again (a renewal, or the same frame
-// twice in a session); another session waits while the claim is live, takes
-// it over once its lease lapsed, and is told "stored" once the owner marked
-// it stored. Only the Redis store limits the rate, for every server.
+// TestClaimFrame: the replay mark and the content claim, on both stores. A
+// new frame is claimed; its own session may claim it again (a renewal, or
+// the same frame twice in a session). The same bytes from another session
+// are a replay, refused whatever the claim's state, and take nothing. The
+// sensor's resend from another session (restamped: a fresh timestamp and
+// HMAC, the same payload) waits while the claim is live, takes it over once
+// its lease lapsed, and is told "stored" once the owner marked it stored;
+// once the claim expired it is new again. Only the Redis store limits the
+// rate, for every server.
 func TestClaimFrame(t *testing.T) {
 	ctx := context.Background()
 	for name, mk := range serverStores(t) {
 		t.Run(name, func(t *testing.T) {
 			store, _, _ := mk(t)
-			m := Mark{UUID: testSensor, Session: "a", Timestamp: uint64(time.Now().Unix()),
-				Expires: time.Now().Add(time.Minute), Lease: 300 * time.Millisecond}
+			now := uint64(time.Now().Unix())
+			m := Mark{UUID: testSensor, Session: "a", Timestamp: now,
+				Expires: time.Now().Add(time.Minute), Lease: 300 * time.Millisecond, ClaimTTL: time.Minute}
 			m.HMAC[3] = 9
-			other := m
-			other.Session = "b"
+			m.Content[0] = 1
+			replay := m // the same bytes, from another session
+			replay.Session = "b"
+			resend := replay // the sensor's resend, restamped
+			resend.Timestamp, resend.HMAC[3] = now+1, 19
+			resendReplay := resend // the resend's bytes, from the first session
+			resendReplay.Session = "a"
 			state := func(m Mark) ClaimState { return must(store.ClaimFrame(ctx, m)).State }
+			expect := func(what string, m Mark, want ClaimState) {
+				t.Helper()
+				if s := state(m); s != want {
+					t.Fatalf("%s: state %d, want %d", what, s, want)
+				}
+			}
 
-			if s := state(m); s != ClaimOwned {
-				t.Fatalf("a new frame: state %d", s)
-			}
-			if s := state(m); s != ClaimOwned {
-				t.Fatalf("its own session again: state %d", s)
-			}
-			if s := state(other); s != ClaimBusy {
-				t.Fatalf("another session during the lease: state %d", s)
-			}
+			expect("a new frame", m, ClaimOwned)
+			expect("its own session again", m, ClaimOwned)
+			expect("a replay while claimed", replay, ClaimRefused)
+			expect("a resend during the lease", resend, ClaimBusy)
 			time.Sleep(400 * time.Millisecond)
-			if c := must(store.ClaimFrame(ctx, other)); c.State != ClaimOwned || !c.TakenOver {
-				t.Fatalf("another session after the lease: %+v", c)
+			if c := must(store.ClaimFrame(ctx, resend)); c.State != ClaimOwned || !c.TakenOver {
+				t.Fatalf("a resend after the lease: %+v", c)
 			}
-			if s := state(m); s != ClaimBusy {
-				t.Fatalf("the first session after losing its claim: state %d", s)
-			}
-			noErr(t, store.FrameStored(ctx, other))
-			if s := state(m); s != ClaimStored {
-				t.Fatalf("after it was marked stored: state %d", s)
-			}
-			if c := must(store.ClaimFrame(ctx, other)); c.State != ClaimOwned || c.TakenOver {
+			expect("the first session after losing its claim", m, ClaimBusy)
+			expect("the resend's bytes from the first session", resendReplay, ClaimRefused)
+			noErr(t, store.FrameStored(ctx, resend))
+			expect("the first session after it was marked stored", m, ClaimStored)
+			expect("a replay once stored", replay, ClaimRefused)
+			if c := must(store.ClaimFrame(ctx, resend)); c.State != ClaimOwned || c.TakenOver {
 				t.Fatalf("the storing session again (the same frame twice in one session): %+v", c)
 			}
+			other := m // other content in the first session's second
+			other.HMAC[3], other.Content[0] = 29, 2
+			expect("another frame of the same second", other, ClaimOwned)
+
+			// A content claim lives ClaimTTL: a resend after it is new (and
+			// may be stored twice), its replay is still refused.
+			short := Mark{UUID: testSensor, Session: "a", Timestamp: now, Expires: m.Expires, Lease: time.Minute, ClaimTTL: 300 * time.Millisecond}
+			short.HMAC[3], short.Content[0] = 39, 3
+			expect("a short-lived claim", short, ClaimOwned)
+			noErr(t, store.FrameStored(ctx, short))
+			late := short
+			late.Session, late.Timestamp, late.HMAC[3] = "b", now+2, 49
+			time.Sleep(400 * time.Millisecond)
+			if c := must(store.ClaimFrame(ctx, late)); c.State != ClaimOwned || c.TakenOver {
+				t.Fatalf("a resend after the claim expired: %+v", c)
+			}
+			short.Session = "c"
+			expect("a replay after the claim expired", short, ClaimRefused)
 
 			// The rate: 1000 B/s with a 1000-byte burst, charged when the
 			// claim is taken.
-			r := Mark{UUID: testSensor, Session: "a", Timestamp: m.Timestamp, Expires: m.Expires, Lease: time.Minute,
+			r := Mark{UUID: testSensor, Session: "a", Timestamp: m.Timestamp, Expires: m.Expires, Lease: time.Minute, ClaimTTL: time.Minute,
 				Bytes: 1000, Rate: 1000, Burst: 1000}
-			r.HMAC[3] = 10
+			r.HMAC[3], r.Content[0] = 10, 10
 			first := must(store.ClaimFrame(ctx, r))
-			r.HMAC[3] = 11
+			r.HMAC[3], r.Content[0] = 11, 11
 			second := must(store.ClaimFrame(ctx, r))
 			if _, redis := store.(*RedisStore); redis {
 				if !first.Limited || first.Wait != 0 || second.Wait < 900*time.Millisecond || second.Wait > time.Second {
@@ -68,19 +96,23 @@ func TestClaimFrame(t *testing.T) {
 	}
 }
 
-// TestClaimFrameOlderMark: a mark an older server made (the session alone,
-// set before storing) refuses the frame to other sessions, as it did.
+// TestClaimFrameOlderMark: the marks older servers made in the replay hash
+// (the session alone, set before storing; or a claim "c <session> <lease>"
+// or "s <session>") refuse the frame to other sessions.
 func TestClaimFrameOlderMark(t *testing.T) {
 	ctx := context.Background()
 	store, meta, _ := newRedisStore(t)
-	m := Mark{UUID: testSensor, Session: "new", Timestamp: uint64(time.Now().Unix()), Expires: time.Now().Add(time.Minute), Lease: time.Minute}
-	noErr(t, meta.HSet(ctx, keyReplay(m.UUID, m.Timestamp), string(m.HMAC[:]), "old").Err())
-	if c := must(store.ClaimFrame(ctx, m)); c.State != ClaimRefused {
-		t.Fatalf("an older server's mark: %+v", c)
-	}
-	m.Session = "old"
-	if c := must(store.ClaimFrame(ctx, m)); c.State != ClaimOwned {
-		t.Fatalf("its own session: %+v", c)
+	for i, old := range []string{"old", "c old 99999999999999", "s old"} {
+		m := Mark{UUID: testSensor, Session: "new", Timestamp: uint64(time.Now().Unix()), Expires: time.Now().Add(time.Minute),
+			Lease: time.Minute, ClaimTTL: time.Minute}
+		m.HMAC[0], m.Content[0] = byte(i), byte(i)
+		noErr(t, meta.HSet(ctx, keyReplay(m.UUID, m.Timestamp), string(m.HMAC[:]), old).Err())
+		if c := must(store.ClaimFrame(ctx, m)); c.State != ClaimRefused {
+			t.Fatalf("an older server's mark %q: %+v", old, c)
+		}
+		if n := meta.Exists(ctx, keyContent(m.UUID, m.Content)).Val(); n != 0 {
+			t.Fatalf("a refused frame claimed its content")
+		}
 	}
 }
 
@@ -99,8 +131,11 @@ func TestResendWaitsForClaim(t *testing.T) {
 			claimed := func(f []byte, session string, lease time.Duration) Mark {
 				var h d4.Header
 				noErr(t, h.Unmarshal(f))
-				m := Mark{UUID: h.UUID.Hex(), Session: session, Timestamp: h.Timestamp, HMAC: h.HMAC,
-					Expires: time.Now().Add(time.Minute), Lease: lease}
+				// The same payload, restamped, from another session: its
+				// bytes differ, so the frame is no replay of it.
+				m := Mark{UUID: h.UUID.Hex(), Session: session, Timestamp: h.Timestamp - 1, HMAC: h.HMAC,
+					Expires: time.Now().Add(time.Minute), Lease: lease, Content: sha256.Sum256(f[d4.HeaderSize:]), ClaimTTL: time.Minute}
+				m.HMAC[0] ^= 0xff
 				if c := must(store.ClaimFrame(ctx, m)); c.State != ClaimOwned {
 					t.Fatalf("claim: %+v", c)
 				}

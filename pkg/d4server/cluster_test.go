@@ -41,21 +41,28 @@ func TestRedisCluster(t *testing.T) {
 		t.Fatalf("store b sees the sensor a registered as %v %q %v", v, key, err)
 	}
 
-	// Replay: the claim and the stored mark one server made hold on the
-	// other.
-	m := Mark{UUID: testSensor, Session: "s-a", Timestamp: uint64(time.Now().Unix()), Expires: time.Now().Add(time.Minute), Lease: time.Minute}
-	m.HMAC[0] = 7
+	// Replay: the replay mark, the claim and the stored mark one server
+	// made hold on the other (one slot: one script call on a cluster).
+	m := Mark{UUID: testSensor, Session: "s-a", Timestamp: uint64(time.Now().Unix()), Expires: time.Now().Add(time.Minute),
+		Lease: time.Minute, ClaimTTL: time.Minute}
+	m.HMAC[0], m.Content[0] = 7, 7
 	if c := must(a.ClaimFrame(ctx, m)); c.State != ClaimOwned {
 		t.Fatalf("a new frame: %+v", c)
 	}
-	mb := m
-	mb.Session = "s-b"
-	if c := must(b.ClaimFrame(ctx, mb)); c.State != ClaimBusy {
-		t.Fatalf("a frame claimed through server a, on server b: %+v", c)
+	replay := m
+	replay.Session = "s-b"
+	resend := replay
+	resend.Timestamp++
+	resend.HMAC[0] = 8
+	if c := must(b.ClaimFrame(ctx, replay)); c.State != ClaimRefused {
+		t.Fatalf("a frame sent through server a, replayed on server b: %+v", c)
+	}
+	if c := must(b.ClaimFrame(ctx, resend)); c.State != ClaimBusy {
+		t.Fatalf("a frame claimed through server a, resent on server b: %+v", c)
 	}
 	noErr(t, a.FrameStored(ctx, m))
-	if c := must(b.ClaimFrame(ctx, mb)); c.State != ClaimStored {
-		t.Fatalf("a frame stored through server a, on server b: %+v", c)
+	if c := must(b.ClaimFrame(ctx, resend)); c.State != ClaimStored {
+		t.Fatalf("a frame stored through server a, resent on server b: %+v", c)
 	}
 
 	// Session sets: one session on each server, closed one after the other.

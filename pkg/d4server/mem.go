@@ -22,8 +22,9 @@ type MemStore struct {
 	queues  map[string]*memQueueMeta       // by queue uuid
 	byType  map[string]map[string]struct{} // meta type -> queue uuids
 	lists   map[string]*memList            // by analyzer:<t>:<q>
-	marks   map[markKey]markVal            // replay state
-	sweep   int                            // marks added since the last expiry sweep
+	marks   map[markKey]markVal            // replay marks
+	claims  map[contentKey]claimVal        // content claims
+	sweep   int                            // claims made since the last expiry sweep
 	active  map[string]map[string]bool     // sensor -> open sessions
 }
 
@@ -34,6 +35,16 @@ type markKey struct {
 }
 
 type markVal struct {
+	session string
+	expires time.Time
+}
+
+type contentKey struct {
+	uuid string
+	sum  [32]byte
+}
+
+type claimVal struct {
 	session string
 	stored  bool
 	lease   time.Time // end of the claim while not stored
@@ -77,12 +88,14 @@ func NewMemStore(maxSize int64) *MemStore {
 		byType:  make(map[string]map[string]struct{}),
 		lists:   make(map[string]*memList),
 		marks:   make(map[markKey]markVal),
+		claims:  make(map[contentKey]claimVal),
 		active:  make(map[string]map[string]bool),
 	}
 }
 
-// ClaimFrame implements Store's replay check in memory. It does not limit
-// the sensor's rate: the server does that in process.
+// ClaimFrame implements Store's replay check and content claim in memory,
+// as the Redis store's script does. It does not limit the sensor's rate:
+// the server does that in process.
 func (m *MemStore) ClaimFrame(_ context.Context, mk Mark) (Claim, error) {
 	now := time.Now()
 	m.mu.Lock()
@@ -94,10 +107,20 @@ func (m *MemStore) ClaimFrame(_ context.Context, mk Mark) (Claim, error) {
 				delete(m.marks, k)
 			}
 		}
+		for k, v := range m.claims {
+			if now.After(v.expires) {
+				delete(m.claims, k)
+			}
+		}
 	}
-	k := markKey{mk.UUID, mk.Timestamp, mk.HMAC}
+	mkey := markKey{mk.UUID, mk.Timestamp, mk.HMAC}
+	if v, ok := m.marks[mkey]; ok && now.Before(v.expires) && v.session != mk.Session {
+		return Claim{State: ClaimRefused}, nil
+	}
+	m.marks[mkey] = markVal{session: mk.Session, expires: mk.Expires}
+	ckey := contentKey{mk.UUID, mk.Content}
 	c := Claim{State: ClaimOwned}
-	if v, ok := m.marks[k]; ok && now.Before(v.expires) && v.session != mk.Session {
+	if v, ok := m.claims[ckey]; ok && now.Before(v.expires) && v.session != mk.Session {
 		switch {
 		case v.stored:
 			return Claim{State: ClaimStored}, nil
@@ -106,14 +129,14 @@ func (m *MemStore) ClaimFrame(_ context.Context, mk Mark) (Claim, error) {
 		}
 		c.TakenOver = true
 	}
-	m.marks[k] = markVal{session: mk.Session, lease: now.Add(mk.Lease), expires: mk.Expires}
+	m.claims[ckey] = claimVal{session: mk.Session, lease: now.Add(mk.Lease), expires: now.Add(mk.ClaimTTL)}
 	return c, nil
 }
 
 // FrameStored implements Store.
 func (m *MemStore) FrameStored(_ context.Context, mk Mark) error {
 	m.mu.Lock()
-	m.marks[markKey{mk.UUID, mk.Timestamp, mk.HMAC}] = markVal{session: mk.Session, stored: true, expires: mk.Expires}
+	m.claims[contentKey{mk.UUID, mk.Content}] = claimVal{session: mk.Session, stored: true, expires: time.Now().Add(mk.ClaimTTL)}
 	m.mu.Unlock()
 	return nil
 }

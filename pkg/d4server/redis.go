@@ -2,6 +2,7 @@ package d4server
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -312,34 +313,37 @@ func (s *RedisStore) SetError(ctx context.Context, uuid, msg string) error {
 	return nil
 }
 
-// claimScript is ClaimFrame in one round trip: the replay check of a frame
-// (field ARGV[1] of the hash KEYS[1] of its sensor and timestamp second),
-// the claim for session ARGV[2] with a lease of ARGV[3] ms, and, when the
-// claim is taken and ARGV[5] > 0, the sensor's rate (KEYS[2], a GCRA:
-// the theoretical arrival time in µs of the sensor's next byte at ARGV[6]
-// bytes/s with a burst of ARGV[7] bytes). A field is "c <session>
-// <lease end, ms>" while claimed and "s <session>" once stored; any other
-// value is an older server's mark, set before storing. Both keys hold the
-// sensor's hash tag, and the clock is Redis's, the same for every server.
-// It returns the state, 1 if the claim was taken over, and the µs the
-// frame must wait for the rate.
+// claimScript is ClaimFrame in one round trip. First the replay check: the
+// frame's mark is field ARGV[1] (its HMAC) of the hash KEYS[1] of its sensor
+// and timestamp second, valued with the session that sent it (ARGV[2]) and
+// expiring at ARGV[4] (the time window passed); a mark of another session
+// refuses the frame, and nothing else happens. Then the content claim,
+// KEYS[3] (the sensor and its payload's SHA-256), for the session, with a
+// lease of ARGV[3] ms, living ARGV[8] ms: "c <session> <lease end, ms>"
+// while claimed, "s <session>" once stored. Then, when the claim is taken
+// and ARGV[5] > 0, the sensor's rate (KEYS[2], a GCRA: the theoretical
+// arrival time in µs of the sensor's next byte at ARGV[6] bytes/s with a
+// burst of ARGV[7] bytes). The keys hold the sensor's hash tag, and the
+// clock is Redis's, the same for every server. It returns the state, 1 if
+// the claim was taken over, and the µs the frame must wait for the rate.
 var claimScript = redis.NewScript(`
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if v and v ~= ARGV[2] then return {'refused', 0, 0} end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIREAT', KEYS[1], ARGV[4])
 local t = redis.call('TIME')
 local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local v = redis.call('HGET', KEYS[1], ARGV[1])
 local taken = 0
-if v then
-	local kind, owner, lease = string.match(v, '^([cs]) (%S+) ?(%d*)$')
-	if not kind then
-		if v ~= ARGV[2] then return {'refused', 0, 0} end
-	elseif owner ~= ARGV[2] then
+local c = redis.call('GET', KEYS[3])
+if c then
+	local kind, owner, lease = string.match(c, '^([cs]) (%S+) ?(%d*)$')
+	if kind and owner ~= ARGV[2] then
 		if kind == 's' then return {'stored', 0, 0} end
 		if tonumber(lease) > ms then return {'busy', 0, 0} end
 		taken = 1
 	end
 end
-redis.call('HSET', KEYS[1], ARGV[1], 'c ' .. ARGV[2] .. ' ' .. (ms + tonumber(ARGV[3])))
-redis.call('EXPIREAT', KEYS[1], ARGV[4])
+redis.call('SET', KEYS[3], 'c ' .. ARGV[2] .. ' ' .. (ms + tonumber(ARGV[3])), 'PX', ARGV[8])
 local wait = 0
 local bytes, rate = tonumber(ARGV[5]), tonumber(ARGV[6])
 if bytes > 0 and rate > 0 then
@@ -352,14 +356,14 @@ end
 return {'owned', taken, wait}
 `)
 
-// ClaimFrame keeps the replay state in Redis_STREAM, one hash per sensor and
+// ClaimFrame keeps the replay marks in Redis_STREAM, one hash per sensor and
 // timestamp second (field: the HMAC), expiring when the time window has
-// passed, and the sensor's rate next to it, so both hold for every server on
-// the store: one script call (claimScript). The claim is not waited for on
-// replicas: only the stored mark must survive a failover.
+// passed, the content claims next to them, and the sensor's rate, so all
+// hold for every server on the store: one script call (claimScript). The
+// claim is not waited for on replicas: FrameStored's wait covers it.
 func (s *RedisStore) ClaimFrame(ctx context.Context, m Mark) (Claim, error) {
-	res, err := claimScript.Run(ctx, s.stream, []string{keyReplay(m.UUID, m.Timestamp), keyRate(m.UUID)},
-		string(m.HMAC[:]), m.Session, m.Lease.Milliseconds(), m.Expires.Unix(), m.Bytes, m.Rate, m.Burst).Slice()
+	res, err := claimScript.Run(ctx, s.stream, []string{keyReplay(m.UUID, m.Timestamp), keyRate(m.UUID), keyContent(m.UUID, m.Content)},
+		string(m.HMAC[:]), m.Session, m.Lease.Milliseconds(), m.Expires.Unix(), m.Bytes, m.Rate, m.Burst, m.ClaimTTL.Milliseconds()).Slice()
 	if err != nil {
 		return Claim{}, fmt.Errorf("d4server: redis replay check of %s: %w", m.UUID, err)
 	}
@@ -385,14 +389,15 @@ func (s *RedisStore) ClaimFrame(ctx context.Context, m Mark) (Claim, error) {
 	return c, nil
 }
 
-// FrameStored marks the frame stored; with replicas to wait for, the mark
-// reaches them before the frame is acknowledged, so a resend or a replay
-// sent to another server after a failover is still known as stored.
+// FrameStored marks the frame's content stored; with replicas to wait for,
+// the mark reaches them before the frame is acknowledged, and so do the
+// replay mark and the claim written before it (WAIT counts the primary's
+// replication stream up to this write), so a resend sent to another server
+// after a failover is still known as stored, and a replay still refused.
 func (s *RedisStore) FrameStored(ctx context.Context, m Mark) error {
-	k := keyReplay(m.UUID, m.Timestamp)
+	k := keyContent(m.UUID, m.Content)
 	err := s.stream.durable(ctx, k, func(p redis.Pipeliner) {
-		p.HSet(ctx, k, string(m.HMAC[:]), "s "+m.Session)
-		p.ExpireAt(ctx, k, m.Expires)
+		p.Set(ctx, k, "s "+m.Session, m.ClaimTTL)
 	})
 	if err != nil {
 		return fmt.Errorf("d4server: redis frame of %s stored: %w", m.UUID, err)
@@ -440,6 +445,12 @@ func keySessionsOf(u string) string      { return "map:active_connection-uuid-se
 func keyTypeSessions(u, t string) string { return "active_uuid_type" + t + ":" + u }
 func keyReplay(u string, ts uint64) string {
 	return "xtrail:replay:{" + u + "}:" + strconv.FormatUint(ts, 10)
+}
+
+// keyContent is the content claim of a frame of sensor u whose payload's
+// SHA-256 is sum, in its replay marks' slot.
+func keyContent(u string, sum [32]byte) string {
+	return "xtrail:content:{" + u + "}:" + hex.EncodeToString(sum[:])
 }
 
 // keyRate is the sensor's rate state, in its replay marks' slot.

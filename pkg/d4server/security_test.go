@@ -449,19 +449,33 @@ func TestSlotStealing(t *testing.T) {
 	}
 }
 
-// TestReplayOfStoredFrame: a capture of a valid session's bytes, sent again
-// on a new connection, stores nothing and the session goes on (a sensor's
-// resend of a frame whose acknowledgement it lost looks the same); sent to
-// another server sharing the Redis store, neither. The same data frame twice
-// within one session is stored twice.
-func TestReplayOfStoredFrame(t *testing.T) {
+// TestReplayRefused: a capture of a valid session's bytes, sent again on a
+// new connection, is refused as a replay (the connection closed, the
+// rejection counted) and stores nothing; sent to another server on the same
+// Redis (its own connection to it), the same. The same data frame twice
+// within one session is stored twice. The sensor's own resend of the frame
+// (restamped: a fresh timestamp and HMAC, the same payload) is handled as
+// already stored on either server, its session goes on, and nothing is
+// stored twice.
+func TestReplayRefused(t *testing.T) {
 	for name, mk := range serverStores(t) {
 		t.Run(name, func(t *testing.T) {
 			store, queueOf, _ := queuedStore(t, mk)
-			ctx := context.Background()
-			cfg := Config{Store: store, Mode: ModeSharedSecret, DefaultKey: goodKey}
-			a := startServer(t, cfg)
-			b := startServer(t, cfg) // a second server on the same store
+			storeB := store
+			if _, ok := store.(*RedisStore); ok {
+				// The other server has its own connection to the same Redis.
+				addr := store.(*RedisStore).meta.single.Options().Addr
+				rb, err := NewRedisStore("redis://"+addr+"/0", DefaultAnalyzerDB)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = rb.Close() })
+				storeB = rb
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			a := startServer(t, Config{Store: store, Mode: ModeSharedSecret, DefaultKey: goodKey})
+			b := startServer(t, Config{Store: storeB, Mode: ModeSharedSecret, DefaultKey: goodKey})
 
 			s := dialSensor(t, a, goodUUID, goodKey)
 			data := s.frameBytes(d4.TypeExtended, "captured line\n")
@@ -482,19 +496,23 @@ func TestReplayOfStoredFrame(t *testing.T) {
 				if _, err := c.Write(capture); err != nil {
 					t.Fatal(err)
 				}
-				waitUntil(t, func() bool { return srv.Stats().AlreadyStored == 1 })
-				r := sensorOn(t, c, goodUUID, goodKey)
-				if !r.isOpen(200 * time.Millisecond) {
-					t.Fatalf("server %d closed the session of an identical resend", i)
+				sensorOn(t, c, goodUUID, goodKey).expectClosed()
+				waitUntil(t, func() bool { return srv.Stats().Rejected[ReasonReplay] == 1 })
+				if st := srv.Stats(); st.AlreadyStored != 0 {
+					t.Fatalf("server %d took the replay for a resend: %+v", i, st)
 				}
+
+				// The sensor's restamped resend of the stored frame.
+				r := dialSensor(t, srv, goodUUID, goodKey)
+				r.send(d4.TypeMeta, `{"type":"maltrail"}`)
+				r.write(r.frameAt(d4.TypeExtended, uint64(time.Now().Unix())+uint64(10+i), "captured line\n"))
+				waitUntil(t, func() bool { return srv.Stats().AlreadyStored == 1 })
 				r.send(d4.TypeExtended, fmt.Sprintf("fresh %d\n", i)) // the session still stores
 				if v := must(q.Pop(ctx)); v != fmt.Sprintf("fresh %d", i) {
-					t.Fatalf("after the replay to server %d the queue gave %q, want only the fresh line", i, v)
+					t.Fatalf("after the replay and the resend to server %d the queue gave %q, want only the fresh line", i, v)
 				}
 			}
-			if st := a.Stats(); st.Rejected[ReasonReplay] != 0 || st.Lines != 3 {
-				t.Fatalf("server a: %+v", st)
-			}
+			waitUntil(t, func() bool { return a.Stats().Lines == 3 && b.Stats().Lines == 1 })
 		})
 	}
 }

@@ -2,6 +2,7 @@ package d4server
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -441,27 +442,30 @@ const (
 var errClaimLost = errors.New("d4server: the frame's claim was taken over")
 
 // storeData stores a data frame's lines once across all sessions and
-// servers of the store, and reports whether this session stored them:
+// servers of the store, and reports whether this session stored them. One
+// store call checks two things (ClaimFrame):
 //
-//   - a frame another session stored (its (uuid, timestamp, HMAC) mark says
-//     so) is not stored again: a sensor resending a frame whose
-//     acknowledgement it lost, or a replay of a stored frame, is handled
-//     (acknowledged) and counted;
-//   - a frame another session is storing now waits until that session marks
-//     it stored, or until its claim's lease lapses (its server died or
-//     stopped meanwhile), and then takes it over;
-//   - the mark says "stored" only once the lines are stored (and, when the
+//   - the replay mark: a frame whose (uuid, timestamp, HMAC) another
+//     session sent within the time window is a replay, refused;
+//   - the content claim, keyed by (uuid, SHA-256 of the payload): a sensor
+//     resends the frames whose acknowledgement it lost with a fresh
+//     timestamp and HMAC and the same payload, so a resend of a frame
+//     another session stored is handled (acknowledged) without storing it
+//     again, and counted; one another session is storing now waits until
+//     that session marks it stored, or until its claim's lease lapses (its
+//     server died or stopped meanwhile), and then takes it over;
+//   - the claim says "stored" only once the lines are stored (and, when the
 //     store waits for replicas, on a replica), so a frame is never
 //     acknowledged without its lines stored somewhere.
 //
-// The same frame twice in one session is stored twice: D4 has no sequence
-// number, so a sensor may send identical frames in one second, and nobody
-// can inject into another's session. The sensor's rate is charged once the
-// session owns the claim. A refusal is returned for a mark of an older
-// server. An error means ctx ended.
+// The same frame twice in one session passes both and is stored twice: D4
+// has no sequence number, so a sensor may send identical frames in one
+// second, and nobody can inject into another's session. The sensor's rate
+// is charged once the session owns the claim. An error means ctx ended.
 func (s *Server) storeData(ctx context.Context, sess *session, h *d4.Header, payload []byte) (bool, *rejection, error) {
 	m := Mark{UUID: sess.hex, Session: sess.id, Timestamp: h.Timestamp, HMAC: h.HMAC,
 		Expires: time.Unix(int64(h.Timestamp), 0).Add(s.window + time.Second), Lease: s.claimLease,
+		Content: sha256.Sum256(payload), ClaimTTL: s.window + claimMargin,
 		Bytes: int64(len(payload)), Rate: s.sensors.bytesPerSecond(), Burst: int64(s.sensors.burst)}
 	var lines [][]byte
 	fed, waited := false, false

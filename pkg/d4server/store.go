@@ -36,17 +36,23 @@ type Store interface {
 	SessionState(ctx context.Context, ev SessionEvent) error
 	// SetError stores msg as the sensor's last error (d4-core's Error field).
 	SetError(ctx context.Context, uuid, msg string) error
-	// ClaimFrame is the replay check of an authentic data frame, shared by
-	// every server on the store: it takes the frame's claim for m.Session
-	// unless another session stored the frame (ClaimStored) or holds a live
-	// claim on it (ClaimBusy), and charges m.Bytes to the sensor's rate when
-	// the store limits it. The session that owns the claim stores the lines
-	// and then calls FrameStored. Calling it again while owning the claim
-	// renews the claim's lease.
+	// ClaimFrame checks an authentic data frame for every server on the
+	// store, in one step: the replay mark of its (uuid, timestamp, HMAC)
+	// first, then the claim of its content (uuid, SHA-256 of the payload).
+	// A frame whose mark another session holds is a replay (ClaimRefused);
+	// otherwise the mark becomes the session's, and the session takes the
+	// content's claim unless another session stored that content
+	// (ClaimStored: a resend, restamped, of a frame stored elsewhere) or
+	// holds a live claim on it (ClaimBusy). It charges m.Bytes to the
+	// sensor's rate when the store limits it and the claim is taken. The
+	// session that owns the claim stores the lines and then calls
+	// FrameStored. Calling it again while owning the claim renews the
+	// claim's lease.
 	ClaimFrame(ctx context.Context, m Mark) (Claim, error)
-	// FrameStored marks the frame stored by m.Session until m.Expires. Call
-	// it only once the frame's lines are stored (on a replica too, where
-	// the store waits for replicas), and make it as durable.
+	// FrameStored marks the frame's content stored by m.Session for
+	// m.ClaimTTL. Call it only once the frame's lines are stored (on a
+	// replica too, where the store waits for replicas), and make it as
+	// durable.
 	FrameStored(ctx context.Context, m Mark) error
 	// PushLines appends lines (without '\n') to every analyzer queue of
 	// metaType that receives data from sensor uuid, oldest line first, and
@@ -61,13 +67,21 @@ type Store interface {
 	Close() error
 }
 
-// Mark identifies a frame for replay protection.
+// Mark identifies a frame for replay protection (UUID, Timestamp, HMAC:
+// the replay mark) and for storing its lines once (UUID, Content: the
+// content claim).
 type Mark struct {
 	UUID      string // sensor, 32 hex
 	Session   string // the session that sent it
 	Timestamp uint64
 	HMAC      [32]byte
-	Expires   time.Time // when a repeat can no longer pass the time window
+	Expires   time.Time // when the replay mark goes: a repeat can no longer pass the time window
+	// Content is the SHA-256 of the frame's payload: a sensor resends a
+	// frame with a fresh timestamp and HMAC, and the same payload.
+	Content [32]byte
+	// ClaimTTL is how long the content claim lives after it is taken or
+	// marked stored: a resend later than that may be stored again.
+	ClaimTTL time.Duration
 	// Lease is how long a claim holds without being renewed or the frame
 	// marked stored (the server's claimLease).
 	Lease time.Duration
@@ -85,18 +99,19 @@ type ClaimState uint8
 
 // Claim states.
 const (
-	// ClaimOwned: the session holds the frame's claim: it was new, the
+	// ClaimOwned: the session holds the content's claim: it was new, the
 	// session's own (D4 has no sequence number, so a sensor may send one
 	// frame twice in a session), or its claimant's lease lapsed.
 	ClaimOwned ClaimState = iota + 1
-	// ClaimStored: another session stored the frame (a resend after a lost
-	// acknowledgement, or a replay): acknowledge it, store nothing.
+	// ClaimStored: another session stored this content (the sensor's
+	// restamped resend of a frame whose acknowledgement it lost):
+	// acknowledge it, store nothing.
 	ClaimStored
-	// ClaimBusy: another session's claim is live: it is storing the frame
-	// now. Ask again later.
+	// ClaimBusy: another session's claim on the content is live: it is
+	// storing it now. Ask again later.
 	ClaimBusy
-	// ClaimRefused: a mark the server cannot read (an older server's,
-	// made before the frame was stored): refused as a replay.
+	// ClaimRefused: another session sent this very frame (uuid, timestamp,
+	// HMAC) within the time window: a replay, refused.
 	ClaimRefused
 )
 
@@ -105,6 +120,14 @@ const (
 // frame loses it after this, so a resend is not held up longer; its owner
 // renews it before each store attempt once half of it has passed.
 const claimLease = 10 * time.Second
+
+// claimMargin is how much longer than the time window a content claim
+// lives: a sensor resends the frames a lost connection left unacknowledged,
+// restamped, once it reconnects, and a resend up to the window plus this
+// after the frame was stored (10 min by default) is recognised. The
+// sensor's ResendWithin (pkg/d4) counts the later ones, which may be
+// stored twice.
+const claimMargin = 5 * time.Minute
 
 // Claim is ClaimFrame's answer.
 type Claim struct {
