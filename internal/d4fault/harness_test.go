@@ -376,10 +376,10 @@ func (c *chain) received() map[int]int {
 // waitAll waits until every sequence number in [from, to) reached the
 // collector and fails the test with the missing ones if not; it logs and
 // returns the duplicates. The sensor resends the frames in flight at a lost
-// connection byte for byte, and the server acknowledges a frame it (or
-// another session) stored without storing it again, so a duplicate needs a
-// frame the sensor had to restamp (older than its ResendWithin) or a claim
-// taken over from a server that died while storing it.
+// connection restamped, and the server acknowledges a frame whose content it
+// (or another session) stored without storing it again, so a duplicate needs
+// a frame resent later than the sensor's ResendWithin or a claim taken over
+// from a server that died while storing it.
 func (c *chain) waitAll(from, to int, timeout time.Duration) (dups int) {
 	c.t.Helper()
 	deadline := time.Now().Add(timeout)

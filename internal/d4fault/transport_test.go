@@ -69,14 +69,15 @@ func TestServerKilledQUIC(t *testing.T) {
 	}
 	c.server.Stop(stopWithin)
 	srv := c.server.Counters(`msg="D4 server counters"`)
-	t.Logf("duplicates %d; sensor resent %d, restamped %d; restarted server: already stored %d, claims taken over %d",
-		dups, st["resent"], st["restamped"], srv["already_stored_frames"], srv["claims_taken_over"])
+	t.Logf("duplicates %d; sensor resent %d, restamped %d, late %d; restarted server: already stored %d, claims taken over %d",
+		dups, st["resent"], st["restamped"], st["resent_late"], srv["already_stored_frames"], srv["claims_taken_over"])
 	// The frames the killed server had stored without acknowledging come
 	// again byte for byte and are acknowledged, not stored. Only a frame the
 	// killed server was storing at the kill (its claim taken over after the
-	// lease) or a restamped one can arrive twice, and only from the resent.
-	if srv["claims_taken_over"] == 0 && st["restamped"] == 0 && dups != 0 {
-		t.Fatalf("%d duplicates though no claim was taken over and no frame restamped", dups)
+	// lease) or one resent later than ResendWithin can arrive twice, and
+	// only from the resent.
+	if srv["claims_taken_over"] == 0 && st["resent_late"] == 0 && dups != 0 {
+		t.Fatalf("%d duplicates though no claim was taken over and no frame resent late", dups)
 	}
 	if dups > st["resent"] {
 		t.Fatalf("%d duplicates, more than the %d lines resent", dups, st["resent"])
@@ -103,8 +104,10 @@ func TestLinkDownQUIC(t *testing.T) {
 // The server's acknowledgements are lost: for 10 s the uplink drops what
 // goes to the sensor, not what comes from it. The server stores the frames
 // it receives, the sensor's connection times out without their acks, and
-// the sensor resends them byte for byte on its next connection; the server
-// acknowledges them as already stored and stores nothing twice.
+// the sensor resends them on its next connection, restamped (a fresh
+// timestamp and HMAC: the same bytes would be refused as a replay); the
+// server knows their content, acknowledges them as already stored and
+// stores nothing twice.
 func TestAcksLostQUIC(t *testing.T) {
 	t.Parallel()
 	c := newChain(t, "quic")
@@ -123,12 +126,15 @@ func TestAcksLostQUIC(t *testing.T) {
 	st := d4Counters(s)
 	c.server.Stop(stopWithin)
 	srv := c.server.Counters(`msg="D4 server counters"`)
-	t.Logf("duplicates %d; sensor resent %d, restamped %d, reconnects %d; server: already stored %d, claims taken over %d",
-		dups, st["resent"], st["restamped"], st["reconnects"], srv["already_stored_frames"], srv["claims_taken_over"])
+	t.Logf("duplicates %d; sensor resent %d, restamped %d, late %d, reconnects %d; server: already stored %d, claims taken over %d, replays refused %d",
+		dups, st["resent"], st["restamped"], st["resent_late"], st["reconnects"], srv["already_stored_frames"], srv["claims_taken_over"], srv["rejected_replayed_frame"])
 	if st["pending"] != 0 || st["reconnects"] == 0 || srv["already_stored_frames"] == 0 {
 		t.Fatalf("the fault did not bite: no stored frame came again (sensor %v, server %v)", st, srv)
 	}
-	if dups != 0 || st["restamped"] != 0 || srv["claims_taken_over"] != 0 {
+	if st["resent"] == 0 || st["restamped"] != st["resent"] {
+		t.Fatalf("the sensor resent %d lines and restamped %d: every resend must be restamped", st["resent"], st["restamped"])
+	}
+	if dups != 0 || st["resent_late"] != 0 || srv["claims_taken_over"] != 0 || srv["rejected_replayed_frame"] != 0 {
 		t.Fatalf("%d duplicates (sensor %v, server %v)", dups, st, srv)
 	}
 }
@@ -165,8 +171,8 @@ func (c *chain) steadyThrough(d time.Duration, fault func()) {
 		c.t.Fatalf("sensor D4 counters %v", st)
 	}
 	// Nothing died while storing and the fault is shorter than the
-	// sensor's ResendWithin: every resent frame is the stored one.
-	if dups != 0 || st["restamped"] != 0 {
+	// sensor's ResendWithin: every resent frame's content is known.
+	if dups != 0 || st["resent_late"] != 0 {
 		c.t.Fatalf("%d duplicates (sensor D4 counters %v)", dups, st)
 	}
 }

@@ -100,8 +100,8 @@ var (
 // killed with SIGKILL, and the primary holding the queue is killed: its
 // replica takes over, and the killed node comes back as a replica. The
 // collector then holds every line, duplicates bounded by the lines in
-// flight at the kills, and a frame captured on the killed server and
-// replayed to the other is not stored again.
+// flight at the kills, and a frame captured on the killed server is refused
+// as a replay by the other.
 func TestClusterChain(t *testing.T) {
 	testenv.RequireRoot(t) // the collector's forced socket buffer
 	cl := redistest.StartCluster(t, 3, 1, redistest.Options{NodeTimeout: time.Second})
@@ -235,12 +235,13 @@ func TestClusterChain(t *testing.T) {
 	stopClients()
 	clients.Wait()
 
-	var total, resent, restamped, failovers int
+	var total, resent, restamped, late, failovers int
 	for _, s := range sensors {
 		st := s.client.Stats()
 		total += s.next
 		resent += int(st.Resent) // lines sent again after a lost connection
 		restamped += int(st.Restamped)
+		late += int(st.ResentLate)
 		failovers += int(st.Failovers + st.Reconnects)
 	}
 	seen := c.waitAll(sensors, 120*time.Second)
@@ -265,29 +266,33 @@ func TestClusterChain(t *testing.T) {
 	dups := duplicates(seen)
 	const batch = export.DefaultBatch
 	// In flight at the kills. The sensors resend the frames A stored
-	// without acknowledging byte for byte, and B acknowledges them without
-	// storing them again; only the frames A was storing when it died (their
-	// claims taken over by B) or that a sensor restamped can come twice, so
-	// the resent lines count only when B took a claim over. Then what the
-	// live exporter took over from the dead one, and at the failover at
-	// most one exporter batch moved and one acknowledged without reaching
-	// the replica, plus the lines being stored per sensor (a retried push).
-	sensorBound := restamped
+	// without acknowledging, restamped, and B knows their content and
+	// acknowledges them without storing them again; only the frames A was
+	// storing when it died (their claims taken over by B) or resent later
+	// than ResendWithin can come twice, so the resent lines count only when
+	// B took a claim over. Then what the live exporter took over from the
+	// dead one, and at the failover at most one exporter batch moved and one
+	// acknowledged without reaching the replica, plus the lines being stored
+	// per sensor (a retried push).
+	sensorBound := late
 	if sb["claims_taken_over"] > 0 {
 		sensorBound = resent
 	}
 	bound := sensorBound + se["taken_over"] + 2*batch + nSensors*100
-	t.Logf("lines %d, delivered distinct %d, duplicates %d (bound %d: sensors resent %d, restamped %d after %d failovers and reconnections, B took over %d claims and acknowledged %d stored frames, exporter took over %d); server B %v; exporter e2 %v",
-		total, len(seen), dups, bound, resent, restamped, failovers, sb["claims_taken_over"], sb["already_stored_frames"], se["taken_over"], sb, se)
-	// A replayed capture looks like a sensor's resend of a frame whose
-	// acknowledgement it lost: B skips it as already stored (the session
-	// goes on) and stores nothing. The capture's line was stored once, on A;
-	// the 10 s read above gave the exporter time to deliver a second copy.
-	if sb["already_stored_frames"] == 0 {
-		t.Fatalf("server B did not find the frame replayed from server A already stored: %v", sb)
+	t.Logf("lines %d, delivered distinct %d, duplicates %d (bound %d: sensors resent %d, restamped %d, late %d after %d failovers and reconnections, B took over %d claims and acknowledged %d stored frames, exporter took over %d); server B %v; exporter e2 %v",
+		total, len(seen), dups, bound, resent, restamped, late, failovers, sb["claims_taken_over"], sb["already_stored_frames"], se["taken_over"], sb, se)
+	// The capture is byte for byte what A received: B refuses it as a
+	// replay (A's session holds its mark in Redis) and stores nothing. The
+	// capture's line was stored once, on A; the 10 s read above gave the
+	// exporter time to deliver a second copy.
+	if sb["rejected_replayed_frame"] == 0 {
+		t.Fatalf("server B did not refuse the frame replayed from server A: %v", sb)
 	}
 	if n := c.count("captured frame"); n != 1 {
 		t.Fatalf("the captured frame's line reached the collector %d times, want 1", n)
+	}
+	if restamped != resent {
+		t.Fatalf("the sensors resent %d lines and restamped %d: every resend is restamped", resent, restamped)
 	}
 	if failovers == 0 || se["taken_over"] == 0 {
 		t.Fatalf("the kills did not bite: %d sensor failovers, %d lines taken over", failovers, se["taken_over"])
