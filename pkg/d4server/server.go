@@ -191,10 +191,10 @@ type Stats struct {
 	// UnroutedDropped counts the lines dropped for lack of a queue.
 	UnroutedDropped uint64
 	Throttled       uint64 // frames that waited for their sensor's rate limit
-	// AlreadyStored counts data frames another session had stored already:
-	// a sensor's resend after a lost acknowledgement, or a replay of a
-	// stored frame. Each was acknowledged (QUIC) or skipped (TLS), and
-	// nothing stored again.
+	// AlreadyStored counts data frames whose content another session had
+	// stored already: a sensor's restamped resend after a lost
+	// acknowledgement. Each was acknowledged (QUIC) or skipped (TLS), and
+	// nothing stored again. (A byte-identical replay is rejected instead.)
 	AlreadyStored uint64
 	// ClaimWaits counts data frames that waited while another session
 	// stored the same frame (a resend racing the original).

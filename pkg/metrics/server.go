@@ -35,7 +35,7 @@ var (
 	descSrvThrottled = prometheus.NewDesc("xtrail_server_throttled_frames_total",
 		"Frames that waited for their sensor's rate limit (-sensor-rate).", nil, nil)
 	descSrvAlreadyStored = prometheus.NewDesc("xtrail_server_already_stored_frames_total",
-		"Data frames another session had stored already (a sensor's resend after a lost acknowledgement, or a replay): acknowledged or skipped, nothing stored again.", nil, nil)
+		"Data frames whose content another session had stored already (a sensor's restamped resend after a lost acknowledgement): acknowledged or skipped, nothing stored again.", nil, nil)
 	descSrvClaimWaits = prometheus.NewDesc("xtrail_server_claim_waits_total",
 		"Data frames that waited while another session stored the same frame.", nil, nil)
 	descSrvTakenOver = prometheus.NewDesc("xtrail_server_claims_taken_over_total",
