@@ -506,7 +506,6 @@ func TestWhitelistAndIgnore(t *testing.T) {
 // or without verification (DISABLE_D4_TLS_VERIFY).
 func TestKeyD4(t *testing.T) {
 	d := newKeyDir(t)
-	pcap := d.capture("ip", synTo(keyClient, 40000, keyBadIP, 443))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	pki := filepath.Join(d.dir, "pki")
@@ -544,7 +543,9 @@ func TestKeyD4(t *testing.T) {
 	go func() { served <- srv.Serve(ctx, ln) }()
 	defer func() { cancel(); <-served }()
 
-	line := fmt.Sprintf(`%d "%s" - 10.0.0.5 40000 66.66.66.66 443 TCP IP 66.66.66.66 "keyed ip (malware)" (custom)`, keyStart.Unix(), localTime(keyStart))
+	lineFrom := func(sport int) string {
+		return fmt.Sprintf(`%d "%s" - 10.0.0.5 %d 66.66.66.66 443 TCP IP 66.66.66.66 "keyed ip (malware)" (custom)`, keyStart.Unix(), localTime(keyStart), sport)
+	}
 	server := "DISABLE_LOCAL_LOG_STORAGE true\nD4_SERVER " + ln.Addr().String() + "\n"
 	ca := "D4_CA " + filepath.Join(pki, certs.CAFile) + "\n"
 	good := "D4_UUID " + id.String() + "\nD4_KEY " + key + "\n"
@@ -573,10 +574,12 @@ func TestKeyD4(t *testing.T) {
 		{"wrong key", "D4_UUID " + id.String() + "\nD4_KEY not the key\nDISABLE_D4_TLS_VERIFY true\n", false},
 	} {
 		before := srv.Stats().Lines
-		// Each run sends the same line: in the same second its frame would
-		// be byte for byte the previous run's, which the server refuses as
-		// a replay. Start each run in a second of its own.
-		time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second)))
+		// Each run sends a line of its own (its source port): the server
+		// stores a payload another session of the sensor stored only once
+		// (it takes it for a resend).
+		sport := 40000 + i
+		pcap := d.capture(fmt.Sprintf("ip%d", i), synTo(keyClient, uint16(sport), keyBadIP, 443))
+		line := lineFrom(sport)
 		// a spool per case: a refused case's line must not reach the next
 		spool := fmt.Sprintf("D4_SPOOL_DIR %s/spool%d\n", d.dir, i)
 		r := d.run(d.base()+server+spool+c.conf, Flags{}, pcap)
