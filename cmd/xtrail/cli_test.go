@@ -17,10 +17,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/xtrail/xtrail/internal/testenv"
 )
 
 // xtrailBin is the binary TestMain builds once for this test binary.
@@ -120,30 +121,12 @@ func wantFail(t *testing.T, r result, code int, msgs ...string) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer a process writes while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // proc is a long-running xtrail (server, collector, export).
 type proc struct {
 	t              *testing.T
 	args           []string
 	cmd            *exec.Cmd
-	stdout, stderr *syncBuffer
+	stdout, stderr *testenv.SyncBuffer
 	exited         chan struct{}
 	code           int
 }
@@ -152,7 +135,7 @@ type proc struct {
 // it still runs.
 func startXtrail(t *testing.T, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, args: args, cmd: xtrailCmd(context.Background(), args...), stdout: &syncBuffer{}, stderr: &syncBuffer{},
+	p := &proc{t: t, args: args, cmd: xtrailCmd(context.Background(), args...), stdout: &testenv.SyncBuffer{}, stderr: &testenv.SyncBuffer{},
 		exited: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
 	if err := p.cmd.Start(); err != nil {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"github.com/xtrail/xtrail/internal/testenv"
 )
 
 // quicServer is a small D4-over-QUIC receiver for the client's tests: it
@@ -214,7 +215,7 @@ func TestQUICClientRejected(t *testing.T) {
 			return ""
 		}
 	})
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	c := newQUICClient(t, srv.addr, cliTLS, func(cfg *ClientConfig) {
 		cfg.Logger = testLogger(&logs)
 		cfg.Backoff = time.Hour // one attempt is enough
@@ -291,25 +292,7 @@ func BenchmarkClientQUIC(b *testing.B) {
 	})
 }
 
-// syncBuffer is a log destination safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func testLogger(w *syncBuffer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
+func testLogger(w *testenv.SyncBuffer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
 
 func TestSetUDPBuffers(t *testing.T) {
 	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -325,7 +308,7 @@ func TestSetUDPBuffers(t *testing.T) {
 	if err := SetUDPBuffers(pc, 1<<40); err == nil || !strings.Contains(err.Error(), "KiB") {
 		t.Fatalf("1 TiB buffers: %v", err)
 	}
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	warn := BufferWarner(testLogger(&logs))
 	warn(errors.New("short"))
 	warn(errors.New("short again"))

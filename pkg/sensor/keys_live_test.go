@@ -82,9 +82,9 @@ func TestKeyLive(t *testing.T) {
 
 // liveConf configures a sensor from cfg and runs it live until stop is
 // called (stop returns Run's error); the sinks are closed at cleanup.
-func liveConf(t *testing.T, cfg *maltrail.Config, f Flags) (*syncBuffer, func() error) {
+func liveConf(t *testing.T, cfg *maltrail.Config, f Flags) (*testenv.SyncBuffer, func() error) {
 	t.Helper()
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	st, err := configure(cfg, f, slog.New(slog.NewTextHandler(&logs, nil)), testHost(t))
 	if err != nil {
 		t.Fatal(err)

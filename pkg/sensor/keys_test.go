@@ -19,7 +19,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -127,24 +126,6 @@ func (r keyRun) count(sub string) int {
 	return n
 }
 
-// syncBuffer is a log destination for several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // run writes conf ({run} replaced by a fresh directory) to a maltrail.conf
 // and runs the sensor on it as `xtrail sensor -c maltrail.conf` would, with
 // flags f; -r is the captures pcaps.
@@ -152,7 +133,7 @@ func (d *keyDir) run(conf string, f Flags, pcaps ...string) keyRun {
 	d.t.Helper()
 	r := keyRun{dir: d.t.TempDir()}
 	f.Pcaps = pcaps
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	h := testHost(d.t)
 	st, err := configure(readConf(d.t, r.dir, strings.ReplaceAll(conf, "{run}", r.dir)), f, log, h)

@@ -48,7 +48,7 @@ func TestReplayCache(t *testing.T) {
 	}
 	run := func(what string, o Options) string {
 		t.Helper()
-		var logs syncBuffer
+		var logs testenv.SyncBuffer
 		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 		o.TrailsFile = xts
 		got := replayWith(t, o, false, pcaps...)
