@@ -124,18 +124,20 @@ func TestRejections(t *testing.T) {
 				t.Error("a first frame within the budget was refused")
 			}
 		}},
-		{"frame deadline", ReasonFrameTimeout, func(c *Config) { c.IdleTimeout, c.FrameTimeout = 400*time.Millisecond, time.Second }, func(t *testing.T, ts *testServer) {
+		// the drips come 20 times as often as the idle timeout, so a loaded
+		// machine's late wakeups do not turn the case into an idle timeout
+		{"frame deadline", ReasonFrameTimeout, func(c *Config) { c.IdleTimeout, c.FrameTimeout = 2*time.Second, 3*time.Second }, func(t *testing.T, ts *testServer) {
 			s := dialSensor(t, ts, goodUUID, goodKey)
 			s.write(s.header(d4.TypeMeta, 100))
-			s.drip(20, 150*time.Millisecond) // beats the idle timeout, not the deadline
+			s.drip(50, 100*time.Millisecond) // beats the idle timeout, not the deadline
 			s.expectClosed()
 		}},
-		{"frame deadline of an authenticated session", ReasonFrameTimeout, func(c *Config) { c.IdleTimeout, c.FrameTimeout = 400*time.Millisecond, time.Second }, func(t *testing.T, ts *testServer) {
+		{"frame deadline of an authenticated session", ReasonFrameTimeout, func(c *Config) { c.IdleTimeout, c.FrameTimeout = 2*time.Second, 3*time.Second }, func(t *testing.T, ts *testServer) {
 			s := dialSensor(t, ts, goodUUID, goodKey)
 			s.send(d4.TypeMeta, meta)
-			time.Sleep(1500 * time.Millisecond) // silent between frames: allowed
+			time.Sleep(2500 * time.Millisecond) // silent between frames, past the idle timeout: allowed
 			s.write(s.header(d4.TypeExtended, 100))
-			s.drip(20, 150*time.Millisecond)
+			s.drip(50, 100*time.Millisecond)
 			s.expectClosed()
 		}},
 		{"idle before the first frame", ReasonIdle, func(c *Config) { c.IdleTimeout = 300 * time.Millisecond }, func(t *testing.T, ts *testServer) {
